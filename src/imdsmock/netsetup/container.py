@@ -1,0 +1,154 @@
+"""Container modes: wait for the mock's name, DNAT to it in this namespace, then run.
+
+``container`` execs the application command afterwards (an entrypoint wrapper); ``sidecar``
+stays idle in the application's namespace (``network_mode: service:app``) and removes its
+rules when stopped. Both need CAP_NET_ADMIN in that namespace, not on the host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from imdsmock.netsetup import detect, linux
+from imdsmock.netsetup.errors import NetsetupError
+from imdsmock.netsetup.linux import ECS_CREDENTIALS, IMDS_V4, Target
+from imdsmock.netsetup.plan import Plan, Runner, apply, render, run
+
+DEFAULT_PORT = 1338
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerOptions:
+    """Where the mock is (a name or an address) and what to route to it."""
+
+    mock_host: str
+    mock_port: int = DEFAULT_PORT
+    credentials_port: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    backend: detect.BackendChoice = "auto"
+
+
+def parse_mock(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """Split ``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` into host and port (1..65535)."""
+    host, port_text = value, ""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    if not host:
+        raise NetsetupError(f"--mock is {value!r}; expected HOST or HOST:PORT, e.g. imds:1338")
+    return host, parse_port("--mock port", port_text) if port_text else default_port
+
+
+def parse_port(what: str, text: str) -> int:
+    """A TCP port number, or a :class:`NetsetupError` naming ``what`` and the value."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise NetsetupError(f"{what} is {text!r}; expected a port number 1..65535")
+    return int(text)
+
+
+def wait_for_address(
+    host: str,
+    timeout: float,
+    resolve: Callable[[str], str | None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """The IPv4 address of ``host``, polling until it resolves or ``timeout`` seconds pass.
+
+    In compose the mock's name appears in the embedded DNS only once its container has
+    started, so an application container started at the same moment must wait for it.
+    """
+    lookup = resolve or _resolve_v4
+    deadline = clock() + timeout
+    while True:
+        address = lookup(host)
+        if address is not None:
+            return address
+        if clock() >= deadline:
+            raise NetsetupError(
+                f"timed out after {timeout:g} s waiting for the mock's name {host!r} to "
+                "resolve; is the mock service running on this network? "
+                "(--timeout / IMDSMOCK_TIMEOUT to wait longer)"
+            )
+        sleep(0.2)
+
+
+def _resolve_v4(host: str) -> str | None:
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return None
+    return str(infos[0][4][0]) if infos else None
+
+
+def targets(address: str, options: ContainerOptions) -> tuple[Target, ...]:
+    """DNATs to the mock's address: IMDS, and the ECS credential endpoint when asked."""
+    found = [Target(address=IMDS_V4, to_host=address, to_port=options.mock_port)]
+    if options.credentials_port is not None:
+        found.append(
+            Target(address=ECS_CREDENTIALS, to_host=address, to_port=options.credentials_port)
+        )
+    return tuple(found)
+
+
+def plan(options: ContainerOptions, runner: Runner = run) -> Plan:
+    """Wait for the mock, look at this namespace, and build the plan (nothing applied)."""
+    address = wait_for_address(options.mock_host, options.timeout)
+    fw = detect.detect_firewall(options.backend, runner=runner)
+    observed = detect.observe(fw, runner)
+    wanted = targets(address, options)
+    toward = detect.route_to(address, runner)
+    routes = tuple(
+        linux.route_plan(t.address, detect.route_to(t.address, runner), toward) for t in wanted
+    )
+    return linux.container_plan(fw, wanted, observed, routes)
+
+
+def install(options: ContainerOptions, *, dry_run: bool = False, runner: Runner = run) -> Plan:
+    """Build the plan and apply it (or print it, with ``dry_run``); returns it for undo."""
+    built = plan(options, runner)
+    if dry_run:
+        sys.stdout.write(render(built.steps) or "# nothing to do: already in place\n")
+        return built
+    detect.require_net_admin("container")
+    apply(built.steps, runner)
+    return built
+
+
+def exec_command(command: Sequence[str]) -> None:
+    """Replace this process with ``command`` (the application), searching ``PATH``."""
+    if not command:
+        raise NetsetupError("no command given after --; expected: -- CMD [ARG...]")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(command[0], list(command))
+    except OSError as exc:
+        raise NetsetupError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
+
+
+def idle_until_stopped(installed: Plan, runner: Runner = run) -> None:
+    """Sidecar: say ``ready``, sleep until SIGTERM or SIGINT, then undo what was installed.
+
+    The signals are blocked and collected with ``sigwait`` so this also works as PID 1,
+    where the kernel ignores signals that have no handler.
+    """
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    print("imdsmock route sidecar: ready", flush=True)
+    signal.sigwait(stop)
+    apply(installed.undo, runner)
