@@ -1,0 +1,224 @@
+"""The command line: a thin skin over :mod:`imdsmock.config` and :class:`imdsmock.app.App`.
+
+``imdsmock`` with no subcommand serves. Subcommands: ``serve``, ``config`` (print the
+effective configuration), ``cert`` (print the identity-signing certificate), ``route``
+(make 169.254.169.254 reach the mock), ``ctl`` (drive a running mock), ``version``.
+
+Bad input ends with one line on stderr and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from . import __version__
+from .config import SHORT_NAMES, Config, dump, load
+from .errors import ImdsMockError
+
+__all__ = ["aemm_main", "main", "serve_parser"]
+
+PROG = "imdsmock"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line and exits 2 (its default code)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", metavar="FILE", help="config file (YAML, JSON or TOML)")
+    g = p.add_argument_group("listening")
+    g.add_argument("--host", help="IMDS listen address (default 127.0.0.1)")
+    g.add_argument("--port", help="IMDS listen port (default 1338)")
+    g.add_argument(
+        "--listen",
+        action="append",
+        metavar="HOST:PORT",
+        help="an extra IMDS listener, e.g. 169.254.169.254:80 or [fd00:ec2::254]:80 (repeatable)",
+    )
+    g.add_argument(
+        "--keep-alive",
+        action="store_const",
+        const=True,
+        help="keep connections open (real IMDS closes them)",
+    )
+    g.add_argument("--control-host", help="control API address (default 127.0.0.1)")
+    g.add_argument("--control-port", help="control API port (default 1339)")
+    g.add_argument("--control-token", help="bearer token for the control API")
+    g.add_argument("--control-token-file", metavar="FILE", help="file holding that token")
+    g.add_argument(
+        "--log-requests", action="store_const", const=True, help="log every request to stderr"
+    )
+    o = p.add_argument_group("instance metadata options")
+    o.add_argument("--http-tokens", help="optional | required (IMDSv2 only)")
+    o.add_argument("--http-endpoint", help="enabled | disabled (disabled: 403 everywhere)")
+    o.add_argument("--hop-limit", help="IP TTL of the token response, 1..64 (default 1)")
+    o.add_argument("--http-protocol-ipv6", help="enabled | disabled")
+    o.add_argument("--instance-metadata-tags", help="enabled | disabled (tags/instance)")
+    i = p.add_argument_group("instance")
+    for name in (
+        "instance-id",
+        "instance-type",
+        "region",
+        "availability-zone",
+        "account-id",
+        "iam-role",
+        "user-data",
+        "user-data-base64",
+    ):
+        i.add_argument(f"--{name}")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="set any configuration key, e.g. --set instance.tags.Owner=alice",
+    )
+
+
+def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The parser of ``imdsmock [serve]``."""
+    p = _Parser(
+        prog=prog,
+        description="A faithful EC2 instance metadata service (IMDS) for local use.",
+        epilog="Subcommands: serve (default), config, cert, route, ctl, version. "
+        "Every option has an IMDSMOCK_* environment variable (e.g. IMDSMOCK_PORT).",
+    )
+    p.add_argument("-v", "--version", action="version", version=__version__)
+    _add_serve_options(p)
+    return p
+
+
+def load_config(ns: argparse.Namespace) -> Config:
+    """Flags (from an argparse namespace) > env > file > defaults."""
+    flags: dict[str, Any] = {}
+    for short in SHORT_NAMES:
+        value = getattr(ns, short.replace("-", "_"), None)
+        if value is not None:
+            flags[short] = value
+    for item in ns.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ImdsMockError(f"--set {item!r} is not KEY=VALUE; e.g. --set options.hop-limit=2")
+        flags[key.strip()] = value
+    return load(file=ns.config, flags=_nest_set(flags))
+
+
+def _nest_set(flags: dict[str, Any]) -> dict[str, Any]:
+    # "--set instance.tags.Owner=x" and "--set paths.meta-data/foo=x" address mapping keys.
+    out: dict[str, Any] = {}
+    for key, value in flags.items():
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0] in ("instance", "paths"):
+            node = out.setdefault(parts[0], {})
+            for part in parts[1:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = value
+        elif len(parts) == 2 and parts[0] == "paths":
+            out.setdefault("paths", {})[parts[1]] = None if value == "" else value
+        else:
+            out[key] = value
+    return out
+
+
+def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
+    from .app import App, run
+
+    ns = serve_parser(prog).parse_args(argv)
+    cfg = load_config(ns)
+    app = App(cfg)
+    socks = app.bind()
+
+    def ready(a: App) -> None:
+        for url in a.addresses():
+            print(f"{prog}: serving IMDS on {url}", file=sys.stderr, flush=True)
+
+    run(app, socks, ready)
+    return 0
+
+
+def _cmd_config(argv: Sequence[str]) -> int:
+    p = serve_parser(f"{PROG} config")
+    p.description = "Print the effective configuration (flags > env > file > defaults)."
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    ns = p.parse_args(argv)
+    print(dump(load_config(ns), ns.format), end="" if ns.format == "yaml" else "\n")
+    return 0
+
+
+def _cmd_cert(argv: Sequence[str]) -> int:
+    from .signing import load_signer
+
+    p = serve_parser(f"{PROG} cert")
+    p.description = "Print the PEM certificate that verifies the identity-document signatures."
+    ns = p.parse_args(argv)
+    print(load_signer(load_config(ns).signing).certificate_pem(), end="")
+    return 0
+
+
+def _cmd_version(argv: Sequence[str]) -> int:
+    print(__version__)
+    return 0
+
+
+def _cmd_route(argv: Sequence[str]) -> int:
+    from .netsetup.cli import main as route_main
+
+    return route_main(list(argv))
+
+
+def _cmd_ctl(argv: Sequence[str]) -> int:
+    from .ctl import main as ctl_main
+
+    status: int = ctl_main(list(argv))
+    return status
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "serve": _cmd_serve,
+    "config": _cmd_config,
+    "cert": _cmd_cert,
+    "route": _cmd_route,
+    "ctl": _cmd_ctl,
+    "version": _cmd_version,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``imdsmock``; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=os.environ.get("IMDSMOCK_LOG_LEVEL", "INFO").upper(),
+        format="%(name)s: %(message)s",
+    )
+    command = COMMANDS.get(args[0]) if args else None
+    try:
+        if command is not None:
+            return command(args[1:])
+        return _cmd_serve(args)
+    except ImdsMockError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def aemm_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ec2-metadata-mock``: AWS's Go mock's interface."""
+    try:
+        from .aemm import main as aemm
+    except ImportError:
+        return main(argv)
+    status: int = aemm(argv)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

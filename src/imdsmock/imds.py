@@ -1,0 +1,154 @@
+"""The IMDS behaviour: a pure function of snapshot, request and time.
+
+No sockets and no clock reads here; the server parses bytes into a :class:`Request`,
+calls :func:`handle` and writes the returned pre-rendered :class:`~imdsmock.wire.Response`.
+The rules follow real IMDS (real-imds.md §A3, §A4):
+
+* ``http-endpoint disabled`` -> 403 for everything;
+* ``PUT /latest/api/token``: ``X-Forwarded-For`` -> 403; TTL missing or outside
+  1..21600 -> 400; else 200 with the token and the TTL echoed; PUT on a dated token path
+  -> 403; any other method on the token path -> 405 ``Allow: OPTIONS, PUT``;
+* data paths answer GET and HEAD; an invalid or expired token -> 401 in both modes; no
+  token in ``required`` mode -> 401;
+* unknown paths -> 404 with the XHTML page.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from .defaults import VERSIONS
+from .state import Snapshot
+from .table import Entry
+from .tokens import MAX_TTL, MIN_TTL, TokenIssuer
+from .wire import Response, error, render
+
+__all__ = ["Request", "handle"]
+
+_VERSIONS = frozenset(VERSIONS)
+_SLASHES = re.compile("/{2,}")
+
+
+class Request(NamedTuple):
+    """What the IMDS behaviour needs to know about one request."""
+
+    method: str
+    path: str
+    client: str = "127.0.0.1"
+    token: str | None = None
+    token_ttl: str | None = None
+    forwarded: bool = False
+    user_agent: str | None = None
+
+
+class Gate:
+    """Decides whether a client may see gated paths (AEMM's ``--mock-ip-count``)."""
+
+    def allows(self, client: str) -> bool:  # pragma: no cover - interface
+        """Whether ``client`` may see gated paths."""
+        raise NotImplementedError
+
+
+FORBIDDEN = error(403)
+FORBIDDEN_HEAD = error(403, head_only=True)
+UNAUTHORIZED = error(401)
+UNAUTHORIZED_HEAD = error(401, head_only=True)
+BAD_REQUEST = error(400)
+NOT_FOUND = error(404)
+NOT_FOUND_HEAD = error(404, head_only=True)
+TOKEN_METHOD = error(405, allow="OPTIONS, PUT")
+TOKEN_METHOD_HEAD = error(405, allow="OPTIONS, PUT", head_only=True)
+DATA_METHOD = error(405, allow="GET, HEAD, OPTIONS")
+TOKEN_PATH = "/latest/api/token"
+
+
+def handle(
+    snapshot: Snapshot,
+    request: Request,
+    now: float,
+    tokens: TokenIssuer,
+    gate: Gate | None = None,
+) -> Response:
+    """Answer one IMDS request."""
+    options = snapshot.config.options
+    head = request.method == "HEAD"
+    if options.http_endpoint == "disabled":
+        return FORBIDDEN_HEAD if head else FORBIDDEN
+    path = request.path
+    table = snapshot.table(now)
+    entry = table.fast.get(path)
+    if entry is None:
+        if path == TOKEN_PATH or path == TOKEN_PATH + "/":
+            return _token(snapshot, request, now, tokens)
+        path = _normalize(path)
+        if path.endswith("/api/token"):
+            version = path[1:].split("/", 1)[0]
+            if path == TOKEN_PATH:
+                return _token(snapshot, request, now, tokens)
+            if version in _VERSIONS:
+                return FORBIDDEN if request.method == "PUT" else NOT_FOUND
+    if request.method != "GET" and not head:
+        return DATA_METHOD
+    # Authentication comes before the lookup: a bad token is 401 even on unknown paths.
+    remaining: float | None = None
+    if request.token is not None:
+        remaining = tokens.remaining(request.token, now)
+        if remaining is None:
+            return UNAUTHORIZED_HEAD if head else UNAUTHORIZED
+    elif options.http_tokens == "required":
+        return UNAUTHORIZED_HEAD if head else UNAUTHORIZED
+    if entry is None:
+        entry = _lookup(snapshot, path, now)
+        if entry is None:
+            return NOT_FOUND_HEAD if head else NOT_FOUND
+    if entry.gated and gate is not None and not gate.allows(request.client):
+        return NOT_FOUND_HEAD if head else NOT_FOUND
+    response = entry.head if head else entry.get
+    if remaining is not None:
+        # Token-authenticated answers carry the token's remaining TTL (real-imds.md §A3).
+        return response.with_header("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", str(int(remaining)))
+    return response
+
+
+def _normalize(path: str) -> str:
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    return path
+
+
+def _lookup(snapshot: Snapshot, path: str, now: float) -> Entry | None:
+    table = snapshot.table(now)
+    if path in {"/", ""}:
+        return table.root
+    entry = table.fast.get(path)
+    if entry is not None:
+        return entry
+    version, _, rest = path[1:].partition("/")
+    if version not in _VERSIONS:
+        return None
+    rest = rest.rstrip("/")
+    if any(part in (".", "..") for part in rest.split("/")):
+        return None
+    return table.lookup(rest)
+
+
+def _token(snapshot: Snapshot, request: Request, now: float, tokens: TokenIssuer) -> Response:
+    if request.method != "PUT":
+        return TOKEN_METHOD_HEAD if request.method == "HEAD" else TOKEN_METHOD
+    if request.forwarded:
+        return FORBIDDEN
+    raw = request.token_ttl
+    if raw is None or not raw.strip().isdigit():
+        return BAD_REQUEST
+    ttl = int(raw)
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        return BAD_REQUEST
+    token = tokens.issue(ttl, now)
+    return render(
+        200,
+        token.encode(),
+        headers=(("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", str(ttl)),),
+        hop_limit=snapshot.config.options.hop_limit,
+    )
