@@ -26,7 +26,7 @@ from .table import Table, compile_table
 from .timeline import Timeline
 from .tokens import TokenIssuer
 
-__all__ = ["Snapshot", "State", "build_snapshot"]
+__all__ = ["Snapshot", "State", "build_snapshot", "rebuild"]
 
 _MEMO_LIMIT = 32
 
@@ -138,6 +138,25 @@ def build_snapshot(
         gated=gated,
         started=started,
         signer=signer,
+    )
+
+
+def rebuild(snapshot: Snapshot, config: Config) -> Snapshot:
+    """The same instance under a new configuration (options switched, values changed).
+
+    Keeps what must not change with it: the signer, the start time, the credential seed
+    (so keys do not change because a tag did), the timeline and run-time edits.
+    """
+    creds = snapshot.credentials
+    if creds is not None:
+        creds = FakeCredentials(config.credentials, creds.origin, creds.seed)
+    signer = snapshot.signer
+    assert signer is not None, "snapshots built by build_snapshot carry their signer"
+    return snapshot.evolve(
+        config=config,
+        base=base_tree(config, signer, snapshot.started),
+        listing_overrides=listing_overrides(config),
+        credentials=creds,
     )
 
 
