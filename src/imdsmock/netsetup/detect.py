@@ -142,6 +142,40 @@ def parse_nft_table(list_text: str) -> tuple[str, ...]:
     return tuple(rules)
 
 
+BUILTIN_NAT_CHAINS = frozenset({"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"})
+
+
+def nat_table_only_ours(list_text: str) -> bool:
+    """Whether an iptables-nft ``nat`` table (``nft list table ip nat``) holds only our parts.
+
+    True when its only chains are the built-in ones and ours, and its only rules are in our
+    chain or jump to it: then removing our parts leaves a table that iptables-nft created
+    for us and that ``down`` may delete.
+    """
+    chain = ""
+    for raw in list_text.splitlines():
+        line = raw.strip()
+        found = re.match(r"chain (\S+) \{", line)
+        if found:
+            chain = found.group(1)
+            if chain not in BUILTIN_NAT_CHAINS | {CHAIN}:
+                return False
+        elif (
+            line
+            and not line.startswith(("table ", "type ", "}", "#"))
+            and chain != CHAIN
+            and not line.endswith(f"jump {CHAIN}")
+        ):
+            return False
+    return True
+
+
+def parse_nft_tables(list_text: str) -> frozenset[str]:
+    """The tables from ``nft list tables``, as ``FAMILY NAME`` (``ip nat``)."""
+    found = re.findall(r"^table (\S+ \S+)", list_text, flags=re.MULTILINE)
+    return frozenset(found)
+
+
 def parse_addresses(ip_o_addr_text: str) -> frozenset[str]:
     """The ``ADDRESS/PREFIX`` strings from ``ip -o addr show dev lo``."""
     found = re.findall(r"\binet6? (\S+)", ip_o_addr_text)
@@ -177,6 +211,8 @@ class Observed:
     chain6: ChainState = ChainState()
     nft_rules: tuple[str, ...] | None = None
     readable: bool = True
+    nat_tables: frozenset[str] | None = None
+    nat_only_ours: frozenset[str] = frozenset()
 
 
 EMPTY = Observed()
@@ -198,12 +234,39 @@ def observe(fw: Firewall, runner: Runner = run) -> Observed:
         return Observed(addresses=addresses, readable=readable)
     v4 = runner(cmd(fw.v4, "-w", "-t", "nat", "-S"))
     v6 = runner(cmd(fw.v6, "-w", "-t", "nat", "-S"))
+    tables, only_ours = _observe_nat_tables(fw, runner)
     return Observed(
         addresses=addresses,
         chain4=parse_iptables_rules(v4.stdout) if v4.returncode == 0 else ChainState(),
         chain6=parse_iptables_rules(v6.stdout) if v6.returncode == 0 else ChainState(),
         readable=v4.returncode == 0,
+        nat_tables=tables,
+        nat_only_ours=only_ours,
     )
+
+
+def _observe_nat_tables(
+    fw: Firewall, runner: Runner
+) -> tuple[frozenset[str] | None, frozenset[str]]:
+    # iptables-nft creates the nf_tables table "ip nat" / "ip6 nat" on first use and
+    # iptables cannot delete it again; nft can, so with nft at hand `down` can be exact.
+    if fw.variant != "nf_tables":
+        return None, frozenset()
+    listed = runner(cmd("nft", "list", "tables"))
+    if listed.returncode != 0:
+        return None, frozenset()
+    tables = parse_nft_tables(listed.stdout)
+    only_ours: set[str] = set()
+    for table in NAT_TABLES.values():
+        if table in tables:
+            shown = runner(cmd("nft", "list", "table", *table.split()))
+            if shown.returncode == 0 and nat_table_only_ours(shown.stdout):
+                only_ours.add(table)
+    return tables, frozenset(only_ours)
+
+
+#: The nf_tables tables iptables-nft uses for the nat table, per IP family.
+NAT_TABLES = {4: "ip nat", 6: "ip6 nat"}
 
 
 def route_to(address: str, runner: Runner = run) -> RouteInfo | None:

@@ -82,7 +82,15 @@ def up(options: HostOptions, *, dry_run: bool = False, runner: Runner = run) -> 
     previous = state.load()
     added = [] if previous is None else list(previous.added)
     added += [t.prefix for t in wanted if t.prefix not in observed.addresses]
-    state.save(state.Record(backend=fw.name, added=tuple(dict.fromkeys(added))))
+    created = [] if previous is None else list(previous.created)
+    if not options.alias_only:
+        created += linux.created_nat_tables(fw, wanted, observed)
+    record = state.Record(
+        backend=fw.name,
+        added=tuple(dict.fromkeys(added)),
+        created=tuple(dict.fromkeys(created)),
+    )
+    state.save(record)
     return _summary(wanted, fw.name, options.alias_only, changed=bool(plan.steps))
 
 
@@ -96,6 +104,7 @@ def down(
     """Remove what ``up`` added in this namespace: our chain or table, and our aliases."""
     record = state.load()
     added = () if record is None else record.added
+    created = () if record is None else record.created
     if platform == "macos":
         plan = macos.down_plan(added)
         if dry_run:
@@ -109,7 +118,7 @@ def down(
     if not dry_run:
         detect.require_net_admin("down")
     observed = detect.observe(fw, runner)
-    plan = linux.down_plan(fw, observed, added)
+    plan = linux.down_plan(fw, observed, added, created)
     if dry_run:
         return _dry_run_text(plan, observed.readable)
     apply(plan.steps, runner)

@@ -12,7 +12,15 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from imdsmock.netsetup.detect import CHAIN, NFT_TABLE, ChainState, Firewall, Observed, RouteInfo
+from imdsmock.netsetup.detect import (
+    CHAIN,
+    NAT_TABLES,
+    NFT_TABLE,
+    ChainState,
+    Firewall,
+    Observed,
+    RouteInfo,
+)
 from imdsmock.netsetup.plan import Command, Plan, cmd
 
 #: The IMDS endpoints on EC2 (IPv4 and, on Nitro with the option on, IPv6) and the ECS
@@ -202,9 +210,34 @@ def up_plan(
     return plan
 
 
-def down_plan(fw: Firewall, observed: Observed, added: Iterable[str]) -> Plan:
-    """Host mode undo: firewall first, then the addresses our ``up`` recorded as added."""
-    return firewall_down(fw, observed) + remove_addresses(added, observed)
+def created_nat_tables(
+    fw: Firewall, targets: tuple[Target, ...], observed: Observed
+) -> tuple[str, ...]:
+    """The iptables-nft ``nat`` tables that ``up`` will bring into being (to record them).
+
+    Empty unless the backend is iptables-nft and ``nft`` could list the tables.
+    """
+    if fw.kind != "iptables" or fw.variant != "nf_tables" or observed.nat_tables is None:
+        return ()
+    families = sorted({t.family for t in targets})
+    return tuple(NAT_TABLES[f] for f in families if NAT_TABLES[f] not in observed.nat_tables)
+
+
+def down_plan(
+    fw: Firewall, observed: Observed, added: Iterable[str], created: Iterable[str] = ()
+) -> Plan:
+    """Host mode undo: firewall first, then the addresses our ``up`` recorded as added.
+
+    ``created`` names iptables-nft ``nat`` tables that did not exist before ``up``; each is
+    deleted when nothing but our chain and jump is in it.
+    """
+    tables = tuple(
+        cmd("nft", "delete", "table", *table.split())
+        for table in created
+        if table in observed.nat_only_ours
+    )
+    plan = firewall_down(fw, observed) + Plan(steps=tables)
+    return plan + remove_addresses(added, observed)
 
 
 def route_plan(address: str, current: RouteInfo | None, toward: RouteInfo | None) -> Plan:

@@ -22,10 +22,11 @@ DEFAULT_RUN_DIR = "/run/imdsmock"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """The firewall backend ``up`` used and the addresses it added to the loopback device."""
+    """What ``up`` used and made: backend, addresses added to ``lo``, nat tables created."""
 
     backend: str
     added: tuple[str, ...] = ()
+    created: tuple[str, ...] = ()
 
 
 def path() -> Path:
@@ -42,7 +43,11 @@ def load() -> Record | None:
         return None
     except (OSError, ValueError) as exc:
         raise NetsetupError(f"cannot read {path()}: {exc}; delete it to start over") from exc
-    return Record(backend=str(data["backend"]), added=tuple(str(a) for a in data["added"]))
+    return Record(
+        backend=str(data["backend"]),
+        added=tuple(str(a) for a in data["added"]),
+        created=tuple(str(t) for t in data.get("created", ())),
+    )
 
 
 def save(record: Record) -> None:
@@ -50,7 +55,11 @@ def save(record: Record) -> None:
     target = path()
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        body = {"backend": record.backend, "added": list(record.added)}
+        body = {
+            "backend": record.backend,
+            "added": list(record.added),
+            "created": list(record.created),
+        }
         target.write_text(json.dumps(body) + "\n", encoding="utf-8")
     except OSError as exc:
         raise NetsetupError(f"cannot write {target}: {exc}") from exc
