@@ -105,8 +105,11 @@ def targets(address: str, options: ContainerOptions) -> tuple[Target, ...]:
     return tuple(found)
 
 
-def plan(options: ContainerOptions, runner: Runner = run) -> Plan:
-    """Wait for the mock, look at this namespace, and build the plan (nothing applied)."""
+def plan(options: ContainerOptions, runner: Runner = run) -> tuple[tuple[Target, ...], Plan]:
+    """Wait for the mock, look at this namespace, and build the plan (nothing applied).
+
+    Returns the routed targets (with the mock's resolved address) and the plan.
+    """
     address = wait_for_address(options.mock_host, options.timeout)
     fw = detect.detect_firewall(options.backend, runner=runner)
     observed = detect.observe(fw, runner)
@@ -115,17 +118,19 @@ def plan(options: ContainerOptions, runner: Runner = run) -> Plan:
     routes = tuple(
         linux.route_plan(t.address, detect.route_to(t.address, runner), toward) for t in wanted
     )
-    return linux.container_plan(fw, wanted, observed, routes)
+    return wanted, linux.container_plan(fw, wanted, observed, routes)
 
 
 def install(options: ContainerOptions, *, dry_run: bool = False, runner: Runner = run) -> Plan:
     """Build the plan and apply it (or print it, with ``dry_run``); returns it for undo."""
-    built = plan(options, runner)
+    wanted, built = plan(options, runner)
     if dry_run:
         sys.stdout.write(render(built.steps) or "# nothing to do: already in place\n")
         return built
     detect.require_net_admin("container")
     apply(built.steps, runner)
+    routes = ", ".join(f"{t.address}:{t.port} -> {t.to}" for t in wanted)
+    print(f"imdsmock route: {routes}", file=sys.stderr, flush=True)
     return built
 
 
