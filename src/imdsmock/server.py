@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from email.utils import formatdate
@@ -23,6 +24,7 @@ import httptools
 from .clock import Clock
 from .config import Listen
 from .errors import ServeError
+from .faults import Fault, FaultBook
 from .imds import Gate, Request, handle
 from .state import State
 from .wire import Response, error
@@ -38,6 +40,9 @@ IDLE_TIMEOUT = 10.0
 
 _BAD_REQUEST_CLOSE = error(400)
 _TOO_LARGE = error(431)
+# Injected faults (imdsmock.faults): pre-rendered answers, and "no answer" for the log.
+_FAULT_STATUS = {status: error(status) for status in (429, 500, 503)}
+_NO_ANSWER = Response(0, b"", b"", b"")
 
 RequestSink = Callable[[Request, Response, float], None]
 
@@ -69,6 +74,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_clock",
         "_closing",
         "_family",
+        "_faults",
         "_forwarded",
         "_gate",
         "_header_bytes",
@@ -93,12 +99,14 @@ class IMDSProtocol(asyncio.Protocol):
         keep_alive: bool = False,
         sink: RequestSink | None = None,
         gate: Gate | None = None,
+        faults: FaultBook | None = None,
     ) -> None:
         self._state = state
         self._clock = clock
         self._keep_alive = keep_alive
         self._sink = sink
         self._gate = gate
+        self._faults = faults
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._client = ""
@@ -202,6 +210,12 @@ class IMDSProtocol(asyncio.Protocol):
             self._closing = True
             transport.abort()
             return
+        faults = self._faults
+        if faults is not None and faults.rules:  # an empty tuple costs one test
+            fault = faults.take(path, self._client)
+            if fault is not None:
+                self._inject(fault, request, now)
+                return
         response = handle(snapshot, request, now, state.tokens, self._gate)
         keep = self._keep_alive and self._parser.should_keep_alive()
         self._write(response, keep)
@@ -209,6 +223,33 @@ class IMDSProtocol(asyncio.Protocol):
             self._sink(request, response, now)
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _inject(self, fault: Fault, request: Request, now: float) -> None:
+        """Answer (or not) as the fault says; the connection closes afterwards."""
+        transport = self._transport
+        assert transport is not None
+        response = _NO_ANSWER
+        if fault.kind == "status":
+            response = _FAULT_STATUS[fault.status]
+            self._write(response, False)
+        elif fault.kind == "latency":
+            state = self._state
+            response = handle(state.snapshot, request, now, state.tokens, self._gate)
+            self._closing = True  # nothing more is read from this connection
+            asyncio.get_running_loop().call_later(
+                fault.latency_ms / 1000.0, self._write, response, False
+            )
+        elif fault.kind == "reset":
+            self._closing = True
+            sock = transport.get_extra_info("socket")
+            if sock is not None:  # linger 0: close() sends a TCP RST, not a FIN
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:  # hang: say nothing; the client times out (or the idle timer closes it)
+            self._closing = True
+        if self._sink is not None:
+            self._sink(request, response, now)
 
     def _write(self, response: Response, keep: bool) -> None:
         transport = self._transport
@@ -314,18 +355,25 @@ class Server:
         keep_alive: bool = False,
         sink: RequestSink | None = None,
         gate: Gate | None = None,
+        faults: FaultBook | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
         self.keep_alive = keep_alive
         self.sink = sink
         self.gate = gate
+        self.faults = faults
         self._servers: list[asyncio.base_events.Server] = []
 
     def protocol(self) -> IMDSProtocol:
         """A protocol instance for one new connection."""
         return IMDSProtocol(
-            self.state, self.clock, keep_alive=self.keep_alive, sink=self.sink, gate=self.gate
+            self.state,
+            self.clock,
+            keep_alive=self.keep_alive,
+            sink=self.sink,
+            gate=self.gate,
+            faults=self.faults,
         )
 
     async def start(

@@ -1,0 +1,169 @@
+"""The request log: a bounded ring buffer of what clients asked and what they got.
+
+The server calls :meth:`RequestLog.record` after every answer; it appends one tuple to a
+``deque`` with a ``maxlen`` (O(1), atomic under the GIL, nothing formatted), so logging
+costs next to nothing on the hot path. Entries are turned into dictionaries only when
+someone reads the log (the control API, ``imdsmock ctl requests``, the pytest plugin).
+
+An entry records the method, the path, the status, the client address, the user agent
+and whether an IMDSv2 token was sent -- never the token itself. The IMDSv1 report groups
+token-less data requests by client and user agent, like the ``MetadataNoToken``
+CloudWatch metric EC2 offers for finding IMDSv1 callers (real-imds.md §A3).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .imds import TOKEN_PATH, Request
+from .wire import Response
+
+__all__ = ["Entry", "RequestLog"]
+
+DEFAULT_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One logged request (the token value itself is never kept)."""
+
+    seq: int
+    time: float
+    method: str
+    path: str
+    status: int
+    client: str
+    user_agent: str | None
+    token: bool
+
+    @property
+    def imdsv1(self) -> bool:
+        """A token-less data request: what real EC2 counts as IMDSv1 use."""
+        return (
+            not self.token
+            and self.method in ("GET", "HEAD")
+            and not self.path.startswith(TOKEN_PATH)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "client": self.client,
+            "user-agent": self.user_agent,
+            "token": self.token,
+            "imdsv1": self.imdsv1,
+        }
+
+
+# (seq, time, request, status) -- formatted only when read.
+_Raw = tuple[int, float, Request, int]
+
+
+class RequestLog:
+    """The last ``size`` requests, oldest first; safe to feed from any thread."""
+
+    __slots__ = ("_entries", "_lock", "_seq", "size")
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        self.size = size
+        self._entries: collections.deque[_Raw] = collections.deque(maxlen=size)
+        # itertools.count would do, but a lock keeps seq and append in the same order.
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def record(self, request: Request, response: Response, now: float) -> None:
+        """The server's sink: remember one answered request."""
+        self.add(request, response.status, now)
+
+    def add(self, request: Request, status: int, now: float) -> None:
+        """Remember one request with its status (0 when no answer was sent)."""
+        with self._lock:
+            self._seq += 1
+            self._entries.append((self._seq, now, request, status))
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        for seq, now, req, status in list(self._entries):
+            yield Entry(
+                seq=seq,
+                time=now,
+                method=req.method,
+                path=req.path,
+                status=status,
+                client=req.client,
+                user_agent=req.user_agent,
+                token=req.token is not None,
+            )
+
+    def entries(
+        self,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        client: str | None = None,
+        token: bool | None = None,
+        imdsv1: bool | None = None,
+        limit: int | None = None,
+    ) -> list[Entry]:
+        """Entries matching every given filter (``path`` is a prefix), oldest first.
+
+        ``limit`` keeps the newest ``limit`` matches.
+        """
+        out = [
+            e
+            for e in self
+            if (method is None or e.method == method.upper())
+            and (path is None or e.path.startswith(path))
+            and (status is None or e.status == status)
+            and (client is None or e.client == client)
+            and (token is None or e.token == token)
+            and (imdsv1 is None or e.imdsv1 == imdsv1)
+        ]
+        if limit is not None:
+            out = out[-limit:] if limit > 0 else []
+        return out
+
+    def imdsv1_report(self) -> list[dict[str, Any]]:
+        """Token-less data requests grouped by client and user agent, busiest first."""
+        groups: dict[tuple[str, str | None], dict[str, Any]] = {}
+        for e in self:
+            if not e.imdsv1:
+                continue
+            g = groups.get((e.client, e.user_agent))
+            if g is None:
+                g = groups[(e.client, e.user_agent)] = {
+                    "client": e.client,
+                    "user-agent": e.user_agent,
+                    "requests": 0,
+                    "served": 0,
+                    "rejected": 0,
+                    "first": e.time,
+                    "last": e.time,
+                    "paths": [],
+                }
+            g["requests"] += 1
+            if 200 <= e.status < 300:
+                g["served"] += 1
+            else:
+                g["rejected"] += 1
+            g["last"] = e.time
+            if e.path not in g["paths"] and len(g["paths"]) < 10:
+                g["paths"].append(e.path)
+        return sorted(groups.values(), key=lambda g: (-g["requests"], g["client"]))
