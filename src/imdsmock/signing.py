@@ -55,7 +55,11 @@ class Signer:
             .add_signer(self.certificate, self.key, hashes.SHA256())
             .sign(
                 serialization.Encoding.DER,
-                [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.NoCapabilities],
+                [
+                    pkcs7.PKCS7Options.DetachedSignature,
+                    pkcs7.PKCS7Options.NoCapabilities,
+                    pkcs7.PKCS7Options.Binary,
+                ],
             )
         )
         return _wrap(der, width=64)

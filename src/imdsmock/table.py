@@ -73,7 +73,10 @@ def compile_table(
         if directory in tree:
             continue  # a leaf wins over a directory of the same name
         text = overrides.get(directory)
-        if text is None:
+        if text is None and directory == "":
+            # The version root lists "dynamic", "meta-data", "user-data" without slashes.
+            text = "\n".join(name.rstrip("/") for name in names)
+        elif text is None:
             text = "\n".join(names)
         entries[directory] = _entry(text.encode(), "text/plain", last_modified, False)
     fast: dict[str, Entry] = {}
