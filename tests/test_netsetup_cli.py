@@ -1,0 +1,250 @@
+"""``imdsmock route`` input handling, parsers of system output, and the layout rule."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imdsmock.netsetup import cli, container, detect
+from imdsmock.netsetup.errors import NetsetupError
+
+NETSETUP = Path(__file__).resolve().parents[1] / "src/imdsmock/netsetup"
+
+BAD_INPUT = [
+    pytest.param(["bogus"], "invalid choice: 'bogus'", id="unknown-action"),
+    pytest.param(["up", "--mock", "imds:1338"], "--mock host is 'imds'", id="host-needs-ip"),
+    pytest.param(["up", "--mock", "[::1]:1338"], "expected an IPv4 address", id="host-v6"),
+    pytest.param(["up", "--mock", "127.0.0.1:0"], "--mock port is '0'", id="port-zero"),
+    pytest.param(["up", "--credentials-port", "x"], "--credentials-port is 'x'", id="cport"),
+    pytest.param(["up", "--backend", "pf"], "invalid choice: 'pf'", id="backend"),
+    pytest.param(["container", "--", "true"], "--mock is missing", id="no-mock"),
+    pytest.param(["container", "--mock", "imds"], "no command given", id="no-command"),
+    pytest.param(
+        ["container", "--mock", "imds", "--timeout", "soon", "--", "true"],
+        "--timeout is 'soon'",
+        id="timeout",
+    ),
+    pytest.param(["sidecar", "--mock", ":80"], "--mock is ':80'", id="empty-host"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT)
+def test_bad_input_is_one_line_on_stderr_and_status_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bad input never gives a traceback: one line naming the value, exit status 2."""
+    for name in ("IMDSMOCK_HOST", "IMDSMOCK_PORT", "IMDSMOCK_CREDENTIALS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("imdsmock route: error: ")
+    assert message in err
+
+
+@pytest.mark.parametrize("action", ["up", "down"])
+def test_missing_privilege_names_cap_net_admin_and_how_to_get_it(action: str) -> None:
+    """Without CAP_NET_ADMIN it stops before any change, saying which privilege and how."""
+    argv = [sys.executable, "-m", "imdsmock.netsetup", action]
+    if os.geteuid() == 0 or detect.has_net_admin():
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv (util-linux) is needed to drop capabilities as root")
+        argv = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", *argv]
+    env = {**os.environ, "PYTHONPATH": str(NETSETUP.parents[1])}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert f"imdsmock route {action} needs CAP_NET_ADMIN" in done.stderr
+    assert "sudo" in done.stderr
+    assert "--cap-add NET_ADMIN" in done.stderr
+
+
+def test_has_net_admin_reads_the_effective_capability_bit(tmp_path: Path) -> None:
+    """CapEff bit 12 is CAP_NET_ADMIN."""
+    with_cap = tmp_path / "with"
+    with_cap.write_text("Name:\tx\nCapEff:\t0000000000001000\n", encoding="ascii")
+    without = tmp_path / "without"
+    without.write_text("Name:\tx\nCapEff:\t0000000000000400\n", encoding="ascii")
+    assert detect.has_net_admin(str(with_cap))
+    assert not detect.has_net_admin(str(without))
+
+
+MOCKS = [
+    pytest.param("imds", ("imds", 1338), id="name"),
+    pytest.param("imds:8080", ("imds", 8080), id="name-port"),
+    pytest.param("10.0.0.2:80", ("10.0.0.2", 80), id="ipv4-port"),
+    pytest.param("[fd00::2]:1338", ("fd00::2", 1338), id="ipv6-port"),
+    pytest.param("fd00::2", ("fd00::2", 1338), id="ipv6"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), MOCKS)
+def test_mock_option_splits_host_and_port(value: str, expected: tuple[str, int]) -> None:
+    """``--mock`` takes HOST, HOST:PORT or [V6]:PORT; the port defaults to 1338."""
+    assert container.parse_mock(value) == expected
+
+
+def test_waiting_for_a_name_polls_until_it_resolves() -> None:
+    """The name is looked up again every 0.2 s until it appears."""
+    answers = iter([None, None, "10.0.0.2"])
+    now = [0.0]
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        now[0] += seconds
+
+    got = container.wait_for_address(
+        "imds", 5, resolve=lambda _: next(answers), clock=lambda: now[0], sleep=sleep
+    )
+    assert got == "10.0.0.2"
+    assert naps == [0.2, 0.2]
+
+
+def test_waiting_for_a_name_gives_up_after_the_timeout() -> None:
+    """After ``timeout`` seconds the error names the host and the option to wait longer."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(NetsetupError, match=r"timed out after 1 s .* 'imds'.*--timeout"):
+        container.wait_for_address(
+            "imds", 1, resolve=lambda _: None, clock=lambda: now[0], sleep=sleep
+        )
+
+
+VERSIONS = [
+    pytest.param("iptables v1.8.9 (nf_tables)\n", "nf_tables", id="nf_tables"),
+    pytest.param("iptables v1.8.9 (legacy)\n", "legacy", id="legacy"),
+    pytest.param("iptables v1.6.1\n", "legacy", id="pre-1.8"),
+]
+
+
+@pytest.mark.parametrize(("text", "variant"), VERSIONS)
+def test_iptables_backend_is_read_from_its_version_line(text: str, variant: str) -> None:
+    """``iptables --version`` names the backend; before 1.8 it is always legacy."""
+    assert detect.parse_iptables_variant(text) == variant
+
+
+def test_iptables_listing_gives_our_chain_rules_and_jumps() -> None:
+    """``-S`` output tells whether our chain exists, its rules and how many jumps reach it."""
+    text = (
+        "-P OUTPUT ACCEPT\n-N IMDSMOCK\n-N DOCKER\n-A OUTPUT -j IMDSMOCK\n"
+        "-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER\n"
+        "-A IMDSMOCK -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DNAT "
+        "--to-destination 127.0.0.1:1338\n"
+    )
+    state = detect.parse_iptables_rules(text)
+    assert state.exists
+    assert state.jumps == 1
+    assert len(state.rules) == 1
+
+
+def test_nft_listing_gives_rules_chain_by_chain() -> None:
+    """Rules of our nft table are read back with their chain name, headers left out."""
+    text = (
+        "table inet imdsmock {\n\tchain output {\n"
+        "\t\ttype nat hook output priority -100; policy accept;\n"
+        "\t\tip daddr 169.254.169.254 tcp dport 80 dnat ip to 127.0.0.1:1338\n\t}\n}\n"
+    )
+    assert detect.parse_nft_table(text) == (
+        "output: ip daddr 169.254.169.254 tcp dport 80 dnat ip to 127.0.0.1:1338",
+    )
+
+
+NAT_TABLES = [
+    pytest.param(
+        "table ip nat {\n\tchain OUTPUT {\n\t\ttype nat hook output priority -100;"
+        " policy accept;\n\t\tcounter packets 0 bytes 0 jump IMDSMOCK\n\t}\n"
+        "\tchain IMDSMOCK {\n\t\tip daddr 169.254.169.254 counter dnat to 127.0.0.1:1338\n"
+        "\t}\n}\n",
+        True,
+        id="only-ours",
+    ),
+    pytest.param(
+        "table ip nat {\n\tchain OUTPUT {\n\t\ttype nat hook output priority -100;"
+        " policy accept;\n\t\tip daddr 10.99.0.0/16 counter return\n\t}\n}\n",
+        False,
+        id="foreign-rule",
+    ),
+    pytest.param("table ip nat {\n\tchain DOCKER {\n\t}\n}\n", False, id="foreign-chain"),
+]
+
+
+@pytest.mark.parametrize(("text", "only_ours"), NAT_TABLES)
+def test_nat_table_is_deletable_only_when_it_holds_nothing_but_ours(
+    text: str, only_ours: bool
+) -> None:
+    """A foreign rule or chain keeps an iptables-nft nat table alive on ``down``."""
+    assert detect.nat_table_only_ours(text) is only_ours
+
+
+ROUTES = [
+    pytest.param("10.0.0.2 via 10.1.0.1 dev eth0 src 10.1.0.2 uid 0\n", ("eth0", "10.1.0.1")),
+    pytest.param("10.0.0.2 dev eth0 src 10.0.0.3 uid 0\n    cache\n", ("eth0", None)),
+    pytest.param("local 169.254.169.254 dev lo src 169.254.169.254 uid 0\n", None),
+    pytest.param("", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ROUTES)
+def test_route_get_output_gives_device_and_gateway(
+    text: str, expected: tuple[str, str | None] | None
+) -> None:
+    """``ip route get`` tells the device and gateway; local routes count as no route out."""
+    got = detect.parse_route_get(text)
+    assert (None if got is None else (got.dev, got.via)) == expected
+
+
+def test_loopback_addresses_are_read_from_ip_addr() -> None:
+    """``ip -o addr show dev lo`` gives ADDRESS/PREFIX for both families."""
+    text = (
+        "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
+        "1: lo    inet 169.254.169.254/32 scope global lo\\       valid_lft forever\n"
+        "1: lo    inet6 ::1/128 scope host \\       valid_lft forever\n"
+    )
+    assert detect.parse_addresses(text) == {"127.0.0.1/8", "169.254.169.254/32", "::1/128"}
+
+
+def test_script_action_prints_the_shell_entrypoint(capsys: pytest.CaptureFixture[str]) -> None:
+    """``route script`` prints the POSIX entrypoint; ``--path`` prints where it is."""
+    assert cli.main(["script"]) == 0
+    assert capsys.readouterr().out.startswith("#!/bin/sh\n")
+    assert cli.main(["script", "--path"]) == 0
+    assert capsys.readouterr().out.strip().endswith("imdsmock-route.sh")
+
+
+def test_shell_entrypoint_parses_under_dash() -> None:
+    """The shell script is POSIX: ``dash -n`` accepts it."""
+    dash = "/bin/dash" if Path("/bin/dash").exists() else None
+    if dash is None:
+        pytest.skip("dash is not installed")
+    subprocess.run([dash, "-n", str(NETSETUP / "imdsmock-route.sh")], check=True)
+
+
+def test_netsetup_never_imports_the_server_or_other_core_modules() -> None:
+    """netsetup stands beside the server: it imports only itself and the standard library."""
+    for path in sorted(NETSETUP.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            for name in names:
+                inside = name.startswith(("imdsmock.netsetup", ".")) or not name.startswith(
+                    "imdsmock"
+                )
+                assert inside, f"{path.name} imports {name}"
+                assert not name.startswith(".."), f"{path.name} imports {name}"
