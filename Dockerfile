@@ -1,6 +1,6 @@
 # The imdsmock image: the IMDS server as a non-root user, configured by env and a mounted file,
 # logging to stdout, healthy only while IMDS answers. It doubles as the routing sidecar
-# (`imdsmock route sidecar`, run as root with NET_ADMIN), so it carries iptables.
+# (`imdsmock route sidecar`, run as root with NET_ADMIN), so it carries iptables and iproute2.
 #   docker build -t imdsmock .
 #   docker run --rm -p 127.0.0.1:1338:1338 imdsmock
 # Offline builds: when docker/wheels/ holds wheels (scripts/build-base-image puts them there),
@@ -22,11 +22,13 @@ RUN set -eu; \
     if [ -f "$route" ]; then install -m 0755 "$route" /opt/imdsmock/bin/imdsmock-route; fi
 
 FROM ${BASE_IMAGE}
-# iptables for the sidecar role; the public slim image lacks it, the offline base has it.
+LABEL imdsmock.image=imdsmock
+# iptables and ip for the sidecar role; the public slim image lacks them, the offline base
+# has them.
 RUN set -eu; \
-    if ! command -v iptables >/dev/null; then \
+    if ! command -v iptables >/dev/null || ! command -v ip >/dev/null; then \
         apt-get update -qq; \
-        apt-get install -y -qq --no-install-recommends iptables >/dev/null; \
+        apt-get install -y -qq --no-install-recommends iptables iproute2 >/dev/null; \
         rm -rf /var/lib/apt/lists/*; \
     fi; \
     useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin imdsmock

@@ -7,6 +7,8 @@ The endpoint is AWS_EC2_METADATA_SERVICE_ENDPOINT, else the real address 169.254
 
 import json
 import os
+import signal
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -38,7 +40,8 @@ def new_token() -> str:
 
 
 def main() -> None:
-    """Poll until killed; report each change of the spot notice on stdout."""
+    """Poll until SIGTERM; report each change of the spot notice on stdout."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"spot-watcher: polling {ENDPOINT}/latest/meta-data/spot/instance-action", flush=True)
     seen = None
     token = ""

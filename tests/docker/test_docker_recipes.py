@@ -1,0 +1,178 @@
+"""End to end on the real Docker engine: each compose recipe, started from its own file.
+
+For every recipe the app container reads IMDS with curl, boto3 resolves credentials and
+region through IMDS over IMDSv2, a spot interruption triggered from the host through the
+control API reaches the watcher in the app container, the mock stops cleanly on SIGTERM,
+and ``down -v`` leaves no container, network or volume behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.docker
+
+DEFAULT_ID = "i-1234567890abcdef0"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipe:
+    """What one recipe promises the app."""
+
+    name: str
+    imds: str  # the base URL the app reaches IMDS at
+    tokens: str  # the mock's http-tokens mode in this recipe
+    instance_id: str
+    region: str
+
+
+RECIPES = [
+    Recipe(
+        name="dnat-entrypoint",
+        imds="http://169.254.169.254",
+        tokens="optional",
+        instance_id=DEFAULT_ID,
+        region="us-east-1",
+    ),
+    Recipe(
+        name="link-local-network",
+        imds="http://169.254.169.254",
+        tokens="required",
+        instance_id="i-0a1b2c3d4e5f60718",  # from the recipe's mounted imdsmock.yaml
+        region="eu-west-1",
+    ),
+    Recipe(
+        name="sidecar",
+        imds="http://169.254.169.254",
+        tokens="required",
+        instance_id=DEFAULT_ID,
+        region="us-east-1",
+    ),
+    Recipe(
+        name="env-only",
+        imds="http://imds:1338",  # AWS_EC2_METADATA_SERVICE_ENDPOINT; no routing
+        tokens="optional",
+        instance_id=DEFAULT_ID,
+        region="us-east-1",
+    ),
+]
+
+CURL = ["curl", "-sS", "--max-time", "3"]
+TOKEN_PUT = [*CURL, "-f", "-X", "PUT", "-H", "X-aws-ec2-metadata-token-ttl-seconds: 60"]
+
+
+def read_instance_id(stack: Any, recipe: Recipe) -> tuple[int, str]:
+    """curl in the app container, with a token handshake when the recipe requires one."""
+    url = f"{recipe.imds}/latest/meta-data/instance-id"
+    if recipe.tokens == "optional":
+        return stack.exec("app", *CURL, "-f", url)
+    script = (
+        f"t=$({' '.join(_quote(a) for a in TOKEN_PUT)} {recipe.imds}/latest/api/token) && "
+        f'{" ".join(CURL)} -f -H "X-aws-ec2-metadata-token: $t" {url}'
+    )
+    return stack.exec("app", "sh", "-c", script)
+
+
+def _quote(arg: str) -> str:
+    return f"'{arg}'" if " " in arg else arg
+
+
+def http_code(stack: Any, *curl_args: str) -> str:
+    """The HTTP status curl sees from the app container ("000" when nothing answered)."""
+    _, out = stack.exec("app", *CURL, "-o", "/dev/null", "-w", "%{http_code}", *curl_args)
+    return out.strip()[-3:]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])
+def test_recipe_serves_the_app_imds_credentials_and_spot_notices(
+    compose_stack: Any, record_property: Any, recipe: Recipe
+) -> None:
+    """The recipe's compose file gives the app IMDS, SDK credentials and spot notices, and
+    ``down -v`` removes everything it made."""
+    record_property("recipe", recipe.name)
+
+    def prove(text: str) -> None:
+        record_property("proof", text)
+
+    stack = compose_stack(recipe.name)
+    started = time.monotonic()
+    stack.up()
+    prove(f"up and healthy in {time.monotonic() - started:.1f}s")
+
+    # 1. Plain HTTP from the app, as curl or a shell script would.
+    status, out = stack.wait(lambda: _ok(read_instance_id(stack, recipe)), timeout=20)
+    assert status == 0, f"curl {recipe.imds} from the app failed: {out}"
+    assert out.strip() == recipe.instance_id
+    via = "v2 token" if recipe.tokens == "required" else "v1 GET"
+    prove(f"curl {recipe.imds}/latest/meta-data/instance-id ({via}) = {out.strip()}")
+    if recipe.tokens == "required":
+        code = http_code(stack, f"{recipe.imds}/latest/meta-data/instance-id")
+        assert code == "401", f"token-less GET in required mode answered {code}"
+        prove("token-less GET refused with 401 (http-tokens=required)")
+
+    # 2. The AWS SDK for Python, with the v1 fallback forbidden so success means IMDSv2.
+    status, out = stack.exec(
+        "app", "python3", "/app/whoami.py", env={"AWS_EC2_METADATA_V1_DISABLED": "true"}
+    )
+    assert status == 0, out
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["credential_method"] == "iam-role", seen
+    assert seen["access_key_id"].startswith("ASIA"), seen
+    assert seen["has_token"], seen
+    assert seen["region"] == recipe.region, seen
+    prove(f"boto3 iam-role credentials and region {recipe.region} over IMDSv2 (v1 disabled)")
+
+    # 3. The control API: published on the host's loopback only, and token-guarded.
+    mock = stack.container_id("imds")
+    published = stack.run("port", "imds", "1339").stdout.split()
+    assert published == [f"127.0.0.1:{stack.control_port}"], published
+    status_code, _ = stack.control("GET", "/v1/scenarios", token=None)
+    assert status_code == 401, status_code
+    code = http_code(stack, "-X", "POST", "http://imds:1339/v1/scenarios")
+    assert code in {"401", "403"}, f"the app reached the control API without a token: {code}"
+    prove(f"control API on host 127.0.0.1:{stack.control_port} only; app without token: {code}")
+
+    # 4. A spot interruption triggered from the host reaches the watcher in the app.
+    assert "interruption notice" not in stack.logs("app")
+    status_code, body = stack.control(
+        "POST", "/v1/scenarios", {"type": "spot-interruption", "action": "terminate"}
+    )
+    assert status_code == 201, body
+    noticed = stack.wait(
+        lambda: "interruption notice action=terminate" in stack.logs("app"), timeout=20
+    )
+    assert noticed, stack.logs("app")[-2000:]
+    prove("spot interruption POSTed from the host; app watcher saw action=terminate")
+
+    # 5. The mock stops cleanly on SIGTERM within a second (else the engine would SIGKILL).
+    stopped = stack.run("stop", "--timeout", "1", "imds")
+    assert stopped.returncode == 0, stopped.stderr
+    exit_code = stack.inspect(mock, "{{.State.ExitCode}}")
+    assert exit_code == "0", f"mock exit code after SIGTERM: {exit_code}"
+    prove("mock exited 0 on SIGTERM within 1s")
+
+    # 6. Nothing of ours is left behind.
+    stack.down()
+    assert stack.leftovers() == []
+    prove("down -v left no container, network or volume")
+
+
+def _ok(result: tuple[int, str]) -> tuple[int, str] | None:
+    return result if result[0] == 0 else None
+
+
+def test_images_run_unprivileged_and_report_health(
+    images: dict[str, str], docker_inspect: Any
+) -> None:
+    """The mock and demo-app images run as non-root users; the mock carries a HEALTHCHECK."""
+    mock = json.loads(docker_inspect(images["mock"], "{{json .Config}}"))
+    app = json.loads(docker_inspect(images["app"], "{{json .Config}}"))
+    assert mock["User"] == "imdsmock"
+    assert app["User"] == "app"
+    assert mock["Healthcheck"]["Test"][0] == "CMD"
+    assert mock["Entrypoint"] == ["imdsmock"]
