@@ -1,0 +1,255 @@
+"""The Python API: an EC2 instance metadata service inside a test, in one line.
+
+:class:`MockIMDS` runs the real server (the same :class:`~imdsmock.app.App` the CLI runs)
+on a free port of 127.0.0.1 in a background thread::
+
+    with MockIMDS(http_tokens="required", tags={"Team": "data"}) as imds:
+        with imds.patched_environ():
+            boto3.Session().client("sts")          # credentials and region from the mock
+        imds.spot_interruption(action="terminate")
+        imds.clock.advance(120)                    # no sleeping: time is a parameter
+        imds.assert_no_imdsv1()
+
+The control operations are methods that call the one :class:`~imdsmock.controller.Controller`
+the control API and ``imdsmock ctl`` also use; nothing is implemented twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+from .app import App, new_event_loop
+from .clock import Clock, ManualClock, SystemClock
+from .config import (
+    SHORT_NAMES,
+    Config,
+    CredentialsConfig,
+    InstanceConfig,
+    OptionsConfig,
+    ServerConfig,
+    load,
+    to_mapping,
+)
+from .errors import ConfigError, ImdsMockError
+from .model import facts
+from .sdkenv import patched, sdk_environ
+from .state import Snapshot, rebuild
+
+__all__ = ["MockIMDS"]
+
+ConfigSource = Config | Mapping[str, Any] | str | os.PathLike[str] | None
+
+# An in-process mock listens where nothing else does: loopback, ports chosen by the kernel.
+_LISTEN = {"server.host": "127.0.0.1", "server.port": 0, "server.control-port": 0}
+_SECTIONS = {_f.name for _f in dataclasses.fields(Config)}
+_FIELDS = {
+    section: {f.name for f in dataclasses.fields(cls)}
+    for section, cls in (
+        ("instance", InstanceConfig),
+        ("options", OptionsConfig),
+        ("credentials", CredentialsConfig),
+        ("server", ServerConfig),
+    )
+}
+
+
+class MockIMDS:
+    """A mock EC2 instance metadata service, served on 127.0.0.1 from a background thread.
+
+    ``config`` is a :class:`~imdsmock.config.Config`, a file-shaped mapping or a config
+    file path; keyword ``overrides`` win over it and take the short names of the CLI
+    (``http_tokens``, ``region``, ``user_data``, ``instance_id``...), any field of the
+    ``instance``, ``options`` or ``credentials`` section (``tags``, ``iam_role``,
+    ``hop_limit``...) or a whole section (``paths={...}``). The process environment is
+    not read unless passed as ``env``. Time runs on a :class:`~imdsmock.clock.ManualClock`
+    unless ``clock="system"`` (or any object with ``now()``) is given.
+    """
+
+    def __init__(
+        self,
+        config: ConfigSource = None,
+        *,
+        clock: Clock | Literal["manual", "system"] = "manual",
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self._source = config
+        self._env: Mapping[str, str] = {} if env is None else env
+        self._overrides = overrides
+        self._initial_config = self._load(overrides)
+        if clock == "manual":
+            self._clock: Clock = ManualClock()
+        elif clock == "system":
+            self._clock = SystemClock()
+        elif isinstance(clock, str):
+            raise ConfigError("clock", clock, "one of: manual, system (or a clock object)")
+        else:
+            self._clock = clock
+        self._app: App | None = None
+        self._thread: threading.Thread | None = None
+        self._initial: Snapshot | None = None
+        self._url = ""
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> MockIMDS:
+        """Bind a free port and serve from a daemon thread; returns ``self``."""
+        if self._app is not None:
+            raise ImdsMockError("this MockIMDS is already running; stop() it first")
+        app = App(self._initial_config, clock=self._clock)
+        socks = app.bind()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = new_event_loop()
+            try:
+                loop.run_until_complete(
+                    app.serve(socks, ready=lambda _app: ready.set(), install_signals=False)
+                )
+            except BaseException as exc:  # handed to the starting thread below
+                failure.append(exc)
+                ready.set()
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=serve, name="imdsmock", daemon=True)
+        thread.start()
+        ready.wait()
+        if failure:
+            thread.join()
+            raise failure[0]
+        self._app, self._thread = app, thread
+        self._initial = app.state.snapshot
+        self._url = app.addresses()[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the server thread (idempotent)."""
+        app, thread = self._app, self._thread
+        self._app = self._thread = None
+        if app is not None:
+            app.shutdown()
+        if thread is not None:
+            thread.join(5)
+
+    def __enter__(self) -> MockIMDS:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def app(self) -> App:
+        """The running :class:`~imdsmock.app.App` (raises when not started)."""
+        if self._app is None:
+            raise ImdsMockError("this MockIMDS is not running; use `with MockIMDS() as imds:`")
+        return self._app
+
+    @property
+    def url(self) -> str:
+        """Base URL of the IMDS listener, e.g. ``http://127.0.0.1:40123``."""
+        self.app  # noqa: B018 - raises a clear error when not started
+        return self._url
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force (after :meth:`reset` overrides)."""
+        if self._app is None:
+            return self._initial_config
+        return self._app.state.snapshot.config
+
+    @property
+    def clock(self) -> ManualClock:
+        """The manual clock: ``imds.clock.advance(120)`` moves the instance two minutes on."""
+        if not isinstance(self._clock, ManualClock):
+            raise ImdsMockError(
+                "this MockIMDS runs on the system clock; advancing time needs "
+                "MockIMDS(clock='manual')"
+            )
+        return self._clock
+
+    # -- the environment SDKs read ----------------------------------------------------
+
+    def environ(self, *, region: bool = True) -> dict[str, str]:
+        """Variables that point AWS SDKs at this mock (set them and remove other ``AWS_*``).
+
+        With ``region`` (the default) ``AWS_REGION``/``AWS_DEFAULT_REGION`` carry the
+        instance's placement region, because botocore does not read it from IMDS.
+        """
+        place = facts(self.config.instance, 0.0).region if region else None
+        return sdk_environ(self.url, place)
+
+    @contextlib.contextmanager
+    def patched_environ(self, *, region: bool = True) -> Iterator[dict[str, str]]:
+        """Apply :meth:`environ` to ``os.environ`` (every other ``AWS_*`` removed) until exit.
+
+        SDKs read the environment when a session is created: make ``boto3.Session()``
+        inside the block.
+        """
+        values = self.environ(region=region)
+        with patched(values):
+            yield values
+
+    # -- state ------------------------------------------------------------------------
+
+    def reset(self, **overrides: Any) -> None:
+        """Go back to the instance as started (optionally reconfigured), at its start time.
+
+        Run-time metadata edits, scenarios, faults, tokens and the request log are
+        forgotten and the manual clock returns to its start; ``overrides`` (as for the
+        constructor) reconfigure the instance, but not the listeners.
+        """
+        app, initial = self.app, self._initial
+        assert initial is not None
+        snapshot = initial
+        if overrides:
+            cfg = self._load({**self._overrides, **overrides})
+            if cfg.server != initial.config.server:
+                raise ConfigError(
+                    "server",
+                    ", ".join(sorted(overrides)),
+                    "instance settings (listeners "
+                    "cannot change on a running MockIMDS; give them to its constructor)",
+                )
+            snapshot = rebuild(initial, cfg)
+        app.state.swap(lambda _current: snapshot)
+        app.state.tokens.revoke_all()
+        if isinstance(self._clock, ManualClock):
+            self._clock.reset()
+
+    # -- configuration ----------------------------------------------------------------
+
+    def _load(self, overrides: Mapping[str, Any]) -> Config:
+        source = self._source
+        base: Mapping[str, Any] | None = None
+        file: str | os.PathLike[str] | None = None
+        if isinstance(source, Config):
+            base = to_mapping(source, secrets=True)
+        elif isinstance(source, Mapping):
+            base = source
+        elif source is not None:
+            file = source
+        flags: dict[str, Any] = dict(_LISTEN)
+        for name, value in overrides.items():
+            flags[_flag_key(name, value)] = value
+        return load(file=file, env=self._env, flags=flags, base=base)
+
+
+def _flag_key(name: str, value: object) -> str:
+    """A keyword override's dotted config key (``tags`` -> ``instance.tags``)."""
+    dashed = name.replace("_", "-")
+    if dashed in SHORT_NAMES:
+        return SHORT_NAMES[dashed]
+    if name in _SECTIONS:
+        return name
+    for section, names in _FIELDS.items():
+        if name in names:
+            return f"{section}.{dashed}"
+    allowed = "a short option (" + ", ".join(sorted(SHORT_NAMES)) + "), a section or a field"
+    raise ConfigError(name, value, allowed)
