@@ -77,6 +77,10 @@ class ServerConfig:
     # Disable the control listener entirely.
     control: bool = True
     log_requests: bool = False
+    # ECS-style container credential listeners ("169.254.170.2:80"); none by default.
+    ecs_listen: tuple[str, ...] = ()
+    # EKS Pod Identity-style listeners ("169.254.170.23:80"); none by default.
+    eks_listen: tuple[str, ...] = ()
 
     def listeners(self) -> tuple[Listen, ...]:
         """All IMDS listeners: ``host:port`` then every ``listen`` entry, deduplicated."""
@@ -206,6 +210,23 @@ class CredentialsConfig:
     extended: bool = True
     # Seed for deterministic fake keys; None means random per process.
     seed: str | None = field(default=None, repr=False)
+    # "fake": generated keys; "profile": real ones from a local AWS profile (imdsmock[aws]).
+    source: Literal["fake", "profile"] = "fake"
+    # The AWS profile (shared config / credentials file, SSO included); None: the default.
+    profile: str | None = None
+    # Assume this role with the profile's credentials (sts:AssumeRole); None: use them as is.
+    role_arn: str | None = None
+    role_session_name: str = "imdsmock"
+    # Lifetime asked of STS (AssumeRole / GetSessionToken), seconds.
+    duration_seconds: int = 3600
+    # Fetch the next real set this many seconds before the current one expires.
+    refresh_ahead: int = 900
+    # The relative URI of the ECS-style endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI).
+    ecs_relative_uri: str = "/v2/credentials/6f1c2d9e-8a3b-4c5d-9e7f-0a1b2c3d4e5f"
+    # The Authorization token the EKS-style endpoint demands (or a file holding it);
+    # neither set: any non-empty token is accepted.
+    container_token: str | None = field(default=None, repr=False)
+    container_token_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,6 +274,11 @@ SHORT_NAMES: Mapping[str, str] = {
     "control-token": "server.control-token",
     "control-token-file": "server.control-token-file",
     "log-requests": "server.log-requests",
+    "ecs-listen": "server.ecs-listen",
+    "eks-listen": "server.eks-listen",
+    "credentials-source": "credentials.source",
+    "profile": "credentials.profile",
+    "role-arn": "credentials.role-arn",
     "http-tokens": "options.http-tokens",
     "http-endpoint": "options.http-endpoint",
     "hop-limit": "options.hop-limit",
@@ -269,7 +295,7 @@ SHORT_NAMES: Mapping[str, str] = {
 }
 
 # Keys whose value is a secret: never printed by `imdsmock config`.
-SECRET_KEYS = frozenset({"server.control-token", "credentials.seed"})
+SECRET_KEYS = frozenset({"server.control-token", "credentials.seed", "credentials.container-token"})
 
 _LIMITS: Mapping[str, tuple[int, int]] = {
     "server.port": (0, 65535),
@@ -277,6 +303,8 @@ _LIMITS: Mapping[str, tuple[int, int]] = {
     "options.hop-limit": (1, 64),
     "credentials.lifetime": (900, 43200),
     "credentials.rotate-every": (60, 43200),
+    "credentials.duration-seconds": (900, 43200),
+    "credentials.refresh-ahead": (60, 3600),
     "instance.ami-launch-index": (0, 10000),
     "instance.placement-partition-number": (1, 7),
 }
@@ -617,17 +645,49 @@ def _check(cfg: Config) -> None:
             f"at most credentials.lifetime - 300 = {creds.lifetime - 300} (EC2 rotates "
             "at least 5 minutes before expiry)",
         )
+    _check_credentials(creds)
     for path in cfg.paths:
         if not re.fullmatch(r"(meta-data|dynamic|user-data)(/[^/\s]+)*", path):
             raise ConfigError(
                 f"paths.{path}", path, "a path under meta-data/, dynamic/ or user-data"
             )
     cfg.server.listeners()  # validates every listen entry
+    for spec in cfg.server.ecs_listen:
+        parse_listen(spec, "server.ecs-listen")
+    for spec in cfg.server.eks_listen:
+        parse_listen(spec, "server.eks-listen")
     for key, host in (
         ("server.host", cfg.server.host),
         ("server.control-host", cfg.server.control_host),
     ):
         _check_host(key, host)
+
+
+def _check_credentials(creds: CredentialsConfig) -> None:
+    if creds.role_arn is not None and not re.fullmatch(
+        r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", creds.role_arn
+    ):
+        raise ConfigError(
+            "credentials.role-arn",
+            creds.role_arn,
+            "a role ARN like arn:aws:iam::123456789012:role/name",
+        )
+    if not re.fullmatch(r"[\w+=,.@-]{2,64}", creds.role_session_name):
+        raise ConfigError(
+            "credentials.role-session-name",
+            creds.role_session_name,
+            "2-64 characters of letters, digits and + = , . @ _ -",
+        )
+    if creds.source == "profile" and creds.refresh_ahead >= creds.duration_seconds:
+        raise ConfigError(
+            "credentials.refresh-ahead",
+            creds.refresh_ahead,
+            f"less than credentials.duration-seconds ({creds.duration_seconds})",
+        )
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", creds.ecs_relative_uri):
+        raise ConfigError(
+            "credentials.ecs-relative-uri", creds.ecs_relative_uri, "a path like /v2/credentials/ID"
+        )
 
 
 def _check_ip(key: str, value: str, version: int) -> None:

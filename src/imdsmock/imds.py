@@ -105,6 +105,10 @@ def handle(
     if entry.gated and gate is not None and not gate.allows(request.client):
         return NOT_FOUND_HEAD if head else NOT_FOUND
     response = entry.head if head else entry.get
+    creds = snapshot.credentials
+    if creds is not None and creds.faults.remaining:
+        # An armed "fail the next N refreshes" answers EC2's failure document instead.
+        response = creds.faults.answer(path, response, head)
     if remaining is not None:
         # Token-authenticated answers carry the token's remaining TTL (real-imds.md §A3).
         return response.with_header("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", str(int(remaining)))

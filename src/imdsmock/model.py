@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from .config import Config, InstanceConfig, InterfaceConfig
-from .credentials import CredentialSet
+from .credentials import CredentialSet, failure_document
 from .imdsjson import dumps, imds_time
 from .signing import Signer
 
@@ -352,6 +352,8 @@ def credential_leaves(cfg: Config, creds: CredentialSet, instance_creds: Credent
 
 
 def _credential_document(creds: CredentialSet) -> dict[str, object]:
+    if creds.code != "Success":
+        return failure_document(creds)
     return {
         "Code": "Success",
         "LastUpdated": imds_time(creds.last_updated),

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .config import Config
-from .credentials import FakeCredentials
+from .credentials import CredentialSource, initial_source
 from .model import Leaf, apply_paths, base_tree, credential_leaves, listing_overrides
 from .signing import Signer
 from .table import Table, compile_table
@@ -46,7 +46,7 @@ class Snapshot:
     config: Config
     base: Mapping[str, Leaf]
     listing_overrides: Mapping[str, str]
-    credentials: FakeCredentials | None
+    credentials: CredentialSource | None
     timeline: Timeline = field(default_factory=Timeline)
     # Paths changed at run time (control API), applied after config.paths.
     edits: Mapping[str, str | None] = field(default_factory=dict)
@@ -133,7 +133,7 @@ def build_snapshot(
         config=cfg,
         base=base_tree(cfg, signer, started),
         listing_overrides=listing_overrides(cfg),
-        credentials=FakeCredentials(cfg.credentials, started, seed),
+        credentials=initial_source(cfg.credentials, started, seed),
         timeline=timeline or Timeline(),
         gated=gated,
         started=started,
@@ -149,7 +149,7 @@ def rebuild(snapshot: Snapshot, config: Config) -> Snapshot:
     """
     creds = snapshot.credentials
     if creds is not None:
-        creds = FakeCredentials(config.credentials, creds.origin, creds.seed)
+        creds = creds.with_config(config.credentials)
     signer = snapshot.signer
     assert signer is not None, "snapshots built by build_snapshot carry their signer"
     return snapshot.evolve(
