@@ -11,10 +11,13 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .clock import Clock, SystemClock
 from .config import Config
+from .gate import ClientGate
+from .scenarios import config_scenarios, with_scenarios
 from .server import Server, bind_sockets
 from .signing import Signer, load_signer
 from .state import State, build_snapshot
@@ -38,8 +41,16 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.started = self.clock.now()
         self.signer = signer or load_signer(config.signing)
-        self.state = State(build_snapshot(config, signer=self.signer, started=self.started))
-        self.server = Server(self.state, self.clock, keep_alive=config.server.keep_alive)
+        snapshot = build_snapshot(config, signer=self.signer, started=self.started)
+        scenarios = config_scenarios(config.scenarios, self.started)
+        self.state = State(with_scenarios(snapshot, scenarios))
+        # Per-client gating of the scenario paths (--mock-ip-count); reset by the control API.
+        self.gate = ClientGate(config.server.mock_ip_count)
+        self.server = Server(
+            self.state, self.clock, keep_alive=config.server.keep_alive, gate=self.gate
+        )
+        # Coroutines run beside the servers while serving (e.g. the config-file watcher).
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -62,11 +73,15 @@ class App:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     self._loop.add_signal_handler(sig, self._stop.set)
+        tasks = [asyncio.ensure_future(job()) for job in self.background]
         if ready is not None:
             ready(self)
         try:
             await self._stop.wait()
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.server.stop()
 
     def shutdown(self) -> None:

@@ -77,6 +77,9 @@ class ServerConfig:
     # Disable the control listener entirely.
     control: bool = True
     log_requests: bool = False
+    # Only the first N distinct clients see spot/rebalance/events/Auto Scaling paths
+    # (AWS's Go mock's --mock-ip-count); -1: everyone, 0: nobody.
+    mock_ip_count: int = -1
     # ECS-style container credential listeners ("169.254.170.2:80"); none by default.
     ecs_listen: tuple[str, ...] = ()
     # EKS Pod Identity-style listeners ("169.254.170.23:80"); none by default.
@@ -249,6 +252,10 @@ class Config:
     # Any IMDS path (relative to the version root, e.g. "meta-data/tags/instance/Owner")
     # -> its value; null removes the path. Applied last, so it can override anything.
     paths: Mapping[str, str | None] = field(default_factory=dict)
+    # Timed changes of the instance (spot interruption, rebalance, maintenance events,
+    # Auto Scaling states): raw mappings, validated by imdsmock.scenarios at start, with
+    # relative times ("+30s") counted from the start. See docs/scenarios.md.
+    scenarios: tuple[Mapping[str, Any], ...] = ()
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some top-level sections replaced."""
@@ -300,6 +307,7 @@ SECRET_KEYS = frozenset({"server.control-token", "credentials.seed", "credential
 _LIMITS: Mapping[str, tuple[int, int]] = {
     "server.port": (0, 65535),
     "server.control-port": (0, 65535),
+    "server.mock-ip-count": (-1, 2**31),
     "options.hop-limit": (1, 64),
     "credentials.lifetime": (900, 43200),
     "credentials.rotate-every": (60, 43200),
@@ -489,6 +497,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
+    if tp is Any:
+        return value  # validated by its owner (scenarios: imdsmock.scenarios)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):

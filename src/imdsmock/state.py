@@ -17,6 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import Config
 from .credentials import CredentialSource, initial_source
@@ -54,6 +55,8 @@ class Snapshot:
     gated: frozenset[str] = frozenset()
     started: float = 0.0
     signer: Signer | None = None
+    # The scenarios whose merged timeline this is (see imdsmock.scenarios.with_scenarios).
+    scenarios: tuple[Any, ...] = ()
     _window: list[_Window | None] = field(default_factory=lambda: [None], compare=False)
     _memo: dict[tuple[int, int], _Window] = field(default_factory=dict, compare=False)
 

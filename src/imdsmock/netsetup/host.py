@@ -120,7 +120,7 @@ def down(
     observed = detect.observe(fw, runner)
     plan = linux.down_plan(fw, observed, added, created)
     if dry_run:
-        return _dry_run_text(plan, observed.readable)
+        return _dry_run_text(plan, observed.readable, "nothing of ours is in place")
     apply(plan.steps, runner)
     state.clear()
     if not plan.steps:
@@ -174,10 +174,10 @@ def _macos_up(
     return _summary(wanted, "pf", options.alias_only, changed=bool(plan.steps))
 
 
-def _dry_run_text(plan: Plan, readable: bool) -> str:
+def _dry_run_text(plan: Plan, readable: bool, empty: str = "already in place") -> str:
     head = "" if readable else "# current rules unreadable without CAP_NET_ADMIN: full plan\n"
     body = render(plan.steps)
-    return head + (body or "# nothing to do: already in place\n")
+    return head + (body or f"# nothing to do: {empty}\n")
 
 
 def _summary(wanted: tuple[Target, ...], backend: str, alias_only: bool, *, changed: bool) -> str:

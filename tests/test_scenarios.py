@@ -1,0 +1,240 @@
+"""Scenario timelines (spot, rebalance, maintenance events, Auto Scaling) on a manual clock."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from conftest import EPOCH, make_config, serve, shared_signer
+from imdsmock.errors import ConfigError
+from imdsmock.imdsjson import imds_time
+from imdsmock.scenarios import (
+    AsgLifecycle,
+    MaintenanceEvent,
+    SpotInterruption,
+    parse_scenario,
+    with_scenarios,
+)
+from imdsmock.state import Snapshot, build_snapshot
+
+MD = "meta-data/"
+
+
+def snapshot(*specs: dict[str, Any]) -> Snapshot:
+    """The default instance started at EPOCH with these scenarios."""
+    base = build_snapshot(make_config(), signer=shared_signer(), started=EPOCH)
+    return with_scenarios(base, tuple(parse_scenario(s, EPOCH) for s in specs))
+
+
+def body(snap: Snapshot, path: str, now: float) -> str | None:
+    """The body served at ``path`` at ``now``, or None for 404."""
+    entry = snap.table(now).lookup(path)
+    return None if entry is None else entry.get.body.decode()
+
+
+def test_spot_notice_appears_at_its_time_with_a_fixed_two_minute_deadline() -> None:
+    """A spot notice is 404 before `at`, then names the action and at+120 s, never sliding."""
+    snap = snapshot({"type": "spot-interruption", "action": "stop", "at": "+30s"})
+    assert body(snap, MD + "spot/instance-action", EPOCH + 29.9) is None
+    assert "spot/" not in (body(snap, "meta-data", EPOCH) or "").split("\n")
+    notice = body(snap, MD + "spot/instance-action", EPOCH + 30)
+    assert notice == ('{\n  "action" : "stop",\n  "time" : "' + imds_time(EPOCH + 150) + '"\n}')
+    assert body(snap, MD + "spot/instance-action", EPOCH + 100) == notice
+    assert body(snap, MD + "spot/termination-time", EPOCH + 30) == imds_time(EPOCH + 150)
+    assert "spot/" in (body(snap, "meta-data", EPOCH + 30) or "").split("\n")
+
+
+def test_spot_rebalance_recommendation_comes_before_the_notice() -> None:
+    """rebalance-lead-seconds makes the recommendation appear that long before the notice."""
+    snap = snapshot({"type": "spot-interruption", "at": "+10m", "rebalance-lead-seconds": 300})
+    rebalance = MD + "events/recommendations/rebalance"
+    assert body(snap, rebalance, EPOCH + 299) is None
+    assert body(snap, rebalance, EPOCH + 300) == (
+        '{\n  "noticeTime" : "' + imds_time(EPOCH + 300) + '"\n}'
+    )
+    assert body(snap, MD + "spot/instance-action", EPOCH + 300) is None
+    assert body(snap, MD + "spot/instance-action", EPOCH + 600) is not None
+
+
+@pytest.mark.parametrize(
+    ("on_termination", "halted"), [("keep-serving", False), ("stop-serving", True)]
+)
+def test_spot_termination_time_optionally_halts_the_instance(
+    on_termination: str, halted: bool
+) -> None:
+    """At the termination time a stop-serving instance halts; keep-serving answers on."""
+    snap = snapshot({"type": "spot-interruption", "on-termination": on_termination})
+    assert not snap.halted(EPOCH + 119)
+    assert snap.halted(EPOCH + 120) is halted
+
+
+def test_maintenance_events_move_from_scheduled_to_history() -> None:
+    """Active events are listed in scheduled; completed/canceled ones move to history."""
+    snap = snapshot(
+        {
+            "type": "maintenance-event",
+            "id": "a",
+            "code": "system-reboot",
+            "at": "+1m",
+            "not-before": EPOCH + 3600,
+            "complete-at": "+10m",
+            "event-id": "instance-event-a",
+        },
+        {
+            "type": "maintenance-event",
+            "id": "b",
+            "code": "instance-stop",
+            "at": "+2m",
+            "not-before": EPOCH + 7200,
+            "cancel-at": "+5m",
+            "event-id": "instance-event-b",
+        },
+    )
+    scheduled, history = MD + "events/maintenance/scheduled", MD + "events/maintenance/history"
+    assert body(snap, scheduled, EPOCH) == "[ ]"
+    assert [e["EventId"] for e in json.loads(body(snap, scheduled, EPOCH + 120) or "")] == [
+        "instance-event-a",
+        "instance-event-b",
+    ]
+    at_5m = json.loads(body(snap, history, EPOCH + 300) or "")
+    assert [(e["EventId"], e["State"]) for e in at_5m] == [("instance-event-b", "canceled")]
+    assert at_5m[0]["Description"].startswith("[Canceled] ")
+    assert body(snap, scheduled, EPOCH + 600) == "[ ]"
+    assert len(json.loads(body(snap, history, EPOCH + 600) or "")) == 2
+
+
+def test_maintenance_event_document_is_in_imds_format() -> None:
+    """An event is a JSON array entry with EC2's fields, dates like '1 Jan 2026 01:00:00 GMT'."""
+    snap = snapshot(
+        {
+            "type": "maintenance-event",
+            "code": "instance-reboot",
+            "event-id": "instance-event-1",
+            "not-before": EPOCH + 3600,
+            "not-after": EPOCH + 7200,
+        }
+    )
+    text = body(snap, MD + "events/maintenance/scheduled", EPOCH)
+    assert text == (
+        '[ {\n  "NotBefore" : "1 Jan 2026 01:00:00 GMT",\n  "Code" : "instance-reboot",\n'
+        '  "Description" : "The instance is scheduled for instance-reboot",\n'
+        '  "EventId" : "instance-event-1",\n  "NotAfter" : "1 Jan 2026 02:00:00 GMT",\n'
+        '  "State" : "active"\n} ]'
+    )
+
+
+def test_asg_lifecycle_states_follow_their_schedule() -> None:
+    """target-lifecycle-state is 404 before its first state, then follows the schedule."""
+    snap = snapshot(
+        {
+            "type": "asg-lifecycle",
+            "states": [
+                {"at": "+10s", "state": "Warmed:Stopped"},
+                {"at": "+20s", "state": "InService"},
+                {"at": "+30s", "state": "Terminated"},
+            ],
+        }
+    )
+    path = MD + "autoscaling/target-lifecycle-state"
+    assert [body(snap, path, EPOCH + t) for t in (0, 10, 25, 30)] == [
+        None,
+        "Warmed:Stopped",
+        "InService",
+        "Terminated",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        ({"type": "earthquake"}, "scenario.type"),
+        ({"type": "spot-interruption", "action": "reboot"}, "scenario.action"),
+        ({"type": "spot-interruption", "at": "tomorrow"}, "scenario.at"),
+        ({"type": "spot-interruption", "colour": "red"}, "scenario.colour"),
+        ({"type": "spot-interruption", "notice-seconds": -1}, "scenario.notice-seconds"),
+        ({"type": "spot-interruption", "on-termination": "explode"}, "scenario.on-termination"),
+        ({"type": "maintenance-event", "code": "nap"}, "scenario.code"),
+        ({"type": "maintenance-event", "state": "done"}, "scenario.state"),
+        ({"type": "maintenance-event", "complete-at": 1, "cancel-at": 2}, "scenario.cancel-at"),
+        ({"type": "asg-lifecycle", "state": "Gone"}, "scenario.states[0].state"),
+        ({"type": "asg-lifecycle"}, "scenario.states"),
+    ],
+    ids=[
+        "type",
+        "action",
+        "at",
+        "unknown-key",
+        "notice",
+        "on-termination",
+        "code",
+        "state",
+        "complete-and-cancel",
+        "asg-state",
+        "asg-empty",
+    ],
+)
+def test_bad_scenarios_name_the_field(spec: dict[str, Any], key: str) -> None:
+    """A bad scenario raises ConfigError naming the field, the value and what is allowed."""
+    with pytest.raises(ConfigError) as caught:
+        parse_scenario(spec, EPOCH)
+    assert caught.value.key == key
+    assert "expected" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", EPOCH),
+        ("+30s", EPOCH + 30),
+        ("+2m", EPOCH + 120),
+        ("+1h", EPOCH + 3600),
+        ("2026-01-01T00:01:00Z", EPOCH + 60),
+        (EPOCH + 5, EPOCH + 5),
+    ],
+    ids=["now", "seconds", "minutes", "hours", "rfc3339", "epoch"],
+)
+def test_times_are_relative_absolute_or_epoch(text: object, expected: float) -> None:
+    """`at` accepts now, +N[s|m|h], RFC 3339 and epoch seconds."""
+    scenario = parse_scenario({"type": "rebalance-recommendation", "at": text}, EPOCH)
+    assert scenario.at == expected
+
+
+def test_scenarios_describe_themselves_as_json() -> None:
+    """describe() gives JSON-able data with id and type, for the control API."""
+    specs = [
+        {"type": "spot-interruption", "id": "s", "rebalance-lead-seconds": 60},
+        {"type": "rebalance-recommendation", "id": "r"},
+        {"type": "maintenance-event", "id": "m", "not-before-deadline": "+9d"},
+        {"type": "asg-lifecycle", "id": "g", "state": "InService"},
+    ]
+    parsed = [parse_scenario(s, EPOCH) for s in specs]
+    assert [type(p) for p in parsed][::3] == [SpotInterruption, AsgLifecycle]
+    assert isinstance(parsed[2], MaintenanceEvent)
+    described = [p.describe() for p in parsed]
+    json.dumps(described)
+    assert [(d["id"], d["type"]) for d in described] == [
+        ("s", "spot-interruption"),
+        ("r", "rebalance-recommendation"),
+        ("m", "maintenance-event"),
+        ("g", "asg-lifecycle"),
+    ]
+
+
+def test_config_scenarios_run_in_the_real_server() -> None:
+    """A `scenarios:` config entry is served over HTTP when the manual clock reaches it."""
+    cfg = make_config(scenarios=[{"type": "spot-interruption", "at": "+2m"}])
+    with serve(cfg) as r:
+        assert r.get("/latest/meta-data/spot/instance-action")[0] == 404
+        r.clock.advance(120)  # type: ignore[attr-defined]
+        status, data = r.get("/latest/meta-data/spot/instance-action")
+        assert status == 200
+        assert json.loads(data)["action"] == "terminate"
+
+
+def test_bad_config_scenario_fails_at_start() -> None:
+    """An invalid scenarios[i] entry stops the start with a ConfigError naming its index."""
+    cfg = make_config(scenarios=[{"type": "spot-interruption", "action": "reboot"}])
+    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.action"), serve(cfg):
+        pass
