@@ -1,0 +1,194 @@
+"""Configuration: sources and precedence, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imdsmock.cli import main
+from imdsmock.config import env_name, load
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns status, stdout and stderr."""
+    status = main(args)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
+    """A key set everywhere takes the flag's value; then env's; then the file's."""
+    file = tmp_path / "c.yaml"
+    file.write_text(
+        "options:\n  hop-limit: 3\ninstance:\n  region: eu-west-1\n  instance-type: t3.micro\n"
+    )
+    env = {"IMDSMOCK_HOP_LIMIT": "4", "IMDSMOCK_INSTANCE_INSTANCE_TYPE": "c5.large"}
+    cfg = load(file=file, env=env, flags={"hop-limit": "5"})
+    assert cfg.options.hop_limit == 5
+    assert cfg.instance.instance_type == "c5.large"
+    assert cfg.instance.region == "eu-west-1"
+    assert load(file=file, env=env).options.hop_limit == 4
+    assert load(file=file, env={}).options.hop_limit == 3
+    assert load(env={}).options.hop_limit == 1
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json", ".toml"])
+def test_file_formats(tmp_path: Path, suffix: str) -> None:
+    """The config file may be YAML, JSON or TOML, chosen by extension."""
+    data = {"instance": {"instance-id": "i-0123456789abcdef0", "tags": {"Team": "core"}}}
+    file = tmp_path / f"c{suffix}"
+    if suffix == ".json":
+        file.write_text(json.dumps(data))
+    elif suffix == ".toml":
+        file.write_text(
+            '[instance]\ninstance-id = "i-0123456789abcdef0"\n[instance.tags]\nTeam = "core"\n'
+        )
+    else:
+        file.write_text("instance:\n  instance-id: i-0123456789abcdef0\n  tags: {Team: core}\n")
+    cfg = load(file=file, env={})
+    assert cfg.instance.instance_id == "i-0123456789abcdef0"
+    assert dict(cfg.instance.tags) == {"Team": "core"}
+
+
+def test_env_names_follow_the_key() -> None:
+    """Every key has IMDSMOCK_ + the key upper-cased, and short flags have short names."""
+    assert env_name("options.http-tokens") == "IMDSMOCK_OPTIONS_HTTP_TOKENS"
+    assert load(env={"IMDSMOCK_OPTIONS_HTTP_TOKENS": "required"}).options.http_tokens == "required"
+    assert load(env={"IMDSMOCK_HTTP_TOKENS": "required"}).options.http_tokens == "required"
+    assert load(env={"IMDSMOCK_PORT": "9999"}).server.port == 9999
+
+
+def test_config_command_prints_effective_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`imdsmock config` prints the merged configuration, secrets masked."""
+    monkeypatch.setenv("IMDSMOCK_REGION", "ap-southeast-2")
+    status, out, _ = run_cli(
+        ["config", "--format", "json", "--hop-limit", "2", "--control-token", "s3cr3t"], capsys
+    )
+    assert status == 0
+    data = json.loads(out)
+    assert data["options"]["hop-limit"] == 2
+    assert data["instance"]["region"] == "ap-southeast-2"
+    assert data["server"]["control-token"] == "***"
+    assert "s3cr3t" not in out
+
+
+def test_set_flag_reaches_any_key(capsys: pytest.CaptureFixture[str]) -> None:
+    """--set KEY=VALUE sets any key, including map entries such as a tag."""
+    status, out, _ = run_cli(
+        ["config", "--format", "json", "--set", "instance.tags.Owner=alice", "--set",
+         "credentials.lifetime=7200", "--set", "credentials.rotate-every=3600"],
+        capsys,
+    )  # fmt: skip
+    data = json.loads(out)
+    assert status == 0
+    assert data["instance"]["tags"]["Owner"] == "alice"
+    assert data["credentials"]["lifetime"] == 7200
+
+
+def _busy_port() -> socket.socket:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    return s
+
+
+BAD = [
+    ("unknown-key", ["--set", "options.http-token=required"], "options.http-token"),
+    ("wrong-type", ["--hop-limit", "two"], "options.hop-limit is 'two'; expected an integer"),
+    ("hop-limit-range", ["--hop-limit", "65"], "expected an integer from 1 to 64"),
+    ("bad-enum", ["--http-tokens", "maybe"], "expected one of: optional, required"),
+    ("bad-base64", ["--user-data-base64", "%%%notbase64"], "instance.user-data-base64"),
+    ("bad-instance-id", ["--instance-id", "x-123"], "instance.instance-id is 'x-123'"),
+    ("zone-region", ["--region", "eu-west-1", "--availability-zone", "us-east-1a"], "a zone of region eu-west-1"),
+    ("bad-listen", ["--listen", "nowhere"], "server.listen is 'nowhere'; expected HOST:PORT"),
+    ("bad-port", ["--port", "70000"], "server.port is '70000'; expected an integer from 0 to 65535"),
+    ("bad-tag-key", ["--set", "instance.tags.bad key=x"], "instance.tags.bad key"),
+    ("rotation", ["--set", "credentials.rotate-every=21500"], "credentials.rotate-every"),
+    ("set-syntax", ["--set", "novalue"], "--set 'novalue' is not KEY=VALUE"),
+    ("bad-account", ["--account-id", "12"], "instance.account-id is '12'; expected 12 digits"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "expected"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
+    """Each bad input ends with one line naming the key, the value and what is allowed."""
+    status, _, err = run_cli(["config", *args], capsys)
+    assert status == 2
+    assert err.count("\n") == 1, err
+    assert expected in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("c.yaml", "options: [unclosed", "expected valid yaml (error near line 1)"),
+        ("c.json", "{", "expected valid json"),
+        ("c.toml", "a = ", "expected valid toml"),
+        ("c.yaml", "- just\n- a list\n", "a mapping of sections at the top level"),
+        ("c.ini", "[x]", "expected a .yaml, .yml, .json or .toml file"),
+        ("c.yaml", "options:\n  hop-limit: true\n", "options.hop-limit is True; expected an integer"),
+        ("c.yaml", "instance: 5\n", "instance is 5; expected a mapping"),
+    ],
+    ids=["yaml-syntax", "json-syntax", "toml-syntax", "not-a-mapping", "extension", "bool-for-int", "section-type"],
+)  # fmt: skip
+def test_bad_files_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str, expected: str
+) -> None:
+    """A malformed or mistyped config file is reported in one line with exit status 2."""
+    file = tmp_path / name
+    file.write_text(content)
+    status, _, err = run_cli(["config", "-c", str(file)], capsys)
+    assert status == 2
+    assert expected in err
+    assert err.count("\n") == 1
+
+
+def test_unreadable_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing config file or a directory given as one is one line with exit status 2."""
+    status, _, err = run_cli(["config", "-c", str(tmp_path / "missing.yaml")], capsys)
+    assert status == 2
+    assert "expected an existing, readable file" in err
+    status, _, err = run_cli(["config", "-c", str(tmp_path)], capsys)
+    assert status == 2
+    assert "a file, not a directory" in err
+
+
+def test_port_in_use_is_one_line() -> None:
+    """Serving on a port already in use exits 2 with one line and no traceback."""
+    busy = _busy_port()
+    try:
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "imdsmock", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    finally:
+        busy.close()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"imdsmock: error: listen address 127.0.0.1:{port} is already in use; "
+        "choose another port (--port)"
+    ]
+
+
+def test_unknown_flag_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown command-line flag is one usage error line (argparse) with exit 2."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--no-such-flag"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --no-such-flag" in err
+    assert "Traceback" not in err
