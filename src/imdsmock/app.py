@@ -14,9 +14,13 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .clock import Clock, SystemClock
+from .clock import Clock, ManualClock, SystemClock
 from .config import Config
+from .controller import Controller
+from .controlserver import ControlProtocol, bind_control
+from .faults import FaultBook
 from .gate import ClientGate
+from .requestlog import RequestLog
 from .scenarios import config_scenarios, with_scenarios
 from .server import Server, bind_sockets
 from .signing import Signer, load_signer
@@ -38,7 +42,9 @@ class App:
         signer: Signer | None = None,
     ) -> None:
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        if clock is None:
+            clock = ManualClock() if config.server.clock == "manual" else SystemClock()
+        self.clock: Clock = clock
         self.started = self.clock.now()
         self.signer = signer or load_signer(config.signing)
         snapshot = build_snapshot(config, signer=self.signer, started=self.started)
@@ -53,10 +59,39 @@ class App:
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The request log and the fault rules: the server feeds and applies them, the
+        # control API (self.controller: the one implementation of every operation) reads
+        # and changes them.
+        self.requests = RequestLog()
+        self.faults = FaultBook()
+        self.server.sink = self.requests.record
+        self.server.faults = self.faults
+        self.controller = Controller(self)
+        self._control: tuple[socket.socket, str | None] | None = None
+        self._control_server: asyncio.AbstractServer | None = None
 
     def bind(self) -> list[socket.socket]:
-        """Bind the IMDS listeners (raises ServeError with one line on failure)."""
-        return bind_sockets(self.config.server.listeners())
+        """Bind the IMDS listeners and the control listener (raises ServeError on failure).
+
+        Both are bound up front, so an address in use fails before anything serves. The
+        control socket is kept on the app; ``server.control: false`` skips it.
+        """
+        socks = bind_sockets(self.config.server.listeners())
+        if self.config.server.control and self._control is None:
+            try:
+                self._control = bind_control(self.config.server)
+            except BaseException:
+                for s in socks:
+                    s.close()
+                raise
+        return socks
+
+    def control_url(self) -> str | None:
+        """URL of the control API (None when it is not bound)."""
+        if self._control is None:
+            return None
+        host, port = self._control[0].getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     async def serve(
         self,
@@ -69,6 +104,11 @@ class App:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         await self.server.start(socks)
+        if self._control is not None:
+            sock, token = self._control
+            self._control_server = await self._loop.create_server(
+                lambda: ControlProtocol(self.controller, token), sock=sock
+            )
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -82,6 +122,10 @@ class App:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._control_server is not None:
+                self._control_server.close()
+                self._control_server = None
+                self._control = None
             await self.server.stop()
 
     def shutdown(self) -> None:

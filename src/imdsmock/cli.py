@@ -54,6 +54,9 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--control-token", help="bearer token for the control API")
     g.add_argument("--control-token-file", metavar="FILE", help="file holding that token")
     g.add_argument(
+        "--clock", help="system | manual (time moves only by `imdsmock ctl clock advance`)"
+    )
+    g.add_argument(
         "--log-requests", action="store_const", const=True, help="log every request to stderr"
     )
     o = p.add_argument_group("instance metadata options")
@@ -139,6 +142,9 @@ def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
     def ready(a: App) -> None:
         for url in a.addresses():
             print(f"{prog}: serving IMDS on {url}", file=sys.stderr, flush=True)
+        control = a.control_url()
+        if control is not None:
+            print(f"{prog}: control API on {control}", file=sys.stderr, flush=True)
 
     run(app, socks, ready)
     return 0

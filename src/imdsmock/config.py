@@ -76,6 +76,8 @@ class ServerConfig:
     control_token_file: str | None = None
     # Disable the control listener entirely.
     control: bool = True
+    # "manual": time stands still until the control API advances it (tests, demos).
+    clock: Literal["system", "manual"] = "system"
     log_requests: bool = False
     # Only the first N distinct clients see spot/rebalance/events/Auto Scaling paths
     # (AWS's Go mock's --mock-ip-count); -1: everyone, 0: nobody.
@@ -280,6 +282,7 @@ SHORT_NAMES: Mapping[str, str] = {
     "control-port": "server.control-port",
     "control-token": "server.control-token",
     "control-token-file": "server.control-token-file",
+    "clock": "server.clock",
     "log-requests": "server.log-requests",
     "ecs-listen": "server.ecs-listen",
     "eks-listen": "server.eks-listen",
