@@ -21,7 +21,7 @@ import dataclasses
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .app import App, new_event_loop
 from .clock import Clock, ManualClock, SystemClock
@@ -39,6 +39,9 @@ from .errors import ConfigError, ImdsMockError
 from .model import facts
 from .sdkenv import patched, sdk_environ
 from .state import Snapshot, rebuild
+
+if TYPE_CHECKING:
+    from .controller import Controller
 
 __all__ = ["MockIMDS"]
 
@@ -93,6 +96,7 @@ class MockIMDS:
         self._app: App | None = None
         self._thread: threading.Thread | None = None
         self._initial: Snapshot | None = None
+        self._control_url: str | None = None
         self._url = ""
 
     # -- lifecycle --------------------------------------------------------------------
@@ -127,6 +131,7 @@ class MockIMDS:
         self._app, self._thread = app, thread
         self._initial = app.state.snapshot
         self._url = app.addresses()[0]
+        self._control_url = app.control_url()
         return self
 
     def stop(self) -> None:
@@ -156,6 +161,12 @@ class MockIMDS:
         """Base URL of the IMDS listener, e.g. ``http://127.0.0.1:40123``."""
         self.app  # noqa: B018 - raises a clear error when not started
         return self._url
+
+    @property
+    def control_url(self) -> str | None:
+        """Base URL of the control API (for ``imdsmock ctl --url``), if it listens."""
+        self.app  # noqa: B018 - raises a clear error when not started
+        return self._control_url
 
     @property
     def config(self) -> Config:
@@ -201,8 +212,8 @@ class MockIMDS:
     def reset(self, **overrides: Any) -> None:
         """Go back to the instance as started (optionally reconfigured), at its start time.
 
-        Run-time metadata edits, scenarios, faults, tokens and the request log are
-        forgotten and the manual clock returns to its start; ``overrides`` (as for the
+        Run-time metadata edits, scenarios, faults, credential changes, tokens, the
+        clients admitted past ``mock-ip-count`` and the request log are forgotten and the manual clock returns to its start; ``overrides`` (as for the
         constructor) reconfigure the instance, but not the listeners.
         """
         app, initial = self.app, self._initial
@@ -220,8 +231,155 @@ class MockIMDS:
             snapshot = rebuild(initial, cfg)
         app.state.swap(lambda _current: snapshot)
         app.state.tokens.revoke_all()
+        controller = self.controller
+        controller.clear_faults()
+        controller.clear_requests()
+        app.gate.reset()
         if isinstance(self._clock, ManualClock):
             self._clock.reset()
+
+    # -- control operations (one implementation: imdsmock.controller) ----------------
+
+    @property
+    def controller(self) -> Controller:
+        """The :class:`~imdsmock.controller.Controller` behind the control API, for this mock."""
+        return self.app.controller
+
+    def get_metadata(self, path: str) -> str | None:
+        """What ``path`` (e.g. ``meta-data/instance-id``) serves now; ``None`` when 404."""
+        return self.controller.get_metadata(path)
+
+    def set_metadata(self, path: str, value: str) -> None:
+        """Serve ``value`` at ``path`` (any leaf: ``meta-data/tags/instance/Team``...)."""
+        self.controller.set_metadata(path, value)
+
+    def delete_metadata(self, path: str) -> None:
+        """Stop serving ``path`` and anything under it (it answers 404)."""
+        self.controller.delete_metadata(path)
+
+    def set_tag(self, key: str, value: str) -> None:
+        """Add or change an instance tag (served under ``meta-data/tags/instance/``)."""
+        self.controller.set_metadata(f"meta-data/tags/instance/{key}", value)
+
+    def delete_tag(self, key: str) -> None:
+        """Remove an instance tag."""
+        self.controller.delete_metadata(f"meta-data/tags/instance/{key}")
+
+    def set_user_data(self, text: str) -> None:
+        """Replace the user data."""
+        self.controller.set_metadata("user-data", text)
+
+    def set_options(self, **options: Any) -> dict[str, Any]:
+        """Change instance metadata options as ``ModifyInstanceMetadataOptions`` does.
+
+        ``http_tokens`` (optional|required), ``http_endpoint`` (enabled|disabled),
+        ``hop_limit``, ``http_protocol_ipv6``, ``instance_metadata_tags``.
+        """
+        return self.controller.set_options(**options)
+
+    def require_tokens(self) -> None:
+        """Switch to IMDSv2 only (``http-tokens required``): token-less calls get 401."""
+        self.controller.set_options(http_tokens="required")
+
+    def start_scenario(self, scenario: Mapping[str, Any] | None = None, **fields: Any) -> str:
+        """Start a scenario (a control-API mapping and/or keywords); returns its id.
+
+        ``type`` is ``spot-interruption``, ``rebalance-recommendation``,
+        ``maintenance-event`` or ``asg-lifecycle``; ``at`` is ``now`` (the default),
+        ``+30s``, an RFC 3339 time or epoch seconds. See docs/scenarios.md.
+        """
+        described = self.controller.start_scenario({**(scenario or {}), **fields})
+        return str(described["id"])
+
+    def spot_interruption(
+        self, action: str = "terminate", *, at: Any = "now", **fields: Any
+    ) -> str:
+        """Give the spot interruption notice at ``at`` (two minutes' warning by default)."""
+        return self.start_scenario(type="spot-interruption", action=action, at=at, **fields)
+
+    def rebalance_recommendation(self, *, at: Any = "now", **fields: Any) -> str:
+        """Signal an EC2 instance rebalance recommendation at ``at``."""
+        return self.start_scenario(type="rebalance-recommendation", at=at, **fields)
+
+    def maintenance_event(
+        self, code: str = "system-reboot", *, at: Any = "now", **fields: Any
+    ) -> str:
+        """Schedule a maintenance event (``events/maintenance/scheduled``) at ``at``."""
+        return self.start_scenario(type="maintenance-event", code=code, at=at, **fields)
+
+    def cancel_scenario(self, scenario_id: str) -> None:
+        """Cancel a scenario; what it changed is served as before."""
+        self.controller.cancel_scenario(scenario_id)
+
+    @property
+    def scenarios(self) -> list[dict[str, Any]]:
+        """The scenarios started, as the control API describes them."""
+        return self.controller.scenarios()
+
+    def add_fault(self, fault: Mapping[str, Any] | None = None, **fields: Any) -> str:
+        """Add a fault rule; returns its id.
+
+        ``kind`` is ``status`` (with ``status`` 429, 500 or 503), ``latency`` (with
+        ``latency_ms``), ``reset`` or ``hang``; ``path`` a glob, ``client`` an address,
+        ``count`` and ``probability`` how often.
+        """
+        described = self.controller.add_fault({**(fault or {}), **_dashed(fields)})
+        return str(described["id"])
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule."""
+        self.controller.clear_faults()
+
+    def rotate_credentials(self) -> dict[str, Any]:
+        """Issue a new role credential set now."""
+        return self.controller.rotate_credentials()
+
+    def expire_credentials(self, on: bool = True) -> dict[str, Any]:
+        """Serve credentials whose ``Expiration`` is already past (``on=False`` undoes it)."""
+        return self.controller.expire_credentials(on)
+
+    def fail_credentials(self, count: int = 1) -> dict[str, Any]:
+        """Make the next ``count`` credential fetches fail."""
+        return self.controller.fail_credentials(count)
+
+    def advance(self, seconds: float) -> float:
+        """Move the manual clock forward; returns the new time (as ``clock.advance``)."""
+        return float(self.controller.advance_clock(seconds)["now"])
+
+    # -- the request log --------------------------------------------------------------
+
+    def requests(self, **filters: Any) -> list[dict[str, Any]]:
+        """Logged requests, oldest first, as the control API shows them.
+
+        Filters: ``method``, ``path`` (a prefix), ``status``, ``client``, ``token``
+        (whether one was sent), ``imdsv1``, ``limit``.
+        """
+        return self.controller.requests(**filters)
+
+    def clear_requests(self) -> None:
+        """Forget every logged request."""
+        self.controller.clear_requests()
+
+    def imdsv1_report(self) -> list[dict[str, Any]]:
+        """Token-less (IMDSv1) data requests grouped by client and user agent."""
+        return self.controller.imdsv1_report()
+
+    def assert_no_imdsv1(self) -> None:
+        """Fail unless every data request carried an IMDSv2 token."""
+        report = self.imdsv1_report()
+        if report:
+            lines = [
+                f"  {g['requests']} from {g['client']} ({g['user-agent'] or 'no user agent'}): "
+                + ", ".join(g["paths"])
+                for g in report
+            ]
+            raise AssertionError("IMDSv1 (token-less) requests were made:\n" + "\n".join(lines))
+
+    def assert_requested(self, path: str, **filters: Any) -> None:
+        """Fail unless a request for ``path`` (a prefix) was logged (``filters`` as above)."""
+        if not self.requests(path=path, **filters):
+            seen = sorted({r["path"] for r in self.requests()})
+            raise AssertionError(f"no request for {path} {filters or ''}; requested: {seen}")
 
     # -- configuration ----------------------------------------------------------------
 
@@ -239,6 +397,10 @@ class MockIMDS:
         for name, value in overrides.items():
             flags[_flag_key(name, value)] = value
         return load(file=file, env=self._env, flags=flags, base=base)
+
+
+def _dashed(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {name.replace("_", "-"): value for name, value in fields.items()}
 
 
 def _flag_key(name: str, value: object) -> str:
