@@ -44,7 +44,8 @@ ENV PATH=/opt/imdsmock/bin:$PATH \
 USER imdsmock
 EXPOSE 1338 1339
 # Healthy only when IMDS answers a token handshake and a metadata read (so it holds in
-# required mode too). Docker 20.10 has no start-interval, so the interval sets time to healthy.
-HEALTHCHECK --interval=2s --timeout=2s --start-period=30s --retries=3 \
+# required mode too). Docker 20.10 has no start-interval, so the interval sets time to healthy:
+# one probe a second (a few milliseconds of CPU) makes `depends_on: service_healthy` quick.
+HEALTHCHECK --interval=1s --timeout=2s --start-period=30s --retries=3 \
     CMD ["python3", "-I", "-S", "/opt/imdsmock/healthcheck.py"]
 ENTRYPOINT ["imdsmock"]
