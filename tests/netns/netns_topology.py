@@ -182,8 +182,9 @@ def client_env(tmp: Path) -> dict[str, str]:
     """Environment for processes in namespaces: no AWS config, so boto3 must ask IMDS.
 
     ``AWS_*`` variables are dropped, config and credential files point at empty files, the
-    IMDS timeout is 1 s with one attempt (botocore's defaults), and ``PYTHONPATH`` finds
-    this checkout's ``src`` (after any inherited entries).
+    IMDS timeout is 1 s with one attempt (botocore's defaults), ``route up`` keeps its
+    record in the test's temporary directory, and ``PYTHONPATH`` finds this checkout's
+    ``src`` (after any inherited entries).
     """
     empty = tmp / "empty-aws-config"
     empty.write_text("", encoding="ascii")
@@ -194,6 +195,7 @@ def client_env(tmp: Path) -> dict[str, str]:
         AWS_METADATA_SERVICE_TIMEOUT="1",
         AWS_METADATA_SERVICE_NUM_ATTEMPTS="1",
         HOME=str(tmp),
+        IMDSMOCK_RUN_DIR=str(tmp / "run"),
         PYTHONPATH=os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(SRC)) if p),
     )
     return env

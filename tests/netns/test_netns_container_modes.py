@@ -67,7 +67,7 @@ def wait_for_line(proc: subprocess.Popen[str], wanted: str, timeout: float = 15)
                 return
             if not line:
                 break
-    raise AssertionError(f"no {wanted!r} from {proc.args}: {proc.poll()=}")
+    raise AssertionError(f"no {wanted!r} from {proc.args!r}: {proc.poll()=}")
 
 
 ENTRYPOINTS = {

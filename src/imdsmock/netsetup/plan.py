@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from imdsmock.netsetup.errors import NetsetupError
 
@@ -39,7 +39,7 @@ def cmd(*argv: str, stdin: str | None = None) -> Command:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
-    """Steps that make a change, the steps that undo it, and notes for the user.
+    """Steps that make a change, and the steps that undo it.
 
     ``steps`` is empty when the change is already in place (idempotence is decided when the
     plan is built, from observed state, not by running commands that may fail).
@@ -47,14 +47,12 @@ class Plan:
 
     steps: tuple[Command, ...] = ()
     undo: tuple[Command, ...] = ()
-    notes: tuple[str, ...] = field(default=())
 
     def __add__(self, other: Plan) -> Plan:
         """Concatenate: steps in order, undo in reverse order (last made, first removed)."""
         return Plan(
             steps=self.steps + other.steps,
             undo=other.undo + self.undo,
-            notes=self.notes + other.notes,
         )
 
 
