@@ -289,7 +289,8 @@ class Controller:
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1000:
             raise ConfigError("count", count, f"an integer from 0 to {MAX_FAIL_COUNT}")
         creds = _credentials_ops("fail_refreshes")
-        snap = self.app.state.swap(lambda s: creds(s, count))
+        now = self.now()
+        snap = self.app.state.swap(lambda s: creds(s, count, now))
         return self._credentials_state(snap)
 
     def _credentials_state(self, snap: Snapshot) -> dict[str, Any]:
