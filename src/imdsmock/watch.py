@@ -1,0 +1,115 @@
+"""Config-file watching: reload everything atomically when the file changes.
+
+The watcher polls the file's ``stat`` (inode, size, modification time) on the server's
+event loop, with no extra dependency and no thread; on a change (or ``SIGHUP``) it loads
+the configuration through the caller's loader and swaps one rebuilt snapshot in with
+:meth:`~imdsmock.state.State.swap`: values, moved paths, listings and scenarios change
+together, and requests see either the old instance or the new one. A broken file logs one
+line and the previous configuration keeps serving (AWS's Go mock reloads only some
+values and leaves listings and scenarios stale, aemm-interface.md §7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import Config
+from .errors import ImdsMockError
+from .scenarios import config_scenarios, with_scenarios
+from .state import Snapshot, rebuild
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["Watcher", "reconfigure"]
+
+log = logging.getLogger("imdsmock.watch")
+
+INTERVAL = 0.25
+
+
+def reconfigure(snapshot: Snapshot, config: Config) -> Snapshot:
+    """The same instance under ``config``: rebuilt tree and the new config's scenarios.
+
+    Scenarios started at run time (control API) are kept; the old configuration's own
+    scenarios are replaced by the new one's (relative times count from the start).
+    """
+    started = snapshot.started
+    old_ids = {s.id for s in config_scenarios(snapshot.config.scenarios, started)}
+    kept = tuple(s for s in snapshot.scenarios if s.id not in old_ids)
+    fresh = config_scenarios(config.scenarios, started)
+    return with_scenarios(rebuild(snapshot, config), fresh + kept)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class Watcher:
+    """Reload ``app`` from ``load()`` whenever ``path`` changes."""
+
+    def __init__(
+        self,
+        app: App,
+        path: Path,
+        load: Callable[[], Config],
+        *,
+        interval: float = INTERVAL,
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.load = load
+        self.interval = interval
+        self.reloads = 0
+        self.failures = 0
+        self._seen = _signature(path)
+        self._wake = asyncio.Event()
+
+    def reload(self) -> bool:
+        """Load and swap now; on a bad file log one line and keep serving the old config."""
+        try:
+            config = self.load()
+            self.app.state.swap(lambda snap: reconfigure(snap, config))
+        except ImdsMockError as exc:
+            self.failures += 1
+            log.error("config reload from %s failed, keeping the previous one: %s", self.path, exc)
+            return False
+        old = self.app.config
+        self.app.config = config
+        if config.server.mock_ip_count != old.server.mock_ip_count:
+            self.app.gate.reset(config.server.mock_ip_count)
+        if config.server.listeners() != old.server.listeners():
+            log.warning("listen addresses changed in %s; they apply after a restart", self.path)
+        self.reloads += 1
+        log.info("reloaded configuration from %s", self.path)
+        return True
+
+    async def run(self) -> None:
+        """Poll until cancelled; SIGHUP forces a reload (main thread only)."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, self._wake.set)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                forced = self._wake.is_set()
+                self._wake.clear()
+                seen = _signature(self.path)
+                if forced or (seen != self._seen and seen is not None):
+                    self._seen = seen
+                    self.reload()
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGHUP)
