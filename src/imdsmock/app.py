@@ -14,8 +14,10 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .awscreds import CredentialRefresher
 from .clock import Clock, ManualClock, SystemClock
 from .config import Config
+from .containercreds import ContainerEndpoints
 from .controller import Controller
 from .controlserver import ControlProtocol, bind_control
 from .faults import FaultBook
@@ -69,6 +71,13 @@ class App:
         self.controller = Controller(self)
         self._control: tuple[socket.socket, str | None] | None = None
         self._control_server: asyncio.AbstractServer | None = None
+        # Container credential endpoints (ECS / EKS style) on listeners of their own, and
+        # for real credentials the refresher that fetches them off the request path.
+        self.containers = ContainerEndpoints(self.state, self.clock, config)
+        self.refresher: CredentialRefresher | None = None
+        if config.credentials.source == "profile":
+            self.refresher = CredentialRefresher(self.state, self.clock, config.credentials)
+            self.background.append(self.refresher.run)
 
     def bind(self) -> list[socket.socket]:
         """Bind the IMDS listeners and the control listener (raises ServeError on failure).
@@ -77,6 +86,12 @@ class App:
         control socket is kept on the app; ``server.control: false`` skips it.
         """
         socks = bind_sockets(self.config.server.listeners())
+        try:
+            self.containers.bind()
+        except BaseException:
+            for s in socks:
+                s.close()
+            raise
         if self.config.server.control and self._control is None:
             try:
                 self._control = bind_control(self.config.server)
@@ -104,6 +119,7 @@ class App:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         await self.server.start(socks)
+        await self.containers.start()
         if self._control is not None:
             sock, token = self._control
             self._control_server = await self._loop.create_server(
@@ -126,6 +142,7 @@ class App:
                 self._control_server.close()
                 self._control_server = None
                 self._control = None
+            await self.containers.stop()
             await self.server.stop()
 
     def shutdown(self) -> None:

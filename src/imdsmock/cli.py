@@ -59,6 +59,24 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--log-requests", action="store_const", const=True, help="log every request to stderr"
     )
+    k = p.add_argument_group("credentials")
+    k.add_argument(
+        "--credentials-source", help="fake (default) | profile (real, needs imdsmock[aws])"
+    )
+    k.add_argument("--profile", help="AWS profile to take real credentials from")
+    k.add_argument("--role-arn", help="assume this role with the profile's credentials")
+    k.add_argument(
+        "--ecs-listen",
+        action="append",
+        metavar="HOST:PORT",
+        help="ECS-style credential endpoint, e.g. 169.254.170.2:80 (repeatable)",
+    )
+    k.add_argument(
+        "--eks-listen",
+        action="append",
+        metavar="HOST:PORT",
+        help="EKS Pod Identity-style endpoint, e.g. 169.254.170.23:80 (repeatable)",
+    )
     o = p.add_argument_group("instance metadata options")
     o.add_argument("--http-tokens", help="optional | required (IMDSv2 only)")
     o.add_argument("--http-endpoint", help="enabled | disabled (disabled: 403 everywhere)")

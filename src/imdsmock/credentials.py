@@ -75,6 +75,9 @@ class CredentialSet:
     expiration: float
     code: str = "Success"
     message: str | None = None
+    # Known for real credentials (the assumed role, its account); derived when None.
+    role_arn: str | None = None
+    account_id: str | None = None
 
 
 def unavailable(role: str, when: float) -> CredentialSet:

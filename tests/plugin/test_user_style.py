@@ -36,7 +36,7 @@ def interruption_notice(endpoint: str) -> dict[str, str] | None:
         raise
 
 
-def test_boto3_takes_region_and_credentials_from_the_instance(imds, monkeypatch):
+def test_boto3_takes_region_and_credentials_from_the_instance(imds):
     """A boto3 session made in the test finds the instance's region and role credentials."""
     session = boto3.Session()
     credentials = session.get_credentials()

@@ -1,0 +1,110 @@
+"""The plugin in whole pytest sessions of a user's project, run in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def run_pytest(
+    where: Path, files: dict[str, str], *args: str, autoload: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Write ``files`` into ``where`` and run pytest there as a user's project would.
+
+    Without ``autoload`` only this plugin is loaded (by module name): the venv's other
+    plugins (hypothesis, schemathesis) take seconds to import and are not under test.
+    """
+    for name, text in files.items():
+        (where / name).write_text(textwrap.dedent(text))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTEST_"))}
+    plugins = [] if autoload else ["-p", "imdsmock.pytest_plugin"]
+    if not autoload:
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"]
+    return subprocess.run(
+        [*argv, "--strict-markers", *plugins, *args],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+WORKER_TESTS = """
+    import os
+    import pytest
+
+    @pytest.mark.parametrize("n", range(8))
+    def test_each_worker_has_its_own_fresh_mock(imds, n):
+        assert imds.get_metadata("meta-data/tags/instance/Run") is None
+        imds.set_tag("Run", str(n))
+        imds.clock.advance(60)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(f"url-{worker}-{n}", "w") as f:
+            f.write(imds.url)
+"""
+
+
+def test_xdist_workers_each_run_their_own_mock(tmp_path: Path) -> None:
+    """Under pytest-xdist every worker serves its own mock, and every test starts fresh."""
+    result = run_pytest(tmp_path, {"test_workers.py": WORKER_TESTS}, "-p", "xdist", "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "8 passed" in result.stdout
+    urls = {p.read_text() for p in tmp_path.glob("url-gw*")}
+    workers = {p.name.split("-")[1] for p in tmp_path.glob("url-gw*")}
+    assert len(workers) == 2
+    assert len(urls) == 2
+
+
+def test_a_bad_marker_value_fails_the_test_in_one_line(tmp_path: Path) -> None:
+    """A wrong option in the marker names the key, the value and what is allowed."""
+    tests = """
+        import pytest
+
+        @pytest.mark.imds(http_tokens="sometimes")
+        def test_bad(imds):
+            pass
+    """
+    result = run_pytest(tmp_path, {"test_bad.py": tests})
+    assert result.returncode == 1
+    assert (
+        "imdsmock: options.http-tokens is 'sometimes'; expected one of: optional, required"
+        in result.stdout
+    )
+    assert "Traceback" not in result.stdout
+
+
+def test_the_ini_option_names_the_session_instance_file(tmp_path: Path) -> None:
+    """`imdsmock_config` in the ini file configures the instance every test starts from."""
+    files = {
+        "pytest.ini": "[pytest]\nimdsmock_config = instance.yaml\n",
+        "instance.yaml": "instance:\n  region: ap-southeast-2\n  instance-type: t4g.nano\n",
+        "test_ini.py": """
+            import boto3
+
+            def test_region(imds):
+                assert boto3.Session().region_name == "ap-southeast-2"
+                assert imds.get_metadata("meta-data/instance-type") == "t4g.nano"
+        """,
+    }
+    result = run_pytest(tmp_path, files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_entry_point_loads_the_plugin_and_nothing_more(tmp_path: Path) -> None:
+    """pytest finds the plugin by its pytest11 entry point; no server import until used."""
+    tests = """
+        import sys
+
+        def test_nothing_loaded(request):
+            assert request.config.pluginmanager.has_plugin("imdsmock")
+            loaded = sorted(m for m in sys.modules if m.startswith("imdsmock"))
+            assert loaded == ["imdsmock", "imdsmock.pytest_plugin"], loaded
+    """
+    result = run_pytest(tmp_path, {"test_lazy.py": tests}, autoload=True)
+    assert result.returncode == 0, result.stdout + result.stderr
