@@ -79,10 +79,6 @@ class ServerConfig:
     # "manual": time stands still until the control API advances it (tests, demos).
     clock: Literal["system", "manual"] = "system"
     log_requests: bool = False
-    # ECS-style container credential listeners ("169.254.170.2:80"); none by default.
-    ecs_listen: tuple[str, ...] = ()
-    # EKS Pod Identity-style listeners ("169.254.170.23:80"); none by default.
-    eks_listen: tuple[str, ...] = ()
     # Only the first N distinct clients see spot/rebalance/events/Auto Scaling paths
     # (AWS's Go mock's --mock-ip-count); -1: everyone, 0: nobody.
     mock_ip_count: int = -1
