@@ -24,7 +24,7 @@ from .faults import FaultBook
 from .gate import ClientGate
 from .requestlog import RequestLog
 from .scenarios import config_scenarios, with_scenarios
-from .server import Server, bind_sockets
+from .server import Limits, Server, bind_sockets
 from .signing import Signer, load_signer
 from .state import State, build_snapshot
 
@@ -55,7 +55,15 @@ class App:
         # Per-client gating of the scenario paths (--mock-ip-count); reset by the control API.
         self.gate = ClientGate(config.server.mock_ip_count)
         self.server = Server(
-            self.state, self.clock, keep_alive=config.server.keep_alive, gate=self.gate
+            self.state,
+            self.clock,
+            keep_alive=config.server.keep_alive,
+            gate=self.gate,
+            limits=Limits(
+                max_connections=config.server.max_connections,
+                idle_timeout=float(config.server.idle_timeout),
+                max_header_bytes=config.server.max_header_bytes,
+            ),
         )
         # Coroutines run beside the servers while serving (e.g. the config-file watcher).
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []

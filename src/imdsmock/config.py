@@ -82,6 +82,13 @@ class ServerConfig:
     # Only the first N distinct clients see spot/rebalance/events/Auto Scaling paths
     # (AWS's Go mock's --mock-ip-count); -1: everyone, 0: nobody.
     mock_ip_count: int = -1
+    # Robustness limits of the IMDS listeners (docs/reliability.md): connections beyond
+    # max-connections are answered 429 and closed; a request must arrive within
+    # idle-timeout seconds of connecting (or of the previous answer, with keep-alive);
+    # a request head (line and headers) over max-header-bytes is answered 431.
+    max_connections: int = 1024
+    idle_timeout: int = 10
+    max_header_bytes: int = 16 * 1024
     # ECS-style container credential listeners ("169.254.170.2:80"); none by default.
     ecs_listen: tuple[str, ...] = ()
     # EKS Pod Identity-style listeners ("169.254.170.23:80"); none by default.
@@ -311,6 +318,9 @@ _LIMITS: Mapping[str, tuple[int, int]] = {
     "server.port": (0, 65535),
     "server.control-port": (0, 65535),
     "server.mock-ip-count": (-1, 2**31),
+    "server.max-connections": (1, 1_000_000),
+    "server.idle-timeout": (1, 3600),
+    "server.max-header-bytes": (1024, 1024 * 1024),
     "options.hop-limit": (1, 64),
     "credentials.lifetime": (900, 43200),
     "credentials.rotate-every": (60, 43200),

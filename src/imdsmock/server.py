@@ -29,7 +29,7 @@ from .imds import Gate, Request, handle
 from .state import State
 from .wire import Response, error
 
-__all__ = ["IMDSProtocol", "RequestSink", "Server", "bind_sockets"]
+__all__ = ["IMDSProtocol", "Limits", "RequestSink", "Server", "bind_sockets"]
 
 log = logging.getLogger("imdsmock.server")
 
@@ -37,6 +37,34 @@ log = logging.getLogger("imdsmock.server")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 IDLE_TIMEOUT = 10.0
+MAX_CONNECTIONS = 1024
+
+
+class Limits:
+    """Per-listener-group limits and the open-connection count they guard.
+
+    ``idle_timeout`` is a deadline, not a per-byte timer: a connection must finish its
+    request within it (slow headers included), and a kept-alive one must send the next
+    request within it. Connections beyond ``max_connections`` are answered 429 and closed
+    at once (real IMDS caps simultaneous connections and throttles with 429,
+    real-imds.md §A10), so accepted requests keep being served. The count is only touched
+    on the event loop thread (connection_made / connection_lost), so it needs no lock.
+    """
+
+    __slots__ = ("idle_timeout", "max_connections", "max_header_bytes", "open")
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+    ) -> None:
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.max_header_bytes = max_header_bytes
+        self.open = 0
+
 
 _BAD_REQUEST_CLOSE = error(400)
 _TOO_LARGE = error(431)
@@ -79,6 +107,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_gate",
         "_header_bytes",
         "_keep_alive",
+        "_limits",
         "_parser",
         "_path",
         "_sink",
@@ -100,10 +129,12 @@ class IMDSProtocol(asyncio.Protocol):
         sink: RequestSink | None = None,
         gate: Gate | None = None,
         faults: FaultBook | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._state = state
         self._clock = clock
         self._keep_alive = keep_alive
+        self._limits = limits if limits is not None else Limits()
         self._sink = sink
         self._gate = gate
         self._faults = faults
@@ -133,10 +164,16 @@ class IMDSProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._family = sock.family
-        self._timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._idle)
+        limits = self._limits
+        limits.open += 1
+        if limits.open > limits.max_connections:
+            self._write(_FAULT_STATUS[429], False)  # shed load: answer and close at once
+            return
+        self._timer = asyncio.get_running_loop().call_later(limits.idle_timeout, self._idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._limits.open -= 1
         if self._timer is not None:
             self._timer.cancel()
 
@@ -145,13 +182,22 @@ class IMDSProtocol(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(_BAD_REQUEST_CLOSE)
-        except httptools.HttpParserError:
-            self._fail(_BAD_REQUEST_CLOSE)
-        except _TooLarge:
-            self._fail(_TOO_LARGE)
+        except httptools.HttpParserError as exc:
+            # httptools wraps what a callback raised (HttpParserCallbackError) and keeps
+            # it as the context: a limit is 431/400, a bug is 500 (logged), never silence.
+            cause = exc.__context__
+            if cause is None:
+                self._fail(_BAD_REQUEST_CLOSE)
+            elif isinstance(cause, _TooLarge):
+                self._fail(cause.response)
+            else:
+                log.error("request failed", exc_info=cause)
+                self._fail(_FAULT_STATUS[500])
 
     def eof_received(self) -> bool | None:
-        return None  # half-closed by the client: finish what is in flight, then close
+        # Half-closed by the client: a delayed answer (latency fault) is still written;
+        # otherwise close, as everything received has been answered.
+        return True if self._closing and self._transport is not None else None
 
     # -- httptools callbacks ------------------------------------------------------------
 
@@ -161,13 +207,13 @@ class IMDSProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_bytes += len(url)
-        if self._header_bytes > MAX_HEADER_BYTES:
-            raise _TooLarge
+        if self._header_bytes > self._limits.max_header_bytes:
+            raise _TooLarge(_TOO_LARGE)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
-        if self._header_bytes > MAX_HEADER_BYTES:
-            raise _TooLarge
+        if self._header_bytes > self._limits.max_header_bytes:
+            raise _TooLarge(_TOO_LARGE)
         n = name.lower()
         if n == b"x-aws-ec2-metadata-token":
             self._token = value.decode("latin-1")
@@ -177,11 +223,13 @@ class IMDSProtocol(asyncio.Protocol):
             self._forwarded = True
         elif n == b"user-agent":
             self._ua = value.decode("latin-1")
+        elif n == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            raise _TooLarge(_BAD_REQUEST_CLOSE)  # refuse now rather than wait for the body
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         if self._body_bytes > MAX_BODY_BYTES:
-            raise _TooLarge
+            raise _TooLarge(_BAD_REQUEST_CLOSE)
 
     def on_message_complete(self) -> None:
         transport = self._transport
@@ -264,7 +312,9 @@ class IMDSProtocol(asyncio.Protocol):
         if keep:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._idle)
+            self._timer = asyncio.get_running_loop().call_later(
+                self._limits.idle_timeout, self._idle
+            )
         else:
             self._closing = True
             transport.close()
@@ -295,7 +345,11 @@ class IMDSProtocol(asyncio.Protocol):
 
 
 class _TooLarge(Exception):
-    pass
+    """A request over a limit; carries the pre-rendered answer (431 head, 400 body)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 def bind_sockets(listens: Sequence[Listen]) -> list[socket.socket]:
@@ -356,6 +410,7 @@ class Server:
         sink: RequestSink | None = None,
         gate: Gate | None = None,
         faults: FaultBook | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
@@ -363,6 +418,8 @@ class Server:
         self.sink = sink
         self.gate = gate
         self.faults = faults
+        # Shared by every connection of these listeners (the connection cap counts them all).
+        self.limits = limits if limits is not None else Limits()
         self._servers: list[asyncio.base_events.Server] = []
 
     def protocol(self) -> IMDSProtocol:
@@ -374,6 +431,7 @@ class Server:
             sink=self.sink,
             gate=self.gate,
             faults=self.faults,
+            limits=self.limits,
         )
 
     async def start(
