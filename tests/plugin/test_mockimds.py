@@ -1,0 +1,150 @@
+"""imdsmock.MockIMDS: the in-process server, its configuration and its environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from imdsmock import ConfigError, ImdsMockError, MockIMDS, load_config
+
+
+def fetch(url: str) -> tuple[int, str]:
+    """GET without a token; returns status and body."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_context_manager_serves_then_closes_its_port() -> None:
+    """Inside the block the mock answers on 127.0.0.1; after it the port is closed."""
+    with MockIMDS() as imds:
+        assert imds.url.startswith("http://127.0.0.1:")
+        assert fetch(imds.url + "/latest/meta-data/instance-id") == (200, "i-1234567890abcdef0")
+        port = int(imds.url.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
+        pass
+
+
+@pytest.mark.parametrize("kind", ["config", "mapping", "file"])
+def test_every_config_source_gives_the_same_instance(kind: str, tmp_path: Path) -> None:
+    """A Config, a file-shaped mapping and a config file path configure the same instance."""
+    data = {"instance": {"instance-type": "t3.nano", "tags": {"Env": "ci"}}}
+    path = tmp_path / "instance.json"
+    path.write_text(json.dumps(data))
+    source = {"config": load_config(base=data, env={}), "mapping": data, "file": str(path)}
+    with MockIMDS(source[kind], region="sa-east-1") as imds:
+        assert imds.get_metadata("meta-data/instance-type") == "t3.nano"
+        assert imds.get_metadata("meta-data/tags/instance") == "Env"
+        assert imds.get_metadata("meta-data/placement/region") == "sa-east-1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"colour": "red"}, "colour is 'red'; expected a short option ("),
+        ({"http_tokens": "sometimes"}, "options.http-tokens is 'sometimes'; expected one of"),
+        ({"clock": "sundial"}, "clock is 'sundial'; expected one of: manual, system"),
+    ],
+    ids=["unknown-key", "bad-value", "bad-clock"],
+)
+def test_a_bad_override_raises_one_config_error_line(
+    overrides: dict[str, str], message: str
+) -> None:
+    """A wrong keyword names the key, the value and what is allowed, in one line."""
+    with pytest.raises(ConfigError) as caught:
+        MockIMDS(**overrides)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_process_environment_is_read_only_when_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """IMDSMOCK_* variables do not leak into a MockIMDS unless env= passes them."""
+    monkeypatch.setenv("IMDSMOCK_REGION", "eu-north-1")
+    assert MockIMDS().config.instance.region is None
+    assert MockIMDS(env=os.environ).config.instance.region == "eu-north-1"
+
+
+def test_a_mock_that_is_not_running_says_so() -> None:
+    """Using the server before start() or after stop() raises a clear error."""
+    imds = MockIMDS()
+    with pytest.raises(ImdsMockError, match="not running"):
+        imds.url  # noqa: B018 - the property access is the test
+    with imds, pytest.raises(ImdsMockError, match="already running"):
+        imds.start()
+    with pytest.raises(ImdsMockError, match="not running"):
+        imds.set_tag("A", "b")
+
+
+def test_reset_reconfigures_the_instance_but_not_the_listeners() -> None:
+    """reset() takes instance overrides; a listener setting is refused and changes nothing."""
+    with MockIMDS() as imds:
+        imds.reset(instance_type="m7i.large")
+        assert imds.get_metadata("meta-data/instance-type") == "m7i.large"
+        with pytest.raises(ConfigError, match="listeners cannot change"):
+            imds.reset(port=1)
+        assert imds.get_metadata("meta-data/instance-type") == "m7i.large"
+        imds.reset()
+        assert imds.get_metadata("meta-data/instance-type") == "m4.xlarge"
+
+
+def test_on_the_system_clock_there_is_no_clock_to_advance() -> None:
+    """clock='system' serves real time, and asking for the manual clock explains why not."""
+    with MockIMDS(clock="system") as imds:
+        with pytest.raises(ImdsMockError, match="clock='manual'"):
+            imds.clock  # noqa: B018 - the property access is the test
+        with pytest.raises(ConfigError, match="manual"):
+            imds.advance(10)
+
+
+def test_patched_environ_hides_other_credentials_and_restores_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inside the block only the mock's variables are set; afterwards the old ones return."""
+    monkeypatch.setenv("AWS_PROFILE", "dev")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALKEY")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    with MockIMDS(region="ca-central-1") as imds, imds.patched_environ() as values:
+        assert {k: v for k, v in os.environ.items() if k.startswith("AWS_")} == values
+        assert values["AWS_EC2_METADATA_SERVICE_ENDPOINT"] == imds.url + "/"
+        assert values["AWS_REGION"] == "ca-central-1"
+        assert "AWS_REGION" not in imds.environ(region=False)
+    assert os.environ["AWS_PROFILE"] == "dev"
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "AKIAREALKEY"
+    assert "AWS_EC2_METADATA_SERVICE_ENDPOINT" not in os.environ
+    assert "AWS_REGION" not in os.environ
+
+
+def test_a_fault_fails_the_next_request_then_goes(imds: MockIMDS) -> None:
+    """add_fault with a count of one answers 500 once, then the path serves again."""
+    url = imds.url + "/latest/meta-data/ami-id"
+    imds.add_fault(kind="status", status=500, path="/latest/meta-data/ami-id", count=1)
+    assert fetch(url)[0] == 500
+    assert fetch(url) == (200, "ami-0a887e401f7654935")
+
+
+def test_rotating_credentials_serves_a_new_key(imds: MockIMDS) -> None:
+    """rotate_credentials issues a new access key id on the role's credential path."""
+    path = "meta-data/iam/security-credentials/baskinc-role"
+    before = json.loads(imds.get_metadata(path) or "{}")["AccessKeyId"]
+    imds.rotate_credentials()
+    after = json.loads(imds.get_metadata(path) or "{}")["AccessKeyId"]
+    assert before != after
+
+
+def test_the_control_api_drives_the_same_mock(imds: MockIMDS) -> None:
+    """The control listener of a MockIMDS sees what its methods change (one controller)."""
+    assert imds.control_url is not None
+    imds.require_tokens()
+    with urllib.request.urlopen(imds.control_url + "/v1/options", timeout=2) as resp:
+        assert json.loads(resp.read())["http-tokens"] == "required"
+    assert fetch(imds.url + "/latest/meta-data/ami-id")[0] == 401
