@@ -1,13 +1,312 @@
-"""``imdsmock ctl``: drive a running mock through its control API (being built)."""
+"""``imdsmock ctl``: drive a running mock through its control API.
+
+Each subcommand is one control API call (see docs/control-api.md), made with urllib so
+the client needs nothing beyond the standard library. Output is a readable table or
+``key: value`` lines by default and the API's JSON with ``--json``. A rejected request
+prints the API's one-line error and exits 2; an unreachable mock exits 1.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any, NoReturn
+from urllib.parse import quote, urlencode
 
 __all__ = ["main"]
 
+PROG = "imdsmock ctl"
+DEFAULT_URL = "http://127.0.0.1:1339"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _Failed(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Drive a running imdsmock through its control API.")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("IMDSMOCK_CONTROL_URL", DEFAULT_URL),
+        help=f"control API URL (default {DEFAULT_URL}, env IMDSMOCK_CONTROL_URL)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("IMDSMOCK_CONTROL_TOKEN"),
+        help="bearer token (env IMDSMOCK_CONTROL_TOKEN)",
+    )
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("state", help="configuration, options, scenarios, faults, clock")
+
+    md = sub.add_parser("metadata", help="get, set or delete any IMDS path").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    g = md.add_parser("get", help="the value served at PATH")
+    g.add_argument("path")
+    s = md.add_parser("set", help="serve VALUE at PATH (e.g. meta-data/tags/instance/Owner)")
+    s.add_argument("path")
+    s.add_argument("value")
+    d = md.add_parser("delete", help="stop serving PATH (404)")
+    d.add_argument("path")
+    md.add_parser("list", help="the run-time edits")
+    md.add_parser("reset", help="drop every run-time edit")
+
+    sc = sub.add_parser("scenario", help="start, list or cancel scenarios").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    st = sc.add_parser(
+        "start",
+        help="start a scenario, e.g. `scenario start spot-interruption action=terminate at=+30s`",
+    )
+    st.add_argument(
+        "type",
+        help="spot-interruption | rebalance-recommendation | maintenance-event | asg-lifecycle",
+    )
+    st.add_argument("fields", nargs="*", metavar="KEY=VALUE", help="scenario fields")
+    sc.add_parser("list")
+    cc = sc.add_parser("cancel")
+    cc.add_argument("id")
+
+    o = sub.add_parser("options", help="show or change instance metadata options")
+    o.add_argument("--http-tokens", choices=("optional", "required"))
+    o.add_argument("--http-endpoint", choices=("enabled", "disabled"))
+    o.add_argument("--hop-limit", type=int)
+    o.add_argument("--http-protocol-ipv6", choices=("enabled", "disabled"))
+    o.add_argument("--instance-metadata-tags", choices=("enabled", "disabled"))
+
+    f = sub.add_parser("fault", help="inject faults").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    fa = f.add_parser("add", help="add a fault rule")
+    fa.add_argument("kind", choices=("status", "latency", "reset", "hang"))
+    fa.add_argument("--path", help="path glob (default *)")
+    fa.add_argument("--client", help="client address or network")
+    fa.add_argument("--count", type=int, help="only the next N matching requests")
+    fa.add_argument("--probability", type=float, help="fault this share of matches (0..1]")
+    fa.add_argument("--status", type=int, help="429, 500 or 503 (kind status)")
+    fa.add_argument("--latency-ms", type=int, help="added delay (kind latency)")
+    f.add_parser("list")
+    fr = f.add_parser("remove")
+    fr.add_argument("id")
+    f.add_parser("clear")
+
+    c = sub.add_parser("credentials", help="rotate, expire or fail credentials").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    c.add_parser("rotate", help="issue a new set now")
+    ce = c.add_parser("expire", help="serve already-expired credentials")
+    ce.add_argument("--off", action="store_true", help="serve normal credentials again")
+    cf = c.add_parser("fail", help="fail the next N credential fetches")
+    cf.add_argument("count", type=int, nargs="?", default=1)
+
+    k = sub.add_parser("clock", help="show, advance or reset the (manual) clock").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    k.add_parser("show")
+    ka = k.add_parser("advance")
+    ka.add_argument("seconds", type=float)
+    k.add_parser("reset")
+
+    r = sub.add_parser("requests", help="the request log")
+    r.add_argument("--method")
+    r.add_argument("--path", help="path prefix")
+    r.add_argument("--status", type=int)
+    r.add_argument("--client")
+    r.add_argument("--imdsv1", action="store_true", help="only token-less data requests")
+    r.add_argument("--limit", type=int)
+    r.add_argument("--clear", action="store_true", help="forget every entry")
+
+    rep = sub.add_parser("report", help="reports").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    rep.add_parser("imdsv1", help="IMDSv1 use grouped by client and user agent")
+
+    sub.add_parser("certificate", help="the identity-signing certificate (PEM)")
+    return p
+
+
+def _call(ns: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(ns.url.rstrip("/") + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if ns.token:
+        req.add_header("Authorization", f"Bearer {ns.token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            kind = resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            message = json.loads(raw)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = raw.decode("utf-8", "replace").strip() or exc.reason
+        raise _Failed(exc.code, str(message)) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _Failed(0, f"cannot reach the control API at {ns.url}: {reason}") from None
+    return json.loads(raw) if kind.startswith("application/json") else raw.decode()
+
+
+def _value(text: str) -> Any:
+    """A KEY=VALUE value: JSON when it parses (numbers, true, null), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _run(ns: argparse.Namespace) -> Any:
+    cmd, action = ns.command, getattr(ns, "action", None)
+    if cmd == "state":
+        return _call(ns, "GET", "/v1/state")
+    if cmd == "metadata":
+        if action == "list":
+            return _call(ns, "GET", "/v1/metadata")
+        if action == "reset":
+            return _call(ns, "DELETE", "/v1/metadata")
+        path = "/v1/metadata/" + quote(ns.path.strip("/"), safe="/")
+        if action == "get":
+            return _call(ns, "GET", path)
+        if action == "set":
+            return _call(ns, "PUT", path, {"value": ns.value})
+        return _call(ns, "DELETE", path)
+    if cmd == "scenario":
+        if action == "start":
+            body: dict[str, Any] = {"type": ns.type}
+            for item in ns.fields:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise _Failed(400, f"scenario field {item!r} is not KEY=VALUE")
+                body[key] = _value(value)
+            return _call(ns, "POST", "/v1/scenarios", body)
+        if action == "list":
+            return _call(ns, "GET", "/v1/scenarios")
+        return _call(ns, "DELETE", "/v1/scenarios/" + quote(ns.id, safe=""))
+    if cmd == "options":
+        names = (
+            "http_tokens",
+            "http_endpoint",
+            "hop_limit",
+            "http_protocol_ipv6",
+            "instance_metadata_tags",
+        )
+        changes = {n.replace("_", "-"): getattr(ns, n) for n in names if getattr(ns, n) is not None}
+        if changes:
+            return _call(ns, "PATCH", "/v1/options", changes)
+        return _call(ns, "GET", "/v1/options")
+    if cmd == "fault":
+        if action == "add":
+            rule: dict[str, Any] = {"kind": ns.kind}
+            for name in ("path", "client", "count", "probability", "status", "latency_ms"):
+                if getattr(ns, name) is not None:
+                    rule[name.replace("_", "-")] = getattr(ns, name)
+            return _call(ns, "POST", "/v1/faults", rule)
+        if action == "list":
+            return _call(ns, "GET", "/v1/faults")
+        if action == "remove":
+            return _call(ns, "DELETE", "/v1/faults/" + quote(ns.id, safe=""))
+        return _call(ns, "DELETE", "/v1/faults")
+    if cmd == "credentials":
+        if action == "rotate":
+            return _call(ns, "POST", "/v1/credentials/rotate")
+        if action == "expire":
+            return _call(ns, "POST", "/v1/credentials/expire", {"on": not ns.off})
+        return _call(ns, "POST", "/v1/credentials/fail", {"count": ns.count})
+    if cmd == "clock":
+        if action == "advance":
+            return _call(ns, "POST", "/v1/clock/advance", {"seconds": ns.seconds})
+        if action == "reset":
+            return _call(ns, "POST", "/v1/clock/reset")
+        return _call(ns, "GET", "/v1/clock")
+    if cmd == "requests":
+        if ns.clear:
+            return _call(ns, "DELETE", "/v1/requests")
+        query = {
+            k: v
+            for k, v in (
+                ("method", ns.method),
+                ("path", ns.path),
+                ("status", ns.status),
+                ("client", ns.client),
+                ("limit", ns.limit),
+                ("imdsv1", "true" if ns.imdsv1 else None),
+            )
+            if v is not None
+        }
+        return _call(ns, "GET", "/v1/requests" + ("?" + urlencode(query) if query else ""))
+    if cmd == "report":
+        return _call(ns, "GET", "/v1/reports/imdsv1")
+    return _call(ns, "GET", "/v1/certificate")
+
+
+# -- readable output ------------------------------------------------------------------------------
+
+_COLUMNS = {
+    "requests": ("seq", "method", "path", "status", "client", "token", "user-agent"),
+    "clients": ("client", "user-agent", "requests", "served", "rejected"),
+    "faults": ("id", "kind", "path", "client", "count", "probability", "status", "latency-ms"),
+    "scenarios": ("id", "type", "at"),
+}
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[_text(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _readable(data: Any) -> str:
+    if isinstance(data, str):
+        return data.rstrip("\n")
+    if isinstance(data, dict) and len(data) == 1:
+        ((key, value),) = data.items()
+        if isinstance(value, list) and key in _COLUMNS:
+            return _table(value, _COLUMNS[key])
+    if isinstance(data, dict):
+        return "\n".join(f"{k}: {_text(v)}" for k, v in data.items())
+    return json.dumps(data, indent=2)
+
 
 def main(argv: list[str]) -> int:
-    """Entry point of ``imdsmock ctl``."""
-    print("imdsmock ctl: error: the control API client is not available yet", file=sys.stderr)
-    return 2
+    """Entry point of ``imdsmock ctl``; returns the exit status."""
+    ns = _parser().parse_args(argv)
+    try:
+        data = _run(ns)
+    except _Failed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1 if exc.status == 0 else 2
+    if ns.json and not isinstance(data, str):
+        print(json.dumps(data, indent=2))
+    else:
+        print(_readable(data))
+    return 0
