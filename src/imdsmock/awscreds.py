@@ -119,6 +119,12 @@ class CredentialRefresher:
         self.wake = threading.Event()
         self.fetches = 0
         self.last_error: str | None = None
+        # botocore's DEBUG records carry STS response bodies (secret keys, tokens): keep
+        # them out of our logs even under IMDSMOCK_LOG_LEVEL=DEBUG.
+        for name in ("botocore", "boto3", "urllib3"):
+            logger = logging.getLogger(name)
+            if logger.getEffectiveLevel() < logging.INFO:
+                logger.setLevel(logging.INFO)
         state.swap(self._attach)
 
     def _attach(self, snapshot: Any) -> Any:
