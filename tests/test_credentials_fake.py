@@ -6,6 +6,7 @@ import json
 import re
 import time
 
+import boto3
 import pytest
 
 from conftest import EPOCH, Running, make_config, serve, shared_signer
@@ -189,3 +190,24 @@ def test_control_operations_apply_to_a_running_server() -> None:
         r.app.state.swap(lambda s: fail_refreshes(s, 1, EPOCH))
         assert json.loads(r.get(ROLE_PATH)[1])["Code"] == UNAVAILABLE_CODE
         assert json.loads(r.get(ROLE_PATH)[1])["Code"] == "Success"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_boto3_gets_fake_credentials_over_imdsv1_and_v2(
+    aws_env: pytest.MonkeyPatch, version: str
+) -> None:
+    """boto3 reads the role document with a token (v2), or without one when the token PUT
+    fails with 503 (botocore then falls back to v1)."""
+    with serve(clock=ManualClock(time.time())) as r:
+        if version == "v1":
+            r.app.faults.add({"kind": "status", "path": "/latest/api/token", "status": 503})
+        aws_env.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", r.url + "/")
+        creds = boto3.Session().get_credentials()
+        assert creds is not None
+        assert creds.method == "iam-role"
+        served = current_set(r.app.state.snapshot, r.clock.now())
+        assert served is not None
+        assert creds.get_frozen_credentials().access_key == served.access_key_id
+        fetches = [e for e in r.app.requests if e.path == ROLE_PATH]
+        assert fetches
+        assert all(e.token == (version == "v2") for e in fetches)
