@@ -146,6 +146,7 @@ class App:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.faults.release_all()  # connections a hang/latency fault still holds
             if self._control_server is not None:
                 self._control_server.close()
                 self._control_server = None

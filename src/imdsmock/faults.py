@@ -149,10 +149,12 @@ class FaultBook:
     emptiness before doing anything else.
     """
 
-    __slots__ = ("_ids", "_left", "_lock", "_random", "rules")
+    __slots__ = ("_held", "_ids", "_left", "_lock", "_random", "rules")
 
     def __init__(self, seed: int | None = None) -> None:
         self.rules: tuple[Fault, ...] = ()
+        # Connections a hang or latency fault keeps open, closed by release_all().
+        self._held: set[Any] = set()
         self._left: dict[str, int] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -186,6 +188,20 @@ class FaultBook:
         """The rules as JSON-ready data."""
         with self._lock:
             return [f.describe(self._left.get(f.id)) for f in self.rules]
+
+    def hold(self, transport: Any) -> None:
+        """Remember a connection a fault keeps open (closed at shutdown)."""
+        with self._lock:
+            self._held = {t for t in self._held if not t.is_closing()}
+            self._held.add(transport)
+
+    def release_all(self) -> None:
+        """Drop every connection still held open by a fault (the server is stopping)."""
+        with self._lock:
+            held, self._held = self._held, set()
+        for transport in held:
+            if not transport.is_closing():
+                transport.abort()
 
     def take(self, path: str, client: str) -> Fault | None:
         """The fault that applies to this request, if any (spending one of its count)."""

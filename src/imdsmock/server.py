@@ -284,6 +284,8 @@ class IMDSProtocol(asyncio.Protocol):
             state = self._state
             response = handle(state.snapshot, request, now, state.tokens, self._gate)
             self._closing = True  # nothing more is read from this connection
+            if self._faults is not None:
+                self._faults.hold(transport)
             asyncio.get_running_loop().call_later(
                 fault.latency_ms / 1000.0, self._write, response, False
             )
@@ -296,6 +298,8 @@ class IMDSProtocol(asyncio.Protocol):
             transport.abort()
         else:  # hang: say nothing; the client times out (or the idle timer closes it)
             self._closing = True
+            if self._faults is not None:
+                self._faults.hold(transport)
         if self._sink is not None:
             self._sink(request, response, now)
 
