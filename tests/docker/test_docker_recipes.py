@@ -18,6 +18,7 @@ import pytest
 pytestmark = pytest.mark.docker
 
 DEFAULT_ID = "i-1234567890abcdef0"
+ECS_RELATIVE_URI = "/v2/credentials/6f1c2d9e-8a3b-4c5d-9e7f-0a1b2c3d4e5f"  # the mock's default
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,6 +30,7 @@ class Recipe:
     tokens: str  # the mock's http-tokens mode in this recipe
     instance_id: str
     region: str
+    ecs: bool = False  # the ECS credential endpoint at 169.254.170.2 too
 
 
 RECIPES = [
@@ -45,6 +47,7 @@ RECIPES = [
         tokens="required",
         instance_id="i-0a1b2c3d4e5f60718",  # from the recipe's mounted imdsmock.yaml
         region="eu-west-1",
+        ecs=True,
     ),
     Recipe(
         name="sidecar",
@@ -126,6 +129,16 @@ def test_recipe_serves_the_app_imds_credentials_and_spot_notices(
     assert seen["has_token"], seen
     assert seen["region"] == recipe.region, seen
     prove(f"boto3 iam-role credentials and region {recipe.region} over IMDSv2 (v1 disabled)")
+    if recipe.ecs:
+        status, out = stack.exec(
+            "app", "python3", "/app/whoami.py",
+            env={"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": ECS_RELATIVE_URI},
+        )  # fmt: skip
+        assert status == 0, out
+        seen = json.loads(out.strip().splitlines()[-1])
+        assert seen["credential_method"] == "container-role", seen
+        assert seen["access_key_id"].startswith("ASIA"), seen
+        prove("boto3 container-role credentials from 169.254.170.2 (ECS endpoint)")
 
     # 3. The control API: published on the host's loopback only, and token-guarded.
     mock = stack.container_id("imds")
