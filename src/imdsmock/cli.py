@@ -34,6 +34,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", metavar="FILE", help="config file (YAML, JSON or TOML)")
+    p.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="reload the config file when it changes (or on SIGHUP); a bad file keeps the old",
+    )
     g = p.add_argument_group("listening")
     g.add_argument("--host", help="IMDS listen address (default 127.0.0.1)")
     g.add_argument("--port", help="IMDS listen port (default 1338)")
@@ -156,6 +162,13 @@ def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
     cfg = load_config(ns)
     app = App(cfg)
     socks = app.bind()
+    watched = ns.config or os.environ.get("IMDSMOCK_CONFIG")
+    if ns.watch and watched:
+        from pathlib import Path
+
+        from .watch import Watcher
+
+        app.background.append(Watcher(app, Path(watched), lambda: load_config(ns)).run)
 
     def ready(a: App) -> None:
         for url in a.addresses():

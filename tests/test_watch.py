@@ -1,0 +1,152 @@
+"""Config watching: a changed file reloads everything at once; a broken one changes nothing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import EPOCH, shared_signer
+from imdsmock.app import App
+from imdsmock.clock import ManualClock
+from imdsmock.config import Config, load
+from imdsmock.scenarios import parse_scenario, with_scenarios
+from imdsmock.watch import Watcher
+
+BASE = {"server": {"host": "127.0.0.1", "port": 0, "control": False}}
+
+
+def write(path: Path, data: dict[str, object]) -> None:
+    """Write a YAML config file (with a test-friendly server section)."""
+    path.write_text(yaml.safe_dump({**BASE, **data}))
+
+
+def loader(path: Path) -> Config:
+    """Load the file the way the CLI does (env ignored)."""
+    return load(file=path, env={})
+
+
+def body(app: App, path: str, after: float = 0.0) -> str | None:
+    """What the app serves at ``path`` now (+after seconds), or None for 404."""
+    entry = app.state.snapshot.table(EPOCH + after).lookup(path)
+    return None if entry is None else entry.get.body.decode()
+
+
+@pytest.fixture
+def watched(tmp_path: Path) -> tuple[App, Watcher, Path]:
+    """An app built from a file, and a watcher on that file."""
+    file = tmp_path / "imdsmock.yaml"
+    write(file, {"instance": {"tags": {"Name": "one"}}})
+    app = App(loader(file), clock=ManualClock(EPOCH), signer=shared_signer())
+    return app, Watcher(app, file, lambda: loader(file)), file
+
+
+def test_reload_swaps_values_paths_listings_and_scenarios_together(
+    watched: tuple[App, Watcher, Path],
+) -> None:
+    """After a reload the new values, paths, listings and scenarios are all served."""
+    app, watcher, file = watched
+    write(
+        file,
+        {
+            "instance": {"tags": {"Env": "two"}, "instance-id": "i-0000000000000abcd"},
+            "paths": {"meta-data/custom": "yes"},
+            "scenarios": [{"type": "spot-interruption", "at": "+60s"}],
+            "server": {**BASE["server"], "mock-ip-count": 3},
+        },
+    )
+    assert watcher.reload()
+    assert body(app, "meta-data/instance-id") == "i-0000000000000abcd"
+    assert body(app, "meta-data/tags/instance") == "Env"
+    assert body(app, "meta-data/custom") == "yes"
+    assert "custom" in (body(app, "meta-data") or "").split("\n")
+    assert body(app, "meta-data/spot/instance-action", 59) is None
+    assert body(app, "meta-data/spot/instance-action", 60) is not None
+    assert app.gate.limit == 3
+    assert app.config.instance.instance_id == "i-0000000000000abcd"
+
+
+def test_broken_file_keeps_the_previous_config_and_logs_one_line(
+    watched: tuple[App, Watcher, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A malformed or invalid file logs one error and the old snapshot keeps serving."""
+    app, watcher, file = watched
+    before = app.state.snapshot
+    for text in ("instance: [", "instance: {instance-id: nope}\n", "scenarios: [{type: x}]\n"):
+        file.write_text(text)
+        with caplog.at_level(logging.ERROR, logger="imdsmock.watch"):
+            caplog.clear()
+            assert not watcher.reload()
+        assert app.state.snapshot is before
+        assert len(caplog.records) == 1
+        assert "keeping the previous one" in caplog.records[0].getMessage()
+    assert body(app, "meta-data/tags/instance/Name") == "one"
+
+
+def test_reload_keeps_scenarios_started_at_run_time(watched: tuple[App, Watcher, Path]) -> None:
+    """Scenarios added at run time (control API) survive a reload; config ones are replaced."""
+    app, watcher, file = watched
+    runtime = parse_scenario({"type": "asg-lifecycle", "id": "live", "state": "InService"}, EPOCH)
+    app.state.swap(lambda s: with_scenarios(s, (*s.scenarios, runtime)))
+    write(file, {"scenarios": [{"type": "rebalance-recommendation"}]})
+    assert watcher.reload()
+    ids = sorted(s.id for s in app.state.snapshot.scenarios)
+    assert ids == ["config-0", "live"]
+    write(file, {})
+    assert watcher.reload()
+    assert [s.id for s in app.state.snapshot.scenarios] == ["live"]
+
+
+def test_imdsmock_watch_flag_polls_the_file(tmp_path: Path) -> None:
+    """`imdsmock -w -c FILE` picks up an edited file within a second, over HTTP."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    file = tmp_path / "imdsmock.yaml"
+    write(file, {"server": {**BASE["server"], "port": port}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMDSMOCK_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imdsmock", "-w", "-c", str(file)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/latest/meta-data/instance-id"
+
+    def get() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return str(resp.read().decode())
+        except (urllib.error.URLError, ConnectionError):
+            return ""
+
+    try:
+        deadline = time.monotonic() + 15
+        while get() != "i-1234567890abcdef0":
+            assert proc.poll() is None, "exited"
+            assert time.monotonic() < deadline, "did not start"
+            time.sleep(0.05)
+        write(
+            file,
+            {
+                "server": {**BASE["server"], "port": port},
+                "instance": {"instance-id": "i-0000000000000beef"},
+            },
+        )
+        deadline = time.monotonic() + 5
+        while get() != "i-0000000000000beef":
+            assert time.monotonic() < deadline, "no reload"
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+    assert "reloaded configuration" in err
