@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import EPOCH, shared_signer
+from support import EPOCH, shared_signer
 from imdsmock import aemm
 from imdsmock.aemm_config import _DYNAMIC, _META, DEFAULTS, ENV_KEYS
 from imdsmock.app import App

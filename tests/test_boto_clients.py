@@ -9,7 +9,7 @@ import botocore.session
 import pytest
 from botocore.utils import IMDSRegionProvider
 
-from conftest import Running, make_config, serve
+from support import Running, make_config, serve
 
 
 def _session(url: str, pytest_env: pytest.MonkeyPatch) -> boto3.Session:

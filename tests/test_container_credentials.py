@@ -20,7 +20,7 @@ import botocore.session
 import pytest
 from botocore.utils import InstanceMetadataFetcher
 
-from conftest import ROOT, Running, make_config, serve
+from support import ROOT, Running, make_config, serve
 from imdsmock.clock import ManualClock
 from imdsmock.config import Config
 

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.exceptions import NoCredentialsError
 
-from conftest import Running, make_config, serve
+from support import Running, make_config, serve
 from imdsmock.cli import main as cli_main
 from imdsmock.clock import ManualClock, SystemClock
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import Running, make_config, serve
+from support import Running, make_config, serve
 from imdsmock.clock import ManualClock
 from imdsmock.ctl import main
 

@@ -10,7 +10,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
-from conftest import make_config, serve
+from support import make_config, serve
 from imdsmock.clock import ManualClock
 from imdsmock.control import ROUTES
 from imdsmock.openapi import document

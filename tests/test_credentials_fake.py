@@ -9,7 +9,7 @@ import time
 import boto3
 import pytest
 
-from conftest import EPOCH, Running, make_config, serve, shared_signer
+from support import EPOCH, Running, make_config, serve, shared_signer
 from imdsmock.clock import ManualClock
 from imdsmock.credentials import (
     UNAVAILABLE_CODE,

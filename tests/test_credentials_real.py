@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from conftest import make_config, serve
+from support import make_config, serve
 from imdsmock.cli import main
 from imdsmock.clock import ManualClock
 from imdsmock.credentials import UNAVAILABLE_CODE, rotate_now

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import make_config, serve
+from support import make_config, serve
 from imdsmock.gate import ClientGate, client_key
 
 SPOT = "/latest/meta-data/spot/instance-action"

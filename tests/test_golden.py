@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Running, make_config, serve
+from support import Running, make_config, serve
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("IMDSMOCK_UPDATE_GOLDEN") == "1"

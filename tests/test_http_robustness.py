@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import Running, make_config, serve
+from support import Running, make_config, serve
 
 OK_REQUEST = b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n"
 INSTANCE_ID = b"i-1234567890abcdef0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Running, make_config, serve
+from support import Running, make_config, serve
 from imdsmock.clock import ManualClock
 
 TTL = "X-aws-ec2-metadata-token-ttl-seconds"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import EPOCH, make_config, serve, shared_signer
+from support import EPOCH, make_config, serve, shared_signer
 from imdsmock.errors import ConfigError
 from imdsmock.imdsjson import imds_time
 from imdsmock.scenarios import (

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from conftest import Running, make_config, serve
+from support import Running, make_config, serve
 
 
 def test_signature_verifies_with_certificate(running: Running) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import EPOCH, Running, make_config, serve, shared_signer
+from support import EPOCH, Running, make_config, serve, shared_signer
 from imdsmock.defaults import VERSIONS
 from imdsmock.imds import Request, handle
 from imdsmock.state import Snapshot, build_snapshot

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EPOCH, shared_signer
+from support import EPOCH, shared_signer
 from imdsmock.app import App
 from imdsmock.clock import ManualClock
 from imdsmock.config import Config, load
