@@ -48,4 +48,6 @@ EXPOSE 1338 1339
 # one probe a second (a few milliseconds of CPU) makes `depends_on: service_healthy` quick.
 HEALTHCHECK --interval=1s --timeout=2s --start-period=30s --retries=3 \
     CMD ["python3", "-I", "-S", "/opt/imdsmock/healthcheck.py"]
-ENTRYPOINT ["imdsmock"]
+# Everything the server prints goes to stdout (it writes its log lines to stderr, as a CLI
+# does); `exec` keeps the server as PID 1, so SIGTERM reaches it directly.
+ENTRYPOINT ["/bin/sh", "-c", "exec imdsmock \"$@\" 2>&1", "imdsmock"]

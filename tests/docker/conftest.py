@@ -305,6 +305,42 @@ def _one_stack_at_a_time() -> Iterator[None]:
         yield
 
 
+@dataclass
+class Container:
+    """One container started with ``docker run -d`` by a test."""
+
+    id: str
+
+    def exec(self, *argv: str, env: dict[str, str] | None = None, wait: float = 0) -> int:
+        """Exit status of a command in the container; with ``wait``, retry until it is 0."""
+        flags = [f"-e{k}={v}" for k, v in (env or {}).items()]
+
+        def status() -> int:
+            return _run(["docker", "exec", *flags, self.id, *argv]).returncode
+
+        first = wait_until(lambda: status() == 0, wait) if wait else None
+        return 0 if first else status()
+
+
+@pytest.fixture
+def docker_run() -> Iterator[Any]:
+    """``docker_run(image, *args)`` -> a running Container, force-removed afterwards."""
+    started: list[str] = []
+
+    def run(image: str, *args: str) -> Container:
+        result = _run(["docker", "run", "-d", "--label", f"{PROJECT_PREFIX}pid={os.getpid()}",
+                       image, *args])  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        started.append(result.stdout.strip())
+        return Container(started[-1])
+
+    try:
+        yield run
+    finally:
+        if started:
+            _run(["docker", "rm", "-f", "-v", *started])
+
+
 @pytest.fixture
 def docker_inspect() -> Any:
     """``docker_inspect(obj, fmt)``: ``docker inspect --format fmt obj``."""

@@ -182,10 +182,26 @@ def _ok(result: tuple[int, str]) -> tuple[int, str] | None:
 def test_images_run_unprivileged_and_report_health(
     images: dict[str, str], docker_inspect: Any
 ) -> None:
-    """The mock and demo-app images run as non-root users; the mock carries a HEALTHCHECK."""
+    """The mock and demo-app images run as non-root users; the mock carries a HEALTHCHECK and
+    execs the server as PID 1 with its output on stdout."""
     mock = json.loads(docker_inspect(images["mock"], "{{json .Config}}"))
     app = json.loads(docker_inspect(images["app"], "{{json .Config}}"))
     assert mock["User"] == "imdsmock"
     assert app["User"] == "app"
     assert mock["Healthcheck"]["Test"][0] == "CMD"
-    assert mock["Entrypoint"] == ["imdsmock"]
+    assert mock["Entrypoint"][:3] == ["/bin/sh", "-c", 'exec imdsmock "$@" 2>&1']
+
+
+def test_health_probe_passes_only_while_imds_answers(
+    images: dict[str, str], docker_run: Any
+) -> None:
+    """The image's health probe succeeds against a serving mock and fails when IMDS is off
+    (``http-endpoint disabled`` answers 403) or nothing listens on the probed port."""
+    probe = ["python3", "-I", "-S", "/opt/imdsmock/healthcheck.py"]
+    listening = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 1338))"]
+    serving = docker_run(images["mock"])
+    disabled = docker_run(images["mock"], "--http-endpoint", "disabled")
+    assert serving.exec(*probe, wait=15) == 0
+    assert disabled.exec(*listening, wait=15) == 0
+    assert disabled.exec(*probe) == 1
+    assert serving.exec(*probe, env={"IMDSMOCK_PORT": "1"}) == 1
