@@ -2,38 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
-
-def run_pytest(
-    where: Path, files: dict[str, str], *args: str, autoload: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """Write ``files`` into ``where`` and run pytest there as a user's project would.
-
-    Without ``autoload`` only this plugin is loaded (by module name): the venv's other
-    plugins (hypothesis, schemathesis) take seconds to import and are not under test.
-    """
-    for name, text in files.items():
-        (where / name).write_text(textwrap.dedent(text))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTEST_"))}
-    plugins = [] if autoload else ["-p", "imdsmock.pytest_plugin"]
-    if not autoload:
-        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"]
-    return subprocess.run(
-        [*argv, "--strict-markers", *plugins, *args],
-        cwd=where,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
+# The `user_project` fixture (tests/plugin/conftest.py).
+RunPytest = Callable[..., subprocess.CompletedProcess[str]]
 
 WORKER_TESTS = """
     import os
@@ -50,9 +24,9 @@ WORKER_TESTS = """
 """
 
 
-def test_xdist_workers_each_run_their_own_mock(tmp_path: Path) -> None:
+def test_xdist_workers_each_run_their_own_mock(user_project: RunPytest, tmp_path: Path) -> None:
     """Under pytest-xdist every worker serves its own mock, and every test starts fresh."""
-    result = run_pytest(tmp_path, {"test_workers.py": WORKER_TESTS}, "-p", "xdist", "-n", "2")
+    result = user_project({"test_workers.py": WORKER_TESTS}, "-p", "xdist", "-n", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "8 passed" in result.stdout
     urls = {p.read_text() for p in tmp_path.glob("url-gw*")}
@@ -61,7 +35,9 @@ def test_xdist_workers_each_run_their_own_mock(tmp_path: Path) -> None:
     assert len(urls) == 2
 
 
-def test_a_bad_marker_value_fails_the_test_in_one_line(tmp_path: Path) -> None:
+def test_a_bad_marker_value_fails_the_test_in_one_line(
+    user_project: RunPytest, tmp_path: Path
+) -> None:
     """A wrong option in the marker names the key, the value and what is allowed."""
     tests = """
         import pytest
@@ -70,7 +46,7 @@ def test_a_bad_marker_value_fails_the_test_in_one_line(tmp_path: Path) -> None:
         def test_bad(imds):
             pass
     """
-    result = run_pytest(tmp_path, {"test_bad.py": tests})
+    result = user_project({"test_bad.py": tests})
     assert result.returncode == 1
     assert (
         "imdsmock: options.http-tokens is 'sometimes'; expected one of: optional, required"
@@ -79,7 +55,9 @@ def test_a_bad_marker_value_fails_the_test_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout
 
 
-def test_the_ini_option_names_the_session_instance_file(tmp_path: Path) -> None:
+def test_the_ini_option_names_the_session_instance_file(
+    user_project: RunPytest, tmp_path: Path
+) -> None:
     """`imdsmock_config` in the ini file configures the instance every test starts from."""
     files = {
         "pytest.ini": "[pytest]\nimdsmock_config = instance.yaml\n",
@@ -92,11 +70,13 @@ def test_the_ini_option_names_the_session_instance_file(tmp_path: Path) -> None:
                 assert imds.get_metadata("meta-data/instance-type") == "t4g.nano"
         """,
     }
-    result = run_pytest(tmp_path, files)
+    result = user_project(files)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_entry_point_loads_the_plugin_and_nothing_more(tmp_path: Path) -> None:
+def test_the_entry_point_loads_the_plugin_and_nothing_more(
+    user_project: RunPytest, tmp_path: Path
+) -> None:
     """pytest finds the plugin by its pytest11 entry point; no server import until used."""
     tests = """
         import sys
@@ -106,5 +86,5 @@ def test_the_entry_point_loads_the_plugin_and_nothing_more(tmp_path: Path) -> No
             loaded = sorted(m for m in sys.modules if m.startswith("imdsmock"))
             assert loaded == ["imdsmock", "imdsmock.pytest_plugin"], loaded
     """
-    result = run_pytest(tmp_path, {"test_lazy.py": tests}, autoload=True)
+    result = user_project({"test_lazy.py": tests}, autoload=True)
     assert result.returncode == 0, result.stdout + result.stderr
