@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from support import EPOCH, shared_signer
 from imdsmock import aemm
-from imdsmock.aemm_config import _DYNAMIC, _META, DEFAULTS, ENV_KEYS
+from imdsmock.aemm_config import ENV_KEYS
+from imdsmock.aemm_defaults import DEFAULTS, DYNAMIC, META
 from imdsmock.app import App
 from imdsmock.clock import ManualClock
 from imdsmock.config import Config
+from support import EPOCH, shared_signer
 
 MAC_DIR = "meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/"
 
@@ -291,10 +292,10 @@ VALUE_CASES: dict[str, tuple[Any, str, str]] = {
 def _case(key: str) -> tuple[Any, str, str]:
     if key in VALUE_CASES:
         return VALUE_CASES[key]
-    return f"x-{key}", _META[key][0], f"x-{key}"
+    return f"x-{key}", META[key][0], f"x-{key}"
 
 
-@pytest.mark.parametrize("key", sorted(_META))
+@pytest.mark.parametrize("key", sorted(META))
 def test_every_metadata_value_key_changes_what_is_served(key: str, tmp_path: Path) -> None:
     """metadata.values.<key> in the config file changes the value served at its path."""
     value, path, expected = _case(key)
@@ -303,23 +304,23 @@ def test_every_metadata_value_key_changes_what_is_served(key: str, tmp_path: Pat
     assert served(config_for(["-c", str(file)]), path) == expected
 
 
-@pytest.mark.parametrize("key", sorted(_META))
+@pytest.mark.parametrize("key", sorted(META))
 def test_every_metadata_path_key_moves_its_leaf(key: str, tmp_path: Path) -> None:
     """metadata.paths.<key> moves the leaf: the new path serves it, the old one is 404."""
-    old = _META[key][0]
+    old = META[key][0]
     new = "meta-data/moved/" + key
     file = tmp_path / "aemm.yaml"
     file.write_text(yaml.safe_dump({"metadata": {"paths": {key: "/latest/" + new}}}))
     cfg = config_for(["-c", str(file)])
     assert served(cfg, new) is not None
-    if not any(p.startswith(old + "/") for p, _v, _c in _META.values()):
+    if not any(p.startswith(old + "/") for p, _v, _c in META.values()):
         assert served(cfg, old) is None  # (a directory that still has children stays)
 
 
 def test_dynamic_and_userdata_keys(tmp_path: Path) -> None:
     """dynamic.values/paths and userdata.values/paths are read (document fields -> facts)."""
     file = tmp_path / "aemm.json"
-    doc = dict(_DYNAMIC["instance-identity-document"][1], accountId="111122223333")
+    doc = dict(DYNAMIC["instance-identity-document"][1], accountId="111122223333")
     file.write_text(
         json.dumps(
             {
