@@ -213,8 +213,9 @@ class MockIMDS:
         """Go back to the instance as started (optionally reconfigured), at its start time.
 
         Run-time metadata edits, scenarios, faults, credential changes, tokens, the
-        clients admitted past ``mock-ip-count`` and the request log are forgotten and the manual clock returns to its start; ``overrides`` (as for the
-        constructor) reconfigure the instance, but not the listeners.
+        clients admitted past ``mock-ip-count`` and the request log are forgotten, and the
+        manual clock returns to its start. ``overrides`` (as for the constructor)
+        reconfigure the instance, but not the listeners.
         """
         app, initial = self.app, self._initial
         assert initial is not None
