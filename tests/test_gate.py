@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from support import make_config, serve
 from imdsmock.gate import ClientGate, client_key
+from support import make_config, serve
 
 SPOT = "/latest/meta-data/spot/instance-action"
 
@@ -60,6 +60,8 @@ def test_reset_forgets_clients_and_may_change_the_limit() -> None:
     assert gate.admitted() == ("10.0.0.1", "10.0.0.3")
     with pytest.raises(ValueError, match="expected -1"):
         ClientGate(-2)
+    with pytest.raises(ValueError, match="expected -1"):
+        gate.reset(-5)
 
 
 def test_gate_is_thread_safe() -> None:

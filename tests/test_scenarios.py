@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 import pytest
 
-from support import EPOCH, make_config, serve, shared_signer
 from imdsmock.errors import ConfigError
 from imdsmock.imdsjson import imds_time
 from imdsmock.scenarios import (
     AsgLifecycle,
     MaintenanceEvent,
     SpotInterruption,
+    config_scenarios,
     parse_scenario,
     with_scenarios,
 )
 from imdsmock.state import Snapshot, build_snapshot
+from support import EPOCH, make_config, serve, shared_signer
 
 MD = "meta-data/"
 
@@ -238,3 +240,47 @@ def test_bad_config_scenario_fails_at_start() -> None:
     cfg = make_config(scenarios=[{"type": "spot-interruption", "action": "reboot"}])
     with pytest.raises(ConfigError, match=r"scenarios\[0\]\.action"), serve(cfg):
         pass
+
+
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        ({"type": "rebalance-recommendation", "id": "has space"}, "scenario.id"),
+        ({"type": "maintenance-event", "event-id": "bad id!"}, "scenario.event-id"),
+        ({"type": "maintenance-event", "description": 5}, "scenario.description"),
+        ({"type": "asg-lifecycle", "state": "InService", "states": []}, "scenario.state"),
+        ({"type": "asg-lifecycle", "states": "InService"}, "scenario.states"),
+        ({"type": "asg-lifecycle", "states": [{"when": 1}]}, "scenario.states[0]"),
+        ({"type": "spot-interruption", "time": True}, "scenario.time"),
+    ],
+    ids=["id", "event-id", "description", "state-and-states", "states-text", "states-item", "time"],
+)
+def test_more_bad_scenarios_name_the_field(spec: dict[str, Any], key: str) -> None:
+    """Ids, event ids, descriptions and ASG state lists are validated too."""
+    with pytest.raises(ConfigError) as caught:
+        parse_scenario(spec, EPOCH)
+    assert caught.value.key == key
+
+
+def test_other_time_spellings() -> None:
+    """Durations accept 2m; times accept datetimes (YAML), naive RFC 3339 (UTC), epoch text."""
+    spot = parse_scenario({"type": "spot-interruption", "notice-seconds": "2m"}, EPOCH)
+    assert isinstance(spot, SpotInterruption)
+    assert spot.termination == EPOCH + 120
+    naive = dt.datetime(2026, 1, 1, 0, 0, 10)
+    for value in (naive, "2026-01-01T00:00:10", str(EPOCH + 10), "+10000ms"):
+        assert parse_scenario({"type": "rebalance-recommendation", "at": value}, EPOCH).at == (
+            EPOCH + 10
+        )
+
+
+def test_duplicate_ids_and_non_mapping_entries_are_refused() -> None:
+    """Two scenarios with one id, or a config entry that is not a mapping, are errors."""
+    one = parse_scenario({"type": "rebalance-recommendation", "id": "x"}, EPOCH)
+    base = build_snapshot(make_config(), signer=shared_signer(), started=EPOCH)
+    with pytest.raises(ConfigError, match=r"scenario\.id is 'x'"):
+        with_scenarios(base, (one, one))
+    with pytest.raises(ConfigError, match=r"scenarios\[0\]"):
+        config_scenarios(("spot",), EPOCH)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="scenario is 'spot'"):
+        parse_scenario("spot", EPOCH)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -15,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import EPOCH, shared_signer
 from imdsmock.app import App
 from imdsmock.clock import ManualClock
 from imdsmock.config import Config, load
 from imdsmock.scenarios import parse_scenario, with_scenarios
 from imdsmock.watch import Watcher
+from support import EPOCH, shared_signer
 
 BASE = {"server": {"host": "127.0.0.1", "port": 0, "control": False}}
 
@@ -150,3 +151,30 @@ def test_imdsmock_watch_flag_polls_the_file(tmp_path: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=5)
     assert "reloaded configuration" in err
+
+
+def test_watcher_loop_reloads_on_change_and_on_request(watched: tuple[App, Watcher, Path]) -> None:
+    """run() polls the file's stat and reloads on a change, or when woken (SIGHUP's path)."""
+    app, _, file = watched
+    watcher = Watcher(app, file, lambda: loader(file), interval=0.01)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(watcher.run())
+        await asyncio.sleep(0.05)
+        assert watcher.reloads == 0
+        write(file, {"instance": {"instance-id": "i-0000000000000cafe"}})
+        for _ in range(300):
+            if watcher.reloads:
+                break
+            await asyncio.sleep(0.01)
+        watcher._wake.set()
+        for _ in range(300):
+            if watcher.reloads == 2:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert watcher.reloads == 2
+    assert body(app, "meta-data/instance-id") == "i-0000000000000cafe"
