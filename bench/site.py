@@ -1,0 +1,51 @@
+"""The served data, written twice: as an imdsmock config, and as nginx's document root.
+
+nginx's files are generated from imdsmock's own compiled table, so both servers answer
+the same paths with the same body bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from imdsmock.config import load
+from imdsmock.signing import load_signer
+from imdsmock.state import build_snapshot
+
+LEAF_DIR = "meta-data/bench"
+
+
+def leaf_paths(count: int) -> list[str]:
+    """Relative IMDS paths of ``count`` extra leaves (beside the default instance)."""
+    return [f"{LEAF_DIR}/leaf-{i:05d}" for i in range(count)]
+
+
+def write_config(directory: Path, leaves: int) -> Path:
+    """An imdsmock JSON config adding ``leaves`` leaves of 32 bytes each."""
+    paths = {p: f"value-{i:05d}-" + "x" * 20 for i, p in enumerate(leaf_paths(leaves))}
+    # A fixed credential seed so both servers can hold the very same credential bytes.
+    config = {"paths": paths, "credentials": {"seed": "imdsmock-bench"}}
+    out = directory / f"imdsmock-{leaves}.json"
+    out.write_text(json.dumps(config))
+    return out
+
+
+def write_root(directory: Path, config_file: Path) -> Path:
+    """nginx's document root: every answer of the compiled table as a file under /latest.
+
+    A directory's listing becomes its ``index.txt`` (nginx is configured to serve it).
+    """
+    cfg = load(file=config_file, env={})
+    now = time.time()
+    snapshot = build_snapshot(cfg, signer=load_signer(cfg.signing), started=now)
+    table = snapshot.table(now)
+    dirs = {rel.rsplit("/", 1)[0] if "/" in rel else "" for rel in table.entries}
+    root = directory / f"root-{config_file.stem}"
+    for rel, entry in table.entries.items():
+        base = root / "latest" / rel if rel else root / "latest"
+        target = base / "index.txt" if rel in dirs else base
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(entry.get.body)
+    return root
