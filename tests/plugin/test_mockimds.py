@@ -148,3 +148,64 @@ def test_the_control_api_drives_the_same_mock(imds: MockIMDS) -> None:
     with urllib.request.urlopen(imds.control_url + "/v1/options", timeout=2) as resp:
         assert json.loads(resp.read())["http-tokens"] == "required"
     assert fetch(imds.url + "/latest/meta-data/ami-id")[0] == 401
+
+
+def test_metadata_changes_are_served_and_removed(imds: MockIMDS) -> None:
+    """User data, tags and any path change on the wire as soon as the method returns."""
+    imds.set_user_data("#cloud-config\n")
+    imds.delete_tag("Test")
+    imds.set_metadata("meta-data/custom/flag", "on")
+    assert fetch(imds.url + "/latest/user-data") == (200, "#cloud-config\n")
+    assert fetch(imds.url + "/latest/meta-data/tags/instance") == (200, "Name")
+    assert fetch(imds.url + "/latest/meta-data/custom/flag") == (200, "on")
+    imds.delete_metadata("meta-data/custom")
+    assert fetch(imds.url + "/latest/meta-data/custom/flag")[0] == 404
+
+
+def test_scenarios_are_listed_and_cancelled(imds: MockIMDS) -> None:
+    """Rebalance and maintenance scenarios appear in the list and go when cancelled."""
+    rebalance = imds.rebalance_recommendation()
+    imds.maintenance_event("instance-stop", at="+1h")
+    assert [s["type"] for s in imds.scenarios] == [
+        "rebalance-recommendation",
+        "maintenance-event",
+    ]
+    assert imds.get_metadata("meta-data/events/recommendations/rebalance") is not None
+    imds.cancel_scenario(rebalance)
+    assert imds.get_metadata("meta-data/events/recommendations/rebalance") is None
+    assert [s["type"] for s in imds.scenarios] == ["maintenance-event"]
+
+
+def test_options_switch_the_endpoint_off(imds: MockIMDS) -> None:
+    """set_options(http_endpoint='disabled') makes every path answer 403, as on EC2."""
+    assert imds.set_options(http_endpoint="disabled")["http-endpoint"] == "disabled"
+    assert fetch(imds.url + "/latest/meta-data/instance-id")[0] == 403
+
+
+def test_credential_failures_reach_the_client(imds: MockIMDS) -> None:
+    """fail_credentials(1) fails the next credential fetch; expire_credentials backdates."""
+    url = imds.url + "/latest/meta-data/iam/security-credentials/baskinc-role"
+    imds.fail_credentials(1)
+    assert json.loads(fetch(url)[1])["Code"] != "Success"
+    assert json.loads(fetch(url)[1])["Code"] == "Success"
+    assert imds.expire_credentials()["expired"] is True
+    assert imds.expire_credentials(on=False)["expired"] is False
+
+
+def test_advance_moves_the_clock_and_the_log_can_be_cleared(imds: MockIMDS) -> None:
+    """advance() is clock.advance through the controller; clear_requests empties the log."""
+    assert imds.advance(30) == imds.clock.start + 30
+    fetch(imds.url + "/latest/meta-data/ami-id")
+    assert len(imds.requests()) == 1
+    imds.clear_faults()
+    imds.clear_requests()
+    assert imds.requests() == []
+    with pytest.raises(AssertionError, match=r"no request for /latest/meta-data/ami-id"):
+        imds.assert_requested("/latest/meta-data/ami-id")
+
+
+def test_a_busy_port_fails_start_with_one_line(imds: MockIMDS) -> None:
+    """A listener that cannot bind raises ServeError naming the address; nothing runs."""
+    port = int(imds.url.rsplit(":", 1)[1])
+    with pytest.raises(ImdsMockError, match="already in use"):
+        MockIMDS(port=port).start()

@@ -35,23 +35,43 @@ def test_xdist_workers_each_run_their_own_mock(user_project: RunPytest, tmp_path
     assert len(urls) == 2
 
 
-def test_a_bad_marker_value_fails_the_test_in_one_line(
+def test_bad_marker_values_fail_their_test_in_one_line(
     user_project: RunPytest, tmp_path: Path
 ) -> None:
-    """A wrong option in the marker names the key, the value and what is allowed."""
+    """A wrong option, scenario or parameter names the key, the value and what is allowed."""
     tests = """
         import pytest
 
         @pytest.mark.imds(http_tokens="sometimes")
-        def test_bad(imds):
+        def test_bad_option(imds):
             pass
+
+        @pytest.mark.imds(scenario={"type": "meteor-strike"})
+        def test_bad_scenario(imds):
+            pass
+
+        @pytest.mark.imds("required")
+        def test_positional(imds):
+            pass
+
+        @pytest.mark.parametrize("imds", ["required"], indirect=True)
+        def test_bad_param(imds):
+            pass
+
+        def test_still_fine_afterwards(imds):
+            assert imds.config.options.http_tokens == "optional"
     """
     result = user_project({"test_bad.py": tests})
     assert result.returncode == 1
-    assert (
-        "imdsmock: options.http-tokens is 'sometimes'; expected one of: optional, required"
-        in result.stdout
-    )
+    assert "4 errors" in result.stdout
+    assert "1 passed" in result.stdout
+    for line in (
+        "imdsmock: options.http-tokens is 'sometimes'; expected one of: optional, required",
+        "imdsmock: scenario.type is 'meteor-strike'; expected one of: spot-interruption",
+        "imdsmock: @pytest.mark.imds takes keywords only, got ('required',)",
+        "imdsmock: an indirect `imds` parameter is 'required'; expected a dict of options",
+    ):
+        assert line in result.stdout
     assert "Traceback" not in result.stdout
 
 
