@@ -49,6 +49,7 @@ ConfigSource = Config | Mapping[str, Any] | str | os.PathLike[str] | None
 
 # An in-process mock listens where nothing else does: loopback, ports chosen by the kernel.
 _LISTEN = {"server.host": "127.0.0.1", "server.port": 0, "server.control-port": 0}
+_START_TIMEOUT = 10.0
 _SECTIONS = {_f.name for _f in dataclasses.fields(Config)}
 _FIELDS = {
     section: {f.name for f in dataclasses.fields(cls)}
@@ -124,7 +125,9 @@ class MockIMDS:
 
         thread = threading.Thread(target=serve, name="imdsmock", daemon=True)
         thread.start()
-        ready.wait()
+        if not ready.wait(_START_TIMEOUT):  # pragma: no cover - a wedged event loop
+            app.shutdown()
+            raise ImdsMockError(f"the mock did not start within {_START_TIMEOUT:g} seconds")
         if failure:
             thread.join()
             raise failure[0]
@@ -142,6 +145,10 @@ class MockIMDS:
             app.shutdown()
         if thread is not None:
             thread.join(5)
+
+    def __repr__(self) -> str:
+        where = self._url if self._app is not None else "not running"
+        return f"<MockIMDS {where}>"
 
     def __enter__(self) -> MockIMDS:
         return self.start()

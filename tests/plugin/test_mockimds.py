@@ -28,7 +28,9 @@ def test_the_context_manager_serves_then_closes_its_port() -> None:
     with MockIMDS() as imds:
         assert imds.url.startswith("http://127.0.0.1:")
         assert fetch(imds.url + "/latest/meta-data/instance-id") == (200, "i-1234567890abcdef0")
+        assert repr(imds) == f"<MockIMDS {imds.url}>"
         port = int(imds.url.rsplit(":", 1)[1])
+    assert repr(imds) == "<MockIMDS not running>"
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
         pass
 
