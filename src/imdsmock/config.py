@@ -19,15 +19,12 @@ import ipaddress
 import json
 import os
 import re
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from .errors import ConfigError
 
@@ -382,16 +379,21 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError("config file", str(p), "UTF-8 text") from None
     suffix = p.suffix.lower()
+    errors: tuple[type[Exception], ...] = (json.JSONDecodeError, *_parse_errors(suffix))
     try:
         if suffix == ".json":
             data: Any = json.loads(text) if text.strip() else {}
         elif suffix == ".toml":
+            import tomllib
+
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml", ""):
+            import yaml
+
             data = yaml.safe_load(text)
         else:
             raise ConfigError("config file", str(p), "a .yaml, .yml, .json or .toml file")
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+    except errors as exc:
         where = _error_position(exc)
         raise ConfigError(
             "config file", str(p), f"valid {suffix.lstrip('.') or 'yaml'}{where}"
@@ -401,6 +403,19 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("config file", str(p), "a mapping of sections at the top level")
     return data
+
+
+def _parse_errors(suffix: str) -> tuple[type[Exception], ...]:
+    # Parsers load on demand (start-up time is a benchmark figure): most runs read no file.
+    if suffix == ".toml":
+        import tomllib
+
+        return (tomllib.TOMLDecodeError,)
+    if suffix == ".json":
+        return ()
+    import yaml
+
+    return (yaml.YAMLError,)
 
 
 def _error_position(exc: Exception) -> str:
@@ -781,4 +796,6 @@ def dump(cfg: Config, fmt: Literal["yaml", "json"] = "yaml") -> str:
     data = to_mapping(cfg)
     if fmt == "json":
         return json.dumps(data, indent=2)
+    import yaml
+
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
