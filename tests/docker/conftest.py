@@ -99,6 +99,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         proofs = [str(v) for k, v in report.user_properties if k == "proof"]
         outcome = "PASSED" if report.passed else "FAILED"
         _report[str(recipe)] = [outcome, *proofs]
+    elif report.when == "setup" and report.failed and "docker" in report.keywords:
+        _report[report.nodeid.rpartition("::")[2]] = ["ERROR", "setup failed (images or engine)"]
     if report.skipped and "docker" in report.keywords and isinstance(report.longrepr, tuple):
         _skips.add(str(report.longrepr[2]).removeprefix("Skipped: "))
 
