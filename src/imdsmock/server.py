@@ -97,17 +97,18 @@ class IMDSProtocol(asyncio.Protocol):
     """One HTTP/1.1 connection to the IMDS listener."""
 
     __slots__ = (
+        "_active",
         "_body_bytes",
         "_client",
         "_clock",
         "_closing",
-        "_family",
         "_faults",
         "_forwarded",
         "_gate",
         "_header_bytes",
         "_keep_alive",
         "_limits",
+        "_loop",
         "_parser",
         "_path",
         "_sink",
@@ -141,8 +142,8 @@ class IMDSProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._client = ""
-        self._family = socket.AF_INET
         self._closing = False
+        self._active = 0.0  # loop time of the last keep-alive answer (see _idle)
         self._timer: asyncio.TimerHandle | None = None
         self._reset()
 
@@ -161,15 +162,13 @@ class IMDSProtocol(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self._client = peer[0] if peer else ""
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self._family = sock.family
         limits = self._limits
         limits.open += 1
         if limits.open > limits.max_connections:
             self._write(_FAULT_STATUS[429], False)  # shed load: answer and close at once
             return
-        self._timer = asyncio.get_running_loop().call_later(limits.idle_timeout, self._idle)
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(limits.idle_timeout, self._idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -314,11 +313,9 @@ class IMDSProtocol(asyncio.Protocol):
         if response.hop_limit and keep:
             self._set_hops(None)
         if keep:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = asyncio.get_running_loop().call_later(
-                self._limits.idle_timeout, self._idle
-            )
+            # Only note the time: re-arming a timer per answer costs more than the answer;
+            # _idle re-arms itself for whatever is left of the deadline.
+            self._active = self._loop.time()
         else:
             self._closing = True
             transport.close()
@@ -331,7 +328,7 @@ class IMDSProtocol(asyncio.Protocol):
             return
         value = -1 if hops is None else hops
         with contextlib.suppress(OSError):
-            if self._family == socket.AF_INET6:
+            if sock.family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, value)
                 # IPv4-mapped clients on a dual-stack socket use the IPv4 TTL.
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 64 if value < 0 else value)
@@ -344,6 +341,10 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _idle(self) -> None:
         if self._transport is not None:
+            left = self._active + self._limits.idle_timeout - self._loop.time()
+            if left > 0:  # answered since the timer was armed: wait for the rest
+                self._timer = self._loop.call_later(left, self._idle)
+                return
             self._closing = True
             self._transport.close()
 
