@@ -8,6 +8,7 @@
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build
+LABEL imdsmock.stage=build
 COPY docker/wheels/ /wheels/
 COPY pyproject.toml README.md /src/
 COPY src/ /src/src/

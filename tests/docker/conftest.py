@@ -130,15 +130,20 @@ def images() -> dict[str, str]:
         (MOCK_IMAGE, "Dockerfile"),
         (APP_IMAGE, "examples/compose/demo-app/Dockerfile"),
     ):
-        result = _run(
-            ["docker", "build", "-q", "-f", dockerfile, "-t", tag,
-             "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "."],
-            timeout=900,
-            cwd=REPO,
-        )  # fmt: skip
-        assert result.returncode == 0, f"docker build {tag}: {result.stderr[-3000:]}"
-    # Earlier builds of these tags, now untagged (the build stages stay: they are the cache).
-    _run(["docker", "image", "prune", "-f", "--filter", "label=imdsmock.image"])
+        # The build stage gets a tag of its own, so that the engine keeps exactly one (the
+        # cache for the next run) and earlier ones can be pruned.
+        stage = tag.replace(":", "-build:")
+        for extra in (["--target", "build", "-t", stage], ["-t", tag]):
+            result = _run(
+                ["docker", "build", "-q", "-f", dockerfile, *extra,
+                 "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "."],
+                timeout=900,
+                cwd=REPO,
+            )  # fmt: skip
+            assert result.returncode == 0, f"docker build {tag}: {result.stderr[-3000:]}"
+    # Earlier builds of these tags, now untagged.
+    for label in ("imdsmock.image", "imdsmock.stage"):
+        _run(["docker", "image", "prune", "-f", "--filter", f"label={label}"])
     return {"mock": MOCK_IMAGE, "app": APP_IMAGE, "base": BASE_IMAGE}
 
 
