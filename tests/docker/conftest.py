@@ -109,7 +109,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """One line per recipe: what its end-to-end run proved, or why the recipes were skipped."""
     if not _report and not _skips:
         return
-    terminalreporter.section("docker recipes")
+    terminalreporter.write_sep("=", "docker recipes")
     for recipe, (outcome, *proofs) in sorted(_report.items()):
         terminalreporter.write_line(f"{recipe}: {outcome}: {'; '.join(proofs) or 'nothing'}")
     for reason in sorted(_skips):
