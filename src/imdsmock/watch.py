@@ -1,7 +1,8 @@
 """Config-file watching: reload everything atomically when the file changes.
 
 The watcher polls the file's ``stat`` (inode, size, modification time) on the server's
-event loop, with no extra dependency and no thread; on a change (or ``SIGHUP``) it loads
+event loop, with no extra dependency and no thread; on a change that has settled for one
+poll interval (or on ``SIGHUP``) it loads
 the configuration through the caller's loader and swaps one rebuilt snapshot in with
 :meth:`~imdsmock.state.State.swap`: values, moved paths, listings and scenarios change
 together, and requests see either the old instance or the new one. A broken file logs one
@@ -100,6 +101,9 @@ class Watcher:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, self._wake.set)
+        # A changed file is reloaded once its stat held still for one interval: editors and
+        # `>` truncate before they write, and an empty file would load as "all defaults".
+        pending: tuple[int, int, int] | None = None
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -107,8 +111,15 @@ class Watcher:
                 forced = self._wake.is_set()
                 self._wake.clear()
                 seen = _signature(self.path)
-                if forced or (seen != self._seen and seen is not None):
-                    self._seen = seen
+                if forced:
+                    self._seen, pending = seen, None
+                    self.reload()
+                elif seen is None or seen == self._seen:
+                    pending = None
+                elif seen != pending:
+                    pending = seen
+                else:
+                    self._seen, pending = seen, None
                     self.reload()
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
