@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 from typing import Any
 
@@ -284,3 +285,16 @@ def test_duplicate_ids_and_non_mapping_entries_are_refused() -> None:
         config_scenarios(("spot",), EPOCH)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="scenario is 'spot'"):
         parse_scenario("spot", EPOCH)  # type: ignore[arg-type]
+
+
+def test_stop_serving_instance_drops_connections_at_termination_time() -> None:
+    """With on-termination stop-serving, requests after the notice's time get no answer."""
+    cfg = make_config(
+        scenarios=[{"type": "spot-interruption", "at": "+1m", "on-termination": "stop-serving"}]
+    )
+    with serve(cfg) as r:
+        r.clock.advance(179)  # type: ignore[attr-defined]
+        assert r.get("/latest/meta-data/instance-id")[0] == 200
+        r.clock.advance(1)  # type: ignore[attr-defined]
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            r.get("/latest/meta-data/instance-id")
