@@ -8,10 +8,13 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imdsmock.errors import ConfigError
 from imdsmock.imdsjson import imds_time
 from imdsmock.scenarios import (
+    _FIELDS,
     AsgLifecycle,
     MaintenanceEvent,
     SpotInterruption,
@@ -298,3 +301,48 @@ def test_stop_serving_instance_drops_connections_at_termination_time() -> None:
         r.clock.advance(1)  # type: ignore[attr-defined]
         with pytest.raises((ConnectionError, http.client.HTTPException)):
             r.get("/latest/meta-data/instance-id")
+
+
+@pytest.mark.parametrize("value", [1e300, "+99999999999999999999d", -1, float("nan"), [], True])
+def test_out_of_range_times_are_config_errors(value: object) -> None:
+    """Times IMDS cannot print (past year 9999, negative, NaN, not a time) are refused."""
+    with pytest.raises(ConfigError, match=r"scenario\.at is"):
+        parse_scenario({"type": "spot-interruption", "at": value}, EPOCH)
+
+
+_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**13),
+    st.floats(allow_nan=True),
+    st.text(max_size=10),
+    st.sampled_from(["now", "+5s", "2030-01-01T00:00:00Z", "stop", "active", "InService"]),
+)
+_VALUE = st.recursive(
+    _LEAF,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_FIELD_NAMES = sorted({"id", "at", *(f for fields in _FIELDS.values() for f in fields)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(_FIELDS)),
+    st.dictionaries(st.sampled_from(_FIELD_NAMES), _VALUE, max_size=6),
+)
+def test_any_scenario_mapping_parses_or_fails_with_one_line(
+    kind: str, data: dict[str, Any]
+) -> None:
+    """Any mapping gives a scenario that compiles and describes itself, or one ConfigError line."""
+    try:
+        scenario = parse_scenario({**data, "type": kind}, EPOCH)
+    except ConfigError as exc:
+        message = str(exc)
+    else:
+        scenario.timeline()
+        json.dumps(scenario.describe())
+        return
+    assert "\n" not in message

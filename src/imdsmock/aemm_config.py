@@ -141,10 +141,12 @@ def merge(
     merged: dict[str, Any] = json.loads(json.dumps(DEFAULTS))
     if file is not None and Path(file).exists():
         data = read_file(file)
-        unknown = sorted(set(data) - set(DEFAULTS))
+        unknown = sorted(set(data) - set(DEFAULTS), key=str)
         if unknown:
             # AEMM ignores unknown keys silently; naming them saves a user's afternoon.
-            raise ConfigError(unknown[0], data[unknown[0]], "a key of " + ", ".join(DEFAULTS))
+            name = str(unknown[0])
+            label = name if name.isprintable() else repr(name)  # keep the error one line
+            raise ConfigError(label, data[unknown[0]], "a key of " + ", ".join(DEFAULTS))
         _merge(merged, data)
     _merge(merged, env_layer(env))
     for key, value in flags.items():

@@ -365,7 +365,8 @@ def parse_scenario(data: Mapping[str, Any], now: float, *, key: str = "scenario"
     for name, value in d.items():
         if name not in allowed:
             known = ", ".join(sorted(allowed))
-            raise ConfigError(f"{key}.{name}", value, f"a known key ({known})")
+            label = name if name.isprintable() else repr(name)  # keep the error one line
+            raise ConfigError(f"{key}.{label}", value, f"a known key ({known})")
     ident = _id(d.get("id"), kind, key)
     at = parse_time(d.get("at", "now"), now, f"{key}.at")
     if kind == "spot-interruption":
@@ -488,31 +489,41 @@ def _optional_time(value: Any, now: float, key: str) -> float | None:
 
 def parse_time(value: Any, now: float, key: str) -> float:
     """A time: ``now``, ``+30s`` / ``+2m`` / ``+1h`` (from ``now``), RFC 3339, or epoch seconds."""
+    when = _time(value, now)
+    # Before the year 10000: IMDS timestamps have four-digit years.
+    if when is None or not 0 <= when < _YEAR_10000:
+        raise ConfigError(
+            key, value, "now, +SECONDS (e.g. +30s, +2m), an RFC 3339 time or epoch seconds"
+        )
+    return when
+
+
+_YEAR_10000 = 253402300800.0
+
+
+def _time(value: Any, now: float) -> float | None:
     if isinstance(value, dt.datetime):
         when = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return when.timestamp()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if math.isfinite(value) and value >= 0:
-            return float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.lower() == "now":
-            return now
-        m = _RELATIVE.match(text)
-        if m is not None:
-            return now + _relative(m)
-        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
-            return float(text)
-        try:
-            parsed = dt.datetime.fromisoformat(text.replace("z", "Z"))
-        except ValueError:
-            parsed = None
-        if parsed is not None and "T" in text.upper():
-            when = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-            return when.timestamp()
-    raise ConfigError(
-        key, value, "now, +SECONDS (e.g. +30s, +2m), an RFC 3339 time or epoch seconds"
-    )
+        return float(value) if math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.lower() == "now":
+        return now
+    m = _RELATIVE.match(text)
+    if m is not None:
+        return now + _relative(m)
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        return float(text)
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return None
+    if "T" not in text.upper():
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def replace(scenario: Scenario, **changes: Any) -> Scenario:
