@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import probes, site
 from .report import Row, median, ratio, render
@@ -36,7 +37,7 @@ def _load() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
 
 
-def _alternate(servers: list[Server], rnd: int) -> list[Server]:
+def _alternate(servers: list[Any], rnd: int) -> list[Any]:
     return servers if rnd % 2 == 0 else servers[::-1]
 
 
@@ -155,6 +156,52 @@ def scale_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None:
                 s.stop()
 
 
+def overhead_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None:
+    """The same imdsmock without and with request log, fault check and timeline."""
+    config = site.write_config(tmp, 1)
+    bare = Imdsmock(str(config), mode="bare")
+    try:
+        full = Imdsmock(str(config), mode="full")
+    except BaseException:
+        bare.stop()
+        raise
+    pair = [bare, full]
+    try:
+        for rnd in range(args.rounds):
+            _say(f"features off/on, round {rnd + 1}/{args.rounds} (load {_load()})")
+            for s in _alternate(pair, rnd):
+                state = "off" if s is bare else "on"
+                r = _check(wrk(s.port, ID_PATH, duration=args.duration), "features")
+                samples[f"features {state}: GET keep-alive"]["imdsmock"].append(r.rps)
+                hdr = ("Connection: close",)
+                r = _check(wrk(s.port, ID_PATH, duration=args.duration, headers=hdr), "features")
+                samples[f"features {state}: GET connection per request"]["imdsmock"].append(r.rps)
+    finally:
+        for s in pair:
+            s.stop()
+
+
+def workers_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None:
+    """The --workers prototype: 1 vs 2 processes on one socket, nothing pinned."""
+    config = site.write_config(tmp, 1)
+    pair: list[Imdsmock] = []
+    try:
+        for n in (1, 2):
+            pair.append(Imdsmock(str(config), mode=f"workers{n}"))
+        for rnd in range(args.rounds):
+            _say(f"workers 1/2, round {rnd + 1}/{args.rounds} (load {_load()})")
+            for n, s in _alternate(list(enumerate(pair, 1)), rnd):
+                for kind, hdr in (
+                    ("keep-alive", ()),
+                    ("connection per request", ("Connection: close",)),
+                ):
+                    r = wrk(s.port, ID_PATH, duration=args.duration, headers=hdr, cpus="0,1")
+                    samples[f"workers {n}: GET {kind}, unpinned"]["imdsmock"].append(r.rps)
+    finally:
+        for s in pair:
+            s.stop()
+
+
 def cold_group(args: argparse.Namespace, samples: Samples) -> None:
     """Process start to first 200, after one untimed run that fills the key cache."""
     probes.cold_start_ms()
@@ -228,8 +275,20 @@ def rows(samples: Samples, args: argparse.Namespace) -> list[Row]:
     add("rss after load", "MB")
     add("boto3 process: import + credentials", "ms")
     add("boto3 get_credentials() call", "ms")
-    for fig in sorted(f for f in m if f.startswith("overhead")):
-        add(fig, "req/s")
+    for kind in ("keep-alive", "connection per request"):
+        one = m.get(f"workers 1: GET {kind}, unpinned", {}).get("imdsmock")
+        add(f"workers 1: GET {kind}, unpinned", "req/s")
+        add(f"workers 2: GET {kind}, unpinned", "req/s", "(ratio: 2 workers / 1)", base=one)
+    for kind in ("GET keep-alive", "GET connection per request"):
+        off = m.get(f"features off: {kind}", {}).get("imdsmock")
+        add(f"features off: {kind}", "req/s")
+        add(
+            f"features on: {kind}",
+            "req/s",
+            ">= 0.9x features off (ratio column)",
+            lambda v, r: r >= 0.9,
+            base=off,
+        )
     return out
 
 
@@ -251,7 +310,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         action="append",
-        choices=("main", "scale", "cold"),
+        choices=("main", "scale", "cold", "features", "workers"),
         help="run only these groups (repeatable)",
     )
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>.json)")
@@ -269,7 +328,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON file; return 0."""
     args = parse(argv)
-    groups = args.only or ["cold", "main", "scale"]
+    groups = args.only or ["cold", "main", "features", "scale"]
     samples: Samples = defaultdict(lambda: defaultdict(list))
     load_before = _load()
     started = time.time()
@@ -278,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             cold_group(args, samples)
         if "main" in groups:
             main_group(args, Path(tmp), samples)
+        if "features" in groups:
+            overhead_group(args, Path(tmp), samples)
+        if "workers" in groups:
+            workers_group(args, Path(tmp), samples)
         if "scale" in groups:
             scale_group(args, Path(tmp), samples)
     table = rows(samples, args)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -27,10 +28,12 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
-def spawn(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start a server process pinned to the servers' CPU."""
+def spawn(
+    argv: list[str], env: dict[str, str] | None = None, cpus: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server process pinned to the servers' CPU (or to ``cpus``)."""
     return subprocess.Popen(
-        ["taskset", "-c", SERVER_CPU, *argv],
+        ["taskset", "-c", cpus or SERVER_CPU, *argv],
         env=env,
         stderr=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run while we spawn
@@ -84,16 +87,28 @@ class Imdsmock:
 
     name = "imdsmock"
 
-    def __init__(self, config_file: str | None = None, *, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, config_file: str | None = None, *, mode: str | None = None) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "imdsmock", "--host", "127.0.0.1"]
-        argv += ["--port", str(self.port), "--control-port", str(free_port()), "--keep-alive"]
-        if config_file:
-            argv += ["--config", config_file]
-        argv += list(extra)
+        if mode is None:
+            argv = [sys.executable, "-m", "imdsmock", "--host", "127.0.0.1"]
+            argv += ["--port", str(self.port), "--control-port", str(free_port())]
+            argv += ["--keep-alive"]
+            if config_file:
+                argv += ["--config", config_file]
+        else:  # bench.serve: the same server with its optional features off or on
+            assert config_file is not None
+            cfg = json.loads(Path(config_file).read_text())
+            cfg["server"] = {"host": "127.0.0.1", "port": self.port, "keep-alive": True}
+            cfg["server"]["control-port"] = free_port()
+            config_file = config_file.replace(".json", f"-{mode}.json")
+            Path(config_file).write_text(json.dumps(cfg))
+            if mode.startswith("workers"):
+                argv = [sys.executable, "-m", "bench.workers", config_file, mode[7:]]
+            else:
+                argv = [sys.executable, "-m", "bench.serve", config_file, mode]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("IMDSMOCK_", "AEMM_"))}
         env["IMDSMOCK_LOG_LEVEL"] = "WARNING"
-        self.proc = spawn(argv, env)
+        self.proc = spawn(argv, env, cpus="0,1" if mode and mode.startswith("workers") else None)
         try:
             wait_http(self.port, "/latest/meta-data/instance-id", 60)
         except RuntimeError:

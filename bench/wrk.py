@@ -34,9 +34,10 @@ def wrk(
     duration: float = 5.0,
     headers: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    cpus: str = LOAD_CPU,
 ) -> WrkResult:
     """One wrk run against ``127.0.0.1:port``; raises if wrk fails or says nothing."""
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t", str(threads), "-c", str(connections)]
+    argv = ["taskset", "-c", cpus, "wrk", "-t", str(threads), "-c", str(connections)]
     argv += ["-d", f"{max(duration, 1.0):g}s", "--timeout", "5s", "-s", str(LUA / script)]
     for h in headers:
         argv += ["-H", h]
