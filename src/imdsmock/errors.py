@@ -21,7 +21,10 @@ class ConfigError(ImdsMockError):
         self.key = key
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{key} is {value!r}; expected {allowed}")
+        # A key read from a file may hold a newline or control characters: quote it then,
+        # so the message stays one line (found by tests/test_fuzz.py).
+        shown = key if key.isprintable() else repr(key)
+        super().__init__(f"{shown} is {value!r}; expected {allowed}")
 
 
 class ServeError(ImdsMockError):
