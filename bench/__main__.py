@@ -84,7 +84,7 @@ def main_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None:
                     wrk(s.port, ID_PATH, duration=d, headers=("Connection: close",)), "close"
                 )
                 _record(samples, "GET connection per request", s, r.rps)
-                lat_env = {"BENCH_DELAY_MS": "10"}
+                lat_env = {"BENCH_DELAY_MS": "8"}
                 for label, hdr in (
                     ("per-request conn", ("Connection: close",)),
                     ("keep-alive", ()),
