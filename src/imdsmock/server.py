@@ -111,6 +111,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_loop",
         "_parser",
         "_path",
+        "_shed",
         "_sink",
         "_state",
         "_timer",
@@ -143,6 +144,7 @@ class IMDSProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._client = ""
         self._closing = False
+        self._shed = False
         self._active = 0.0  # loop time of the last keep-alive answer (see _idle)
         self._timer: asyncio.TimerHandle | None = None
         self._reset()
@@ -164,10 +166,18 @@ class IMDSProtocol(asyncio.Protocol):
         self._client = peer[0] if peer else ""
         limits = self._limits
         limits.open += 1
-        if limits.open > limits.max_connections:
-            self._write(_FAULT_STATUS[429], False)  # shed load: answer and close at once
-            return
         self._loop = asyncio.get_running_loop()
+        if limits.open > limits.max_connections:
+            # Shed load: answer 429 at once and send FIN, but read (and drop) what the
+            # client sends for a moment: closing on its unread request would send a TCP
+            # RST that destroys the 429 before the client reads it.
+            self._closing = self._shed = True
+            response = _FAULT_STATUS[429]
+            stream: asyncio.Transport = transport  # type: ignore[assignment]
+            stream.write(b"".join((response.head, _DATE.get(), response.tail_close)))
+            stream.write_eof()
+            self._timer = self._loop.call_later(1.0, stream.close)
+            return
         self._timer = self._loop.call_later(limits.idle_timeout, self._idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -196,7 +206,7 @@ class IMDSProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # Half-closed by the client: a delayed answer (latency fault) is still written;
         # otherwise close, as everything received has been answered.
-        return True if self._closing and self._transport is not None else None
+        return True if self._closing and not self._shed and self._transport is not None else None
 
     # -- httptools callbacks ------------------------------------------------------------
 
