@@ -15,6 +15,7 @@ The rules follow real IMDS (real-imds.md §A3, §A4):
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -149,10 +150,20 @@ def _token(snapshot: Snapshot, request: Request, now: float, tokens: TokenIssuer
     ttl = int(raw)
     if not MIN_TTL <= ttl <= MAX_TTL:
         return BAD_REQUEST
-    token = tokens.issue(ttl, now)
+    body = tokens.issue(ttl, now).encode()
+    size = len(body)
+    # The answer is pre-rendered per TTL; only the token (the last bytes) is new.
+    t = _token_answer(ttl, snapshot.config.options.hop_limit, size)
+    return Response(
+        t.status, t.head, t.tail_close[:-size] + body, t.tail_keep[:-size] + body, t.hop_limit
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _token_answer(ttl: int, hop_limit: int, size: int) -> Response:
     return render(
         200,
-        token.encode(),
+        b"\0" * size,
         headers=(("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", str(ttl)),),
-        hop_limit=snapshot.config.options.hop_limit,
+        hop_limit=hop_limit,
     )

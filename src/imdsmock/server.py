@@ -113,6 +113,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_path",
         "_shed",
         "_sink",
+        "_sock",
         "_state",
         "_timer",
         "_token",
@@ -146,6 +147,7 @@ class IMDSProtocol(asyncio.Protocol):
         self._closing = False
         self._shed = False
         self._active = 0.0  # loop time of the last keep-alive answer (see _idle)
+        self._sock: Any = None  # the socket, fetched once for hop-limit answers
         self._timer: asyncio.TimerHandle | None = None
         self._reset()
 
@@ -332,10 +334,13 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _set_hops(self, hops: int | None) -> None:
         """Send the next packets with IP TTL / IPv6 hop limit ``hops`` (None: default)."""
-        transport = self._transport
-        sock = transport.get_extra_info("socket") if transport else None
+        sock = self._sock
         if sock is None:
-            return
+            transport = self._transport
+            sock = transport.get_extra_info("socket") if transport else None
+            if sock is None:
+                return
+            self._sock = sock
         value = -1 if hops is None else hops
         with contextlib.suppress(OSError):
             if sock.family == socket.AF_INET6:
