@@ -521,6 +521,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             allowed = "one of: " + ", ".join(sorted(fields))
             raise ConfigError(f"{prefix}{key}", value, f"a known key ({allowed})") from None
         kwargs[f.name] = _convert(hints[f.name], value, prefix + _dash(f.name))
+    for f in fields.values():  # a required key left out (found by tests/test_fuzz.py)
+        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if missing and f.name not in kwargs:
+            raise ConfigError(f"{prefix}{_dash(f.name)}", None, "a value (this key is required)")
     return cls(**kwargs)
 
 
