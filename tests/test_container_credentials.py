@@ -20,9 +20,9 @@ import botocore.session
 import pytest
 from botocore.utils import InstanceMetadataFetcher
 
-from support import ROOT, Running, make_config, serve
 from imdsmock.clock import ManualClock
 from imdsmock.config import Config
+from support import ROOT, Running, make_config, serve
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.c2ln"
 ECS_URI = "/v2/credentials/6f1c2d9e-8a3b-4c5d-9e7f-0a1b2c3d4e5f"

@@ -14,9 +14,9 @@ import boto3
 import pytest
 from botocore.exceptions import NoCredentialsError
 
-from support import Running, make_config, serve
 from imdsmock.cli import main as cli_main
 from imdsmock.clock import ManualClock, SystemClock
+from support import Running, make_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import Running, make_config, serve
 from imdsmock.clock import ManualClock
 from imdsmock.ctl import main
+from support import Running, make_config, serve
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
-from support import make_config, serve
 from imdsmock.clock import ManualClock
 from imdsmock.control import ROUTES
 from imdsmock.openapi import document
+from support import make_config, serve
 
 
 def test_openapi_document_validates() -> None:

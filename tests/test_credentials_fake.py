@@ -9,7 +9,6 @@ import time
 import boto3
 import pytest
 
-from support import EPOCH, Running, make_config, serve, shared_signer
 from imdsmock.clock import ManualClock
 from imdsmock.credentials import (
     UNAVAILABLE_CODE,
@@ -22,6 +21,7 @@ from imdsmock.errors import ConfigError
 from imdsmock.imds import Request, handle
 from imdsmock.state import Snapshot, build_snapshot
 from imdsmock.tokens import TokenIssuer
+from support import EPOCH, Running, make_config, serve, shared_signer
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
 EXTENDED_PATH = "/latest/meta-data/iam/security-credentials-extended/baskinc-role"

@@ -13,10 +13,10 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from support import make_config, serve
 from imdsmock.cli import main
 from imdsmock.clock import ManualClock
 from imdsmock.credentials import UNAVAILABLE_CODE, rotate_now
+from support import make_config, serve
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/app-role"
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"

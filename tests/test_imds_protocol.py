@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from support import Running, make_config, serve
 from imdsmock.clock import ManualClock
+from support import Running, make_config, serve
 
 TTL = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN = "X-aws-ec2-metadata-token"

@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import EPOCH, Running, make_config, serve, shared_signer
 from imdsmock.defaults import VERSIONS
 from imdsmock.imds import Request, handle
 from imdsmock.state import Snapshot, build_snapshot
 from imdsmock.tokens import TokenIssuer
+from support import EPOCH, Running, make_config, serve, shared_signer
 
 
 def walk(fetch: Any, root: str) -> set[str]:
