@@ -13,7 +13,7 @@ import dataclasses
 import sys
 
 from imdsmock.app import App, run
-from imdsmock.config import load
+from imdsmock.configload import load
 
 
 def main(argv: list[str]) -> int:

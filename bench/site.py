@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from imdsmock.config import load
+from imdsmock.configload import load
 from imdsmock.signing import load_signer
 from imdsmock.state import build_snapshot
 

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from imdsmock.app import App, run
-from imdsmock.config import load
+from imdsmock.configload import load
 
 
 def main(argv: list[str]) -> int:

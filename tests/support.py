@@ -16,7 +16,8 @@ from typing import Any
 
 from imdsmock.app import App, new_event_loop
 from imdsmock.clock import Clock, ManualClock
-from imdsmock.config import Config, load
+from imdsmock.config import Config
+from imdsmock.configload import load
 from imdsmock.signing import Signer, generate
 
 # 2026-01-01T00:00:00Z: a fixed start makes Last-Modified, LastUpdated and pendingTime stable.

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from imdsmock.cli import main
-from imdsmock.config import env_name, load
+from imdsmock.config import env_name
+from imdsmock.configload import load
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -31,7 +31,9 @@ from hypothesis import strategies as st
 
 from imdsmock.app import App
 from imdsmock.clock import ManualClock
-from imdsmock.config import Config, from_mapping, load
+from imdsmock.config import Config
+from imdsmock.configbuild import from_mapping
+from imdsmock.configload import load
 from imdsmock.errors import ImdsMockError
 from imdsmock.imds import Request, handle
 from support import EPOCH, Running, make_config, serve, shared_signer

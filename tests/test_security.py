@@ -13,7 +13,7 @@ import json
 import pytest
 
 from imdsmock.app import App
-from imdsmock.config import load
+from imdsmock.configload import load
 from imdsmock.controlserver import is_loopback
 from mockprocess import mock_process
 from support import make_config, serve

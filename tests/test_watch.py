@@ -18,7 +18,8 @@ import yaml
 
 from imdsmock.app import App
 from imdsmock.clock import ManualClock
-from imdsmock.config import Config, load
+from imdsmock.config import Config
+from imdsmock.configload import load
 from imdsmock.scenarios import parse_scenario, with_scenarios
 from imdsmock.watch import Watcher
 from support import EPOCH, shared_signer

@@ -26,14 +26,14 @@ _LAZY = {
     "ManualClock": ("imdsmock.clock", "ManualClock"),
     "MockIMDS": ("imdsmock.api", "MockIMDS"),
     "SystemClock": ("imdsmock.clock", "SystemClock"),
-    "load_config": ("imdsmock.config", "load"),
+    "load_config": ("imdsmock.configload", "load"),
 }
 
 if TYPE_CHECKING:
     from .api import MockIMDS
     from .clock import ManualClock, SystemClock
     from .config import Config
-    from .config import load as load_config
+    from .configload import load as load_config
     from .errors import ConfigError, ImdsMockError
 
 

@@ -22,7 +22,8 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .aemm_config import find_config_file, merge, saved_config_path, translate
-from .config import Config, load
+from .config import Config
+from .configload import load
 from .errors import ImdsMockError
 
 __all__ = ["Invocation", "main", "parse"]

@@ -36,7 +36,7 @@ from .aemm_defaults import (
     SCENARIO_PATHS,
     USER_DATA,
 )
-from .config import read_file
+from .configload import read_file
 from .errors import ConfigError
 from .imdsjson import dumps
 from .scenarios import ACTIONS, EVENT_CODES, EVENT_STATES, parse_time

@@ -32,9 +32,9 @@ from .config import (
     InstanceConfig,
     OptionsConfig,
     ServerConfig,
-    load,
-    to_mapping,
 )
+from .configdump import to_mapping
+from .configload import load
 from .errors import ConfigError, ImdsMockError
 from .model import facts
 from .sdkenv import patched, sdk_environ

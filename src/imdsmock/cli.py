@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
-from .config import SHORT_NAMES, Config, dump, load
+from .config import SHORT_NAMES, Config
+from .configdump import dump
+from .configload import load
 from .errors import ImdsMockError
 
 __all__ = ["aemm_main", "main", "serve_parser"]

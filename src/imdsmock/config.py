@@ -1,34 +1,33 @@
-"""Configuration: parse and validate once, at the boundary, into frozen dataclasses.
+"""The configuration schema: frozen dataclasses, their key names and variable names.
 
-Sources, strongest first: command-line flags > environment (``IMDSMOCK_*``) > one config
-file (YAML, JSON or TOML) > defaults. Every key is spelled as in the file, dashed
-(``options.http-tokens``); its environment variable is ``IMDSMOCK_`` + the key upper-cased
-with ``.`` and ``-`` turned into ``_`` (``IMDSMOCK_OPTIONS_HTTP_TOKENS``), and the most used
-keys have a short flag and variable too (``--http-tokens`` / ``IMDSMOCK_HTTP_TOKENS``).
+Every key is spelled as in the config file, dashed (``options.http-tokens``); its
+environment variable is ``IMDSMOCK_`` + the key upper-cased with ``.`` and ``-`` turned
+into ``_`` (``IMDSMOCK_OPTIONS_HTTP_TOKENS``), and the most used keys have a short flag and
+variable too (``--http-tokens`` / ``IMDSMOCK_HTTP_TOKENS``). The string under each field is
+its one-line description: ``docs/configuration.md`` is generated from it
+(:mod:`imdsmock.configdoc`).
 
-A bad value raises :class:`~imdsmock.errors.ConfigError` naming the key, the value and
-what is allowed; nothing downstream validates again.
+Loading lives in :mod:`imdsmock.configload`, conversion in :mod:`imdsmock.configbuild`,
+the cross-field rules in :mod:`imdsmock.configcheck`, output in :mod:`imdsmock.configdump`.
+This module imports little: everything that touches a config pays for it at start-up.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
-import ipaddress
-import json
-import os
 import re
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
 
 __all__ = [
+    "RANGES",
+    "SECRET_KEYS",
+    "SHORT_NAMES",
     "Config",
     "CredentialsConfig",
     "InstanceConfig",
@@ -37,9 +36,10 @@ __all__ = [
     "OptionsConfig",
     "ServerConfig",
     "SigningConfig",
-    "dump",
-    "load",
-    "to_mapping",
+    "dashed",
+    "env_name",
+    "leaf_keys",
+    "parse_listen",
 ]
 
 Enabled = Literal["enabled", "disabled"]
@@ -61,35 +61,39 @@ class ServerConfig:
     """Where and how the server listens."""
 
     host: str = "127.0.0.1"
+    """Address of the main IMDS listener (169.254.169.254 needs `imdsmock route`)."""
     port: int = 1338
-    # Extra IMDS listeners ("169.254.169.254:80", "[fd00:ec2::254]:80"), beside host:port.
+    """Port of the main IMDS listener; 0 picks a free one."""
     listen: tuple[str, ...] = ()
-    # Real IMDS closes every connection; keep-alive is an opt-in for speed.
+    """Extra IMDS listeners beside host:port, e.g. `169.254.169.254:80`, `[fd00:ec2::254]:80`."""
     keep_alive: bool = False
+    """Keep connections open; real IMDS closes every connection (an opt-in for speed)."""
     control_host: str = "127.0.0.1"
+    """Address of the control API listener."""
     control_port: int = 1339
-    # Required when the control listener binds a non-loopback address.
+    """Port of the control API listener; 0 picks a free one."""
     control_token: str | None = field(default=None, repr=False)
+    """Bearer token the control API demands; required on a non-loopback control-host."""
     control_token_file: str | None = None
-    # Disable the control listener entirely.
+    """A file holding the control API token (instead of control-token)."""
     control: bool = True
-    # "manual": time stands still until the control API advances it (tests, demos).
+    """Run the control API listener at all; false disables it."""
     clock: Literal["system", "manual"] = "system"
+    """`manual`: time stands still until the control API advances it (tests, demos)."""
     log_requests: bool = False
-    # Only the first N distinct clients see spot/rebalance/events/Auto Scaling paths
-    # (AWS's Go mock's --mock-ip-count); -1: everyone, 0: nobody.
+    """Log every request to stderr."""
     mock_ip_count: int = -1
-    # Robustness limits of the IMDS listeners (docs/reliability.md): connections beyond
-    # max-connections are answered 429 and closed; a request must arrive within
-    # idle-timeout seconds of connecting (or of the previous answer, with keep-alive);
-    # a request head (line and headers) over max-header-bytes is answered 431.
+    """Only the first N distinct clients see spot, events and Auto Scaling; -1: all, 0: none."""
     max_connections: int = 1024
+    """Open IMDS connections beyond this are answered 429 and closed."""
     idle_timeout: int = 10
+    """Seconds a connection may wait for a request (after connecting or the previous answer)."""
     max_header_bytes: int = 16 * 1024
-    # ECS-style container credential listeners ("169.254.170.2:80"); none by default.
+    """A request head (line and headers) over this many bytes is answered 431."""
     ecs_listen: tuple[str, ...] = ()
-    # EKS Pod Identity-style listeners ("169.254.170.23:80"); none by default.
+    """ECS-style container credential listeners, e.g. `169.254.170.2:80`; none by default."""
     eks_listen: tuple[str, ...] = ()
+    """EKS Pod Identity-style credential listeners, e.g. `169.254.170.23:80`; none by default."""
 
     def listeners(self) -> tuple[Listen, ...]:
         """All IMDS listeners: ``host:port`` then every ``listen`` entry, deduplicated."""
@@ -106,10 +110,15 @@ class OptionsConfig:
     """Instance metadata options, as ``ModifyInstanceMetadataOptions`` names them."""
 
     http_tokens: Literal["optional", "required"] = "optional"
+    """`required`: IMDSv2 only (a request without a token gets 401)."""
     http_endpoint: Enabled = "enabled"
+    """`disabled`: every request gets 403, as on an instance with IMDS turned off."""
     hop_limit: int = 1
+    """IP TTL of the token response (PUT /latest/api/token)."""
     http_protocol_ipv6: Enabled = "disabled"
+    """Whether the IPv6 endpoint is enabled (as the instance option reports it)."""
     instance_metadata_tags: Enabled = "enabled"
+    """Serve the instance tags under meta-data/tags/instance/."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,20 +126,35 @@ class InterfaceConfig:
     """One elastic network interface; unset fields are derived from the instance."""
 
     mac: str
+    """MAC address of the interface (required), lower case."""
     device_number: int | None = None
+    """Device number; null: its position in the list (1, 2, ...)."""
     interface_id: str | None = None
+    """ENI ID; null: derived from the MAC."""
     local_ipv4s: tuple[str, ...] = ()
+    """Private IPv4 addresses; empty: the next addresses after the instance's local-ipv4."""
     public_ipv4s: tuple[str, ...] = ()
+    """Public IPv4 addresses, associated with the private ones in order."""
     ipv6s: tuple[str, ...] = ()
+    """IPv6 addresses."""
     subnet_id: str | None = None
+    """Subnet ID; null: the instance's."""
     subnet_ipv4_cidr_block: str | None = None
+    """Subnet IPv4 CIDR block; null: the instance's."""
     subnet_ipv6_cidr_blocks: tuple[str, ...] = ()
+    """Subnet IPv6 CIDR blocks; empty: the instance's."""
     vpc_id: str | None = None
+    """VPC ID; null: the instance's."""
     vpc_ipv4_cidr_blocks: tuple[str, ...] = ()
+    """VPC IPv4 CIDR blocks; empty: the instance's."""
     vpc_ipv6_cidr_blocks: tuple[str, ...] = ()
+    """VPC IPv6 CIDR blocks; empty: the instance's."""
     security_groups: tuple[str, ...] = ()
+    """Security group names; empty: the instance's."""
     security_group_ids: tuple[str, ...] = ()
+    """Security group IDs; empty: the instance's."""
     network_card_index: int = 0
+    """Network card index."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,44 +162,77 @@ class InstanceConfig:
     """The facts of the one instance served. ``None`` means "derive from the others"."""
 
     instance_id: str = "i-1234567890abcdef0"
+    """Instance ID: i- and 8 or 17 hex digits."""
     instance_type: str = "m4.xlarge"
+    """Instance type."""
     ami_id: str = "ami-0a887e401f7654935"
+    """AMI ID the instance was launched from."""
     ami_launch_index: int = 0
+    """Launch index of the instance within its reservation."""
     ami_manifest_path: str = "(unknown)"
+    """AMI manifest path (`(unknown)` for EBS-backed AMIs)."""
     account_id: str = "515336597381"
+    """AWS account ID (12 digits): identity document, ARNs, owner-id."""
     region: str | None = None
+    """Region; null: from availability-zone, else us-east-1."""
     availability_zone: str | None = None
+    """Availability zone; null: the region + `a`."""
     availability_zone_id: str | None = None
+    """Availability zone ID; null: derived from the zone."""
     architecture: Literal["x86_64", "arm64", "i386"] = "x86_64"
+    """CPU architecture in the identity document."""
     kernel_id: str | None = "aki-5c21674b"
+    """Kernel ID; null: none (path absent)."""
     ramdisk_id: str | None = "ari-01bb5768"
+    """RAM disk ID; null: none (path absent)."""
     product_codes: tuple[str, ...] = ("3iplms73etrdhxdepv72l6ywj",)
+    """Marketplace product codes."""
     reservation_id: str = "r-046cb3eca3e201d2f"
+    """Reservation ID."""
     instance_life_cycle: Literal["on-demand", "spot", "scheduled", "capacity-block"] = "on-demand"
+    """Purchasing option the instance runs under."""
     instance_action: str = "none"
+    """Value of meta-data/instance-action."""
     local_ipv4: str = "172.16.34.43"
+    """Private IPv4 address of the primary interface."""
     public_ipv4: str | None = "192.0.2.54"
+    """Public IPv4 address; null: none."""
     ipv6: str | None = "2001:db8:8:4::2"
+    """IPv6 address of the primary interface; null: none."""
     mac: str = "0e:49:61:0f:c3:11"
+    """MAC address of the primary interface, lower case."""
     interface_id: str = "eni-0f95d3625f5c521cc"
+    """ENI ID of the primary interface."""
     subnet_id: str = "subnet-0ac62554"
+    """Subnet ID of the primary interface."""
     subnet_ipv4_cidr_block: str = "192.0.2.0/24"
+    """Subnet IPv4 CIDR block."""
     subnet_ipv6_cidr_blocks: tuple[str, ...] = ("2001:db8::/32",)
+    """Subnet IPv6 CIDR blocks."""
     vpc_id: str = "vpc-d295a6a7"
+    """VPC ID."""
     vpc_ipv4_cidr_blocks: tuple[str, ...] = ("192.0.2.0/24",)
+    """VPC IPv4 CIDR blocks."""
     vpc_ipv6_cidr_blocks: tuple[str, ...] = ("2001:db8::/32",)
+    """VPC IPv6 CIDR blocks."""
     security_groups: tuple[str, ...] = ("ura-launch-wizard-harry-1",)
+    """Security group names."""
     security_group_ids: tuple[str, ...] = ("sg-0b07f8f6cb485d4df",)
+    """Security group IDs."""
     hostname: str | None = None
+    """Private DNS name; null: derived from local-ipv4 and the region."""
     public_hostname: str | None = None
-    # More network interfaces beside the primary one described by the fields above.
+    """Public DNS name; null: derived from public-ipv4 and the region."""
     interfaces: tuple[InterfaceConfig, ...] = ()
+    """More network interfaces beside the primary one (keys in the table below)."""
     placement_group_name: str | None = "a-placement-group"
+    """Placement group name; null: none."""
     placement_host_id: str | None = "h-0da999999f9999fb9"
+    """Dedicated host ID; null: none."""
     placement_partition_number: int | None = 1
-    # Key name -> OpenSSH public key, served as public-keys/N=name in this order.
+    """Partition number in a partition placement group; null: none."""
     public_keys: Mapping[str, str] = field(default_factory=lambda: {"test": _AEMM_KEY})
-    # Block device mapping: virtual name -> device.
+    """Key name -> OpenSSH public key, served as public-keys/N=name in this order."""
     block_device_mapping: Mapping[str, str] = field(
         default_factory=lambda: {
             "ami": "/dev/xvda",
@@ -185,18 +242,23 @@ class InstanceConfig:
             "swap": "sdcs",
         }
     )
+    """Block device mapping: virtual name -> device."""
     tags: Mapping[str, str] = field(
         default_factory=lambda: {"Name": "test-instance", "Test": "test-tag"}
     )
-    # The IAM role of the instance profile; None means no role attached.
+    """Instance tags: key -> value (meta-data/tags/instance/)."""
     iam_role: str | None = "baskinc-role"
+    """IAM role of the instance profile; null: no role attached."""
     instance_profile_id: str = "AIPA5BOGHHXZELSK34VU4"
-    # User data: text, or base64 in user-data-base64; None (both) means none (404).
+    """Instance profile ID (meta-data/iam/info)."""
     user_data: str | None = None
+    """User data as text; wins over user-data-base64."""
     user_data_base64: str | None = "MTIzNCxqb2huLHJlYm9vdCx0cnVlCg=="
+    """User data as base64; null (and user-data null): no user data (404)."""
     monitoring: Enabled = "disabled"
-    # Launch time, as an IMDS timestamp; None means "when the server started".
+    """Detailed monitoring (dynamic/fws/instance-monitoring)."""
     pending_time: str | None = None
+    """Launch time as an IMDS timestamp (2024-01-02T03:04:05Z); null: when the server started."""
 
     def user_data_bytes(self) -> bytes | None:
         """The user data as bytes, or ``None`` when the instance has none."""
@@ -211,31 +273,32 @@ class InstanceConfig:
 class CredentialsConfig:
     """How role credentials are made (fake ones by default)."""
 
-    # Lifetime of one set, seconds (EC2: about six hours).
     lifetime: int = 6 * 3600
-    # A new set is issued this often; must leave at least 5 minutes before expiry.
+    """Lifetime of one credential set, seconds (EC2: about six hours)."""
     rotate_every: int = 3600
-    # Serve iam/security-credentials-extended/ (with AccountId); off makes it 404.
+    """A new set is issued this often, seconds; at most lifetime - 300."""
     extended: bool = True
-    # Seed for deterministic fake keys; None means random per process.
+    """Serve iam/security-credentials-extended/ (with AccountId); false makes it 404."""
     seed: str | None = field(default=None, repr=False)
-    # "fake": generated keys; "profile": real ones from a local AWS profile (imdsmock[aws]).
+    """Seed for deterministic fake keys; null: random per process."""
     source: Literal["fake", "profile"] = "fake"
-    # The AWS profile (shared config / credentials file, SSO included); None: the default.
+    """`fake`: generated keys; `profile`: real ones from a local AWS profile (imdsmock[aws])."""
     profile: str | None = None
-    # Assume this role with the profile's credentials (sts:AssumeRole); None: use them as is.
+    """AWS profile to take real credentials from (SSO included); null: the default chain."""
     role_arn: str | None = None
+    """Assume this role with the profile's credentials (sts:AssumeRole); null: use them as is."""
     role_session_name: str = "imdsmock"
-    # Lifetime asked of STS (AssumeRole / GetSessionToken), seconds.
+    """Session name for AssumeRole."""
     duration_seconds: int = 3600
-    # Fetch the next real set this many seconds before the current one expires.
+    """Lifetime asked of STS (AssumeRole / GetSessionToken), seconds."""
     refresh_ahead: int = 900
-    # The relative URI of the ECS-style endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI).
+    """Fetch the next real set this many seconds before the current one expires."""
     ecs_relative_uri: str = "/v2/credentials/6f1c2d9e-8a3b-4c5d-9e7f-0a1b2c3d4e5f"
-    # The Authorization token the EKS-style endpoint demands (or a file holding it);
-    # neither set: any non-empty token is accepted.
+    """Path of the ECS-style endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)."""
     container_token: str | None = field(default=None, repr=False)
+    """Authorization token the EKS-style endpoint demands; null (and no file): any non-empty one."""
     container_token_file: str | None = None
+    """A file holding the container token (instead of container-token)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,7 +306,9 @@ class SigningConfig:
     """Keys for the instance identity signatures; generated at start-up when unset."""
 
     key_file: str | None = None
+    """PEM RSA private key signing the identity document; null: generated (and cached)."""
     cert_file: str | None = None
+    """PEM certificate of that key; null: self-signed at start-up."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,13 +320,10 @@ class Config:
     instance: InstanceConfig = field(default_factory=InstanceConfig)
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
     signing: SigningConfig = field(default_factory=SigningConfig)
-    # Any IMDS path (relative to the version root, e.g. "meta-data/tags/instance/Owner")
-    # -> its value; null removes the path. Applied last, so it can override anything.
     paths: Mapping[str, str | None] = field(default_factory=dict)
-    # Timed changes of the instance (spot interruption, rebalance, maintenance events,
-    # Auto Scaling states): raw mappings, validated by imdsmock.scenarios at start, with
-    # relative times ("+30s") counted from the start. See docs/scenarios.md.
+    """IMDS path (`meta-data/tags/instance/Owner`) -> value; null removes it. Applied last."""
     scenarios: tuple[Mapping[str, Any], ...] = ()
+    """Timed changes: spot interruption, rebalance, events, Auto Scaling (docs/scenarios.md)."""
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some top-level sections replaced."""
@@ -311,7 +373,8 @@ SHORT_NAMES: Mapping[str, str] = {
 # Keys whose value is a secret: never printed by `imdsmock config`.
 SECRET_KEYS = frozenset({"server.control-token", "credentials.seed", "credentials.container-token"})
 
-_LIMITS: Mapping[str, tuple[int, int]] = {
+# Integer keys with a range other than a signed 32-bit integer's: key -> (low, high).
+RANGES: Mapping[str, tuple[int, int]] = {
     "server.port": (0, 65535),
     "server.control-port": (0, 65535),
     "server.mock-ip-count": (-1, 2**31),
@@ -326,124 +389,12 @@ _LIMITS: Mapping[str, tuple[int, int]] = {
     "instance.ami-launch-index": (0, 10000),
     "instance.placement-partition-number": (1, 7),
 }
-
-_TAG_KEY = re.compile(r"^[A-Za-z0-9+\-=._:@]+$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
-_ACCOUNT = re.compile(r"^[0-9]{12}$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
-_USER_DATA_LIMIT = 16 * 1024
+DEFAULT_RANGE = (-(2**31), 2**31)
 
 
-# ---------------------------------------------------------------------------------------
-# Loading
-
-
-def load(
-    *,
-    file: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    flags: Mapping[str, Any] | None = None,
-    base: Mapping[str, Any] | None = None,
-) -> Config:
-    """Merge the sources (flags > env > file > base > defaults) and validate once.
-
-    ``flags`` maps dotted keys or short names to values; ``None`` values are ignored, so
-    an argparse namespace with unset options can be passed as is. ``env`` defaults to
-    ``os.environ``; the config file may also be named by ``IMDSMOCK_CONFIG``.
-    """
-    env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    if base:
-        _merge(raw, _nest(base, "config"))
-    path = file if file is not None else env.get("IMDSMOCK_CONFIG") or None
-    if path is not None:
-        _merge(raw, read_file(path))
-    _merge(raw, _from_env(env))
-    if flags:
-        _merge(raw, _from_flags(flags))
-    return from_mapping(raw)
-
-
-def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read one YAML, JSON or TOML file into a mapping (format chosen by extension)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("config file", str(p), "an existing, readable file") from None
-    except IsADirectoryError:
-        raise ConfigError("config file", str(p), "a file, not a directory") from None
-    except PermissionError:
-        raise ConfigError("config file", str(p), "a file this user may read") from None
-    except UnicodeDecodeError:
-        raise ConfigError("config file", str(p), "UTF-8 text") from None
-    suffix = p.suffix.lower()
-    errors: tuple[type[Exception], ...] = (json.JSONDecodeError, *_parse_errors(suffix))
-    try:
-        if suffix == ".json":
-            data: Any = json.loads(text) if text.strip() else {}
-        elif suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml", ""):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError("config file", str(p), "a .yaml, .yml, .json or .toml file")
-    except errors as exc:
-        where = _error_position(exc)
-        raise ConfigError(
-            "config file", str(p), f"valid {suffix.lstrip('.') or 'yaml'}{where}"
-        ) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("config file", str(p), "a mapping of sections at the top level")
-    return data
-
-
-def _parse_errors(suffix: str) -> tuple[type[Exception], ...]:
-    # Parsers load on demand (start-up time is a benchmark figure): most runs read no file.
-    if suffix == ".toml":
-        import tomllib
-
-        return (tomllib.TOMLDecodeError,)
-    if suffix == ".json":
-        return ()
-    import yaml
-
-    return (yaml.YAMLError,)
-
-
-def _error_position(exc: Exception) -> str:
-    line = getattr(exc, "lineno", None)
-    mark = getattr(exc, "problem_mark", None)
-    if mark is not None:
-        line = mark.line + 1
-    return f" (error near line {line})" if line else ""
-
-
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    by_var = _env_names()
-    for var, value in env.items():
-        key = by_var.get(var)
-        if key is not None:
-            _merge(out, _nest({key: value}, var))
-    return out
-
-
-def _from_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in flags.items():
-        if value is None:
-            continue
-        key = SHORT_NAMES.get(name.replace("_", "-"), name)
-        _merge(out, _nest({key: value}, f"--{name}"))
-    return out
+def dashed(name: str) -> str:
+    """The key spelling of a field name (``hop_limit`` -> ``hop-limit``)."""
+    return name.replace("_", "-")
 
 
 def env_name(key: str) -> str:
@@ -451,303 +402,18 @@ def env_name(key: str) -> str:
     return "IMDSMOCK_" + re.sub(r"[.\-]", "_", key).upper()
 
 
-def _env_names() -> dict[str, str]:
-    names = {env_name(key): key for key in _leaf_keys(Config)}
-    for short, key in SHORT_NAMES.items():
-        names[env_name(short)] = key
-    return names
-
-
-def _leaf_keys(cls: type, prefix: str = "") -> list[str]:
+def leaf_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of a section (``server.host``, ...), in declaration order."""
     keys: list[str] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        key = prefix + _dash(f.name)
+        key = prefix + dashed(f.name)
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
-            keys.extend(_leaf_keys(tp, key + "."))  # type: ignore[arg-type]
+            keys.extend(leaf_keys(tp, key + "."))  # type: ignore[arg-type]
         else:
             keys.append(key)
     return keys
-
-
-def _nest(flat: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Turn ``{"a.b": 1}`` into ``{"a": {"b": 1}}``; nested mappings pass through."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        parts = key.split(".") if "." in key and key.split(".")[0] in _SECTIONS else [key]
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
-def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
-    for key, value in other.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict) and key != "paths":
-            _merge(into[key], value)
-        elif isinstance(value, Mapping):
-            into[key] = dict(value)
-        else:
-            into[key] = value
-
-
-# ---------------------------------------------------------------------------------------
-# Validation: a mapping -> frozen dataclasses, by the dataclasses' own type hints.
-
-
-def from_mapping(raw: Mapping[str, Any]) -> Config:
-    """Validate a nested mapping (file-shaped, dashed keys) into a :class:`Config`."""
-    cfg: Config = _build(Config, raw, "")
-    _check(cfg)
-    return cfg
-
-
-def _dash(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "configuration"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(where, raw, "a mapping")
-    hints = typing.get_type_hints(cls)
-    fields = {_dash(f.name): f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        f = fields.get(str(key).replace("_", "-"))
-        if f is None:
-            allowed = "one of: " + ", ".join(sorted(fields))
-            raise ConfigError(f"{prefix}{key}", value, f"a known key ({allowed})") from None
-        kwargs[f.name] = _convert(hints[f.name], value, prefix + _dash(f.name))
-    for f in fields.values():  # a required key left out (found by tests/test_fuzz.py)
-        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if missing and f.name not in kwargs:
-            raise ConfigError(f"{prefix}{_dash(f.name)}", None, "a value (this key is required)")
-    return cls(**kwargs)
-
-
-def _convert(tp: Any, value: Any, key: str) -> Any:
-    if tp is Any:
-        return value  # validated by its owner (scenarios: imdsmock.scenarios)
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        rest = [a for a in args if a is not type(None)]
-        if value is None:
-            raise ConfigError(key, value, _describe(rest[0]))
-        return _convert(rest[0], value, key)
-    if origin is Literal:
-        text = _scalar_text(value)
-        if text.lower() not in [a.lower() for a in args]:
-            raise ConfigError(key, value, "one of: " + ", ".join(args))
-        return next(a for a in args if a.lower() == text.lower())
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key + ".")  # type: ignore[arg-type]
-    if tp is bool:
-        return _to_bool(value, key)
-    if tp is int:
-        return _to_int(value, key)
-    if tp is str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(key, value, "a string")
-        return str(value)
-    if origin is tuple:
-        items = _to_list(value, key)
-        return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(items))
-    if origin is Mapping:
-        if not isinstance(value, Mapping):
-            raise ConfigError(key, value, "a mapping of names to values")
-        return {
-            str(k): _convert(args[1], v, f"{key}.{k}")
-            for k, v in value.items()
-            if not (v is None and type(None) not in typing.get_args(args[1]))
-            or _reject_null(key, k, v)
-        }
-    raise TypeError(f"no converter for {tp!r}")  # a programming error, not user input
-
-
-def _reject_null(key: str, name: object, value: object) -> bool:
-    raise ConfigError(f"{key}.{name}", value, "a string")
-
-
-def _describe(tp: Any) -> str:
-    if tp is int:
-        return "an integer"
-    if tp is bool:
-        return "true or false"
-    if typing.get_origin(tp) is tuple:
-        return "a list"
-    return "a string"
-
-
-def _scalar_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return repr(value)
-
-
-def _to_bool(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off", ""):
-        return False
-    raise ConfigError(key, value, "true or false")
-
-
-def _to_int(value: Any, key: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(key, value, "an integer")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
-        number = int(value)
-    else:
-        raise ConfigError(key, value, "an integer")
-    low, high = _LIMITS.get(key, (-(2**31), 2**31))
-    if not low <= number <= high:
-        raise ConfigError(key, value, f"an integer from {low} to {high}")
-    return number
-
-
-def _to_list(value: Any, key: str) -> list[Any]:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, list | tuple):
-        return list(value)
-    raise ConfigError(key, value, "a list (or a comma-separated string)")
-
-
-# ---------------------------------------------------------------------------------------
-# Cross-field checks: the facts must make a possible instance.
-
-
-def _check(cfg: Config) -> None:
-    inst = cfg.instance
-    if not _INSTANCE_ID.match(inst.instance_id):
-        raise ConfigError(
-            "instance.instance-id", inst.instance_id, "i- followed by 8 or 17 hex digits"
-        )
-    if not _ACCOUNT.match(inst.account_id):
-        raise ConfigError("instance.account-id", inst.account_id, "12 digits")
-    if inst.region is not None and not _REGION.match(inst.region):
-        raise ConfigError("instance.region", inst.region, "a region name like us-east-1")
-    if inst.availability_zone is not None:
-        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]", inst.availability_zone):
-            raise ConfigError(
-                "instance.availability-zone", inst.availability_zone, "a zone like us-east-1a"
-            )
-        if inst.region is not None and inst.availability_zone[:-1] != inst.region:
-            raise ConfigError(
-                "instance.availability-zone",
-                inst.availability_zone,
-                f"a zone of region {inst.region} (e.g. {inst.region}a)",
-            )
-    for key, mac in [("instance.mac", inst.mac)] + [
-        (f"instance.interfaces[{i}].mac", e.mac) for i, e in enumerate(inst.interfaces)
-    ]:
-        if not _MAC.match(mac):
-            raise ConfigError(key, mac, "a lower-case MAC address like 0e:49:61:0f:c3:11")
-    _check_ip("instance.local-ipv4", inst.local_ipv4, 4)
-    if inst.public_ipv4 is not None:
-        _check_ip("instance.public-ipv4", inst.public_ipv4, 4)
-    if inst.ipv6 is not None:
-        _check_ip("instance.ipv6", inst.ipv6, 6)
-    for name in inst.tags:
-        if not _TAG_KEY.match(name) or name in (".", "..", "_index"):
-            raise ConfigError(
-                f"instance.tags.{name}",
-                name,
-                "a tag key of letters, digits and + - = . , _ : @ (not ., .., _index)",
-            )
-    if inst.user_data_base64 is not None and inst.user_data is None:
-        try:
-            base64.b64decode(inst.user_data_base64, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(
-                "instance.user-data-base64", inst.user_data_base64, "valid base64"
-            ) from None
-    data = inst.user_data_bytes()
-    if data is not None and len(data) > _USER_DATA_LIMIT:
-        raise ConfigError("instance.user-data", f"{len(data)} bytes", "at most 16384 bytes")
-    if inst.iam_role is not None and not re.fullmatch(r"[\w+=,.@-]{1,64}", inst.iam_role):
-        raise ConfigError("instance.iam-role", inst.iam_role, "an IAM role name (1-64 chars)")
-    creds = cfg.credentials
-    if creds.rotate_every > creds.lifetime - 300:
-        raise ConfigError(
-            "credentials.rotate-every",
-            creds.rotate_every,
-            f"at most credentials.lifetime - 300 = {creds.lifetime - 300} (EC2 rotates "
-            "at least 5 minutes before expiry)",
-        )
-    _check_credentials(creds)
-    for path in cfg.paths:
-        if not re.fullmatch(r"(meta-data|dynamic|user-data)(/[^/\s]+)*", path):
-            raise ConfigError(
-                f"paths.{path}", path, "a path under meta-data/, dynamic/ or user-data"
-            )
-    cfg.server.listeners()  # validates every listen entry
-    for spec in cfg.server.ecs_listen:
-        parse_listen(spec, "server.ecs-listen")
-    for spec in cfg.server.eks_listen:
-        parse_listen(spec, "server.eks-listen")
-    for key, host in (
-        ("server.host", cfg.server.host),
-        ("server.control-host", cfg.server.control_host),
-    ):
-        _check_host(key, host)
-
-
-def _check_credentials(creds: CredentialsConfig) -> None:
-    if creds.role_arn is not None and not re.fullmatch(
-        r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", creds.role_arn
-    ):
-        raise ConfigError(
-            "credentials.role-arn",
-            creds.role_arn,
-            "a role ARN like arn:aws:iam::123456789012:role/name",
-        )
-    if not re.fullmatch(r"[\w+=,.@-]{2,64}", creds.role_session_name):
-        raise ConfigError(
-            "credentials.role-session-name",
-            creds.role_session_name,
-            "2-64 characters of letters, digits and + = , . @ _ -",
-        )
-    if creds.source == "profile" and creds.refresh_ahead >= creds.duration_seconds:
-        raise ConfigError(
-            "credentials.refresh-ahead",
-            creds.refresh_ahead,
-            f"less than credentials.duration-seconds ({creds.duration_seconds})",
-        )
-    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", creds.ecs_relative_uri):
-        raise ConfigError(
-            "credentials.ecs-relative-uri", creds.ecs_relative_uri, "a path like /v2/credentials/ID"
-        )
-
-
-def _check_ip(key: str, value: str, version: int) -> None:
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        ip = None
-    if ip is None or ip.version != version:
-        raise ConfigError(key, value, f"an IPv{version} address")
-
-
-def _check_host(key: str, host: str) -> None:
-    if host in ("", "localhost") or re.fullmatch(r"[A-Za-z0-9.-]+", host):
-        return
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        raise ConfigError(key, host, "an IP address or host name") from None
 
 
 def parse_listen(spec: str, key: str) -> Listen:
@@ -760,46 +426,8 @@ def parse_listen(spec: str, key: str) -> Listen:
     if port > 65535:
         raise ConfigError(key, spec, "a port from 0 to 65535")
     if m.group(1):
-        _check_ip(key, host, 6)
+        # Loaded here, not at the top: most configurations name no IPv6 listener.
+        from .configcheck import check_ip
+
+        check_ip(key, host, 6)
     return Listen(host=host, port=port)
-
-
-_SECTIONS = frozenset(_dash(f.name) for f in dataclasses.fields(Config))
-
-
-# ---------------------------------------------------------------------------------------
-# Output
-
-
-def to_mapping(cfg: Config, *, secrets: bool = False) -> dict[str, Any]:
-    """The configuration as a file-shaped mapping (dashed keys); secrets masked."""
-
-    def walk(obj: Any, prefix: str) -> Any:
-        if dataclasses.is_dataclass(obj):
-            out = {}
-            for f in dataclasses.fields(obj):
-                key = prefix + _dash(f.name)
-                value = getattr(obj, f.name)
-                if key in SECRET_KEYS and value is not None and not secrets:
-                    out[_dash(f.name)] = "***"
-                else:
-                    out[_dash(f.name)] = walk(value, key + ".")
-            return out
-        if isinstance(obj, tuple):
-            return [walk(v, prefix) for v in obj]
-        if isinstance(obj, Mapping):
-            return {str(k): walk(v, prefix) for k, v in obj.items()}
-        return obj
-
-    result: dict[str, Any] = walk(cfg, "")
-    return result
-
-
-def dump(cfg: Config, fmt: Literal["yaml", "json"] = "yaml") -> str:
-    """Render the effective configuration for ``imdsmock config``."""
-    data = to_mapping(cfg)
-    if fmt == "json":
-        return json.dumps(data, indent=2)
-    import yaml
-
-    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))

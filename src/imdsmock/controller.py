@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .clock import ManualClock
-from .config import OptionsConfig, from_mapping, to_mapping
+from .config import OptionsConfig
+from .configbuild import from_mapping
+from .configdump import to_mapping
 from .errors import ConfigError, ImdsMockError
 from .state import Snapshot, rebuild
 
