@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from support import Running, make_config, serve
@@ -70,7 +70,7 @@ def test_cert_command_prints_the_serving_certificate(tmp_path: Path) -> None:
             del os.environ["XDG_CACHE_HOME"]
         else:
             os.environ["XDG_CACHE_HOME"] = saved
-    assert cert == signer.certificate
+    assert cert.public_bytes(serialization.Encoding.DER) == signer.certificate.der
     with serve(make_config(), signer_override=signer) as r:
         document = r.get("/latest/dynamic/instance-identity/document")[1]
         signature = base64.b64decode(r.get("/latest/dynamic/instance-identity/signature")[1])
@@ -81,20 +81,12 @@ def test_cert_command_prints_the_serving_certificate(tmp_path: Path) -> None:
 
 def test_configured_key_files_are_used(tmp_path: Path) -> None:
     """signing.key-file and signing.cert-file replace the generated pair."""
-    from cryptography.hazmat.primitives import serialization
-
     from imdsmock.app import App
     from imdsmock.signing import generate
 
     pair = generate()
     key_file, cert_file = tmp_path / "k.pem", tmp_path / "c.pem"
-    key_file.write_bytes(
-        pair.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
+    key_file.write_text(pair.key.pem())
     cert_file.write_text(pair.certificate_pem())
     app = App(make_config(signing={"key-file": str(key_file), "cert-file": str(cert_file)}))
     assert app.signer.certificate == pair.certificate
