@@ -226,25 +226,9 @@ def base_tree(cfg: Config, signer: Signer, started: float) -> Tree:
         arn = f"arn:{f.partition}:iam::{inst.account_id}:instance-profile/{inst.iam_role}"
         put(
             md + "iam/info",
-            dumps(
-                {
-                    "Code": "Success",
-                    "LastUpdated": imds_time(f.launched),
-                    "InstanceProfileArn": arn,
-                    "InstanceProfileId": inst.instance_profile_id,
-                }
-            ),
+            _info(f, InstanceProfileArn=arn, InstanceProfileId=inst.instance_profile_id),
         )
-    put(
-        md + "identity-credentials/ec2/info",
-        dumps(
-            {
-                "Code": "Success",
-                "LastUpdated": imds_time(f.launched),
-                "AccountId": inst.account_id,
-            }
-        ),
-    )
+    put(md + "identity-credentials/ec2/info", _info(f, AccountId=inst.account_id))
     document = dumps(identity_document(inst, f)).encode()
     t["dynamic/instance-identity/document"] = Leaf(document)
     put("dynamic/instance-identity/signature", signer.signature(document))
@@ -256,6 +240,11 @@ def base_tree(cfg: Config, signer: Signer, started: float) -> Tree:
     if data is not None:
         t["user-data"] = Leaf(data, OCTET)
     return t
+
+
+def _info(f: Facts, **fields: str) -> str:
+    """An ``iam/info`` or ``identity-credentials/ec2/info`` body: success, launch time, fields."""
+    return dumps({"Code": "Success", "LastUpdated": imds_time(f.launched), **fields})
 
 
 def listing_overrides(cfg: Config) -> dict[str, str]:
