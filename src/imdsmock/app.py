@@ -74,7 +74,8 @@ class App:
         # and changes them.
         self.requests = RequestLog()
         self.faults = FaultBook()
-        self.server.sink = self.requests.record
+        # Chosen once: with --log-requests the sink also prints an access-log line.
+        self.server.sink = self.requests.sink(access_log=config.server.log_requests)
         self.server.faults = self.faults
         self.controller = Controller(self)
         self._control: tuple[socket.socket, str | None] | None = None

@@ -9,20 +9,27 @@ An entry records the method, the path, the status, the client address, the user 
 and whether an IMDSv2 token was sent -- never the token itself. The IMDSv1 report groups
 token-less data requests by client and user agent, like the ``MetadataNoToken``
 CloudWatch metric EC2 offers for finding IMDSv1 callers (real-imds.md §A3).
+
+``--log-requests`` adds a second consumer of the same record: :meth:`RequestLog.sink`
+chooses, once at start-up, either :meth:`RequestLog.record` alone or a sink that records
+and then prints the entry as one access-log line on stderr, so the server makes the same
+single call per request whether the flag is on or off.
 """
 
 from __future__ import annotations
 
 import collections
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from .imds import TOKEN_PATH, Request
 from .wire import Response
 
-__all__ = ["Entry", "RequestLog"]
+__all__ = ["Entry", "RequestLog", "Sink"]
 
 DEFAULT_SIZE = 10_000
 
@@ -63,9 +70,46 @@ class Entry:
             "imdsv1": self.imdsv1,
         }
 
+    def access_line(self, size: int) -> str:
+        """The entry as one access-log line: time (UTC), client, method, path, status, body
+        bytes and the token use (``v2`` token sent, ``v1`` token-less data request, ``-``).
+
+        ``2026-11-26T01:02:03.456Z 172.17.0.3 GET /latest/meta-data/instance-id 200 19 v2``;
+        a request that got no answer (an injected hang or reset) shows ``- -``.
+        """
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.time))
+        millis = int(self.time * 1000) % 1000
+        path = self.path if self.path.isprintable() else ascii(self.path)[1:-1]
+        answer = f"{self.status} {size}" if self.status else "- -"
+        use = "v2" if self.token else "v1" if self.imdsv1 else "-"
+        return f"{when}.{millis:03d}Z {self.client} {self.method} {path} {answer} {use}\n"
+
 
 # (seq, time, request, status) -- formatted only when read.
 _Raw = tuple[int, float, Request, int]
+
+# What the server calls after every answer (imdsmock.server.RequestSink has this shape).
+Sink = Callable[[Request, Response, float], None]
+
+
+def _entry(seq: int, now: float, req: Request, status: int) -> Entry:
+    return Entry(
+        seq=seq,
+        time=now,
+        method=req.method,
+        path=req.path,
+        status=status,
+        client=req.client,
+        user_agent=req.user_agent,
+        token=req.token is not None,
+    )
+
+
+def _body_size(response: Response) -> int:
+    # The pre-rendered tail is "...\r\n\r\n" + body (no body for HEAD and non-answers).
+    tail = response.tail_close
+    end = tail.find(b"\r\n\r\n")
+    return 0 if end < 0 else len(tail) - end - 4
 
 
 class RequestLog:
@@ -84,11 +128,34 @@ class RequestLog:
         """The server's sink: remember one answered request."""
         self.add(request, response.status, now)
 
-    def add(self, request: Request, status: int, now: float) -> None:
-        """Remember one request with its status (0 when no answer was sent)."""
+    def sink(self, *, access_log: bool = False, stream: TextIO | None = None) -> Sink:
+        """The server's sink, chosen once: :meth:`record`, or with ``access_log`` a sink that
+        records and also writes the entry's :meth:`Entry.access_line` to ``stream`` (stderr).
+
+        A closed or broken stream loses the line, never the answer or the record.
+        """
+        if not access_log:
+            return self.record
+        add = self.add
+        out = sys.stderr if stream is None else stream
+
+        def record_and_print(request: Request, response: Response, now: float) -> None:
+            status = response.status
+            entry = _entry(add(request, status, now), now, request, status)
+            # A try costs nothing per request; contextlib.suppress would build an object.
+            try:  # noqa: SIM105
+                out.write(entry.access_line(_body_size(response)))
+            except (OSError, ValueError):  # EPIPE, or a closed stream
+                pass
+
+        return record_and_print
+
+    def add(self, request: Request, status: int, now: float) -> int:
+        """Remember one request with its status (0 when no answer was sent); its seq."""
         with self._lock:
             self._seq += 1
             self._entries.append((self._seq, now, request, status))
+            return self._seq
 
     def clear(self) -> None:
         """Forget every entry."""
@@ -100,16 +167,7 @@ class RequestLog:
 
     def __iter__(self) -> Iterator[Entry]:
         for seq, now, req, status in list(self._entries):
-            yield Entry(
-                seq=seq,
-                time=now,
-                method=req.method,
-                path=req.path,
-                status=status,
-                client=req.client,
-                user_agent=req.user_agent,
-                token=req.token is not None,
-            )
+            yield _entry(seq, now, req, status)
 
     def entries(
         self,
