@@ -118,6 +118,45 @@ def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
         assert mp.proc.poll() is None
 
 
+def wait_for_stderr(mp: MockProcess, text: str, count: int = 1, timeout: float = 5.0) -> None:
+    """Poll until ``text`` has appeared ``count`` times on the process's stderr."""
+    deadline = time.monotonic() + timeout
+    while mp.stderr().count(text) < count:
+        assert time.monotonic() < deadline, f"never printed {text!r}: {mp.stderr()}"
+        time.sleep(0.05)
+
+
+def test_sighup_without_watch_reloads_the_config_file(tmp_path: Path) -> None:
+    """Without -w, SIGHUP reloads the file (server settings such as log-requests too); a bad
+    file logs one line and keeps the old configuration; the process lives on."""
+    file = tmp_path / "imdsmock.yaml"
+    file.write_text(config_text(A))
+    with mock_process(["-c", str(file)]) as mp:
+        wait_for_id(mp, A)
+        file.write_text(config_text(B) + "server: {log-requests: true}\n")
+        os.kill(mp.proc.pid, signal.SIGHUP)
+        wait_for_id(mp, B)
+        wait_for_stderr(mp, f"GET {ID_PATH} 200")
+        file.write_text("instance: {instance-id: nope}\n")
+        os.kill(mp.proc.pid, signal.SIGHUP)
+        wait_for_stderr(mp, "keeping the previous one")
+        assert mp.get(ID_PATH) == (200, B.encode())
+        assert mp.proc.poll() is None
+    assert mp.stderr().count("keeping the previous one") == 1
+    assert "Traceback" not in mp.stderr()
+
+
+def test_sighup_without_a_config_file_is_logged_and_ignored() -> None:
+    """With no config file SIGHUP logs one line and the mock keeps serving."""
+    with mock_process() as mp:
+        os.kill(mp.proc.pid, signal.SIGHUP)
+        wait_for_stderr(mp, "SIGHUP ignored")
+        os.kill(mp.proc.pid, signal.SIGHUP)
+        wait_for_stderr(mp, "SIGHUP ignored", count=2)
+        assert mp.get(ID_PATH) == (200, DEFAULT.encode())
+        assert mp.proc.poll() is None
+
+
 def test_sigterm_during_load_finishes_requests_and_exits_within_a_second() -> None:
     """On SIGTERM under load every answered request is complete and the exit takes < 1 s."""
     with mock_process() as mp:

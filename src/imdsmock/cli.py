@@ -12,15 +12,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .config import SHORT_NAMES, Config
 from .configdump import dump
 from .configload import load
 from .errors import ImdsMockError
+
+if TYPE_CHECKING:
+    from .app import App
 
 __all__ = ["aemm_main", "main", "serve_parser"]
 
@@ -40,7 +44,8 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
         "-w",
         "--watch",
         action="store_true",
-        help="reload the config file when it changes (or on SIGHUP); a bad file keeps the old",
+        help="reload the config file when it changes; a bad file keeps the old "
+        "(SIGHUP reloads it with or without -w)",
     )
     g = p.add_argument_group("listening")
     g.add_argument("--host", help="IMDS listen address (default 127.0.0.1)")
@@ -162,16 +167,42 @@ def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
 
     ns = serve_parser(prog).parse_args(argv)
     cfg = load_config(ns)
-    app = App(cfg)
-    socks = app.bind()
+    # A server does not die of SIGHUP: ignored until the loop's handler is in place, which
+    # reloads the config file (-w or not) or, with no file, logs the signal.
+    previous = _ignore_hangup()
+    try:
+        app = App(cfg)
+        socks = app.bind()
+        app.background.append(_hangup_job(app, ns))
+        run(app, socks, _ready(prog))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
+    return 0
+
+
+def _ignore_hangup() -> Any:
+    """Set SIGHUP to be ignored; the previous disposition (None off the main thread)."""
+    try:
+        return signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to set
+        return None
+
+
+def _hangup_job(app: App, ns: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The background job that owns SIGHUP: the file watcher, or a log line and no more."""
+    from pathlib import Path
+
+    from .watch import INTERVAL, Watcher, ignore_hangup
+
     watched = ns.config or os.environ.get("IMDSMOCK_CONFIG")
-    if ns.watch and watched:
-        from pathlib import Path
+    if not watched:
+        return ignore_hangup
+    interval = INTERVAL if ns.watch else None  # without -w only SIGHUP reloads
+    return Watcher(app, Path(watched), lambda: load_config(ns), interval=interval).run
 
-        from .watch import Watcher
 
-        app.background.append(Watcher(app, Path(watched), lambda: load_config(ns)).run)
-
+def _ready(prog: str) -> Callable[[App], None]:
     def ready(a: App) -> None:
         for url in a.addresses():
             print(f"{prog}: serving IMDS on {url}", file=sys.stderr, flush=True)
@@ -179,8 +210,7 @@ def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
         if control is not None:
             print(f"{prog}: control API on {control}", file=sys.stderr, flush=True)
 
-    run(app, socks, ready)
-    return 0
+    return ready
 
 
 def _cmd_config(argv: Sequence[str]) -> int:

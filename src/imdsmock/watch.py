@@ -1,13 +1,16 @@
-"""Config-file watching: reload everything atomically when the file changes.
+"""Config-file watching: reload everything atomically when the file changes or on SIGHUP.
 
 The watcher polls the file's ``stat`` (inode, size, modification time) on the server's
 event loop, with no extra dependency and no thread; on a change that has settled for one
-poll interval (or on ``SIGHUP``) it loads
+poll interval (or on ``SIGHUP``, with or without polling) it loads
 the configuration through the caller's loader and swaps one rebuilt snapshot in with
 :meth:`~imdsmock.state.State.swap`: values, moved paths, listings and scenarios change
 together, and requests see either the old instance or the new one. A broken file logs one
 line and the previous configuration keeps serving (AWS's Go mock reloads only some
 values and leaves listings and scenarios stale, aemm-interface.md §7).
+
+A server does not die of SIGHUP: without a file to reload, :func:`ignore_hangup` logs it
+and carries on.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from .state import Snapshot, rebuild
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["Watcher", "reconfigure"]
+__all__ = ["Watcher", "ignore_hangup", "reconfigure"]
 
 log = logging.getLogger("imdsmock.watch")
 
@@ -58,7 +61,10 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
 
 
 class Watcher:
-    """Reload ``app`` from ``load()`` whenever ``path`` changes."""
+    """Reload ``app`` from ``load()`` whenever ``path`` changes, and on SIGHUP.
+
+    ``interval=None`` does not poll: only SIGHUP (or :meth:`reload`) reloads.
+    """
 
     def __init__(
         self,
@@ -66,7 +72,7 @@ class Watcher:
         path: Path,
         load: Callable[[], Config],
         *,
-        interval: float = INTERVAL,
+        interval: float | None = INTERVAL,
     ) -> None:
         self.app = app
         self.path = path
@@ -90,6 +96,9 @@ class Watcher:
         self.app.config = config
         if config.server.mock_ip_count != old.server.mock_ip_count:
             self.app.gate.reset(config.server.mock_ip_count)
+        if config.server.log_requests != old.server.log_requests:
+            # New connections take the new sink; open ones finish with the old one.
+            self.app.server.sink = self.app.requests.sink(access_log=config.server.log_requests)
         if config.server.listeners() != old.server.listeners():
             log.warning("listen addresses changed in %s; they apply after a restart", self.path)
         self.reloads += 1
@@ -124,3 +133,19 @@ class Watcher:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
+
+
+async def ignore_hangup() -> None:
+    """Until cancelled, log SIGHUP and carry on (main thread only): no file to reload."""
+    loop = asyncio.get_running_loop()
+
+    def hangup() -> None:
+        log.warning("SIGHUP ignored: no config file to reload (give -c FILE or IMDSMOCK_CONFIG)")
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, hangup)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
