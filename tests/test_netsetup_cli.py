@@ -31,6 +31,12 @@ BAD_INPUT = [
         id="timeout",
     ),
     pytest.param(["sidecar", "--mock", ":80"], "--mock is ':80'", id="empty-host"),
+    pytest.param(
+        ["sidecar", "--mock", "0.0.0.0:1338"],
+        "--mock is '0.0.0.0:1338', the listen-on-every-address value",
+        id="any-address",
+    ),
+    pytest.param(["up", "--mock", "[::]:1338"], "--mock is '[::]:1338', the", id="up-any-v6"),
 ]
 
 
@@ -42,7 +48,12 @@ def test_bad_input_is_one_line_on_stderr_and_status_2(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Bad input never gives a traceback: one line naming the value, exit status 2."""
-    for name in ("IMDSMOCK_HOST", "IMDSMOCK_PORT", "IMDSMOCK_CREDENTIALS_PORT"):
+    for name in (
+        "IMDSMOCK_ROUTE_TO",
+        "IMDSMOCK_HOST",
+        "IMDSMOCK_PORT",
+        "IMDSMOCK_CREDENTIALS_PORT",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
@@ -91,6 +102,63 @@ MOCKS = [
 def test_mock_option_splits_host_and_port(value: str, expected: tuple[str, int]) -> None:
     """``--mock`` takes HOST, HOST:PORT or [V6]:PORT; the port defaults to 1338."""
     assert container.parse_mock(value) == expected
+
+
+TARGETS = [
+    pytest.param("imds:9", {"IMDSMOCK_ROUTE_TO": "other"}, ("imds", 9), id="flag-first"),
+    pytest.param(
+        None,
+        {"IMDSMOCK_ROUTE_TO": "imds:8080", "IMDSMOCK_HOST": "0.0.0.0"},
+        ("imds", 8080),
+        id="route-to-beats-the-bind-host",
+    ),
+    pytest.param(None, {"IMDSMOCK_HOST": "imds"}, ("imds", 1338), id="host-fallback"),
+    pytest.param(
+        None, {"IMDSMOCK_ROUTE_TO": "imds", "IMDSMOCK_PORT": "80"}, ("imds", 80), id="env-port"
+    ),
+]
+
+
+@pytest.mark.parametrize(("flag", "env", "expected"), TARGETS)
+def test_container_modes_find_the_mock_by_flag_then_route_to_then_host(
+    flag: str | None, env: dict[str, str], expected: tuple[str, int]
+) -> None:
+    """``--mock`` wins, then IMDSMOCK_ROUTE_TO, then IMDSMOCK_HOST (older setups)."""
+    assert container.mock_target(flag, env) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"IMDSMOCK_HOST": "0.0.0.0"}, "IMDSMOCK_HOST is '0.0.0.0'"),
+        ({"IMDSMOCK_HOST": "::"}, "IMDSMOCK_HOST is '::'"),
+        ({"IMDSMOCK_ROUTE_TO": "0.0.0.0:1338"}, "IMDSMOCK_ROUTE_TO is '0.0.0.0:1338'"),
+    ],
+    ids=["host-v4", "host-v6", "route-to"],
+)
+def test_a_bind_everywhere_address_is_never_a_route_target(
+    env: dict[str, str],
+    named: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """0.0.0.0 or :: from the environment (the image's bind host) is one line naming the
+    variable and value, exit 2, in the Python command and in the shell entrypoint."""
+    for name in ("IMDSMOCK_ROUTE_TO", "IMDSMOCK_HOST", "IMDSMOCK_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["sidecar", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"imdsmock route: error: {named}, the listen-on-every-address value")
+    assert err.count("\n") == 1
+    script = NETSETUP / cli.SCRIPT_NAME
+    argv = ["sh", str(script), "--sidecar", "--dry-run"]
+    shell_env = {"PATH": os.environ["PATH"], **env}
+    done = subprocess.run(argv, capture_output=True, text=True, env=shell_env, check=False)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"imdsmock-route: error: {named}, the listen-on-every")
+    assert done.stderr.count("\n") == 1
 
 
 def test_waiting_for_a_name_polls_until_it_resolves() -> None:

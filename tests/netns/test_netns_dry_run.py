@@ -75,11 +75,13 @@ def test_dry_run_of_container_and_sidecar_prints_the_dnat(
 
 
 def test_dry_run_of_the_shell_entrypoint_prints_its_commands(topo: Topology) -> None:
-    """The POSIX script's ``--dry-run`` prints the same chain commands and runs no CMD."""
+    """The POSIX script's ``--dry-run`` prints the same chain commands and runs no CMD; the
+    target is IMDSMOCK_ROUTE_TO, whatever bind host IMDSMOCK_HOST holds (one container)."""
     ns, peer = topo.ns("dr"), topo.ns("pe")
     dev, _ = topo.link(ns, "10.200.0.3/24", peer, "10.200.0.2/24")
     script = topo.route(ns, "script", "--path").stdout.strip()
-    env = ("env", "IMDSMOCK_HOST=10.200.0.2", "IMDSMOCK_CREDENTIALS_PORT=1339")
+    env = ("env", "IMDSMOCK_HOST=0.0.0.0", "IMDSMOCK_ROUTE_TO=10.200.0.2")
+    env += ("IMDSMOCK_CREDENTIALS_PORT=1339",)
     out = topo.sh(ns, *env, "dash", script, "--dry-run", "--", "false").stdout
     dnat = "-p tcp -m tcp --dport 80 -j DNAT --to-destination"
     assert out == (

@@ -38,10 +38,9 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
 def _add_mock_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mock",
-        default=os.environ.get("IMDSMOCK_HOST"),
         metavar="HOST[:PORT]",
-        help="the mock's name or address (env IMDSMOCK_HOST; port from IMDSMOCK_PORT, "
-        "default 1338)",
+        help="the mock's name or address (env IMDSMOCK_ROUTE_TO, else IMDSMOCK_HOST; port "
+        "from IMDSMOCK_PORT, default 1338)",
     )
     p.add_argument(
         "--credentials-port",
@@ -167,13 +166,7 @@ def _main(argv: list[str]) -> int:
 
 
 def _container_options(args: argparse.Namespace) -> container.ContainerOptions:
-    if not args.mock:
-        raise NetsetupError("--mock is missing; give --mock HOST[:PORT] or set IMDSMOCK_HOST")
-    default_port = container.DEFAULT_PORT
-    env_port = os.environ.get("IMDSMOCK_PORT")
-    if env_port:
-        default_port = container.parse_port("IMDSMOCK_PORT", env_port)
-    mock_host, mock_port = container.parse_mock(args.mock, default_port)
+    mock_host, mock_port = container.mock_target(args.mock, os.environ)
     try:
         timeout = float(args.timeout)
     except ValueError:

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from imdsmock.netsetup import detect, linux
@@ -36,8 +36,20 @@ class ContainerOptions:
     backend: detect.BackendChoice = "auto"
 
 
-def parse_mock(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """Split ``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` into host and port (1..65535)."""
+# Where ``container`` / ``sidecar`` look for the mock when --mock is not given, in order.
+# IMDSMOCK_HOST is also the server's bind host (the image sets 0.0.0.0), so it is only the
+# fallback of earlier releases.
+MOCK_VARIABLES = ("IMDSMOCK_ROUTE_TO", "IMDSMOCK_HOST")
+
+
+def parse_mock(
+    value: str, default_port: int = DEFAULT_PORT, what: str = "--mock"
+) -> tuple[str, int]:
+    """Split ``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` into host and port (1..65535).
+
+    ``what`` names the option or variable the value came from, for the error line. An
+    unspecified address (0.0.0.0, ::) says where to listen, not where a mock is: refused.
+    """
     host, port_text = value, ""
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
@@ -45,8 +57,37 @@ def parse_mock(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
     elif value.count(":") == 1:
         host, _, port_text = value.partition(":")
     if not host:
-        raise NetsetupError(f"--mock is {value!r}; expected HOST or HOST:PORT, e.g. imds:1338")
-    return host, parse_port("--mock port", port_text) if port_text else default_port
+        raise NetsetupError(f"{what} is {value!r}; expected HOST or HOST:PORT, e.g. imds:1338")
+    if _unspecified(host):
+        raise NetsetupError(
+            f"{what} is {value!r}, the listen-on-every-address value, not an address to route "
+            "to; name the mock instead, e.g. --mock imds:1338 or IMDSMOCK_ROUTE_TO=imds:1338"
+        )
+    return host, parse_port(f"{what} port", port_text) if port_text else default_port
+
+
+def mock_target(flag: str | None, env: Mapping[str, str]) -> tuple[str, int]:
+    """Host and port of the mock: ``--mock``, else IMDSMOCK_ROUTE_TO, else IMDSMOCK_HOST.
+
+    The port is the value's own, else IMDSMOCK_PORT, else 1338.
+    """
+    what, value = "--mock", flag
+    if not value:
+        what, value = next(((n, env[n]) for n in MOCK_VARIABLES if env.get(n)), (what, None))
+    if not value:
+        raise NetsetupError(
+            "--mock is missing; give --mock HOST[:PORT] or set IMDSMOCK_ROUTE_TO=HOST[:PORT]"
+        )
+    env_port = env.get("IMDSMOCK_PORT")
+    default_port = parse_port("IMDSMOCK_PORT", env_port) if env_port else DEFAULT_PORT
+    return parse_mock(value, default_port, what)
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False  # a name
 
 
 def parse_port(what: str, text: str) -> int:

@@ -9,8 +9,10 @@
 #                     [--dry-run] -- CMD [ARG...]        # entrypoint: route, then exec CMD
 #   imdsmock-route.sh --sidecar [--mock HOST[:PORT]] ...  # route, then idle until SIGTERM
 #
-# Environment (options win): IMDSMOCK_HOST, IMDSMOCK_PORT (default 1338),
+# Environment (options win): IMDSMOCK_ROUTE_TO=HOST[:PORT] (else IMDSMOCK_HOST, the
+# server's bind host, kept for older setups), IMDSMOCK_PORT (default 1338),
 # IMDSMOCK_CREDENTIALS_PORT (also route 169.254.170.2:80), IMDSMOCK_TIMEOUT (default 30).
+# An every-address value (0.0.0.0, ::) is a bind address, never a target: exit 2.
 # Exit status 2 with one line on stderr for bad input, a missing tool or a name that never
 # resolves. Rules live in the nat chain IMDSMOCK (or nft table inet imdsmock) only.
 set -eu
@@ -21,7 +23,11 @@ die() {
 	exit 2
 }
 
-host=${IMDSMOCK_HOST:-}
+if [ -n "${IMDSMOCK_ROUTE_TO:-}" ]; then
+	host=$IMDSMOCK_ROUTE_TO from=IMDSMOCK_ROUTE_TO
+else
+	host=${IMDSMOCK_HOST:-} from=IMDSMOCK_HOST
+fi
 port=${IMDSMOCK_PORT:-1338}
 cport=${IMDSMOCK_CREDENTIALS_PORT:-}
 timeout=${IMDSMOCK_TIMEOUT:-30}
@@ -32,13 +38,13 @@ while [ $# -gt 0 ]; do
 	--mock | --credentials-port | --timeout)
 		[ $# -ge 2 ] || die "$1 needs a value"
 		case $1 in
-		--mock) host=$2 ;;
+		--mock) host=$2 from=--mock ;;
 		--credentials-port) cport=$2 ;;
 		--timeout) timeout=$2 ;;
 		esac
 		shift 2
 		;;
-	--mock=*) host=${1#*=} && shift ;;
+	--mock=*) host=${1#*=} from=--mock && shift ;;
 	--credentials-port=*) cport=${1#*=} && shift ;;
 	--timeout=*) timeout=${1#*=} && shift ;;
 	--sidecar) sidecar=1 && shift ;;
@@ -50,9 +56,12 @@ while [ $# -gt 0 ]; do
 done
 
 case $host in
+0.0.0.0 | 0.0.0.0:* | :: | '[::]' | '[::]':*)
+	die "$from is '$host', the listen-on-every-address value, not an address to route to; name the mock instead, e.g. --mock imds:1338 or IMDSMOCK_ROUTE_TO=imds:1338"
+	;;
 *:*) port=${host##*:} && host=${host%:*} ;;
 esac
-[ -n "$host" ] || die "no mock given; set IMDSMOCK_HOST or pass --mock HOST[:PORT]"
+[ -n "$host" ] || die "no mock given; set IMDSMOCK_ROUTE_TO=HOST[:PORT] or pass --mock HOST[:PORT]"
 isport() {
 	case $2 in
 	'' | *[!0-9]*) die "$1 is '$2'; expected a port number 1..65535" ;;
