@@ -4,6 +4,10 @@ It listens on 127.0.0.1:1339 by default, so nothing routed to 169.254.169.254 ca
 it. Binding it to any other address needs a bearer token (``--control-token``,
 ``IMDSMOCK_CONTROL_TOKEN`` or ``--control-token-file``) and then every request must carry
 ``Authorization: Bearer <token>``. Each connection answers one request and closes.
+
+The route table (:mod:`imdsmock.control`, and through it the controller and the OpenAPI
+document) is imported when the first request is answered, not when the listener is bound:
+most runs never call the control API, and start-up time counts (issue 9).
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ import logging
 import socket
 from email.utils import formatdate
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httptools
 
 from .config import Listen, ServerConfig
-from .control import ControlRequest, ControlResponse, handle
-from .controller import Controller
 from .errors import ConfigError, ServeError
 from .server import bind_sockets
 from .wire import REASONS
+
+if TYPE_CHECKING:
+    from .control import ControlResponse
+    from .controller import Controller
 
 __all__ = ["ControlProtocol", "bind_control", "control_token", "is_loopback"]
 
@@ -131,6 +138,8 @@ class ControlProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._done:
             return
+        from .control import ControlRequest, handle  # on first use (see the module docstring)
+
         request = ControlRequest(
             self._parser.get_method().decode("ascii", "replace"),
             self._url.decode("latin-1"),
@@ -176,6 +185,8 @@ def _reason(status: int) -> str:
 
 
 def _plain_error(status: int, message: str) -> ControlResponse:
+    from .control import ControlResponse  # on first use (see the module docstring)
+
     body = json.dumps({"error": message, "field": None, "allowed": []}).encode() + b"\n"
     return ControlResponse(status, body)
 

@@ -15,7 +15,21 @@ import threading
 
 from .imds import Gate
 
-__all__ = ["ClientGate", "client_key"]
+__all__ = ["GATED_PATHS", "ClientGate", "client_key"]
+
+# The paths AWS's Go mock shows only to the first N clients: the notices scenarios add
+# (imdsmock.scenarios). Every snapshot marks them, scenarios or not, so this set lives here
+# and the scenario machinery is imported only when a scenario exists.
+GATED_PATHS = frozenset(
+    {
+        "meta-data/spot/instance-action",
+        "meta-data/spot/termination-time",
+        "meta-data/events/recommendations/rebalance",
+        "meta-data/events/maintenance/scheduled",
+        "meta-data/events/maintenance/history",
+        "meta-data/autoscaling/target-lifecycle-state",
+    }
+)
 
 
 def client_key(client: str) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .gate import GATED_PATHS
 from .imdsjson import dumps, event_time, imds_time
 from .model import Leaf
 from .state import Snapshot
@@ -58,8 +59,6 @@ REBALANCE = "meta-data/events/recommendations/rebalance"
 SCHEDULED = "meta-data/events/maintenance/scheduled"
 HISTORY = "meta-data/events/maintenance/history"
 LIFECYCLE = "meta-data/autoscaling/target-lifecycle-state"
-# The paths AWS's Go mock shows only to the first N clients (--mock-ip-count).
-GATED_PATHS = frozenset({SPOT_ACTION, SPOT_TIME, REBALANCE, SCHEDULED, HISTORY, LIFECYCLE})
 
 ACTIONS = ("hibernate", "stop", "terminate")
 ON_TERMINATION = ("keep-serving", "stop-serving")
