@@ -83,7 +83,7 @@ class ServerConfig:
     log_requests: bool = False
     """Log every request to stderr."""
     mock_ip_count: int = -1
-    """Only the first N distinct clients see spot, events and Auto Scaling; -1: all, 0: none."""
+    """Only the first N distinct clients see spot, events and Auto Scaling paths; -1: all."""
     max_connections: int = 1024
     """Open IMDS connections beyond this are answered 429 and closed."""
     idle_timeout: int = 10
@@ -116,7 +116,7 @@ class OptionsConfig:
     hop_limit: int = 1
     """IP TTL of the token response (PUT /latest/api/token)."""
     http_protocol_ipv6: Enabled = "disabled"
-    """Whether the IPv6 endpoint is enabled (as the instance option reports it)."""
+    """The instance option as recorded; IPv6 listeners themselves come from server.listen."""
     instance_metadata_tags: Enabled = "enabled"
     """Serve the instance tags under meta-data/tags/instance/."""
 
@@ -132,7 +132,7 @@ class InterfaceConfig:
     interface_id: str | None = None
     """ENI ID; null: derived from the MAC."""
     local_ipv4s: tuple[str, ...] = ()
-    """Private IPv4 addresses; empty: the next addresses after the instance's local-ipv4."""
+    """Private IPv4 addresses; empty: the instance's local-ipv4 + 10 x device-number."""
     public_ipv4s: tuple[str, ...] = ()
     """Public IPv4 addresses, associated with the private ones in order."""
     ipv6s: tuple[str, ...] = ()
