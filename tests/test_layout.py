@@ -34,6 +34,10 @@ RULES = [
     ("model", "imdsmock.server"),
     ("imds", "imdsmock.server"),
     ("config", "imdsmock.server"),
+    ("config", "imdsmock.configload"),
+    ("configload", "imdsmock.server"),
+    ("configbuild", "imdsmock.model"),
+    ("configcheck", "imdsmock.model"),
     ("table", "imdsmock.server"),
 ]
 
