@@ -211,8 +211,9 @@ def load_signer(cfg: SigningConfig) -> Signer:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = key_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(signer.key.pem())
-        tmp.chmod(0o600)
+        # Created 0600, so the key is never readable by others, not even for a moment.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(signer.key.pem())
         ctmp = cert_path.with_suffix(f".{os.getpid()}.tmp")
         ctmp.write_text(signer.certificate_pem())
         os.replace(tmp, key_path)
