@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,221 @@ import yaml
 
 from imdsmock import aemm
 from imdsmock.aemm_config import ENV_KEYS
-from imdsmock.aemm_defaults import DEFAULTS, DYNAMIC, META
+from imdsmock.aemm_defaults import DEFAULTS, DOCUMENT, DYNAMIC, META, SCENARIO_PATHS, USER_DATA
 from imdsmock.app import App
 from imdsmock.clock import ManualClock
 from imdsmock.config import Config
 from support import EPOCH, shared_signer
 
-MAC_DIR = "meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/"
+# -- the specification: AEMM v1.13.0 as /work/shared/reference/aemm-interface.md states it ---
+# Written once here, independently of imdsmock.aemm_defaults, whose tables are checked
+# against it below; the other tests take keys and paths from here.
+
+AEMM_MAC = "0e:49:61:0f:c3:11"  # §4 (the macs/ listing)
+MAC_DIR = f"meta-data/network/interfaces/macs/{AEMM_MAC}/"
+# The 64 path keys and their default paths under /latest/ (§3.2 key list, §4 paths), in the
+# brace groups §4 writes them in. {role}, {eia} and {public_ip} follow the values of
+# iam-security-credentials-role, elastic-inference-associations and public-ipv4 (§3.2).
+AEMM_PATHS: dict[str, str] = {
+    **{
+        k: f"meta-data/{k}"
+        for k in [
+            "ami-id",
+            "ami-launch-index",
+            "ami-manifest-path",
+            "hostname",
+            "instance-action",
+            "instance-id",
+            "instance-life-cycle",
+            "instance-type",
+            "kernel-id",
+            "local-hostname",
+            "local-ipv4",
+            "mac",
+            "product-codes",
+            "public-hostname",
+            "public-ipv4",
+            "ramdisk-id",
+            "reservation-id",
+            "security-groups",
+        ]
+    },
+    **{
+        f"block-device-mapping-{k}": f"meta-data/block-device-mapping/{k}{n}"
+        for k, n in (("ami", ""), ("ebs", "0"), ("ephemeral", "0"), ("root", ""), ("swap", ""))
+    },
+    **{
+        f"mac-{k}": MAC_DIR + k
+        for k in [
+            "device-number",
+            "local-hostname",
+            "local-ipv4s",
+            "mac",
+            "owner-id",
+            "public-hostname",
+            "public-ipv4s",
+            "security-group-ids",
+            "security-groups",
+            "subnet-id",
+            "subnet-ipv4-cidr-block",
+            "subnet-ipv6-cidr-blocks",
+            "vpc-id",
+            "vpc-ipv4-cidr-block",
+            "vpc-ipv4-cidr-blocks",
+            "vpc-ipv6-cidr-blocks",
+        ]
+    },
+    **{
+        f"placement-{k}": f"meta-data/placement/{k}"
+        for k in [
+            "availability-zone",
+            "availability-zone-id",
+            "group-name",
+            "host-id",
+            "partition-number",
+            "region",
+        ]
+    },
+    "mac-ipv4-associations": MAC_DIR + "ipv4-associations/{public_ip}",
+    "mac-ipv6-associations": MAC_DIR + "ipv6s",
+    "mac-network-interface-id": MAC_DIR + "interface-id",
+    "mac-network-interface-card-index": MAC_DIR + "network-card-index",
+    "elastic-inference-associations": "meta-data/elastic-inference/associations",
+    "elastic-inference-accelerator": "meta-data/elastic-inference/associations/{eia}",
+    "iam-info": "meta-data/iam/info",
+    "iam-security-credentials-role": "meta-data/iam/security-credentials",
+    "iam-security-credentials": "meta-data/iam/security-credentials/{role}",
+    "public-key": "meta-data/public-keys/0/openssh-key",
+    "services-domain": "meta-data/services/domain",
+    "services-partition": "meta-data/services/partition",
+    "tags-instance-name": "meta-data/tags/instance/Name",
+    "tags-instance-test": "meta-data/tags/instance/Test",
+    # Path-only keys (§3.2): where the scenario answers live.
+    "events": "meta-data/events/maintenance/scheduled",
+    "spot": "meta-data/spot/instance-action",
+    "spot-termination-time": "meta-data/spot/termination-time",
+    "rebalance-rec-time": "meta-data/events/recommendations/rebalance",
+    "target-lifecycle-state": "meta-data/autoscaling/target-lifecycle-state",
+}
+SPOT, TERMINATION_TIME = AEMM_PATHS["spot"], AEMM_PATHS["spot-termination-time"]
+REBALANCE, EVENTS = AEMM_PATHS["rebalance-rec-time"], AEMM_PATHS["events"]
+LIFECYCLE = AEMM_PATHS["target-lifecycle-state"]
+PATH_ONLY = {
+    "events",
+    "spot",
+    "spot-termination-time",
+    "rebalance-rec-time",
+    "target-lifecycle-state",
+}
+VALUE_KEYS = sorted(set(AEMM_PATHS) - PATH_ONLY)  # + the value-only event-id
+# Default values the document states (§3.2, §4, §8 for services-domain).
+AEMM_VALUES: dict[str, str] = {
+    "ami-id": "ami-0a887e401f7654935",
+    "instance-action": "none",
+    "instance-life-cycle": "on-demand",
+    "instance-type": "m4.xlarge",
+    "local-ipv4": "172.16.34.43",
+    "mac": AEMM_MAC,
+    "mac-owner-id": "515336597381",
+    "placement-availability-zone": "us-east-1a",
+    "services-domain": "amazonaws.com",
+}
+AEMM_DOCUMENT = {  # §3.2: the identity document disagrees with the meta-data defaults
+    "accountId": "0123456789",
+    "availabilityZone": "us-east-1f",
+    "privateIp": "10.0.7.10",
+    "imageId": "ami-0b69ea66ff7391e80",
+}
+AEMM_USER_DATA = "1234,john,reboot,true"  # §4, decoded
+AEMM_FWS = "disabled"  # §4
+# Root keys (§2 flag table, §3.2 schema), then spot/events defaults (§2 subcommands).
+AEMM_ROOT: dict[str, Any] = {
+    "server.hostname": "0.0.0.0",
+    "server.port": "1338",
+    "config-file": "",
+    "save-config-to-file": False,
+    "watch-config-file": False,
+    "mock-delay-sec": 0,
+    "mock-trigger-time": "",
+    "mock-ip-count": 2,
+    "imdsv2": False,
+    "rebalance-delay-sec": 0,
+    "rebalance-trigger-time": "",
+    "asg-termination-delay-sec": 0,
+    "asg-termination-trigger-time": "",
+    "spot.action": "terminate",
+    "spot.time": "",
+    "spot.rebalance-rec-time": "",
+    "events.code": "system-reboot",
+    "events.state": "active",
+    "events.not-before": "",
+    "events.not-after": "",
+    "events.not-before-deadline": "",
+}
+DYNAMIC_KEYS = [
+    "instance-identity-document",
+    "instance-identity-pkcs",
+    "instance-identity-signature",
+    "fws-instance-monitoring",
+]
+# Every key with a default has a variable: AEMM_ + key, upper case, - and . as _ (§0.7,
+# §3.1). (pkcs7 and signature are served by imdsmock from real signatures: no defaults, so
+# no dynamic.values variables for them.)
+AEMM_KEYS = [
+    *AEMM_ROOT,
+    *(f"metadata.paths.{k}" for k in AEMM_PATHS),
+    *(f"metadata.values.{k}" for k in [*VALUE_KEYS, "event-id"]),
+    *(f"dynamic.paths.{k}" for k in DYNAMIC_KEYS),
+    "dynamic.values.instance-identity-document",
+    "dynamic.values.fws-instance-monitoring",
+    "userdata.paths.userdata",
+    "userdata.values.userdata",
+]
+
+
+def aemm_variable(key: str) -> str:
+    """The AEMM_* variable of a dotted key, by the rule the document gives."""
+    return "AEMM_" + key.upper().replace("-", "_").replace(".", "_")
+
+
+def default_path(key: str) -> str:
+    """The default path of a metadata key, its placeholders filled from the defaults."""
+    values = DEFAULTS["metadata"]["values"]
+    return AEMM_PATHS[key].format(
+        role=values["iam-security-credentials-role"],
+        eia=values["elastic-inference-associations"],
+        public_ip=values["public-ipv4"],
+    )
+
+
+def test_default_key_set_and_paths_are_aemms() -> None:
+    """The code's key table has AEMM's 64 path keys at AEMM's default paths, 60 value keys."""
+    assert len(AEMM_PATHS) == 64
+    code_paths = {k: p for k, (p, _v, _c) in META.items()} | dict(SCENARIO_PATHS)
+    assert code_paths == {k: default_path(k) for k in AEMM_PATHS}
+    assert sorted(DEFAULTS["metadata"]["values"]) == sorted([*VALUE_KEYS, "event-id"])
+    assert len(DEFAULTS["metadata"]["values"]) == 60
+
+
+def test_default_values_are_aemms() -> None:
+    """The values the interface states: meta-data, identity document, user data, root keys."""
+    assert {k: META[k][1] for k in AEMM_VALUES} == AEMM_VALUES
+    assert {k: DOCUMENT[k] for k in AEMM_DOCUMENT} == AEMM_DOCUMENT
+    assert base64.b64decode(USER_DATA).decode().rstrip("\n") == AEMM_USER_DATA
+    assert DYNAMIC["fws-instance-monitoring"][1] == AEMM_FWS
+    assert {key: lookup(DEFAULTS, key) for key in AEMM_ROOT} == AEMM_ROOT
+
+
+def test_every_key_with_a_default_has_its_aemm_variable() -> None:
+    """The AEMM_* variables are exactly those of the keys with defaults."""
+    assert dict(ENV_KEYS) == {aemm_variable(k): k for k in AEMM_KEYS}
+
+
+def lookup(node: Any, key: str) -> Any:
+    """The value at a dotted key of a nested mapping."""
+    for part in key.split("."):
+        node = node[part]
+    return node
 
 
 def config_for(argv: list[str], env: dict[str, str] | None = None) -> Config:
@@ -76,11 +285,7 @@ def test_every_root_flag_is_accepted_before_or_after_the_subcommand(
     """Each root flag sets its config key, before a subcommand or after it (cobra)."""
     for line in (argv, ["spot", *argv]):
         inv = aemm.parse(line, {})
-        merged = inv.merged()
-        node: Any = merged
-        for part in key.split("."):
-            node = node[part]
-        assert node == value
+        assert lookup(inv.merged(), key) == value
         inv.config()
 
 
@@ -91,10 +296,10 @@ def test_root_flags_change_what_is_served() -> None:
     assert cfg.server.mock_ip_count == 5
     assert cfg.options.http_tokens == "required"
     default = config_for([])
-    assert (default.server.host, default.server.port, default.server.mock_ip_count) == (
-        "0.0.0.0",
-        1338,
-        2,
+    assert (default.server.host, str(default.server.port), default.server.mock_ip_count) == (
+        AEMM_ROOT["server.hostname"],
+        AEMM_ROOT["server.port"],
+        AEMM_ROOT["mock-ip-count"],
     )
     assert default.options.http_tokens == "optional"
 
@@ -154,17 +359,17 @@ def test_each_mode_serves_its_own_mocks_interrupting_now(
 ) -> None:
     """Root serves every mock from the first second; a subcommand only its own."""
     cfg = config_for(argv)
-    assert (served(cfg, "meta-data/spot/instance-action") is not None) is spot
-    assert (served(cfg, "meta-data/events/recommendations/rebalance") is not None) is rebalance
-    assert (served(cfg, "meta-data/events/maintenance/scheduled") != "[ ]") is events
-    lifecycle = served(cfg, "meta-data/autoscaling/target-lifecycle-state")
+    assert (served(cfg, SPOT) is not None) is spot
+    assert (served(cfg, REBALANCE) is not None) is rebalance
+    assert (served(cfg, EVENTS) != "[ ]") is events
+    lifecycle = served(cfg, LIFECYCLE)
     assert lifecycle == ("Terminated" if asg else None)
 
 
 @pytest.mark.parametrize("argv", [["spot", "-a", "stop"], ["spot", "--action", "stop"]])
 def test_spot_action_flag(argv: list[str]) -> None:
     """spot -a/--action sets the notice's action."""
-    notice = served(config_for(argv), "meta-data/spot/instance-action")
+    notice = served(config_for(argv), SPOT)
     assert json.loads(notice or "")["action"] == "stop"
 
 
@@ -172,8 +377,8 @@ def test_spot_action_flag(argv: list[str]) -> None:
 def test_spot_time_flag_pins_the_termination_time(flag: str) -> None:
     """spot -t/--time pins the time in the notice and termination-time."""
     cfg = config_for(["spot", flag, "2030-01-02T03:04:05Z"])
-    assert served(cfg, "meta-data/spot/termination-time") == "2030-01-02T03:04:05Z"
-    notice = served(cfg, "meta-data/spot/instance-action")
+    assert served(cfg, TERMINATION_TIME) == "2030-01-02T03:04:05Z"
+    notice = served(cfg, SPOT)
     assert json.loads(notice or "")["time"] == "2030-01-02T03:04:05Z"
 
 
@@ -181,7 +386,7 @@ def test_spot_time_flag_pins_the_termination_time(flag: str) -> None:
 def test_spot_rebalance_rec_time_flag(flag: str) -> None:
     """spot -r/--rebalance-rec-time pins the rebalance noticeTime."""
     cfg = config_for(["spot", flag, "2030-01-02T03:04:05Z"])
-    text = served(cfg, "meta-data/events/recommendations/rebalance")
+    text = served(cfg, REBALANCE)
     assert json.loads(text or "") == {"noticeTime": "2030-01-02T03:04:05Z"}
 
 
@@ -204,7 +409,7 @@ def test_spot_rebalance_rec_time_flag(flag: str) -> None:
 )
 def test_events_flags_shape_the_event(flags: list[str], field: str, expected: str) -> None:
     """events -o/-b/-a/-l set the code and times of the scheduled event."""
-    text = served(config_for(["events", *flags]), "meta-data/events/maintenance/scheduled")
+    text = served(config_for(["events", *flags]), EVENTS)
     assert json.loads(text or "")[0][field] == expected
 
 
@@ -212,7 +417,7 @@ def test_events_flags_shape_the_event(flags: list[str], field: str, expected: st
 def test_events_state_flag_moves_ended_events_to_history(flag: str) -> None:
     """events -t/--state completed serves the event in history, as real EC2 does."""
     cfg = config_for(["events", flag, "completed"])
-    assert served(cfg, "meta-data/events/maintenance/scheduled") == "[ ]"
+    assert served(cfg, EVENTS) == "[ ]"
     history = json.loads(served(cfg, "meta-data/events/maintenance/history") or "")
     assert history[0]["State"] == "completed"
 
@@ -222,105 +427,72 @@ def test_delays_and_trigger_times_schedule_the_mocks() -> None:
     cfg = config_for(
         ["-d", "10", "--rebalance-delay-sec", "5", "--asg-termination-delay-sec", "20"]
     )
-    spot, rebalance = "meta-data/spot/instance-action", "meta-data/events/recommendations/rebalance"
-    asg = "meta-data/autoscaling/target-lifecycle-state"
-    assert served(cfg, spot, 9) is None
-    assert served(cfg, spot, 10) is not None
-    assert served(cfg, rebalance, 4) is None
-    assert served(cfg, rebalance, 5) is not None
-    assert served(cfg, asg, 19) == "InService"
-    assert served(cfg, asg, 20) == "Terminated"
+    assert served(cfg, SPOT, 9) is None
+    assert served(cfg, SPOT, 10) is not None
+    assert served(cfg, REBALANCE, 4) is None
+    assert served(cfg, REBALANCE, 5) is not None
+    assert served(cfg, LIFECYCLE, 19) == "InService"
+    assert served(cfg, LIFECYCLE, 20) == "Terminated"
     trigger = config_for(["-d", "10", "--mock-trigger-time", "2026-01-01T00:00:03Z"])
-    assert served(trigger, spot, 3) is not None  # the trigger time beats the delay
+    assert served(trigger, SPOT, 3) is not None  # the trigger time beats the delay
 
 
 # -- config file and AEMM_* -----------------------------------------------------------------
 
-VALUE_CASES: dict[str, tuple[Any, str, str]] = {
-    # key: (new value, path served, expected body); others use "x-<key>" at the default path.
-    "ami-launch-index": ("3", "meta-data/ami-launch-index", "3"),
-    "hostname": ("host.example", "meta-data/hostname", "host.example"),
-    "instance-id": ("i-0123456789abcdef1", "meta-data/instance-id", "i-0123456789abcdef1"),
-    "instance-life-cycle": ("spot", "meta-data/instance-life-cycle", "spot"),
-    "local-ipv4": ("10.1.2.3", "meta-data/local-ipv4", "10.1.2.3"),
-    "mac": ("0a:bb:cc:dd:ee:ff", "meta-data/mac", "0a:bb:cc:dd:ee:ff"),
-    "mac-ipv6-associations": ("2001:db8::5", MAC_DIR + "ipv6s", "2001:db8::5"),
-    "mac-owner-id": ("111122223333", MAC_DIR + "owner-id", "111122223333"),
-    "mac-subnet-ipv4-cidr-block": (
-        "10.0.0.0/16",
-        MAC_DIR + "subnet-ipv4-cidr-block",
-        "10.0.0.0/16",
-    ),
-    "mac-subnet-ipv6-cidr-blocks": (
-        "2001:db8:1::/64",
-        MAC_DIR + "subnet-ipv6-cidr-blocks",
-        "2001:db8:1::/64",
-    ),
-    "mac-vpc-ipv4-cidr-blocks": ("10.0.0.0/16", MAC_DIR + "vpc-ipv4-cidr-blocks", "10.0.0.0/16"),
-    "mac-vpc-ipv6-cidr-blocks": (
-        "2001:db8:1::/56",
-        MAC_DIR + "vpc-ipv6-cidr-blocks",
-        "2001:db8:1::/56",
-    ),
-    "placement-availability-zone": (
-        "us-east-1c",
-        "meta-data/placement/availability-zone",
-        "us-east-1c",
-    ),
-    "placement-partition-number": ("4", "meta-data/placement/partition-number", "4"),
-    "placement-region": ("eu-west-1", "meta-data/placement/region", "eu-west-1"),
-    "public-ipv4": ("198.51.100.7", "meta-data/public-ipv4", "198.51.100.7"),
-    "iam-security-credentials-role": (
-        "other-role",
-        "meta-data/iam/security-credentials",
-        "other-role",
-    ),
-    "iam-info": ({"Code": "Success"}, "meta-data/iam/info", '{\n  "Code" : "Success"\n}'),
+VALUE_CASES: dict[str, tuple[Any, str]] = {
+    # key: (new value, expected body at the key's default path); others serve "x-<key>".
+    "ami-launch-index": ("3", "3"),
+    "hostname": ("host.example", "host.example"),
+    "instance-id": ("i-0123456789abcdef1", "i-0123456789abcdef1"),
+    "instance-life-cycle": ("spot", "spot"),
+    "local-ipv4": ("10.1.2.3", "10.1.2.3"),
+    "mac": ("0a:bb:cc:dd:ee:ff", "0a:bb:cc:dd:ee:ff"),
+    "mac-ipv6-associations": ("2001:db8::5", "2001:db8::5"),
+    "mac-owner-id": ("111122223333", "111122223333"),
+    "mac-subnet-ipv4-cidr-block": ("10.0.0.0/16", "10.0.0.0/16"),
+    "mac-subnet-ipv6-cidr-blocks": ("2001:db8:1::/64", "2001:db8:1::/64"),
+    "mac-vpc-ipv4-cidr-blocks": ("10.0.0.0/16", "10.0.0.0/16"),
+    "mac-vpc-ipv6-cidr-blocks": ("2001:db8:1::/56", "2001:db8:1::/56"),
+    "placement-availability-zone": ("us-east-1c", "us-east-1c"),
+    "placement-partition-number": ("4", "4"),
+    "placement-region": ("eu-west-1", "eu-west-1"),
+    "public-ipv4": ("198.51.100.7", "198.51.100.7"),
+    "iam-security-credentials-role": ("other-role", "other-role"),
+    "iam-info": ({"Code": "Success"}, '{\n  "Code" : "Success"\n}'),
     "iam-security-credentials": (
         {"Code": "Success", "AccessKeyId": "AKIA"},
-        "meta-data/iam/security-credentials/baskinc-role",
         '{\n  "Code" : "Success",\n  "AccessKeyId" : "AKIA"\n}',
     ),
-    "elastic-inference-accelerator": (
-        {"a": "b"},
-        "meta-data/elastic-inference/associations/eia-bfa21c7904f64a82a21b9f4540169ce1",
-        '{\n  "a" : "b"\n}',
-    ),
+    "elastic-inference-accelerator": ({"a": "b"}, '{\n  "a" : "b"\n}'),
 }
 
 
-def _case(key: str) -> tuple[Any, str, str]:
-    if key in VALUE_CASES:
-        return VALUE_CASES[key]
-    return f"x-{key}", META[key][0], f"x-{key}"
-
-
-@pytest.mark.parametrize("key", sorted(META))
+@pytest.mark.parametrize("key", VALUE_KEYS)
 def test_every_metadata_value_key_changes_what_is_served(key: str, tmp_path: Path) -> None:
     """metadata.values.<key> in the config file changes the value served at its path."""
-    value, path, expected = _case(key)
+    value, expected = VALUE_CASES.get(key, (f"x-{key}", f"x-{key}"))
     file = tmp_path / "aemm.json"
     file.write_text(json.dumps({"metadata": {"values": {key: value}}}))
-    assert served(config_for(["-c", str(file)]), path) == expected
+    assert served(config_for(["-c", str(file)]), default_path(key)) == expected
 
 
-@pytest.mark.parametrize("key", sorted(META))
+@pytest.mark.parametrize("key", VALUE_KEYS)
 def test_every_metadata_path_key_moves_its_leaf(key: str, tmp_path: Path) -> None:
     """metadata.paths.<key> moves the leaf: the new path serves it, the old one is 404."""
-    old = META[key][0]
+    old = default_path(key)
     new = "meta-data/moved/" + key
     file = tmp_path / "aemm.yaml"
     file.write_text(yaml.safe_dump({"metadata": {"paths": {key: "/latest/" + new}}}))
     cfg = config_for(["-c", str(file)])
     assert served(cfg, new) is not None
-    if not any(p.startswith(old + "/") for p, _v, _c in META.values()):
+    if not any(default_path(k).startswith(old + "/") for k in AEMM_PATHS):
         assert served(cfg, old) is None  # (a directory that still has children stays)
 
 
 def test_dynamic_and_userdata_keys(tmp_path: Path) -> None:
     """dynamic.values/paths and userdata.values/paths are read (document fields -> facts)."""
     file = tmp_path / "aemm.json"
-    doc = dict(DYNAMIC["instance-identity-document"][1], accountId="111122223333")
+    doc = dict(DOCUMENT, accountId="111122223333")
     file.write_text(
         json.dumps(
             {
@@ -340,9 +512,7 @@ def test_dynamic_and_userdata_keys(tmp_path: Path) -> None:
     cfg = config_for(["-c", str(file)])
     document = json.loads(served(cfg, "dynamic/instance-identity/document") or "")
     assert document["accountId"] == "111122223333"
-    assert served(cfg, "meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/owner-id") == (
-        "111122223333"
-    )
+    assert served(cfg, MAC_DIR + "owner-id") == "111122223333"
     assert served(cfg, "dynamic/instance-identity/pkcs7") == "PKCS"
     assert served(cfg, "dynamic/instance-identity/signature") == "SIG"
     assert served(cfg, "dynamic/fws/monitoring") == "enabled"
@@ -350,7 +520,7 @@ def test_dynamic_and_userdata_keys(tmp_path: Path) -> None:
     assert served(cfg, "user-data") == "hello"
     moved = tmp_path / "moved.json"
     moved.write_text(json.dumps({"userdata": {"paths": {"userdata": "/latest/user-data/x"}}}))
-    assert served(config_for(["-c", str(moved)]), "user-data/x") == "1234,john,reboot,true\n"
+    assert served(config_for(["-c", str(moved)]), "user-data/x") == AEMM_USER_DATA + "\n"
 
 
 def test_spot_events_server_and_root_keys_in_a_yaml_file(tmp_path: Path) -> None:
@@ -366,10 +536,10 @@ def test_spot_events_server_and_root_keys_in_a_yaml_file(tmp_path: Path) -> None
     cfg = config_for(["-c", str(file)])
     assert (cfg.server.host, cfg.server.port, cfg.server.mock_ip_count) == ("127.0.0.1", 2001, 4)
     assert cfg.options.http_tokens == "required"
-    assert served(cfg, "meta-data/spot/instance-action", 29) is None
-    notice = json.loads(served(cfg, "meta-data/spot/instance-action", 30) or "")
+    assert served(cfg, SPOT, 29) is None
+    notice = json.loads(served(cfg, SPOT, 30) or "")
     assert notice == {"action": "hibernate", "time": "2030-01-02T03:04:05Z"}
-    event = json.loads(served(cfg, "meta-data/events/maintenance/scheduled", 30) or "")[0]
+    event = json.loads(served(cfg, EVENTS, 30) or "")[0]
     assert (event["Code"], event["EventId"]) == (
         "instance-stop",
         "instance-event-0000000000000000a",
@@ -384,40 +554,31 @@ def test_home_config_file_is_found(tmp_path: Path) -> None:
     assert inv.merged()["spot"]["action"] == "stop"
 
 
-@pytest.mark.parametrize("var", sorted(ENV_KEYS))
-def test_every_aemm_variable_maps_to_its_key(var: str) -> None:
+@pytest.mark.parametrize("key", AEMM_KEYS)
+def test_every_aemm_variable_maps_to_its_key(key: str) -> None:
     """Each AEMM_<KEY> variable (prefix, upper case, - and . as _) sets its key."""
-    key = ENV_KEYS[var]
-    node: Any = DEFAULTS
-    for part in key.split("."):
-        node = node[part]
-    value = json.dumps(node) if isinstance(node, dict) else str(node)
-    inv = aemm.parse([], {var: value})
-    merged: Any = inv.merged()
-    for part in key.split("."):
-        merged = merged[part]
-    assert merged == value
+    assert lookup(aemm.parse([], {aemm_variable(key): "x-set"}).merged(), key) == "x-set"
 
 
 @pytest.mark.parametrize(
     ("env", "check"),
     [
-        ({"AEMM_SPOT_ACTION": "stop"}, ("meta-data/spot/instance-action", '"stop"')),
+        ({"AEMM_SPOT_ACTION": "stop"}, (SPOT, '"stop"')),
         (
             {"AEMM_METADATA_VALUES_INSTANCE_ID": "i-0123456789abcdef9"},
-            ("meta-data/instance-id", "i-0123456789abcdef9"),
+            (AEMM_PATHS["instance-id"], "i-0123456789abcdef9"),
         ),
         (
             {"AEMM_EVENTS_CODE": "instance-stop"},
-            ("meta-data/events/maintenance/scheduled", "instance-stop"),
+            (EVENTS, "instance-stop"),
         ),
         (
             {"AEMM_EVENTS_NOT_BEFORE_DEADLINE": "2030-03-02T03:04:05Z"},
-            ("meta-data/events/maintenance/scheduled", "2 Mar 2030"),
+            (EVENTS, "2 Mar 2030"),
         ),
         (
             {"AEMM_ASG_TERMINATION_TRIGGER_TIME": "2030-01-01T00:00:00Z"},
-            ("meta-data/autoscaling/target-lifecycle-state", "InService"),
+            (LIFECYCLE, "InService"),
         ),
         ({"AEMM_USERDATA_VALUES_USERDATA": "aGk="}, ("user-data", "hi")),
     ],
