@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import ImdsMockError
-from .scenarios import config_scenarios, with_scenarios
 from .state import Snapshot, rebuild
 
 if TYPE_CHECKING:
@@ -45,6 +44,9 @@ def reconfigure(snapshot: Snapshot, config: Config) -> Snapshot:
     Scenarios started at run time (control API) are kept; the old configuration's own
     scenarios are replaced by the new one's (relative times count from the start).
     """
+    # Imported on the first reload, not at start-up (issue 9: start-up time).
+    from .scenarios import config_scenarios, with_scenarios
+
     started = snapshot.started
     old_ids = {s.id for s in config_scenarios(snapshot.config.scenarios, started)}
     kept = tuple(s for s in snapshot.scenarios if s.id not in old_ids)
