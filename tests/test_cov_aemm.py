@@ -1,0 +1,76 @@
+"""ec2-metadata-mock config files: value shapes AEMM accepts (lists, YAML times, yes/no) and
+the one-line errors for shapes it does not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imdsmock import aemm
+from imdsmock.config import Config
+
+
+def _config(tmp_path: Path, content: str, name: str = "aemm.json") -> Config:
+    file = tmp_path / name
+    file.write_text(content)
+    return aemm.parse(["-c", str(file)], {}).config()
+
+
+def test_list_value_in_the_config_file_is_served_one_item_a_line(tmp_path: Path) -> None:
+    """A JSON list as a metadata value (security-groups) becomes one item per line."""
+    cfg = _config(tmp_path, json.dumps({"metadata": {"values": {"security-groups": ["a", "b"]}}}))
+    assert cfg.instance.security_groups == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["2030-01-01T00:00:00Z", "2030-01-01 00:00:00", "2030-01-01T02:00:00+02:00"],
+    ids=["utc", "naive-is-utc", "offset"],
+)
+def test_yaml_timestamps_schedule_like_the_flag(tmp_path: Path, when: str) -> None:
+    """An unquoted YAML timestamp (read as a datetime) triggers the mocks at that instant,
+    as --mock-trigger-time with the same instant does; a naive one is UTC."""
+    cfg = _config(tmp_path, f"mock-trigger-time: {when}\n", "aemm.yaml")
+    spot = next(s for s in cfg.scenarios if s["type"] == "spot-interruption")
+    flag = aemm.parse(["--mock-trigger-time", "2030-01-01T00:00:00Z"], {}).config()
+    flag_spot = next(s for s in flag.scenarios if s["type"] == "spot-interruption")
+    if when.endswith("+02:00"):
+        assert spot["at"] == "2030-01-01T02:00:00+02:00"
+    else:
+        assert spot["at"] == flag_spot["at"]
+
+
+@pytest.mark.parametrize(
+    ("value", "tokens"),
+    [('"no"', "optional"), ('"yes"', "required"), ('"0"', "optional"), ("true", "required")],
+)
+def test_imdsv2_key_takes_aemms_boolean_spellings(tmp_path: Path, value: str, tokens: str) -> None:
+    """imdsv2 in a config file accepts true/false, yes/no and 1/0, as AEMM's viper does."""
+    assert _config(tmp_path, f'{{"imdsv2": {value}}}').options.http_tokens == tokens
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"dynamic": {"values": {"instance-identity-document": "text"}}}',
+            "dynamic.values.instance-identity-document is 'text'; expected an object",
+        ),
+        ('{"dynamic": {"values": 5}}', "dynamic.values is 5; expected a mapping"),
+        ('{"imdsv2": "sometimes"}', "imdsv2 is 'sometimes'; expected true or false"),
+        ('{"mock-delay-sec": [1]}', "mock-delay-sec is [1]; expected a string"),
+    ],
+    ids=["document-not-object", "values-not-mapping", "imdsv2-not-boolean", "delay-a-list"],
+)
+def test_badly_shaped_config_values_are_one_line_and_exit_2(
+    content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A config value of the wrong shape ends with one line naming the key and exit 2."""
+    file = tmp_path / "aemm.json"
+    file.write_text(content)
+    assert aemm.main(["-c", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
