@@ -210,3 +210,52 @@ def test_sts_answer_that_is_not_xml_is_a_reported_failure(
             error = refresher.last_error
     assert error is not None
     assert error.startswith("cannot get credentials from profile 'src': ")
+
+
+IDENTITY_PATH = "/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance"
+
+
+def test_profile_set_can_be_served_expired_and_reports_its_state(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path, sts_url: str
+) -> None:
+    """With a real set held, `expire` serves it already expired and the controller reports
+    source, availability and switches without any key."""
+    _profile(
+        aws_env,
+        tmp_path,
+        sts_url,
+        f"[src]\naws_access_key_id = {SOURCE_KEY}\naws_secret_access_key = {SOURCE_SECRET}\n",
+    )
+    with _serve_profile() as r:
+        assert _fetched_or_failed(r) is None
+        good = json.loads(r.get(ROLE_PATH)[1])
+        described = r.app.controller.expire_credentials(True)
+        expired = json.loads(r.get(ROLE_PATH)[1])
+        identity = json.loads(r.get(IDENTITY_PATH)[1])
+    assert described["source"] == "profile"
+    assert described["available"] is True
+    assert described["expired"] is True
+    assert good["SecretAccessKey"] not in json.dumps(described)
+    assert expired["AccessKeyId"] == good["AccessKeyId"]
+    assert expired["Expiration"] < good["LastUpdated"]
+    # The instance-identity credentials stay fake, but expire with the real set.
+    assert identity["AccessKeyId"] != good["AccessKeyId"]
+    assert identity["Expiration"] == good["Expiration"]
+
+
+def test_profile_source_without_a_set_serves_failure_and_fake_identity_credentials(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path, sts_url: str
+) -> None:
+    """Before any real set was fetched the role path answers EC2's failure document, the
+    identity credentials are still served, and the controller says no set is available."""
+    _profile(aws_env, tmp_path, sts_url, "[other]\naws_access_key_id = x\n")
+    with _serve_profile() as r:
+        assert _fetched_or_failed(r) is not None
+        role = json.loads(r.get(ROLE_PATH)[1])
+        identity_status, identity = r.get(IDENTITY_PATH)
+        described = r.app.controller.expire_credentials(False)
+    assert role["Code"] != "Success"
+    assert identity_status == 200
+    assert json.loads(identity)["Code"] == "Success"
+    assert described["available"] is False
+    assert described["expiration"] is None
