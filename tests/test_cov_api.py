@@ -37,4 +37,5 @@ def test_mockimds_takes_a_whole_config_section_as_a_keyword() -> None:
         assert imds.config.options.http_tokens == "required"
         with pytest.raises(urllib.error.HTTPError) as exc:
             _get(imds.url + "/latest/meta-data/ami-id")
+        exc.value.close()
         assert exc.value.code == 401
