@@ -19,8 +19,8 @@ single call per request whether the flag is on or off.
 from __future__ import annotations
 
 import collections
+import itertools
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -115,14 +115,12 @@ def _body_size(response: Response) -> int:
 class RequestLog:
     """The last ``size`` requests, oldest first; safe to feed from any thread."""
 
-    __slots__ = ("_entries", "_lock", "_seq", "size")
+    __slots__ = ("_entries", "_seq", "size")
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
         self._entries: collections.deque[_Raw] = collections.deque(maxlen=size)
-        # itertools.count would do, but a lock keeps seq and append in the same order.
-        self._seq = 0
-        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
 
     def record(self, request: Request, response: Response, now: float) -> None:
         """The server's sink: remember one answered request."""
@@ -152,15 +150,15 @@ class RequestLog:
 
     def add(self, request: Request, status: int, now: float) -> int:
         """Remember one request with its status (0 when no answer was sent); its seq."""
-        with self._lock:
-            self._seq += 1
-            self._entries.append((self._seq, now, request, status))
-            return self._seq
+        # No lock per request: next() and append() are each atomic under the GIL, and the
+        # one writer is the event loop thread (entries keep seq order there).
+        seq = next(self._seq)
+        self._entries.append((seq, now, request, status))
+        return seq
 
     def clear(self) -> None:
         """Forget every entry."""
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
