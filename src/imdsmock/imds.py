@@ -15,7 +15,6 @@ The rules follow real IMDS (real-imds.md §A3, §A4):
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import NamedTuple
 
@@ -28,6 +27,7 @@ from .wire import Response, error, render
 __all__ = ["Request", "handle"]
 
 _VERSIONS = frozenset(VERSIONS)
+_TTL_LINE = b"X-Aws-Ec2-Metadata-Token-Ttl-Seconds: %d\r\n"
 _SLASHES = re.compile("/{2,}")
 
 
@@ -111,8 +111,15 @@ def handle(
         # An armed "fail the next N refreshes" answers EC2's failure document instead.
         response = creds.faults.answer(path, response, head)
     if remaining is not None:
-        # Token-authenticated answers carry the token's remaining TTL (real-imds.md §A3).
-        return response.with_header("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", str(int(remaining)))
+        # Token-authenticated answers carry the token's remaining TTL (real-imds.md §A3),
+        # as one more header line after Content-Length.
+        return Response(
+            response.status,
+            response.head + _TTL_LINE % int(remaining),
+            response.tail_close,
+            response.tail_keep,
+            response.hop_limit,
+        )
     return response
 
 
@@ -151,19 +158,28 @@ def _token(snapshot: Snapshot, request: Request, now: float, tokens: TokenIssuer
     if not MIN_TTL <= ttl <= MAX_TTL:
         return BAD_REQUEST
     body = tokens.issue(ttl, now).encode()
-    size = len(body)
-    # The answer is pre-rendered per TTL; only the token (the last bytes) is new.
-    t = _token_answer(ttl, snapshot.config.options.hop_limit, size)
-    return Response(
-        t.status, t.head, t.tail_close[:-size] + body, t.tail_keep[:-size] + body, t.hop_limit
-    )
+    hop_limit = snapshot.config.options.hop_limit
+    # The answer is pre-rendered per TTL and hop limit; only the token (the body) is new.
+    parts = _TOKEN_ANSWERS.get((ttl, hop_limit, len(body)))
+    if parts is None:
+        parts = _token_answer(ttl, hop_limit, len(body))
+    head, close, keep = parts
+    return Response(200, head, close + body, keep + body, hop_limit)
 
 
-@functools.lru_cache(maxsize=256)
-def _token_answer(ttl: int, hop_limit: int, size: int) -> Response:
-    return render(
+# (ttl, hop limit, token length) -> head, close tail and keep-alive tail without the body.
+_TOKEN_ANSWERS: dict[tuple[int, int, int], tuple[bytes, bytes, bytes]] = {}
+
+
+def _token_answer(ttl: int, hop_limit: int, size: int) -> tuple[bytes, bytes, bytes]:
+    r = render(
         200,
         b"\0" * size,
         headers=(("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", str(ttl)),),
         hop_limit=hop_limit,
     )
+    parts = (r.head, r.tail_close[:-size], r.tail_keep[:-size])
+    if len(_TOKEN_ANSWERS) >= 256:  # every TTL of 1..21600 is allowed: stay bounded
+        _TOKEN_ANSWERS.clear()
+    _TOKEN_ANSWERS[(ttl, hop_limit, size)] = parts
+    return parts

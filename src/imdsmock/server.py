@@ -16,6 +16,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Any
 
@@ -29,7 +30,7 @@ from .imds import Gate, Request, handle
 from .state import State
 from .wire import Response, error
 
-__all__ = ["IMDSProtocol", "Limits", "RequestSink", "Server", "bind_sockets"]
+__all__ = ["IMDSProtocol", "Limits", "RequestSink", "ServeOptions", "Server", "bind_sockets"]
 
 log = logging.getLogger("imdsmock.server")
 
@@ -75,6 +76,34 @@ _NO_ANSWER = Response(0, b"", b"", b"")
 RequestSink = Callable[[Request, Response, float], None]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeOptions:
+    """What every connection of one :class:`Server` shares; built by the server.
+
+    Frozen and replaced whole: a change (a new sink after a config reload) is taken by
+    new connections, while open ones finish with the options they started with.
+    """
+
+    state: State
+    clock: Clock
+    # Real IMDS closes every connection after the answer; keep-alive is opt-in.
+    keep_alive: bool = False
+    # Called with every answered request (the request log), or None.
+    sink: RequestSink | None = None
+    # Per-client gating of the scenario paths (AEMM's --mock-ip-count), or None.
+    gate: Gate | None = None
+    # Injected faults, checked before the IMDS handler, or None.
+    faults: FaultBook | None = None
+    limits: Limits = field(default_factory=Limits)
+
+
+# Request lines repeat: one shared str per distinct path and method (the request log
+# keeps thousands of requests, and these keep it from holding a copy of each).
+_PATHS: dict[bytes, str] = {}
+_PATHS_LIMIT = 4096
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH")}
+
+
 class _DateCache:
     __slots__ = ("line", "second")
 
@@ -100,21 +129,15 @@ class IMDSProtocol(asyncio.Protocol):
         "_active",
         "_body_bytes",
         "_client",
-        "_clock",
         "_closing",
-        "_faults",
         "_forwarded",
-        "_gate",
         "_header_bytes",
-        "_keep_alive",
-        "_limits",
+        "_hops",
         "_loop",
+        "_max_header_bytes",
+        "_options",
         "_parser",
-        "_path",
         "_shed",
-        "_sink",
-        "_sock",
-        "_state",
         "_timer",
         "_token",
         "_token_ttl",
@@ -123,31 +146,16 @@ class IMDSProtocol(asyncio.Protocol):
         "_url",
     )
 
-    def __init__(
-        self,
-        state: State,
-        clock: Clock,
-        *,
-        keep_alive: bool = False,
-        sink: RequestSink | None = None,
-        gate: Gate | None = None,
-        faults: FaultBook | None = None,
-        limits: Limits | None = None,
-    ) -> None:
-        self._state = state
-        self._clock = clock
-        self._keep_alive = keep_alive
-        self._limits = limits if limits is not None else Limits()
-        self._sink = sink
-        self._gate = gate
-        self._faults = faults
+    def __init__(self, options: ServeOptions) -> None:
+        self._options = options
+        self._max_header_bytes = options.limits.max_header_bytes
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._client = ""
         self._closing = False
         self._shed = False
         self._active = 0.0  # loop time of the last keep-alive answer (see _idle)
-        self._sock: Any = None  # the socket, fetched once for hop-limit answers
+        self._hops = 0  # the IP TTL / hop limit set on the socket (0: the system default)
         self._timer: asyncio.TimerHandle | None = None
         self._reset()
 
@@ -166,7 +174,7 @@ class IMDSProtocol(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self._client = peer[0] if peer else ""
-        limits = self._limits
+        limits = self._options.limits
         limits.open += 1
         self._loop = asyncio.get_running_loop()
         if limits.open > limits.max_connections:
@@ -184,7 +192,7 @@ class IMDSProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._limits.open -= 1
+        self._options.limits.open -= 1
         if self._timer is not None:
             self._timer.cancel()
 
@@ -218,12 +226,12 @@ class IMDSProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_bytes += len(url)
-        if self._header_bytes > self._limits.max_header_bytes:
+        if self._header_bytes > self._max_header_bytes:
             raise _TooLarge(_TOO_LARGE)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
-        if self._header_bytes > self._limits.max_header_bytes:
+        if self._header_bytes > self._max_header_bytes:
             raise _TooLarge(_TOO_LARGE)
         n = name.lower()
         if n == b"x-aws-ec2-metadata-token":
@@ -246,12 +254,13 @@ class IMDSProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closing:
             return
+        options = self._options
         url = self._url
-        try:
-            path = url.decode("ascii")
-        except UnicodeDecodeError:
-            path = url.decode("latin-1")
-        method = self._parser.get_method().decode("ascii", "replace")
+        path = _PATHS.get(url)
+        if path is None:
+            path = _path(url)
+        raw_method = self._parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii", "replace")
         request = Request(
             method,
             path,
@@ -261,25 +270,25 @@ class IMDSProtocol(asyncio.Protocol):
             self._forwarded,
             self._ua,
         )
-        now = self._clock.now()
-        state = self._state
+        now = options.clock.now()
+        state = options.state
         snapshot = state.snapshot
         if snapshot.halted(now):
             # A terminated instance answers nothing: drop the connection.
             self._closing = True
             transport.abort()
             return
-        faults = self._faults
+        faults = options.faults
         if faults is not None and faults.rules:  # an empty tuple costs one test
             fault = faults.take(path, self._client)
             if fault is not None:
                 self._inject(fault, request, now)
                 return
-        response = handle(snapshot, request, now, state.tokens, self._gate)
-        keep = self._keep_alive and self._parser.should_keep_alive()
-        self._write(response, keep)
-        if self._sink is not None:
-            self._sink(request, response, now)
+        response = handle(snapshot, request, now, state.tokens, options.gate)
+        self._write(response, options.keep_alive and self._parser.should_keep_alive())
+        sink = options.sink
+        if sink is not None:
+            sink(request, response, now)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -287,16 +296,17 @@ class IMDSProtocol(asyncio.Protocol):
         """Answer (or not) as the fault says; the connection closes afterwards."""
         transport = self._transport
         assert transport is not None
+        options = self._options
         response = _NO_ANSWER
         if fault.kind == "status":
             response = _FAULT_STATUS[fault.status]
             self._write(response, False)
         elif fault.kind == "latency":
-            state = self._state
-            response = handle(state.snapshot, request, now, state.tokens, self._gate)
+            state = options.state
+            response = handle(state.snapshot, request, now, state.tokens, options.gate)
             self._closing = True  # nothing more is read from this connection
-            if self._faults is not None:
-                self._faults.hold(transport)
+            if options.faults is not None:
+                options.faults.hold(transport)
             asyncio.get_running_loop().call_later(
                 fault.latency_ms / 1000.0, self._write, response, False
             )
@@ -309,21 +319,22 @@ class IMDSProtocol(asyncio.Protocol):
             transport.abort()
         else:  # hang: say nothing; the client times out (or the idle timer closes it)
             self._closing = True
-            if self._faults is not None:
-                self._faults.hold(transport)
-        if self._sink is not None:
-            self._sink(request, response, now)
+            if options.faults is not None:
+                options.faults.hold(transport)
+        if options.sink is not None:
+            options.sink(request, response, now)
 
     def _write(self, response: Response, keep: bool) -> None:
         transport = self._transport
         if transport is None:
             return
-        tail = response.tail_keep if keep else response.tail_close
-        if response.hop_limit:
+        if response.hop_limit and response.hop_limit != self._hops:
             self._set_hops(response.hop_limit)
-        transport.write(b"".join((response.head, _DATE.get(), tail)))
-        if response.hop_limit and keep:
-            self._set_hops(None)
+        transport.write(
+            b"".join(
+                (response.head, _DATE.get(), response.tail_keep if keep else response.tail_close)
+            )
+        )
         if keep:
             # Only note the time: re-arming a timer per answer costs more than the answer;
             # _idle re-arms itself for whatever is left of the deadline.
@@ -332,23 +343,27 @@ class IMDSProtocol(asyncio.Protocol):
             self._closing = True
             transport.close()
 
-    def _set_hops(self, hops: int | None) -> None:
-        """Send the next packets with IP TTL / IPv6 hop limit ``hops`` (None: default)."""
-        sock = self._sock
+    def _set_hops(self, hops: int) -> None:
+        """Send from now on with IP TTL / IPv6 hop limit ``hops`` (the token answer's).
+
+        Set only when it changes, and not set back after the answer: on a kept-alive
+        connection the rest of it goes out with the hop limit too. Real IMDS answers once
+        per connection with the TTL on the socket, so its retransmissions and FIN carry it
+        as well; setting it back right after the write would let a retransmitted token
+        answer cross more hops than allowed. A client within reach of the token answer is
+        within reach of the answers after it.
+        """
+        transport = self._transport
+        # uvloop's socket object makes a new Python socket per call: one call per change.
+        sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None:
-            transport = self._transport
-            sock = transport.get_extra_info("socket") if transport else None
-            if sock is None:
-                return
-            self._sock = sock
-        value = -1 if hops is None else hops
+            return
+        self._hops = hops
         with contextlib.suppress(OSError):
-            if sock.family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, value)
-                # IPv4-mapped clients on a dual-stack socket use the IPv4 TTL.
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 64 if value < 0 else value)
-            else:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 64 if value < 0 else value)
+            if ":" in self._client:  # an IPv6 socket (the peer address tells, cheaply)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hops)
+            # The IPv4 TTL; on a dual-stack socket it applies to IPv4-mapped clients.
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, hops)
 
     def _fail(self, response: Response) -> None:
         if self._transport is not None and not self._closing:
@@ -356,7 +371,7 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _idle(self) -> None:
         if self._transport is not None:
-            left = self._active + self._limits.idle_timeout - self._loop.time()
+            left = self._active + self._options.limits.idle_timeout - self._loop.time()
             if left > 0:  # answered since the timer was armed: wait for the rest
                 self._timer = self._loop.call_later(left, self._idle)
                 return
@@ -370,6 +385,18 @@ class _TooLarge(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__(response.status)
         self.response = response
+
+
+def _path(url: bytes) -> str:
+    """The request target as str (shared per distinct target, see _PATHS)."""
+    try:
+        path = url.decode("ascii")
+    except UnicodeDecodeError:
+        path = url.decode("latin-1")
+    if len(_PATHS) >= _PATHS_LIMIT:  # any client can send any path: stay bounded
+        _PATHS.clear()
+    _PATHS[url] = path
+    return path
 
 
 def bind_sockets(listens: Sequence[Listen]) -> list[socket.socket]:
@@ -419,7 +446,13 @@ def _bind_message(item: Listen, exc: OSError) -> str:
 
 
 class Server:
-    """IMDS listeners (and any extra protocol factories) on one event loop."""
+    """IMDS listeners (and any extra protocol factories) on one event loop.
+
+    The keywords are built once into a :class:`ServeOptions` that every connection
+    shares; ``sink`` and ``faults`` may be set later (the app wires the request log and
+    the fault book after the server exists, a config reload changes the sink): new
+    connections take the change.
+    """
 
     def __init__(
         self,
@@ -432,27 +465,44 @@ class Server:
         faults: FaultBook | None = None,
         limits: Limits | None = None,
     ) -> None:
-        self.state = state
-        self.clock = clock
-        self.keep_alive = keep_alive
-        self.sink = sink
-        self.gate = gate
-        self.faults = faults
-        # Shared by every connection of these listeners (the connection cap counts them all).
-        self.limits = limits if limits is not None else Limits()
+        self.options = ServeOptions(
+            state=state,
+            clock=clock,
+            keep_alive=keep_alive,
+            sink=sink,
+            gate=gate,
+            faults=faults,
+            # Shared by every connection of these listeners (the cap counts them all).
+            limits=limits if limits is not None else Limits(),
+        )
         self._servers: list[asyncio.base_events.Server] = []
+
+    @property
+    def limits(self) -> Limits:
+        """The connection limits and the open-connection count of these listeners."""
+        return self.options.limits
+
+    @property
+    def sink(self) -> RequestSink | None:
+        """Called with every answered request (the request log), or None."""
+        return self.options.sink
+
+    @sink.setter
+    def sink(self, sink: RequestSink | None) -> None:
+        self.options = replace(self.options, sink=sink)
+
+    @property
+    def faults(self) -> FaultBook | None:
+        """The fault rules checked before the IMDS handler, or None."""
+        return self.options.faults
+
+    @faults.setter
+    def faults(self, faults: FaultBook | None) -> None:
+        self.options = replace(self.options, faults=faults)
 
     def protocol(self) -> IMDSProtocol:
         """A protocol instance for one new connection."""
-        return IMDSProtocol(
-            self.state,
-            self.clock,
-            keep_alive=self.keep_alive,
-            sink=self.sink,
-            gate=self.gate,
-            faults=self.faults,
-            limits=self.limits,
-        )
+        return IMDSProtocol(self.options)
 
     async def start(
         self,

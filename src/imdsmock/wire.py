@@ -49,10 +49,6 @@ class Response(NamedTuple):
         """The body (for tests and logs; the server writes the pre-rendered bytes)."""
         return self.tail_close.split(b"\r\n\r\n", 1)[1]
 
-    def with_header(self, name: str, value: str) -> Response:
-        """A copy with one more header (added after Content-Length)."""
-        return self._replace(head=self.head + f"{name}: {value}\r\n".encode("latin-1"))
-
 
 def render(
     status: int,
