@@ -336,6 +336,17 @@ def test_fault_scoped_to_another_client_leaves_this_one_alone(mock: Mock) -> Non
     assert mock.get("/latest/meta-data/ami-id")[0] == 200
 
 
+def test_fault_added_later_applies_to_a_path_no_rule_matched_before(mock: Mock) -> None:
+    """A path served while no rule matched it is faulted as soon as a rule for it is added."""
+    mock.api("POST", "/v1/faults", {"kind": "status", "status": 503, "path": "/latest/user-data*"})
+    assert mock.get("/latest/meta-data/ami-id")[0] == 200
+    assert mock.get("/latest/meta-data/ami-id")[0] == 200
+    rule = {"kind": "status", "status": 500, "path": "/latest/meta-data/ami-id", "count": 1}
+    mock.api("POST", "/v1/faults", rule)
+    assert mock.get("/latest/meta-data/ami-id")[0] == 500
+    assert mock.get("/latest/meta-data/ami-id")[0] == 200
+
+
 def test_latency_fault_delays_the_answer(mock: Mock) -> None:
     """A latency fault answers correctly, but only after the added delay."""
     mock.api("POST", "/v1/faults", {"kind": "latency", "latency-ms": 300, "count": 1})

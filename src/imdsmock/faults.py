@@ -33,6 +33,7 @@ Kind = Literal["status", "latency", "reset", "hang"]
 KINDS: tuple[Kind, ...] = ("status", "latency", "reset", "hang")
 STATUSES = (429, 500, 503)
 MAX_LATENCY_MS = 600_000
+_QUIET_LIMIT = 4096  # paths remembered as matching no rule (any client can send any path)
 _KEYS = ("kind", "path", "client", "count", "probability", "status", "latency-ms")
 
 
@@ -58,6 +59,10 @@ class Fault:
         object.__setattr__(self, "_path_re", re.compile(fnmatch.translate(self.path)))
         net = None if self.client is None else ipaddress.ip_network(self.client, strict=False)
         object.__setattr__(self, "_network", net)
+
+    def path_matches(self, path: str) -> bool:
+        """Whether this rule's path glob covers ``path`` (whatever the client)."""
+        return self._path_re.match(path) is not None
 
     def matches(self, path: str, client: str) -> bool:
         """Whether this rule covers a request for ``path`` from ``client``."""
@@ -149,10 +154,13 @@ class FaultBook:
     emptiness before doing anything else.
     """
 
-    __slots__ = ("_held", "_ids", "_left", "_lock", "_random", "rules")
+    __slots__ = ("_held", "_ids", "_left", "_lock", "_quiet", "_random", "rules")
 
     def __init__(self, seed: int | None = None) -> None:
         self.rules: tuple[Fault, ...] = ()
+        # Request paths no rule's glob matches, with the rules they were checked against:
+        # a rule that matches no requested path then costs one set lookup, not a regex.
+        self._quiet: tuple[tuple[Fault, ...], set[str]] = ((), set())
         # Connections a hang or latency fault keeps open, closed by release_all().
         self._held: set[Any] = set()
         self._left: dict[str, int] = {}
@@ -205,7 +213,16 @@ class FaultBook:
 
     def take(self, path: str, client: str) -> Fault | None:
         """The fault that applies to this request, if any (spending one of its count)."""
-        for fault in self.rules:
+        rules, quiet = self._quiet
+        if rules is not self.rules:  # the rules changed: what was quiet may not be
+            rules, quiet = self._quiet = (self.rules, set())
+        if path in quiet:
+            return None
+        if not any(fault.path_matches(path) for fault in rules):
+            if len(quiet) < _QUIET_LIMIT:
+                quiet.add(path)
+            return None
+        for fault in rules:
             if not fault.matches(path, client):
                 continue
             with self._lock:
