@@ -1,4 +1,4 @@
-"""``python -m bench.serve CONFIG bare|full``: imdsmock with its optional work off or on.
+"""``python -m bench.serve CONFIG MODE``: imdsmock with its optional work off or on.
 
 ``bare`` serves without the request log and without the fault check (the server's
 ``sink`` and ``faults`` hooks unset); ``full`` keeps the request log, adds a fault rule
@@ -15,20 +15,32 @@ import sys
 from imdsmock.app import App, run
 from imdsmock.configload import load
 
+# bare and full are the benchmark's pair; the others switch one feature on, to find
+# which one costs (bench.ab --mode bare,log).
+FEATURES = {
+    "bare": (),
+    "full": ("log", "fault", "timeline"),
+    "log": ("log",),
+    "fault": ("fault",),
+    "timeline": ("timeline",),
+}
+
 
 def main(argv: list[str]) -> int:
     """Serve until SIGTERM."""
     config_file, mode = argv
+    features = FEATURES[mode]
     cfg = load(file=config_file, env={})
-    if mode == "full":
+    if "timeline" in features:
         spot = {"type": "spot-interruption", "at": "+1h"}
         cfg = dataclasses.replace(cfg, scenarios=(*cfg.scenarios, spot))
     app = App(cfg)
-    if mode == "bare":
+    if "log" not in features:
         app.server.sink = None
-        app.server.faults = None
-    else:
+    if "fault" in features:
         app.faults.add({"kind": "status", "status": 503, "path": "/latest/user-data*"})
+    else:
+        app.server.faults = None
     run(app, app.bind())
     return 0
 

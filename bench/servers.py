@@ -48,6 +48,12 @@ def free_port() -> int:
         return port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc, 10 ms ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     """Resident set size of one process, in KiB (from /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -58,7 +64,7 @@ def rss_kb(pid: int) -> int:
 
 def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (nginx's workers)."""
-    out = []
+    out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         text = (task / "children").read_text().split()
         out.extend(int(c) for c in text)
@@ -83,11 +89,17 @@ def wait_http(port: int, path: str, deadline: float) -> None:
 
 
 class Imdsmock:
-    """``python -m imdsmock`` with keep-alive allowed (clients choose per request)."""
+    """``python -m imdsmock`` with keep-alive allowed (clients choose per request).
+
+    ``src`` serves the ``imdsmock`` package found in that directory instead of the
+    installed one (``bench.ab`` compares two source trees).
+    """
 
     name = "imdsmock"
 
-    def __init__(self, config_file: str | None = None, *, mode: str | None = None) -> None:
+    def __init__(
+        self, config_file: str | None = None, *, mode: str | None = None, src: str | None = None
+    ) -> None:
         self.port = free_port()
         if mode is None:
             argv = [sys.executable, "-m", "imdsmock", "--host", "127.0.0.1"]
@@ -108,6 +120,8 @@ class Imdsmock:
                 argv = [sys.executable, "-m", "bench.serve", config_file, mode]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("IMDSMOCK_", "AEMM_"))}
         env["IMDSMOCK_LOG_LEVEL"] = "WARNING"
+        if src is not None:  # another source tree (bench.ab compares two)
+            env["PYTHONPATH"] = os.pathsep.join((src, str(Path(__file__).resolve().parent.parent)))
         self.proc = spawn(argv, env, cpus="0,1" if mode and mode.startswith("workers") else None)
         try:
             wait_http(self.port, "/latest/meta-data/instance-id", 60)
