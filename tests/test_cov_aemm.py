@@ -74,3 +74,11 @@ def test_badly_shaped_config_values_are_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag", ["-I=false", "--imdsv2=0", "-I=f"])
+def test_boolean_flag_set_false_with_equals_is_off(flag: str) -> None:
+    """pflag's ``-I=false`` spellings turn the boolean off: tokens stay optional."""
+    assert aemm.parse([flag], {}).config().options.http_tokens == "optional"
+    bare = flag.partition("=")[0]
+    assert aemm.parse([bare], {}).config().options.http_tokens == "required"
