@@ -39,3 +39,18 @@ def test_mockimds_takes_a_whole_config_section_as_a_keyword() -> None:
             _get(imds.url + "/latest/meta-data/ami-id")
         exc.value.close()
         assert exc.value.code == 401
+
+
+def test_manual_clock_refuses_to_go_backwards() -> None:
+    """imds.clock.advance() with a negative number is a ValueError saying what is allowed."""
+    with MockIMDS() as imds:
+        with pytest.raises(ValueError, match="expected >= 0"):
+            imds.clock.advance(-1)
+        assert imds.clock.advance(0) == imds.clock.now()
+
+
+def test_package_dir_lists_the_lazy_public_names() -> None:
+    """dir(imdsmock) shows the public names even before they are first imported."""
+    import imdsmock
+
+    assert set(imdsmock.__all__) <= set(dir(imdsmock))
