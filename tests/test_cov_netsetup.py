@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -106,3 +107,26 @@ def test_unwritable_route_record_is_one_line_naming_it(
     with pytest.raises(NetsetupError) as exc:
         state.save(state.Record(backend="nft", added=(), created=()))
     assert str(exc.value).startswith(f"cannot write {state.path()}: ")
+
+
+def test_macos_dry_run_prints_the_lo0_alias_and_pf_anchor(tmp_path: Path) -> None:
+    """`route up/down --platform macos --dry-run` prints the ifconfig and pfctl commands and
+    changes nothing (this runs anywhere; applying them needs macOS)."""
+    env = {**os.environ, state.RUN_DIR_ENV: str(tmp_path)}
+
+    def route(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "imdsmock", "route", *args, "--platform", "macos", "--dry-run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return done.stdout
+
+    up = route("up")
+    assert up.startswith("ifconfig lo0 alias 169.254.169.254 netmask 255.255.255.255\n")
+    assert "rdr pass on lo0 inet proto tcp from any to 169.254.169.254 port 80" in up
+    assert route("down") == "pfctl -a com.apple/imdsmock -F all\n"
+    assert list(tmp_path.iterdir()) == []
