@@ -124,7 +124,8 @@ class RequestLog:
 
     def record(self, request: Request, response: Response, now: float) -> None:
         """The server's sink: remember one answered request."""
-        self.add(request, response.status, now)
+        # add() inlined: one Python call less on every request.
+        self._entries.append((next(self._seq), now, request, response.status))
 
     def sink(self, *, access_log: bool = False, stream: TextIO | None = None) -> Sink:
         """The server's sink, chosen once: :meth:`record`, or with ``access_log`` a sink that
