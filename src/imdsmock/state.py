@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import Config
 from .credentials import CredentialSource, initial_source
@@ -32,8 +32,8 @@ __all__ = ["Snapshot", "State", "build_snapshot", "rebuild"]
 _MEMO_LIMIT = 32
 
 
-@dataclass(frozen=True, slots=True)
-class _Window:
+class _Window(NamedTuple):
+    # A named tuple: cheaper to build at start-up than a frozen dataclass (issue 9).
     start: float
     end: float
     table: Table
