@@ -222,30 +222,29 @@ class Controller:
 
     def start_scenario(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Start a scenario now or at a time (spot, rebalance, maintenance, Auto Scaling)."""
-        scenarios = _scenarios_module()
+        # The scenario machinery is imported when the first scenario starts, not at
+        # start-up (issue 9); a mock configured with scenarios has imported it already.
+        from .scenarios import parse_scenario, with_scenarios
+
         if not isinstance(data, Mapping):
             raise ConfigError("scenario", data, "a JSON object with a type")
-        scenario = scenarios.parse_scenario(data, self.now())
+        scenario = parse_scenario(data, self.now())
 
         def change(snap: Snapshot) -> Snapshot:
-            current = tuple(getattr(snap, "scenarios", ()))
-            new: Snapshot = scenarios.with_scenarios(snap, (*current, scenario))
-            return new
+            return with_scenarios(snap, (*snap.scenarios, scenario))
 
         self.app.state.swap(change)
         return dict(scenario.describe())
 
     def cancel_scenario(self, scenario_id: str) -> None:
         """Cancel a scenario: what it changed is served as before it started."""
-        scenarios = _scenarios_module()
+        from .scenarios import with_scenarios  # on first use, as in start_scenario
 
         def change(snap: Snapshot) -> Snapshot:
-            current = tuple(getattr(snap, "scenarios", ()))
-            kept = tuple(s for s in current if s.id != scenario_id)
-            if len(kept) == len(current):
+            kept = tuple(s for s in snap.scenarios if s.id != scenario_id)
+            if len(kept) == len(snap.scenarios):
                 raise UnknownIdError("scenario", scenario_id)
-            new: Snapshot = scenarios.with_scenarios(snap, kept)
-            return new
+            return with_scenarios(snap, kept)
 
         self.app.state.swap(change)
 
@@ -355,14 +354,6 @@ class Controller:
     def certificate(self) -> str:
         """The PEM certificate that verifies the identity-document signatures."""
         return self.app.signer.certificate_pem()
-
-
-def _scenarios_module() -> Any:
-    try:
-        from . import scenarios  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # pragma: no cover - until the scenarios module lands
-        raise ImdsMockError("scenarios are not available in this build") from None
-    return scenarios
 
 
 def _credentials_ops(name: str) -> Any:
