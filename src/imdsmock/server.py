@@ -26,6 +26,7 @@ from .clock import Clock
 from .config import Listen
 from .errors import ServeError
 from .faults import Fault, FaultBook
+from .httpparse import callback_error
 from .imds import Gate, Request, handle
 from .state import State
 from .wire import Response, error
@@ -202,9 +203,8 @@ class IMDSProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(_BAD_REQUEST_CLOSE)
         except httptools.HttpParserError as exc:
-            # httptools wraps what a callback raised (HttpParserCallbackError) and keeps
-            # it as the context: a limit is 431/400, a bug is 500 (logged), never silence.
-            cause = exc.__context__
+            # A limit raised in a callback is 431/400, a bug is 500 (logged), never silence.
+            cause = callback_error(exc)
             if cause is None:
                 self._fail(_BAD_REQUEST_CLOSE)
             elif isinstance(cause, _TooLarge):
