@@ -85,22 +85,12 @@ def test_control_listener_answers_malformed_http_with_400(control: tuple[str, in
     assert body["error"] == "malformed HTTP request"
 
 
-# controlserver raises _TooLarge inside an httptools callback, but httptools wraps it in
-# HttpParserCallbackError (an HttpParserError), so the client gets 400 "malformed HTTP request"
-# instead of 413; server.py unwraps exc.__context__ for the IMDS listener. Remove the marker
-# when the control listener does the same.
-_TOO_LARGE_IS_400 = pytest.mark.xfail(
-    strict=True, reason="control listener answers 400, not 413, to oversized requests"
-)
-
-
-@_TOO_LARGE_IS_400
 def test_control_body_over_one_mib_gets_413(control: tuple[str, int]) -> None:
     """A request body past 1 MiB is refused with 413 Content Too Large."""
     status, body, head = _request(control, "PATCH", "/v1/metadata", b"x" * (1024 * 1024 + 10))
     assert status == 413
     assert head.startswith("HTTP/1.1 413 Content Too Large")
-    assert "body too large" in body["error"]
+    assert body["error"] == "body too large (at most 1 MiB)"
 
 
 @pytest.mark.parametrize(
@@ -108,14 +98,14 @@ def test_control_body_over_one_mib_gets_413(control: tuple[str, int]) -> None:
     [("/v1/" + "a" * 20_000, ""), ("/v1/state", "X-Big: " + "b" * 20_000 + "\r\n")],
     ids=["long-url", "long-header"],
 )
-@_TOO_LARGE_IS_400
-def test_control_request_head_over_16_kib_gets_413(
+def test_control_request_head_over_16_kib_gets_431(
     control: tuple[str, int], target: str, extra: str
 ) -> None:
-    """A request line or headers past 16 KiB are refused with 413 'request head too large'."""
-    status, body, _ = _request(control, "GET", target, extra=extra)
-    assert status == 413
-    assert body["error"] == "request head too large"
+    """A request line or headers past 16 KiB are refused with 431, as on the IMDS listener."""
+    status, body, head = _request(control, "GET", target, extra=extra)
+    assert status == 431
+    assert head.startswith("HTTP/1.1 431 Request Header Fields Too Large")
+    assert body["error"] == "request head too large (at most 16 KiB)"
 
 
 def test_control_head_request_gets_headers_without_body(control: tuple[str, int]) -> None:

@@ -25,6 +25,7 @@ import httptools
 
 from .config import Listen, ServerConfig
 from .errors import ConfigError, ServeError
+from .httpparse import callback_error
 from .server import bind_sockets
 from .wire import REASONS
 
@@ -114,26 +115,32 @@ class ControlProtocol(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._send(_plain_error(400, "upgrades are not supported"))
-        except httptools.HttpParserError:
-            self._send(_plain_error(400, "malformed HTTP request"))
-        except _TooLarge as exc:
-            self._send(_plain_error(413, str(exc)))
+        except httptools.HttpParserError as exc:
+            # A limit raised in a callback is 431/413 (as on the IMDS listener), a bug 500.
+            cause = callback_error(exc)
+            if cause is None:
+                self._send(_plain_error(400, "malformed HTTP request"))
+            elif isinstance(cause, _TooLarge):
+                self._send(_plain_error(cause.status, str(cause)))
+            else:  # pragma: no cover - a bug in a callback (none is known): 500, logged
+                log.error("control request failed", exc_info=cause)
+                self._send(_plain_error(500, "internal error (see the mock's log)"))
 
     # httptools callbacks
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._grow(len(url), MAX_HEADERS, "request head too large")
+        self._grow_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow(len(name) + len(value), MAX_HEADERS, "request head too large")
+        self._grow_head(len(name) + len(value))
         if name.lower() == b"authorization":
             self._auth = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
         self._body += body
         if len(self._body) > MAX_BODY:
-            raise _TooLarge("body too large (at most 1 MiB)")
+            raise _TooLarge(413, "body too large (at most 1 MiB)")
 
     def on_message_complete(self) -> None:
         if self._done:
@@ -153,14 +160,16 @@ class ControlProtocol(asyncio.Protocol):
             response = _plain_error(500, "internal error (see the mock's log)")
         self._send(response, head=request.method == "HEAD")
 
-    def _grow(self, n: int, limit: int, message: str) -> None:
+    def _grow_head(self, n: int) -> None:
         self._size += n
-        if self._size > limit:
-            raise _TooLarge(message)
+        if self._size > MAX_HEADERS:
+            raise _TooLarge(431, "request head too large (at most 16 KiB)")
 
     def _send(self, response: ControlResponse, *, head: bool = False) -> None:
-        transport = self._transport
+        if self._done:
+            return  # one answer per connection (an upgrade error follows a complete request)
         self._done = True
+        transport = self._transport
         if transport is None:
             return
         lines = [
@@ -192,4 +201,8 @@ def _plain_error(status: int, message: str) -> ControlResponse:
 
 
 class _TooLarge(Exception):
-    pass
+    """A request over a limit: 431 for the head, 413 for the body; the message is the error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
