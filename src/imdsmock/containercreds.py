@@ -30,6 +30,7 @@ from .clock import Clock
 from .config import Config, Listen, parse_listen
 from .credentials import current_set, role_arn
 from .errors import ConfigError
+from .httpparse import callback_error
 from .imdsjson import imds_time
 from .model import facts
 from .server import bind_sockets
@@ -135,6 +136,9 @@ def _wire(status: int, content_type: str, body: bytes, head: bool) -> bytes:
     return "\r\n".join(lines).encode("latin-1") + (b"" if head else body)
 
 
+_BAD_REQUEST = _wire(400, "text/plain; charset=utf-8", b"400 Bad Request\n", False)
+
+
 class _Protocol(asyncio.Protocol):
     """One connection to a container endpoint: parse, answer, close."""
 
@@ -156,10 +160,18 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            self._send(_wire(400, "text/plain; charset=utf-8", b"400 Bad Request\n", False))
-        except _TooLarge:
-            self._send(_wire(431, "text/plain; charset=utf-8", b"", False))
+        except httptools.HttpParserUpgrade:
+            self._send(_BAD_REQUEST)
+        except httptools.HttpParserError as exc:
+            # The head limit is raised in a callback, which httptools wraps: unwrap it.
+            cause = callback_error(exc)
+            if cause is None:
+                self._send(_BAD_REQUEST)
+            elif isinstance(cause, _TooLarge):
+                self._send(_wire(*_text(431, "431 Request Header Fields Too Large"), False))
+            else:  # pragma: no cover - a bug in a callback (none is known): 500, logged
+                log.error("container credential request failed", exc_info=cause)
+                self._send(_wire(*_text(500, "500 Internal Server Error"), False))
 
     def on_url(self, url: bytes) -> None:
         self._url += url
