@@ -8,16 +8,20 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import logging
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from moto.server import ThreadedMotoServer
 
+from imdsmock.awscreds import RETRY
 from imdsmock.clock import ManualClock
+from imdsmock.credentials import UNAVAILABLE_CODE
 from support import Running, make_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
@@ -132,6 +136,7 @@ def test_profile_without_credentials_fails_in_one_line(
 class _FakeSts(http.server.BaseHTTPRequestHandler):
     """An STS endpoint that answers every call with one canned status and body."""
 
+    hits: ClassVar[list[bytes]] = []  # the request bodies, replaced per server by _fake_sts
     status = 403
     body = (
         b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
@@ -141,7 +146,7 @@ class _FakeSts(http.server.BaseHTTPRequestHandler):
     )
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.hits.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
         self.send_response(self.status)
         self.send_header("Content-Type", "text/xml")
         self.send_header("Content-Length", str(len(self.body)))
@@ -153,8 +158,10 @@ class _FakeSts(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _fake_sts(status: int, body: bytes) -> Iterator[str]:
-    handler = type("Handler", (_FakeSts,), {"status": status, "body": body})
+def _fake_sts(status: int, body: bytes, hits: list[bytes] | None = None) -> Iterator[str]:
+    """Serve ``status`` and ``body`` to every STS call; each request body goes to ``hits``."""
+    fields = {"status": status, "body": body, "hits": [] if hits is None else hits}
+    handler = type("Handler", (_FakeSts,), fields)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -185,16 +192,51 @@ def test_sts_error_answer_is_reported_with_its_code(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="awscreds.fetch lets botocore's ResponseParserError (not a BotoCoreError) escape; "
-    "it ends the refresher task, so nothing is logged and no retry happens",
+_STS_NS = b' xmlns="https://sts.amazonaws.com/doc/2011-06-15/"'
+_NOT_STS = [
+    (b"this is not STS", "answered something that is not STS XML (syntax error: line 1, column 0)"),
+    (
+        b"<html><body>Sign in to use the Wi-Fi</body></html>",
+        "answered XML without GetSessionTokenResult",
+    ),
+    (
+        b"<GetSessionTokenResponse" + _STS_NS + b"><GetSessionTokenResult><Credentials>"
+        b"<Expiration>soon</Expiration></Credentials></GetSessionTokenResult>"
+        b"</GetSessionTokenResponse>",
+        'answered XML botocore cannot read (Invalid timestamp "soon"',
+    ),
+    (
+        b"<GetSessionTokenResponse"
+        + _STS_NS
+        + b"><GetSessionTokenResult/></GetSessionTokenResponse>",
+        "answered without complete Credentials",
+    ),
+]
+
+
+def _failure_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        rec.getMessage()
+        for rec in caplog.records
+        if rec.name == "imdsmock.credentials" and rec.levelno >= logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"), _NOT_STS, ids=["not-xml", "html-page", "bad-timestamp", "no-credentials"]
 )
-def test_sts_answer_that_is_not_xml_is_a_reported_failure(
-    aws_env: pytest.MonkeyPatch, tmp_path: Path
+def test_sts_answer_that_is_not_sts_xml_is_logged_in_one_line_and_retried(
+    aws_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    reason: str,
 ) -> None:
-    """An STS endpoint answering something that is not STS XML is a one-line failure too."""
-    with _fake_sts(200, b"this is not STS") as url:
+    """An STS endpoint answering something that is not STS XML is one log line naming the
+    endpoint and why, the role path answers EC2's failure document, and the fetch is retried."""
+    caplog.set_level(logging.WARNING, logger="imdsmock.credentials")
+    hits: list[bytes] = []
+    with _fake_sts(200, body, hits) as url:
         _profile(
             aws_env,
             tmp_path,
@@ -202,14 +244,49 @@ def test_sts_answer_that_is_not_xml_is_a_reported_failure(
             f"[src]\naws_access_key_id = {SOURCE_KEY}\naws_secret_access_key = {SOURCE_SECRET}\n",
         )
         with _serve_profile() as r:
-            refresher = r.app.refresher
-            assert refresher is not None
-            deadline = time.monotonic() + 5
-            while refresher.last_error is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            error = refresher.last_error
+            error = _fetched_or_failed(r)
+            role = json.loads(r.get(ROLE_PATH)[1])
+            asked = len(hits)
+            assert isinstance(r.clock, ManualClock)
+            r.clock.advance(RETRY)
+            _wait(lambda: len(hits) > asked)
+            _wait(lambda: len(_failure_lines(caplog)) >= 2)  # the retry failed the same way
     assert error is not None
-    assert error.startswith("cannot get credentials from profile 'src': ")
+    assert error.startswith(f"cannot get credentials from profile 'src': STS at {url} {reason}")
+    assert "\n" not in error
+    assert role["Code"] == UNAVAILABLE_CODE
+    assert hits[0].startswith(b"Action=GetSessionToken&")
+    first, second = _failure_lines(caplog)[:2]
+    assert first == second == f"{error}; serving the last valid set until it expires"
+    assert body.decode() not in first  # a body can hold secrets: never logged
+
+
+def test_last_good_set_is_served_while_sts_answers_something_that_is_not_xml(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path, sts_url: str
+) -> None:
+    """Once STS starts answering something that is not STS XML, the refresher keeps serving
+    the last set it got until that set expires, then EC2's failure document."""
+    _profile(
+        aws_env,
+        tmp_path,
+        sts_url,
+        f"[src]\naws_access_key_id = {SOURCE_KEY}\naws_secret_access_key = {SOURCE_SECRET}\n",
+    )
+    with _fake_sts(200, b"<html>gateway timeout</html") as bad, _serve_profile() as r:
+        refresher = r.app.refresher
+        assert refresher is not None
+        assert _fetched_or_failed(r) is None
+        good = json.loads(r.get(ROLE_PATH)[1])
+        aws_env.setenv("AWS_ENDPOINT_URL_STS", bad)
+        assert isinstance(r.clock, ManualClock)
+        r.clock.advance(900 - 300 + 30)  # the refresh is due
+        _wait(lambda: refresher.last_error is not None)
+        kept = json.loads(r.get(ROLE_PATH)[1])
+        r.clock.advance(300)  # the kept set has expired
+        expired = json.loads(r.get(ROLE_PATH)[1])
+    assert f"STS at {bad} answered something that is not STS XML" in (refresher.last_error or "")
+    assert kept["AccessKeyId"] == good["AccessKeyId"]
+    assert expired["Code"] == UNAVAILABLE_CODE
 
 
 IDENTITY_PATH = "/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance"

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
+import re
 import threading
 from typing import Any
 
@@ -53,7 +55,9 @@ def fetch(config: CredentialsConfig, now: float) -> CredentialSet:
         session = boto3.Session(profile_name=config.profile)
         sts = session.client("sts", region_name=session.region_name or "us-east-1")
         if config.role_arn is not None:
-            out = sts.assume_role(
+            out = _ask_sts(
+                sts,
+                "assume_role",
                 RoleArn=config.role_arn,
                 RoleSessionName=config.role_session_name,
                 DurationSeconds=config.duration_seconds,
@@ -74,11 +78,13 @@ def fetch(config: CredentialsConfig, now: float) -> CredentialSet:
                 expiration=expiry.timestamp(),
             )
         # Long-term keys: IMDS only ever serves temporary ones, so get a session token.
-        out = sts.get_session_token(DurationSeconds=config.duration_seconds)
+        out = _ask_sts(sts, "get_session_token", DurationSeconds=config.duration_seconds)
         return _from_sts(out, now, None)
     except ImdsMockError:
         raise
-    except botocore.exceptions.BotoCoreError as exc:
+    except (_NotSts, botocore.exceptions.BotoCoreError) as exc:
+        # BotoCoreError includes what urllib3 raised (botocore wraps it: connection refused,
+        # timeouts, a connection closed mid-answer).
         raise ImdsMockError(f"cannot get credentials from profile {_name(config)}: {exc}") from None
     except botocore.exceptions.ClientError as exc:
         err = exc.response.get("Error", {})
@@ -86,6 +92,48 @@ def fetch(config: CredentialsConfig, now: float) -> CredentialSet:
             f"cannot get credentials from profile {_name(config)}: "
             f"{err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")
         ) from None
+
+
+class _NotSts(Exception):
+    """STS's endpoint answered something that is not an STS answer (one line, no body)."""
+
+
+_CREDENTIAL_FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+
+
+def _ask_sts(sts: Any, operation: str, **params: Any) -> dict[str, Any]:
+    """One STS call whose answer holds a complete ``Credentials`` element, or :class:`_NotSts`.
+
+    A proxy, a captive portal or a wrong ``AWS_ENDPOINT_URL_STS`` answers HTML, JSON or
+    nothing; botocore then raises ``ResponseParserError`` (not XML), or, for XML of another
+    shape, ``KeyError`` (no ``<OperationResult>``) or ``ValueError`` (a bad timestamp), or
+    returns no credentials at all. None of these is a ``BotoCoreError``.
+    """
+    from botocore.parsers import ResponseParserError  # type: ignore[import-untyped]
+
+    endpoint = sts.meta.endpoint_url
+    try:
+        out: dict[str, Any] = getattr(sts, operation)(**params)
+    except ResponseParserError as exc:
+        # Its message quotes the whole body, which is not for a log line; keep the reason.
+        m = re.search(r"Unable to parse response \((.*?)\), invalid XML", str(exc))
+        reason = m.group(1) if m else "unparsable answer"
+        raise _NotSts(
+            f"STS at {endpoint} answered something that is not STS XML ({reason})"
+        ) from None
+    except KeyError as exc:
+        raise _NotSts(f"STS at {endpoint} answered XML without {exc.args[0]}") from None
+    except ValueError as exc:
+        first = str(exc).split("\n", 1)[0][:120]
+        raise _NotSts(f"STS at {endpoint} answered XML botocore cannot read ({first})") from None
+    creds = out.get("Credentials")
+    if not (
+        isinstance(creds, dict)
+        and all(creds.get(field) for field in _CREDENTIAL_FIELDS)
+        and isinstance(creds["Expiration"], datetime.datetime)
+    ):
+        raise _NotSts(f"STS at {endpoint} answered without complete Credentials")
+    return out
 
 
 def _name(config: CredentialsConfig) -> str:
