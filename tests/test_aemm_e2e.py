@@ -194,6 +194,62 @@ def test_watch_reloads_everything_and_survives_a_broken_file(tmp_path: Path) -> 
     assert "Traceback" not in err
 
 
+def _instance_id_file(file: Path, instance_id: str) -> None:
+    file.write_text(json.dumps({"metadata": {"values": {"instance-id": instance_id}}}))
+
+
+def _until_serving(mock: Mock) -> str:
+    """Read stderr up to the 'serving' line (printed once SIGHUP's handler is scheduled);
+    a request answered after it means the handler is in. The lines read, for the caller."""
+    assert mock.proc.stderr is not None
+    head = ""
+    while "ec2-metadata-mock: serving " not in head:
+        line = mock.proc.stderr.readline()
+        assert line, f"ended before serving: {head}"
+        head += line
+    return head
+
+
+def test_sighup_reloads_the_config_file_without_w_and_the_mock_lives_on(tmp_path: Path) -> None:
+    """As imdsmock: SIGHUP reloads the -c file even without -w (the Go mock dies of it)."""
+    file = tmp_path / "aemm.json"
+    _instance_id_file(file, "i-0000000000000aaaa")
+    path = "/latest/meta-data/instance-id"
+    with aemm("-c", str(file), home=tmp_path) as mock:
+        head = _until_serving(mock)
+        assert mock.get(path) == (200, "i-0000000000000aaaa")
+        _instance_id_file(file, "i-0000000000000bbbb")
+        time.sleep(0.6)  # longer than a -w poll: without -w the change alone reloads nothing
+        assert mock.get(path) == (200, "i-0000000000000aaaa")
+        mock.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while mock.get(path)[1] != "i-0000000000000bbbb":
+            assert mock.proc.poll() is None, "ended by SIGHUP"
+            assert time.monotonic() < deadline, "no reload within 5 s of SIGHUP"
+            time.sleep(0.05)
+        assert mock.proc.poll() is None
+        err = head + mock.stderr()
+    assert mock.proc.returncode == 0
+    assert f"reloaded configuration from {file}" in err
+
+
+def test_sighup_without_a_config_file_is_logged_and_ignored(tmp_path: Path) -> None:
+    """With no config file (no -c, AEMM_CONFIG_FILE or $HOME/aemm-config.*) each SIGHUP is
+    one log line saying how to give one, and the mock keeps serving."""
+    with aemm(home=tmp_path) as mock:
+        head = _until_serving(mock)
+        assert mock.get("/latest/meta-data/instance-id")[0] == 200
+        for _ in range(2):
+            mock.proc.send_signal(signal.SIGHUP)
+            assert mock.get("/latest/meta-data/instance-id")[0] == 200
+        assert mock.proc.poll() is None
+        err = head + mock.stderr()
+    assert mock.proc.returncode == 0
+    line = "SIGHUP ignored: no config file to reload (give -c FILE or AEMM_CONFIG_FILE)"
+    assert err.count(line) == 2
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("argv", [["spot", "-a", "reboot"], ["-x", "nope"]])
 def test_cli_bad_input_exits_2_with_one_line(argv: list[str], tmp_path: Path) -> None:
     """The real process prints one error line and exits 2 on bad input."""

@@ -177,7 +177,7 @@ def _save(inv: Invocation, merged: Mapping[str, Any]) -> None:
 
 def _serve(inv: Invocation) -> int:
     from .app import App, run
-    from .watch import Watcher
+    from .watch import hangup_ignored, hangup_job
 
     merged = inv.merged()
     if inv.file is not None and not Path(inv.file).exists():
@@ -185,24 +185,27 @@ def _serve(inv: Invocation) -> int:
     cfg = inv.config()
     if _truthy(merged.get("save-config-to-file")):
         _save(inv, merged)
-    app = App(cfg)
-    socks = app.bind()
-    if _truthy(merged.get("watch-config-file")) and inv.file is not None:
 
-        def reload() -> Config:
-            fresh = inv.merged()
-            if _truthy(fresh.get("save-config-to-file")):
-                _save(inv, fresh)
-            return inv.config()
-
-        app.background.append(Watcher(app, Path(inv.file), reload).run)
+    def reload() -> Config:
+        fresh = inv.merged()
+        if _truthy(fresh.get("save-config-to-file")):
+            _save(inv, fresh)
+        return inv.config()
 
     def ready(a: App) -> None:
         what = "all mocks" if inv.mode == "root" else f"the {inv.mode} mock"
         for url in a.addresses():
             print(f"{PROG}: serving {what} on {url}", file=sys.stderr, flush=True)
 
-    run(app, socks, ready)
+    # As imdsmock: SIGHUP never ends the server (the Go mock dies of it). It reloads the
+    # config file, with or without -w (which also polls it), or is logged with no file.
+    with hangup_ignored():
+        app = App(cfg)
+        socks = app.bind()
+        poll = _truthy(merged.get("watch-config-file"))
+        hint = "-c FILE or AEMM_CONFIG_FILE"
+        app.background.append(hangup_job(app, inv.file, reload, poll=poll, hint=hint))
+        run(app, socks, ready)
     return 0
 
 

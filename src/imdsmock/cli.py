@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
@@ -164,42 +163,21 @@ def _nest_set(flags: dict[str, Any]) -> dict[str, Any]:
 
 def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
     from .app import App, run
+    from .watch import hangup_ignored, hangup_job
 
     ns = serve_parser(prog).parse_args(argv)
     cfg = load_config(ns)
     # A server does not die of SIGHUP: ignored until the loop's handler is in place, which
     # reloads the config file (-w or not) or, with no file, logs the signal.
-    previous = _ignore_hangup()
-    try:
+    with hangup_ignored():
         app = App(cfg)
         socks = app.bind()
-        app.background.append(_hangup_job(app, ns))
+        watched = ns.config or os.environ.get("IMDSMOCK_CONFIG")
+        hint = "-c FILE or IMDSMOCK_CONFIG"
+        job = hangup_job(app, watched, lambda: load_config(ns), poll=ns.watch, hint=hint)
+        app.background.append(job)
         run(app, socks, _ready(prog))
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGHUP, previous)
     return 0
-
-
-def _ignore_hangup() -> Any:
-    """Set SIGHUP to be ignored; the previous disposition (None off the main thread)."""
-    try:
-        return signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    except ValueError:  # not the main thread: signals are not ours to set
-        return None
-
-
-def _hangup_job(app: App, ns: argparse.Namespace) -> Callable[[], Coroutine[Any, Any, None]]:
-    """The background job that owns SIGHUP: the file watcher, or a log line and no more."""
-    from pathlib import Path
-
-    from .watch import INTERVAL, Watcher, ignore_hangup
-
-    watched = ns.config or os.environ.get("IMDSMOCK_CONFIG")
-    if not watched:
-        return ignore_hangup
-    interval = INTERVAL if ns.watch else None  # without -w only SIGHUP reloads
-    return Watcher(app, Path(watched), lambda: load_config(ns), interval=interval).run
 
 
 def _ready(prog: str) -> Callable[[App], None]:

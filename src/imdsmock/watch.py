@@ -10,19 +10,21 @@ line and the previous configuration keeps serving (AWS's Go mock reloads only so
 values and leaves listings and scenarios stale, aemm-interface.md §7).
 
 A server does not die of SIGHUP: without a file to reload, :func:`ignore_hangup` logs it
-and carries on.
+and carries on. :func:`hangup_ignored` and :func:`hangup_job` are how both commands
+(``imdsmock`` and ``ec2-metadata-mock``) set this up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import ImdsMockError
@@ -31,7 +33,7 @@ from .state import Snapshot, rebuild
 if TYPE_CHECKING:
     from .app import App
 
-__all__ = ["Watcher", "ignore_hangup", "reconfigure"]
+__all__ = ["Watcher", "hangup_ignored", "hangup_job", "ignore_hangup", "reconfigure"]
 
 log = logging.getLogger("imdsmock.watch")
 
@@ -137,12 +139,15 @@ class Watcher:
                 loop.remove_signal_handler(signal.SIGHUP)
 
 
-async def ignore_hangup() -> None:
-    """Until cancelled, log SIGHUP and carry on (main thread only): no file to reload."""
+async def ignore_hangup(hint: str = "-c FILE or IMDSMOCK_CONFIG") -> None:
+    """Until cancelled, log SIGHUP and carry on (main thread only): no file to reload.
+
+    ``hint`` says how to give the command a file.
+    """
     loop = asyncio.get_running_loop()
 
     def hangup() -> None:
-        log.warning("SIGHUP ignored: no config file to reload (give -c FILE or IMDSMOCK_CONFIG)")
+        log.warning("SIGHUP ignored: no config file to reload (give %s)", hint)
 
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGHUP, hangup)
@@ -151,3 +156,31 @@ async def ignore_hangup() -> None:
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def hangup_ignored() -> Iterator[None]:
+    """SIGHUP is ignored in the body (a server's start-up), then set back as it was.
+
+    Until the event loop's handler (:func:`hangup_job`) is in, SIGHUP's default would end
+    the process. Off the main thread signals are not ours to set: nothing changes.
+    """
+    try:
+        previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
+
+
+def hangup_job(
+    app: App, file: str | None, load: Callable[[], Config], *, poll: bool, hint: str
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The background job that owns SIGHUP: a :class:`Watcher` of ``file`` (polling only
+    with ``poll``, else SIGHUP alone reloads), or with no file :func:`ignore_hangup`."""
+    if not file:
+        return functools.partial(ignore_hangup, hint)
+    return Watcher(app, Path(file), load, interval=INTERVAL if poll else None).run
