@@ -65,6 +65,20 @@ def test_container_endpoint_answers_malformed_http_with_400(
     assert answer.startswith(b"HTTP/1.1 400 ")
 
 
+def test_container_endpoint_answers_an_upgrade_request_once_as_plain_http(
+    endpoints: dict[str, tuple[str, int]],
+) -> None:
+    """A request asking to upgrade (e.g. to WebSocket) gets one plain HTTP answer, then the close."""
+    answer = _raw(
+        endpoints["eks"],
+        b"GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: "
+        + TOKEN.encode()
+        + b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
 @pytest.mark.parametrize("kind", ["ecs", "eks"])
 def test_container_endpoint_answers_a_huge_head_with_431(
     endpoints: dict[str, tuple[str, int]], kind: str
