@@ -174,7 +174,7 @@ class App:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     self._loop.add_signal_handler(sig, self._stop.set)
-        tasks = [asyncio.ensure_future(job()) for job in self.background]
+        tasks = [asyncio.ensure_future(_supervised(job)) for job in self.background]
         if ready is not None:
             ready(self)
         try:
@@ -206,6 +206,39 @@ class App:
             host, port = addr[0], addr[1]
             out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
         return out
+
+
+# A background job that fails is restarted after this many seconds, doubling up to the cap.
+RESTART_FIRST, RESTART_CAP = 1.0, 60.0
+
+
+async def _supervised(job: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``job`` until cancelled; if it fails, log one line and start it again (backoff).
+
+    A background job (credential refresher, config watcher) that ended on an error nobody
+    foresaw would otherwise stop silently: credentials would stop rotating, reloads would
+    stop. The line names the job and the error; the delay doubles from
+    :data:`RESTART_FIRST` to :data:`RESTART_CAP` seconds while it keeps failing.
+    """
+    name = getattr(job, "__qualname__", repr(job))
+    delay = RESTART_FIRST
+    while True:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure: one line, then restart
+            log.error(
+                "background job %s failed (%s: %s); restarting in %g s",
+                name,
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+        else:
+            return  # a job that finishes has done its work
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RESTART_CAP)
 
 
 def _freeze_startup(app: App) -> None:
