@@ -48,6 +48,12 @@ def _run(s: Imdsmock, args: argparse.Namespace, env: dict[str, str]) -> tuple[fl
     return r.rps, cpu * 1e6 / max(r.requests, 1)
 
 
+def _pair(value: str) -> list[str]:
+    """'x' -> [x, x]; 'x,y' -> [x, y] (A's and B's setting)."""
+    parts = value.split(",")
+    return parts if len(parts) == 2 else [value, value]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the A/B and print one line per run and the medians."""
     p = argparse.ArgumentParser(prog="bench.ab", description=__doc__.splitlines()[0])
@@ -60,31 +66,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=float, default=3.0)
-    p.add_argument("--leaves", type=int, default=1)
-    p.add_argument("--tokens", type=int, default=0)
+    p.add_argument("--leaves", default="1", help="extra leaves, or 'A,B' (e.g. 1,10000)")
+    p.add_argument("--tokens", default="0", help="live tokens (spread), or 'A,B'")
     args = p.parse_args(argv)
     mode = args.mode or ("full" if args.figure == "features" else None)
-    modes = mode.split(",") if mode and "," in mode else [mode, mode]
+    modes = _pair(mode) if mode else [None, None]
+    leaves = [int(x) for x in _pair(args.leaves)]
+    token_counts = [int(x) for x in _pair(args.tokens)]
     with tempfile.TemporaryDirectory(prefix="imdsmock-ab-") as tmp:
-        config = site.write_config(Path(tmp), args.leaves)
         pair = []
         try:
-            for src, m in zip((args.a, args.b), modes, strict=True):
+            for src, m, n in zip((args.a, args.b), modes, leaves, strict=True):
+                config = site.write_config(Path(tmp), n)
                 pair.append(Imdsmock(str(config), mode=m, src=src))
-            env: dict[str, str] = {}
-            if args.figure == "v2flow":
-                url = f"http://127.0.0.1:{pair[0].port}/latest/meta-data/iam/security-credentials/"
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    env["BENCH_ROLE"] = resp.read().decode().splitlines()[0]
-            if args.figure == "spread":
-                paths = Path(tmp, "paths.txt")
-                paths.write_text("".join(f"/latest/{x}\n" for x in site.leaf_paths(args.leaves)))
-                env["BENCH_PATHS"] = str(paths)
-            envs = {"A": dict(env), "B": dict(env)}
-            if args.tokens:  # each server verifies only its own tokens
-                for name, s in zip(("A", "B"), pair, strict=True):
-                    tokens = probes.mint_tokens(s.port, args.tokens, Path(tmp, f"t{name}.txt"))
-                    envs[name]["BENCH_TOKENS"] = str(tokens)
+            envs: dict[str, dict[str, str]] = {"A": {}, "B": {}}
+            for name, s, n, count in zip(("A", "B"), pair, leaves, token_counts, strict=True):
+                env = envs[name]
+                if args.figure == "v2flow":
+                    url = f"http://127.0.0.1:{s.port}/latest/meta-data/iam/security-credentials/"
+                    with urllib.request.urlopen(url, timeout=5) as resp:
+                        env["BENCH_ROLE"] = resp.read().decode().splitlines()[0]
+                if args.figure == "spread":
+                    paths = Path(tmp, f"paths-{n}.txt")
+                    paths.write_text("".join(f"/latest/{x}\n" for x in site.leaf_paths(n)))
+                    env["BENCH_PATHS"] = str(paths)
+                if count:  # each server verifies only its own tokens
+                    tokens = probes.mint_tokens(s.port, count, Path(tmp, f"t{name}.txt"))
+                    env["BENCH_TOKENS"] = str(tokens)
             results: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
             for rnd in range(args.rounds):
                 order = [("A", pair[0]), ("B", pair[1])]
