@@ -34,3 +34,8 @@ def test_importing_the_package_imports_no_server() -> None:
         "assert 'imdsmock.app' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_package_dir_lists_the_lazy_public_names() -> None:
+    """dir(imdsmock) shows the public names even before they are first imported."""
+    assert set(imdsmock.__all__) <= set(dir(imdsmock))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from imdsmock import ConfigError, ImdsMockError, MockIMDS, load_config
+from imdsmock.clock import SystemClock
 
 
 def fetch(url: str) -> tuple[int, str]:
@@ -106,6 +107,35 @@ def test_on_the_system_clock_there_is_no_clock_to_advance() -> None:
             imds.clock  # noqa: B018 - the property access is the test
         with pytest.raises(ConfigError, match="manual"):
             imds.advance(10)
+
+
+def test_mockimds_runs_on_a_clock_object_and_reset_leaves_it_alone() -> None:
+    """A clock object given to MockIMDS is the one served from; reset() forgets edits but
+    does not touch a clock that is not the manual one, and `clock` says why it is absent."""
+    clock = SystemClock()
+    with MockIMDS(clock=clock) as imds:
+        imds.set_metadata("meta-data/ami-id", "ami-0edited")
+        assert fetch(imds.url + "/latest/meta-data/ami-id") == (200, "ami-0edited")
+        imds.reset()
+        assert fetch(imds.url + "/latest/meta-data/ami-id")[1] != "ami-0edited"
+        assert imds.app.clock is clock
+        with pytest.raises(ImdsMockError, match="runs on the system clock"):
+            _ = imds.clock
+
+
+def test_mockimds_takes_a_whole_config_section_as_a_keyword() -> None:
+    """A section name (options=...) as a keyword configures that whole section."""
+    with MockIMDS(options={"http-tokens": "required"}) as imds:
+        assert imds.config.options.http_tokens == "required"
+        assert fetch(imds.url + "/latest/meta-data/ami-id")[0] == 401
+
+
+def test_manual_clock_refuses_to_go_backwards() -> None:
+    """imds.clock.advance() with a negative number is a ValueError saying what is allowed."""
+    with MockIMDS() as imds:
+        with pytest.raises(ValueError, match="expected >= 0"):
+            imds.clock.advance(-1)
+        assert imds.clock.advance(0) == imds.clock.now()
 
 
 def test_patched_environ_hides_other_credentials_and_restores_them(

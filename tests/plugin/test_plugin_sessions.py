@@ -108,3 +108,24 @@ def test_the_entry_point_loads_the_plugin_and_nothing_more(
     """
     result = user_project({"test_lazy.py": tests}, autoload=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bad_session_instance_file_errors_each_test_in_one_line(user_project: RunPytest) -> None:
+    """An `imdsmock_config` file with a bad value makes the tests using `imds` error with one
+    line naming the key, instead of a traceback; tests without the fixture still run."""
+    files = {
+        "pytest.ini": "[pytest]\nimdsmock_config = instance.yaml\n",
+        "instance.yaml": "options:\n  http-tokens: sometimes\n",
+        "test_bad_file.py": """
+            def test_uses_the_mock(imds):
+                pass
+
+            def test_does_not():
+                pass
+        """,
+    }
+    result = user_project(files)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 passed, 1 error" in result.stdout
+    assert "imdsmock: options.http-tokens is 'sometimes'" in result.stdout
+    assert "Traceback" not in result.stdout
