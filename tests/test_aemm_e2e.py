@@ -18,14 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from mockprocess import free_port
+
 LAUNCH = "import sys; from imdsmock.aemm import main; sys.exit(main(sys.argv[1:]))"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Mock:
@@ -248,6 +243,29 @@ def test_sighup_without_a_config_file_is_logged_and_ignored(tmp_path: Path) -> N
     line = "SIGHUP ignored: no config file to reload (give -c FILE or AEMM_CONFIG_FILE)"
     assert err.count(line) == 2
     assert "Traceback" not in err
+
+
+def test_missing_config_file_is_a_warning_and_the_merged_config_is_saved(
+    tmp_path: Path,
+) -> None:
+    """As AEMM does, a -c file that does not exist only warns, and -s writes the merged
+    configuration to $HOME/.ec2-metadata-mock/.aemm-config-used.json."""
+    missing = tmp_path / "nope.json"
+    with aemm("-c", str(missing), "-s", home=tmp_path) as mock:
+        assert mock.get("/latest/meta-data/instance-id")[0] == 200
+        err = mock.stderr()
+    assert f"config file {missing} not found; using flags, AEMM_* and defaults" in err
+    saved = json.loads((tmp_path / ".ec2-metadata-mock" / ".aemm-config-used.json").read_text())
+    assert saved["server"]["port"]
+
+
+def test_unwritable_save_location_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    """When the saved-config directory cannot be made, the mock warns and serves anyway."""
+    (tmp_path / ".ec2-metadata-mock").write_text("a file where the directory should be")
+    with aemm("-s", home=tmp_path) as mock:
+        assert mock.get("/latest/meta-data/instance-id")[0] == 200
+        err = mock.stderr()
+    assert "could not save the config to" in err
 
 
 @pytest.mark.parametrize("argv", [["spot", "-a", "reboot"], ["-x", "nope"]])
