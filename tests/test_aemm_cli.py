@@ -668,28 +668,3 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ('{"spot": {"action": "nap"}}', "spot.action is 'nap'"),
-        ('{"spot": ', "valid json"),
-        ('{"colour": "red"}', "colour is 'red'"),
-        ('{"userdata": {"values": {"userdata": "%%%"}}}', "userdata.values.userdata"),
-        ('{"metadata": {"paths": {"spot": "/latest/meta-data/x"}}}', "metadata.paths.spot"),
-        ('{"metadata": {"paths": {"ami-id": "/elsewhere"}}}', "metadata.paths.ami-id"),
-        ('{"metadata": {"values": {"instance-id": "nope"}}}', "instance.instance-id is 'nope'"),
-    ],
-    ids=["action", "malformed", "unknown-key", "base64", "scenario-path", "path", "instance-id"],
-)
-def test_bad_config_file_is_one_line_and_exit_2(
-    content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A bad config file ends with one line naming the key and exit 2."""
-    file = tmp_path / "aemm.json"
-    file.write_text(content)
-    assert aemm.main(["-c", str(file)]) == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert len(err.strip().splitlines()) == 1

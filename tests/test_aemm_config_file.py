@@ -1,5 +1,5 @@
 """ec2-metadata-mock config files: value shapes AEMM accepts (lists, YAML times, yes/no) and
-the one-line errors for shapes it does not."""
+the one-line errors for files and shapes it does not."""
 
 from __future__ import annotations
 
@@ -12,10 +12,23 @@ from imdsmock import aemm
 from imdsmock.config import Config
 
 
-def _config(tmp_path: Path, content: str, name: str = "aemm.json") -> Config:
+def _write(tmp_path: Path, content: str, name: str = "aemm.json") -> Path:
     file = tmp_path / name
     file.write_text(content)
-    return aemm.parse(["-c", str(file)], {}).config()
+    return file
+
+
+def _config(tmp_path: Path, content: str, name: str = "aemm.json") -> Config:
+    return aemm.parse(["-c", str(_write(tmp_path, content, name))], {}).config()
+
+
+def _error_line(tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ec2-metadata-mock on a config file holding ``content``; it must exit 2 with one
+    line on stderr, which is returned."""
+    assert aemm.main(["-c", str(_write(tmp_path, content))]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    return err
 
 
 def test_list_value_in_the_config_file_is_served_one_item_a_line(tmp_path: Path) -> None:
@@ -54,6 +67,26 @@ def test_imdsv2_key_takes_aemms_boolean_spellings(tmp_path: Path, value: str, to
 @pytest.mark.parametrize(
     ("content", "message"),
     [
+        ('{"spot": {"action": "nap"}}', "spot.action is 'nap'"),
+        ('{"spot": ', "valid json"),
+        ('{"colour": "red"}', "colour is 'red'"),
+        ('{"userdata": {"values": {"userdata": "%%%"}}}', "userdata.values.userdata"),
+        ('{"metadata": {"paths": {"spot": "/latest/meta-data/x"}}}', "metadata.paths.spot"),
+        ('{"metadata": {"paths": {"ami-id": "/elsewhere"}}}', "metadata.paths.ami-id"),
+        ('{"metadata": {"values": {"instance-id": "nope"}}}', "instance.instance-id is 'nope'"),
+    ],
+    ids=["action", "malformed", "unknown-key", "base64", "scenario-path", "path", "instance-id"],
+)
+def test_bad_config_file_is_one_line_and_exit_2(
+    content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad config file ends with one line naming the key and exit 2."""
+    assert message in _error_line(tmp_path, content, capsys)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
         (
             '{"dynamic": {"values": {"instance-identity-document": "text"}}}',
             "dynamic.values.instance-identity-document is 'text'; expected an object",
@@ -68,12 +101,7 @@ def test_badly_shaped_config_values_are_one_line_and_exit_2(
     content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A config value of the wrong shape ends with one line naming the key and exit 2."""
-    file = tmp_path / "aemm.json"
-    file.write_text(content)
-    assert aemm.main(["-c", str(file)]) == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert len(err.strip().splitlines()) == 1
+    assert message in _error_line(tmp_path, content, capsys)
 
 
 @pytest.mark.parametrize("flag", ["-I=false", "--imdsv2=0", "-I=f"])
