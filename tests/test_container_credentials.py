@@ -7,10 +7,12 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +280,80 @@ def test_boto3_reads_ecs_relative_uri(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"method": "container-role", "same": True}
+
+
+# -- raw HTTP on the container endpoints ------------------------------------------------
+
+
+@pytest.fixture
+def endpoints() -> Iterator[dict[str, tuple[str, int]]]:
+    """The ECS and EKS endpoint addresses of a running mock."""
+    with serve(_config()) as r:
+        out = {}
+        for kind in ("ecs", "eks"):
+            (url,) = r.app.containers.urls(kind)
+            host, port = url.removeprefix("http://").rsplit(":", 1)
+            out[kind] = (host, int(port))
+        yield out
+
+
+@pytest.fixture(params=["ecs", "eks"])
+def endpoint(
+    request: pytest.FixtureRequest, endpoints: dict[str, tuple[str, int]]
+) -> tuple[str, int]:
+    """The address of each container endpoint in turn (ECS, then EKS)."""
+    address: tuple[str, int] = endpoints[request.param]
+    return address
+
+
+def _raw(address: tuple[str, int], data: bytes) -> bytes:
+    with socket.create_connection(address, timeout=5) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_container_endpoint_answers_post_with_405(endpoint: tuple[str, int]) -> None:
+    """Only GET and HEAD are served: a POST gets 405 Method Not Allowed, as the agents answer."""
+    answer = _raw(endpoint, b"POST /v1/credentials HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 405 ")
+    assert b"Method Not Allowed" in answer
+
+
+def test_ecs_endpoint_answers_an_unrelated_path_with_the_agents_404(
+    endpoints: dict[str, tuple[str, int]],
+) -> None:
+    """A path that is not under /v2/credentials gets the ECS agent's plain 404 page."""
+    answer = _raw(endpoints["ecs"], b"GET /metadata HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 ")
+    assert answer.endswith(b"\r\n\r\n404 page not found\n")
+
+
+def test_container_endpoint_answers_malformed_http_with_400(endpoint: tuple[str, int]) -> None:
+    """Bytes that are not HTTP get 400 Bad Request and the connection closes."""
+    answer = _raw(endpoint, b"\x00\x01 garbage\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+def test_container_endpoint_answers_an_upgrade_request_once_as_plain_http(
+    endpoints: dict[str, tuple[str, int]],
+) -> None:
+    """A request asking to upgrade (e.g. to WebSocket) gets one plain HTTP answer, then the close."""
+    answer = _raw(
+        endpoints["eks"],
+        b"GET /v1/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: "
+        + TOKEN.encode()
+        + b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_container_endpoint_answers_a_huge_head_with_431(endpoint: tuple[str, int]) -> None:
+    """Request headers past 16 KiB get 431 Request Header Fields Too Large, then the close."""
+    big = b"X-Big: " + b"b" * 20_000 + b"\r\n"
+    answer = _raw(endpoint, b"GET /v1/credentials HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert answer.endswith(b"\r\n\r\n431 Request Header Fields Too Large\n")
