@@ -7,6 +7,7 @@ libraries let one send.
 
 from __future__ import annotations
 
+import gc
 import socket
 import struct
 import sys
@@ -226,6 +227,26 @@ def test_reset_connections_free_their_slot(running: Running, sent: bytes) -> Non
         _reset(sock)
     assert running.get("/latest/meta-data/instance-id") == (200, INSTANCE_ID)
     assert wait_for(lambda: running.app.server.limits.open == 0)
+
+
+def test_closed_connections_are_freed_without_the_garbage_collector(running: Running) -> None:
+    """A closed connection's protocol is freed at once (no reference cycle left for the
+    garbage collector, whose full collections pause the server for milliseconds)."""
+    from imdsmock.server import IMDSProtocol
+
+    def protocols() -> int:
+        return sum(isinstance(o, IMDSProtocol) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = protocols()
+        for _ in range(20):
+            assert status_of(exchange(running, OK_REQUEST)) == 200
+        assert wait_for(lambda: running.app.server.limits.open == 0)
+        assert protocols() <= before
+    finally:
+        gc.enable()
 
 
 def test_idle_connection_closed_after_timeout(small_limits: Running) -> None:

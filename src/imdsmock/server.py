@@ -192,10 +192,16 @@ class IMDSProtocol(asyncio.Protocol):
         self._timer = self._loop.call_later(limits.idle_timeout, self._idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
         self._options.limits.open -= 1
         if self._timer is not None:
             self._timer.cancel()
+        # Break the reference cycles (transport, idle timer and parser all point back at
+        # this protocol), so a closed connection is freed at once by reference counting:
+        # left to the garbage collector, one connection per request made a full collection
+        # (a pause of ~15 ms with the request log full) every few tens of thousands.
+        self._transport = None
+        self._timer = None
+        del self._parser  # nothing is parsed after connection_lost
 
     def data_received(self, data: bytes) -> None:
         try:
