@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -13,13 +15,7 @@ from imdsmock.clock import ManualClock
 from imdsmock.ctl import main
 from support import Running, make_config, serve
 
-
-@pytest.fixture
-def running_ctl() -> Iterator[tuple[Running, str]]:
-    """A mock with its control listener on port 0, and the control URL."""
-    cfg = make_config(server={"control": True, "control-port": 0})
-    with serve(cfg, clock=ManualClock()) as r:
-        yield r, r.app.control_url() or ""
+ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
 
 
 def _ctl(url: str, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -28,80 +24,223 @@ def _ctl(url: str, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int,
     return status, out, err
 
 
-def test_ctl_options_switch_tokens_required_and_back(
-    running_ctl: tuple[Running, str], capsys: pytest.CaptureFixture[str]
-) -> None:
+@dataclass
+class Ctl:
+    """``imdsmock ctl --url URL ARGS`` against a running mock: call it with ARGS for the exit
+    status, stdout and stderr."""
+
+    mock: Running
+    url: str
+    capsys: pytest.CaptureFixture[str]
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        return _ctl(self.url, self.capsys, *args)
+
+
+@pytest.fixture
+def ctl(capsys: pytest.CaptureFixture[str]) -> Iterator[Ctl]:
+    """A mock with its control listener on port 0 (manual clock), and ctl pointed at it."""
+    cfg = make_config(server={"control": True, "control-port": 0})
+    with serve(cfg, clock=ManualClock()) as r:
+        yield Ctl(r, r.app.control_url() or "", capsys)
+
+
+def test_ctl_options_switch_tokens_required_and_back(ctl: Ctl) -> None:
     """`ctl options --http-tokens required` makes token-less IMDS requests 401."""
-    r, url = running_ctl
-    status, out, _ = _ctl(url, capsys, "options", "--http-tokens", "required")
+    r = ctl.mock
+    status, out, _ = ctl("options", "--http-tokens", "required")
     assert status == 0
     assert "http-tokens: required" in out
     assert r.get("/latest/meta-data/instance-id")[0] == 401
-    assert _ctl(url, capsys, "options", "--http-tokens", "optional")[0] == 0
+    assert ctl("options", "--http-tokens", "optional")[0] == 0
     assert r.get("/latest/meta-data/instance-id")[0] == 200
 
 
-def test_ctl_metadata_scenario_fault_and_clock(
-    running_ctl: tuple[Running, str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_ctl_options_without_changes_prints_the_options(ctl: Ctl) -> None:
+    """`ctl options` with no flag prints the current options as KEY: VALUE lines."""
+    status, out, _ = ctl("options")
+    assert status == 0
+    assert "http-tokens: optional" in out.splitlines()
+    assert "hop-limit: 1" in out.splitlines()
+
+
+def test_ctl_metadata_scenario_fault_and_clock(ctl: Ctl) -> None:
     """Metadata, scenario, fault and clock subcommands take effect on the IMDS listener."""
-    r, url = running_ctl
-    assert _ctl(url, capsys, "metadata", "set", "meta-data/tags/instance/Owner", "alice")[0] == 0
+    r = ctl.mock
+    assert ctl("metadata", "set", "meta-data/tags/instance/Owner", "alice")[0] == 0
     assert r.get("/latest/meta-data/tags/instance/Owner") == (200, b"alice")
-    status, out, _ = _ctl(url, capsys, "metadata", "get", "meta-data/tags/instance/Owner")
+    status, out, _ = ctl("metadata", "get", "meta-data/tags/instance/Owner")
     assert "value: alice" in out
-    assert _ctl(url, capsys, "metadata", "delete", "meta-data/tags/instance/Owner")[0] == 0
+    assert ctl("metadata", "delete", "meta-data/tags/instance/Owner")[0] == 0
     assert r.get("/latest/meta-data/tags/instance/Owner")[0] == 404
 
-    status, out, _ = _ctl(
-        url, capsys, "--json", "scenario", "start", "spot-interruption", "action=stop", "at=+30s"
+    status, out, _ = ctl(
+        "--json", "scenario", "start", "spot-interruption", "action=stop", "at=+30s"
     )
     assert status == 0
     scenario_id = json.loads(out)["id"]
     assert r.get("/latest/meta-data/spot/instance-action")[0] == 404
-    assert _ctl(url, capsys, "clock", "advance", "30")[0] == 0
+    assert ctl("clock", "advance", "30")[0] == 0
     assert b'"stop"' in r.get("/latest/meta-data/spot/instance-action")[1]
-    status, out, _ = _ctl(url, capsys, "scenario", "list")
+    status, out, _ = ctl("scenario", "list")
     assert scenario_id in out
     assert out.splitlines()[0].split() == ["ID", "TYPE", "AT"]
-    assert _ctl(url, capsys, "scenario", "cancel", scenario_id)[0] == 0
+    assert ctl("scenario", "cancel", scenario_id)[0] == 0
 
-    assert _ctl(url, capsys, "fault", "add", "status", "--status", "429", "--count", "1")[0] == 0
+    assert ctl("fault", "add", "status", "--status", "429", "--count", "1")[0] == 0
     assert r.get("/latest/meta-data/ami-id")[0] == 429
     assert r.get("/latest/meta-data/ami-id")[0] == 200
-    assert _ctl(url, capsys, "fault", "list")[1].strip() == "(none)"
+    assert ctl("fault", "list")[1].strip() == "(none)"
 
 
-def test_ctl_requests_and_imdsv1_report_tables(
-    running_ctl: tuple[Running, str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_ctl_metadata_list_and_reset_show_and_drop_edits(ctl: Ctl) -> None:
+    """`metadata list` prints the run-time edits and `metadata reset` drops them all."""
+    r = ctl.mock
+    assert ctl("metadata", "set", "meta-data/ami-id", "ami-0edit")[0] == 0
+    status, out, _ = ctl("--json", "metadata", "list")
+    assert status == 0
+    assert json.loads(out)["metadata"] == {"meta-data/ami-id": "ami-0edit"}
+    assert r.get("/latest/meta-data/ami-id") == (200, b"ami-0edit")
+    assert ctl("metadata", "reset")[0] == 0
+    assert r.get("/latest/meta-data/ami-id")[1] != b"ami-0edit"
+
+
+def test_ctl_scenario_field_without_equals_exits_2(ctl: Ctl) -> None:
+    """A scenario field that is not KEY=VALUE is refused in one line before any request."""
+    status, _, err = ctl("scenario", "start", "spot-interruption", "stop")
+    assert status == 2
+    assert "scenario field 'stop' is not KEY=VALUE" in err
+    assert ctl("--json", "scenario", "list")[1].count('"id"') == 0
+
+
+def test_ctl_fault_add_list_remove_and_clear(ctl: Ctl) -> None:
+    """Faults added with every option are listed in a table, removed by id, and cleared."""
+    r = ctl.mock
+    status, out, _ = ctl(
+        "--json",
+        "fault",
+        "add",
+        "status",
+        "--status",
+        "503",
+        "--path",
+        "/latest/meta-data/ami-id",
+        "--client",
+        "127.0.0.1",
+        "--probability",
+        "1",
+    )
+    assert status == 0
+    fault_id = json.loads(out)["id"]
+    assert r.get("/latest/meta-data/ami-id")[0] == 503
+    assert r.get("/latest/meta-data/instance-id")[0] == 200
+    ctl("fault", "add", "latency", "--latency-ms", "1", "--count", "1")
+    status, out, _ = ctl("fault", "list")
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["ID", "KIND", "PATH"]
+    assert len(rows) == 2
+    assert ctl("fault", "remove", fault_id)[0] == 0
+    assert r.get("/latest/meta-data/ami-id")[0] == 200
+    assert ctl("fault", "clear")[0] == 0
+    assert ctl("fault", "list")[1].strip() == "(none)"
+    status, _, err = ctl("fault", "remove", fault_id)
+    assert status == 2
+    assert fault_id in err
+
+
+def test_ctl_credentials_rotate_expire_and_fail_reach_imds(ctl: Ctl) -> None:
+    """`credentials rotate|expire|fail` change what the role path serves, and --off restores."""
+    r = ctl.mock
+    first = json.loads(r.get(ROLE_PATH)[1])
+    assert ctl("credentials", "rotate")[0] == 0
+    rotated = json.loads(r.get(ROLE_PATH)[1])
+    assert rotated["AccessKeyId"] != first["AccessKeyId"]
+    assert ctl("credentials", "expire")[0] == 0
+    expired = json.loads(r.get(ROLE_PATH)[1])
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.clock.now()))
+    assert expired["Expiration"] <= now
+    assert ctl("credentials", "expire", "--off")[0] == 0
+    assert json.loads(r.get(ROLE_PATH)[1])["Expiration"] > expired["Expiration"]
+    assert ctl("credentials", "fail", "1")[0] == 0
+    assert json.loads(r.get(ROLE_PATH)[1])["Code"] != "Success"
+    assert json.loads(r.get(ROLE_PATH)[1])["Code"] == "Success"
+
+
+def test_ctl_clock_show_advance_and_reset(ctl: Ctl) -> None:
+    """`clock show` prints the manual clock; `advance` moves it and `reset` brings it back."""
+    start = json.loads(ctl("--json", "clock", "show")[1])
+    assert start["kind"] == "manual"
+    assert json.loads(ctl("--json", "clock", "advance", "90")[1])["elapsed"] == 90
+    assert json.loads(ctl("--json", "clock", "reset")[1])["elapsed"] == 0
+
+
+def test_ctl_requests_and_imdsv1_report_tables(ctl: Ctl) -> None:
     """`ctl requests` and `ctl report imdsv1` print tables naming the client and agent."""
-    r, url = running_ctl
-    r.request("GET", "/latest/meta-data/ami-id", {"User-Agent": "legacy-agent/1.0"})
-    status, out, _ = _ctl(url, capsys, "requests", "--imdsv1")
+    ctl.mock.request("GET", "/latest/meta-data/ami-id", {"User-Agent": "legacy-agent/1.0"})
+    status, out, _ = ctl("requests", "--imdsv1")
     assert status == 0
     assert "/latest/meta-data/ami-id" in out
-    status, out, _ = _ctl(url, capsys, "report", "imdsv1")
+    status, out, _ = ctl("report", "imdsv1")
     header, row = out.splitlines()
     assert header.split()[:2] == ["CLIENT", "USER-AGENT"]
     assert row.split()[:3] == ["127.0.0.1", "legacy-agent/1.0", "1"]
-    assert _ctl(url, capsys, "requests", "--clear")[0] == 0
-    assert _ctl(url, capsys, "requests")[1].strip() == "(none)"
+    assert ctl("requests", "--clear")[0] == 0
+    assert ctl("requests")[1].strip() == "(none)"
 
 
-def test_ctl_rejected_request_prints_one_line_and_exits_2(
-    running_ctl: tuple[Running, str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_ctl_requests_filters_reach_the_request_log(ctl: Ctl) -> None:
+    """`ctl requests` passes method, path, status, client and limit filters to the log."""
+    ctl.mock.get("/latest/meta-data/ami-id")
+    ctl.mock.get("/latest/meta-data/nope")
+    status, out, _ = ctl(
+        "--json",
+        "requests",
+        "--method",
+        "GET",
+        "--path",
+        "/latest/meta-data/",
+        "--status",
+        "404",
+        "--client",
+        "127.0.0.1",
+        "--limit",
+        "5",
+    )
+    assert status == 0
+    assert [e["path"] for e in json.loads(out)["requests"]] == ["/latest/meta-data/nope"]
+
+
+def test_ctl_certificate_and_state_print_readably(ctl: Ctl) -> None:
+    """`ctl certificate` prints the PEM; `ctl state` prints KEY: VALUE lines with JSON values."""
+    status, out, _ = ctl("certificate")
+    assert status == 0
+    assert out.startswith("-----BEGIN CERTIFICATE-----")
+    assert out.endswith("-----END CERTIFICATE-----\n")
+    status, out, _ = ctl("state")
+    config_line = next(line for line in out.splitlines() if line.startswith("config: "))
+    assert "instance-id" in json.loads(config_line.removeprefix("config: "))["instance"]
+
+
+def test_ctl_rejected_request_prints_one_line_and_exits_2(ctl: Ctl) -> None:
     """A request the API rejects prints its one-line error and exits 2; nothing changes."""
-    r, url = running_ctl
-    status, _, err = _ctl(url, capsys, "options", "--hop-limit", "99")
+    status, _, err = ctl("options", "--hop-limit", "99")
     assert status == 2
     assert err.count("\n") == 1
     assert "options.hop-limit" in err
-    status, _, err = _ctl(url, capsys, "clock", "advance", "-1")
+    status, _, err = ctl("clock", "advance", "-1")
     assert status == 2
     assert "seconds" in err
-    assert r.app.controller.options()["hop-limit"] == 1
+    assert ctl.mock.app.controller.options()["hop-limit"] == 1
+
+
+def test_ctl_usage_error_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown subcommand prints one 'imdsmock ctl: error:' line and exits 2."""
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imdsmock ctl: error: ")
+    assert err.count("\n") == 1
 
 
 def test_ctl_unreachable_mock_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,12 +250,32 @@ def test_ctl_unreachable_mock_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
     assert "cannot reach the control API" in err
 
 
-def test_imdsmock_ctl_command_runs_as_a_subprocess(running_ctl: tuple[Running, str]) -> None:
+def test_ctl_pointed_at_a_non_json_server_reports_its_answer(
+    running: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error answer that is not the API's JSON (here: the IMDS listener's 404 page) is
+    reported in one line with the status's text, exit 2."""
+    status, _, err = _ctl(running.url, capsys, "state")
+    assert status == 2
+    assert err.startswith("imdsmock ctl: error: ")
+    assert "404" in err
+
+
+def test_ctl_sends_the_bearer_token() -> None:
+    """With --token the control API accepts the call; without it ctl reports the 401 and exits 2."""
+    cfg = make_config(server={"control": True, "control-port": 0, "control-token": "t0k"})
+    with serve(cfg, ManualClock()) as r:
+        url = r.app.control_url() or ""
+        assert main(["--url", url, "--token", "t0k", "options", "--hop-limit", "2"]) == 0
+        assert r.app.controller.options()["hop-limit"] == 2
+        assert main(["--url", url, "state"]) == 2
+
+
+def test_imdsmock_ctl_command_runs_as_a_subprocess(ctl: Ctl) -> None:
     """`imdsmock ctl --json state` works through the real entry point and IMDSMOCK_CONTROL_URL."""
-    _, url = running_ctl
     proc = subprocess.run(
         [sys.executable, "-m", "imdsmock", "ctl", "--json", "state"],
-        env={"IMDSMOCK_CONTROL_URL": url, "PATH": "/usr/bin:/bin"},
+        env={"IMDSMOCK_CONTROL_URL": ctl.url, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=30,
