@@ -100,6 +100,11 @@ def make_config(**sections: Any) -> Config:
     return load(env={}, base=base)
 
 
+def control_config(**server: Any) -> Config:
+    """``make_config`` with the control listener on: loopback, port 0, plus ``server`` keys."""
+    return make_config(server={"control": True, "control-port": 0, **server})
+
+
 @contextlib.contextmanager
 def serve(
     config: Config | None = None,

@@ -16,7 +16,7 @@ from botocore.exceptions import NoCredentialsError
 
 from imdsmock.cli import main as cli_main
 from imdsmock.clock import ManualClock, SystemClock
-from support import Running, make_config, serve
+from support import Running, control_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
 
@@ -54,14 +54,10 @@ class Mock:
         return self.imds.get(path, token)
 
 
-def _config(**server: Any) -> Any:
-    return make_config(server={"control": True, "control-port": 0, **server})
-
-
 @pytest.fixture
 def mock() -> Iterator[Mock]:
     """A mock on a manual clock started now, with its control listener on port 0."""
-    with serve(_config(), clock=ManualClock()) as r:
+    with serve(control_config(), clock=ManualClock()) as r:
         url = r.app.control_url()
         assert url is not None
         yield Mock(r, url)
@@ -97,7 +93,7 @@ def test_non_loopback_control_bind_without_token_is_refused_at_start_up(
 
 def test_non_loopback_control_bind_requires_the_bearer_token() -> None:
     """With a token, the control API refuses requests without it (401) and accepts it."""
-    cfg = _config(**{"control-host": "0.0.0.0", "control-token": "s3cret"})
+    cfg = control_config(**{"control-host": "0.0.0.0", "control-token": "s3cret"})
     with serve(cfg, clock=ManualClock()) as r:
         url = r.app.control_url()
         assert url is not None
@@ -120,7 +116,7 @@ def test_control_token_file_is_read(tmp_path: Any) -> None:
     """--control-token-file supplies the token a non-loopback control bind needs."""
     token_file = tmp_path / "token"
     token_file.write_text("from-file\n")
-    cfg = _config(**{"control-host": "0.0.0.0", "control-token-file": str(token_file)})
+    cfg = control_config(**{"control-host": "0.0.0.0", "control-token-file": str(token_file)})
     with serve(cfg, clock=ManualClock()) as r:
         url = (r.app.control_url() or "").replace("0.0.0.0", "127.0.0.1")
         m = Mock(r, url)
@@ -302,7 +298,7 @@ def test_scenario_at_a_later_time_waits_for_the_clock(mock: Mock) -> None:
 
 def test_clock_advance_on_a_system_clock_is_refused() -> None:
     """On the system clock, clock advance answers 400 pointing at --clock manual."""
-    with serve(_config(), clock=SystemClock()) as r:
+    with serve(control_config(), clock=SystemClock()) as r:
         m = Mock(r, r.app.control_url() or "")
         status, err = m.api("POST", "/v1/clock/advance", {"seconds": 1})
         assert status == 400

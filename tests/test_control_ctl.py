@@ -13,7 +13,7 @@ import pytest
 
 from imdsmock.clock import ManualClock
 from imdsmock.ctl import main
-from support import Running, make_config, serve
+from support import Running, control_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
 
@@ -40,8 +40,7 @@ class Ctl:
 @pytest.fixture
 def ctl(capsys: pytest.CaptureFixture[str]) -> Iterator[Ctl]:
     """A mock with its control listener on port 0 (manual clock), and ctl pointed at it."""
-    cfg = make_config(server={"control": True, "control-port": 0})
-    with serve(cfg, clock=ManualClock()) as r:
+    with serve(control_config(), clock=ManualClock()) as r:
         yield Ctl(r, r.app.control_url() or "", capsys)
 
 
@@ -263,8 +262,7 @@ def test_ctl_pointed_at_a_non_json_server_reports_its_answer(
 
 def test_ctl_sends_the_bearer_token() -> None:
     """With --token the control API accepts the call; without it ctl reports the 401 and exits 2."""
-    cfg = make_config(server={"control": True, "control-port": 0, "control-token": "t0k"})
-    with serve(cfg, ManualClock()) as r:
+    with serve(control_config(**{"control-token": "t0k"}), ManualClock()) as r:
         url = r.app.control_url() or ""
         assert main(["--url", url, "--token", "t0k", "options", "--hop-limit", "2"]) == 0
         assert r.app.controller.options()["hop-limit"] == 2

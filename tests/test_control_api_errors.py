@@ -1,4 +1,5 @@
-"""Edges of the control listener and API over a real socket: bad HTTP, limits, bad bodies."""
+"""Errors of the control listener and API over a real socket: bad HTTP, limits, bad bodies,
+unusable start-up settings."""
 
 from __future__ import annotations
 
@@ -16,19 +17,20 @@ import pytest
 
 from imdsmock.clock import ManualClock
 from imdsmock.errors import ConfigError
-from support import make_config, serve
+from support import Running, control_config, serve
 
 
-def _config(**server: Any) -> Any:
-    return make_config(server={"control": True, "control-port": 0, **server})
+def _address(r: Running) -> tuple[str, int]:
+    """Host and port of the control listener of ``r``."""
+    parts = urlsplit(r.app.control_url() or "")
+    return parts.hostname or "", parts.port or 0
 
 
 @pytest.fixture
 def control() -> Iterator[tuple[str, int]]:
     """Host and port of a running mock's control listener (manual clock, no token)."""
-    with serve(_config(), clock=ManualClock()) as r:
-        parts = urlsplit(r.app.control_url() or "")
-        yield parts.hostname or "", parts.port or 0
+    with serve(control_config(), clock=ManualClock()) as r:
+        yield _address(r)
 
 
 def _raw(address: tuple[str, int], data: bytes) -> bytes:
@@ -119,9 +121,8 @@ def test_control_head_request_gets_headers_without_body(control: tuple[str, int]
 
 def test_control_401_names_the_bearer_scheme() -> None:
     """A request without the control token gets 401 with a Bearer WWW-Authenticate challenge."""
-    with serve(_config(**{"control-token": "tok"}), clock=ManualClock()) as r:
-        parts = urlsplit(r.app.control_url() or "")
-        address = (parts.hostname or "", parts.port or 0)
+    with serve(control_config(**{"control-token": "tok"}), clock=ManualClock()) as r:
+        address = _address(r)
         status, body, head = _request(address, "GET", "/v1/state")
         assert status == 401
         assert 'WWW-Authenticate: Bearer realm="imdsmock"' in head
@@ -136,7 +137,7 @@ def test_control_401_names_the_bearer_scheme() -> None:
 def test_control_on_a_loopback_name_needs_no_token(host: str) -> None:
     """'localhost' and a bracketed ::1 count as loopback: the control API starts without a token."""
     try:
-        r_cm = serve(_config(**{"control-host": host}), clock=ManualClock())
+        r_cm = serve(control_config(**{"control-host": host}), clock=ManualClock())
         r = r_cm.__enter__()
     except OSError as exc:  # pragma: no cover - a host without IPv6 loopback
         pytest.skip(f"cannot bind {host}: {exc}")
@@ -290,9 +291,8 @@ def test_metadata_paths_may_start_with_latest(control: tuple[str, int]) -> None:
 
 def test_fault_for_a_network_skips_clients_outside_it() -> None:
     """A fault scoped to 10.0.0.0/8 leaves a loopback client alone and hits nothing else."""
-    with serve(_config(), clock=ManualClock()) as r:
-        parts = urlsplit(r.app.control_url() or "")
-        address = (parts.hostname or "", parts.port or 0)
+    with serve(control_config(), clock=ManualClock()) as r:
+        address = _address(r)
         fault = b'{"kind": "status", "status": 500, "client": "10.0.0.0/8"}'
         assert _request(address, "POST", "/v1/faults", fault)[0] in (200, 201)
         assert r.get("/latest/meta-data/ami-id")[0] == 200
@@ -304,7 +304,7 @@ def test_fault_for_a_network_skips_clients_outside_it() -> None:
 def test_controller_refuses_non_mapping_input_from_python() -> None:
     """From Python, a fault, scenario or metadata edit that is not a mapping is a ConfigError
     naming it (HTTP refuses such bodies earlier, as 'body')."""
-    with serve(_config(), clock=ManualClock()) as r:
+    with serve(control_config(), clock=ManualClock()) as r:
         ctl = r.app.controller
         for call, key in (
             (lambda: ctl.add_fault(["status"]), "fault"),  # type: ignore[arg-type]
