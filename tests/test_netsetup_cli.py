@@ -7,11 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from imdsmock.netsetup import cli, container, detect
+from imdsmock.netsetup import cli, container, detect, state
 from imdsmock.netsetup.errors import NetsetupError
 
 NETSETUP = Path(__file__).resolve().parents[1] / "src/imdsmock/netsetup"
@@ -79,14 +80,27 @@ def test_missing_privilege_names_cap_net_admin_and_how_to_get_it(action: str) ->
     assert "--cap-add NET_ADMIN" in done.stderr
 
 
+def _proc_status(path: Path, capeff: str | None) -> str:
+    """Write a /proc/PID/status-like file at ``path`` with that CapEff line (or none)."""
+    cap = "" if capeff is None else f"CapEff:\t{capeff}\n"
+    path.write_text(f"Name:\tx\n{cap}", encoding="ascii")
+    return str(path)
+
+
 def test_has_net_admin_reads_the_effective_capability_bit(tmp_path: Path) -> None:
     """CapEff bit 12 is CAP_NET_ADMIN."""
-    with_cap = tmp_path / "with"
-    with_cap.write_text("Name:\tx\nCapEff:\t0000000000001000\n", encoding="ascii")
-    without = tmp_path / "without"
-    without.write_text("Name:\tx\nCapEff:\t0000000000000400\n", encoding="ascii")
-    assert detect.has_net_admin(str(with_cap))
-    assert not detect.has_net_admin(str(without))
+    assert detect.has_net_admin(_proc_status(tmp_path / "with", "0000000000001000"))
+    assert not detect.has_net_admin(_proc_status(tmp_path / "without", "0000000000000400"))
+
+
+def test_net_admin_is_read_from_capeff_or_assumed_for_root(tmp_path: Path) -> None:
+    """CAP_NET_ADMIN comes from CapEff; with no status file root is assumed to hold it, and a
+    status without CapEff means no."""
+    status = tmp_path / "status"
+    assert detect.has_net_admin(_proc_status(status, "0000000000001000")) is True
+    assert detect.has_net_admin(_proc_status(status, "0000000000000000")) is False
+    assert detect.has_net_admin(_proc_status(status, None)) is False
+    assert detect.has_net_admin(str(tmp_path / "missing")) is (os.geteuid() == 0)
 
 
 MOCKS = [
@@ -204,6 +218,33 @@ def test_iptables_backend_is_read_from_its_version_line(text: str, variant: str)
     assert detect.parse_iptables_variant(text) == variant
 
 
+def _only(*programs: str) -> Callable[[str], str | None]:
+    """A PATH lookup that finds exactly ``programs``."""
+    return lambda name: f"/usr/sbin/{name}" if name in programs else None
+
+
+def test_auto_backend_falls_back_to_nft_without_iptables() -> None:
+    """With no iptables installed, ``--backend auto`` uses nft."""
+    assert detect.detect_firewall("auto", which=_only("nft")) == detect.NFT
+
+
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [
+        ("auto", "no firewall tool found: iptables or nft is not on PATH"),
+        ("iptables", "no firewall tool found: iptables is not on PATH"),
+        ("nft", "--backend needs nft, which is not on PATH; install the nftables package"),
+    ],
+)
+def test_missing_firewall_tool_is_one_line_naming_the_package(choice: str, message: str) -> None:
+    """Without the firewall program the choice needs, route stops with one line saying what
+    to install."""
+    with pytest.raises(NetsetupError) as exc:
+        detect.detect_firewall(choice, which=_only())  # type: ignore[arg-type]
+    assert str(exc.value).startswith(message)
+    assert "\n" not in str(exc.value)
+
+
 def test_iptables_listing_gives_our_chain_rules_and_jumps() -> None:
     """``-S`` output tells whether our chain exists, its rules and how many jumps reach it."""
     text = (
@@ -274,6 +315,12 @@ def test_route_get_output_gives_device_and_gateway(
     assert (None if got is None else (got.dev, got.via)) == expected
 
 
+def test_route_get_output_without_a_device_is_no_route() -> None:
+    """An ``ip route get`` line with no ``dev`` is read as no usable route."""
+    assert detect.parse_route_get("169.254.169.254 via 10.0.0.1\n") is None
+    assert detect.parse_route_get("") is None
+
+
 def test_loopback_addresses_are_read_from_ip_addr() -> None:
     """``ip -o addr show dev lo`` gives ADDRESS/PREFIX for both families."""
     text = (
@@ -316,3 +363,31 @@ def test_netsetup_never_imports_the_server_or_other_core_modules() -> None:
                 )
                 assert inside, f"{path.name} imports {name}"
                 assert not name.startswith(".."), f"{path.name} imports {name}"
+
+
+# -- the route record ------------------------------------------------------------------
+
+
+def test_unreadable_route_record_says_how_to_recover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A corrupt record file is one line naming the file and saying to delete it."""
+    monkeypatch.setenv(state.RUN_DIR_ENV, str(tmp_path))
+    state.path().write_text("{not json")
+    with pytest.raises(NetsetupError) as exc:
+        state.load()
+    assert str(state.path()) in str(exc.value)
+    assert str(exc.value).endswith("delete it to start over")
+
+
+def test_unwritable_route_record_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the run directory cannot be made (a file is in the way), saving the record fails
+    with one line naming the file."""
+    blocker = tmp_path / "run"
+    blocker.write_text("a file, not a directory")
+    monkeypatch.setenv(state.RUN_DIR_ENV, str(blocker))
+    with pytest.raises(NetsetupError) as exc:
+        state.save(state.Record(backend="nft", added=(), created=()))
+    assert str(exc.value).startswith(f"cannot write {state.path()}: ")

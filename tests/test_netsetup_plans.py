@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from imdsmock.netsetup import linux, macos
+from imdsmock.netsetup import linux, macos, state
 from imdsmock.netsetup.detect import (
     EMPTY,
     IPTABLES_LEGACY,
@@ -15,8 +20,9 @@ from imdsmock.netsetup.detect import (
     Observed,
     RouteInfo,
 )
+from imdsmock.netsetup.errors import NetsetupError
 from imdsmock.netsetup.linux import Target
-from imdsmock.netsetup.plan import Plan, cmd, render
+from imdsmock.netsetup.plan import Plan, apply, cmd, render, run
 
 IMDS = Target(address="169.254.169.254", to_host="127.0.0.1", to_port=1338)
 ECS = Target(address="169.254.170.2", to_host="127.0.0.1", to_port=1339)
@@ -311,6 +317,29 @@ def test_macos_up_skips_present_aliases_and_down_flushes_the_anchor() -> None:
     )
 
 
+def test_macos_dry_run_prints_the_lo0_alias_and_pf_anchor(tmp_path: Path) -> None:
+    """`route up/down --platform macos --dry-run` prints the ifconfig and pfctl commands and
+    changes nothing (this runs anywhere; applying them needs macOS)."""
+    env = {**os.environ, state.RUN_DIR_ENV: str(tmp_path)}
+
+    def route(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "imdsmock", "route", *args, "--platform", "macos", "--dry-run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return done.stdout
+
+    up = route("up")
+    assert up.startswith("ifconfig lo0 alias 169.254.169.254 netmask 255.255.255.255\n")
+    assert "rdr pass on lo0 inet proto tcp from any to 169.254.169.254 port 80" in up
+    assert route("down") == "pfctl -a com.apple/imdsmock -F all\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_macos_reads_lo0_addresses_from_ifconfig() -> None:
     """``ifconfig lo0`` inet and inet6 lines give the present addresses (scope dropped)."""
     text = (
@@ -329,3 +358,29 @@ def test_plans_concatenate_steps_in_order_and_undo_in_reverse() -> None:
     both = a + b
     assert [str(c) for c in both.steps] == ["a", "b"]
     assert [str(c) for c in both.undo] == ["undo-b", "undo-a"]
+
+
+# -- running plans -------------------------------------------------------------------
+
+
+def test_a_missing_program_runs_as_exit_status_127() -> None:
+    """Running a program that does not exist is exit status 127 with 'not found', like a shell."""
+    result = run(cmd("imdsmock-no-such-program"))
+    assert result.returncode == 127
+    assert result.stderr == "imdsmock-no-such-program: not found"
+
+
+def test_a_failing_step_stops_the_plan_naming_the_command_and_its_last_line(
+    tmp_path: Path,
+) -> None:
+    """apply stops at the first failing command: the error names it and its last output line
+    (or its exit status when it printed nothing); later steps do not run."""
+    marker = tmp_path / "ran"
+    failing = cmd(sys.executable, "-c", "import sys; print('first'); sys.exit('second')")
+    with pytest.raises(NetsetupError) as exc:
+        apply((failing, cmd("touch", str(marker))))
+    assert str(exc.value).endswith(": second")
+    assert str(exc.value).startswith("command failed: ")
+    assert not marker.exists()
+    with pytest.raises(NetsetupError, match=r"command failed: false: exit status 1$"):
+        apply((cmd("false"),))
