@@ -1,27 +1,43 @@
-"""Real credentials from a profile, assumed through an STS endpoint (moto) on loopback."""
+"""Real credentials from a profile: assumed through STS, long-term or temporary keys, and the
+failures (STS refusing, STS answering something that is not STS XML, no keys at all).
+
+STS is moto on loopback, or a stand-in HTTP server answering one canned body.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import json
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from imdsmock.awscreds import RETRY
 from imdsmock.cli import main
 from imdsmock.clock import ManualClock
+from imdsmock.config import Config
 from imdsmock.credentials import UNAVAILABLE_CODE, rotate_now
-from support import make_config, serve
+from support import Running, make_config, serve
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/app-role"
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
-SOURCE_KEY = "AKIAIOSFODNN7EXAMPLE"
+IDENTITY_PATH = "/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance"
+# Not AWS's documented example key: moto answers GetSessionToken with that one.
+SOURCE_KEY = "AKIASOURCEKEYEXAMPLE"
 SOURCE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+LONG_TERM = f"[src]\naws_access_key_id = {SOURCE_KEY}\naws_secret_access_key = {SOURCE_SECRET}\n"
+# Profile 'src' assumes this role; without these keys it serves its own keys' session.
+ASSUME = {"role-arn": ROLE_ARN, "role-session-name": "imdsmock-test"}
 
 
 @pytest.fixture(scope="module")
@@ -36,35 +52,40 @@ def sts_url() -> Iterator[str]:
         server.stop()
 
 
+def _profile(
+    env: pytest.MonkeyPatch, tmp_path: Path, sts: str, credentials: str = LONG_TERM
+) -> None:
+    """Profile 'src' with the given credentials-file body; STS at ``sts``; no IMDS fallback."""
+    creds = tmp_path / "credentials"
+    creds.write_text(credentials)
+    config = tmp_path / "config"
+    config.write_text("[profile src]\nregion = us-east-1\n")
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    env.setenv("AWS_CONFIG_FILE", str(config))
+    env.setenv("AWS_ENDPOINT_URL_STS", sts)
+    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 @pytest.fixture
 def profile_env(aws_env: pytest.MonkeyPatch, tmp_path: Path, sts_url: str) -> pytest.MonkeyPatch:
     """A throw-away profile 'src' with long-term keys, and STS pointed at moto."""
-    creds = tmp_path / "credentials"
-    creds.write_text(
-        f"[src]\naws_access_key_id = {SOURCE_KEY}\naws_secret_access_key = {SOURCE_SECRET}\n"
-    )
-    config = tmp_path / "config"
-    config.write_text("[profile src]\nregion = us-east-1\n")
-    aws_env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
-    aws_env.setenv("AWS_CONFIG_FILE", str(config))
-    aws_env.setenv("AWS_ENDPOINT_URL_STS", sts_url)
+    _profile(aws_env, tmp_path, sts_url)
     return aws_env
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
 
 
-def _profile_config(**extra: object) -> object:
+def _profile_config(**extra: object) -> Config:
+    """Real credentials from profile 'src': 900 s sets, refreshed 300 s ahead; plus ``extra``."""
     return make_config(
         credentials={
             "source": "profile",
             "profile": "src",
-            "role-arn": ROLE_ARN,
-            "role-session-name": "imdsmock-test",
             "duration-seconds": 900,
             "refresh-ahead": 300,
             **extra,
@@ -72,11 +93,27 @@ def _profile_config(**extra: object) -> object:
     )
 
 
+def _serve_profile(**extra: object) -> contextlib.AbstractContextManager[Running]:
+    """The mock serving ``_profile_config(**extra)`` on a manual clock started now."""
+    return serve(_profile_config(**extra), ManualClock(time.time()))
+
+
+def _fetched_or_failed(r: Running) -> str | None:
+    """Wait for the refresher's first fetch or failure; the failure line, if any."""
+    refresher = r.app.refresher
+    assert refresher is not None
+    _wait(lambda: refresher.fetches >= 1 or refresher.last_error is not None)
+    return refresher.last_error
+
+
+# -- an assumed role ----------------------------------------------------------------------------
+
+
 def test_assumed_role_credentials_are_served_refreshed_and_accepted(
     profile_env: pytest.MonkeyPatch, sts_url: str
 ) -> None:
     """The mock serves the assumed role's keys, refreshes them, and STS accepts them."""
-    with serve(_profile_config(), ManualClock(time.time())) as r:  # type: ignore[arg-type]
+    with _serve_profile(**ASSUME) as r:
         refresher = r.app.refresher
         assert refresher is not None
         _wait(lambda: refresher.fetches >= 1)
@@ -116,7 +153,7 @@ def test_failed_source_keeps_last_set_until_expiry(
     logging.getLogger("imdsmock").addHandler(handler)
     logging.getLogger("imdsmock").setLevel(logging.INFO)
     try:
-        with serve(_profile_config(), clock) as r:  # type: ignore[arg-type]
+        with serve(_profile_config(**ASSUME), clock) as r:
             refresher = r.app.refresher
             assert refresher is not None
             _wait(lambda: refresher.fetches >= 1)
@@ -190,3 +227,237 @@ def test_profile_settings_are_validated() -> None:
         make_config(credentials={"source": "profile", "duration-seconds": 900})
     with pytest.raises(Exception, match=r"credentials\.source is 'vault'"):
         make_config(credentials={"source": "vault"})
+
+
+# -- a profile's own keys ----------------------------------------------------------------------
+
+
+def test_long_term_profile_keys_are_served_as_a_session_token(
+    profile_env: pytest.MonkeyPatch,
+) -> None:
+    """A profile with long-term keys and no role: the mock serves STS session credentials."""
+    with _serve_profile() as r:
+        assert _fetched_or_failed(r) is None
+        doc = json.loads(r.get(ROLE_PATH)[1])
+    # IMDS only serves temporary keys: STS's session token (moto's canned key), not the source.
+    assert doc["Code"] == "Success"
+    assert doc["AccessKeyId"] != SOURCE_KEY
+    assert doc["SecretAccessKey"] != SOURCE_SECRET
+    assert doc["Token"]
+
+
+def test_temporary_profile_keys_are_served_as_they_are(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path, sts_url: str
+) -> None:
+    """Keys that are already temporary (credential_process) are served unchanged, with their
+    own expiry, and STS is not asked."""
+    out = {
+        "Version": 1,
+        "AccessKeyId": "ASIATEMPORARYEXAMPLE",
+        "SecretAccessKey": "temporary-secret",
+        "SessionToken": "temporary-session-token",
+        "Expiration": "2099-01-01T00:00:00Z",
+    }
+    script = tmp_path / "process.py"
+    script.write_text(f"print({json.dumps(json.dumps(out))})\n")
+    config = f"[src]\ncredential_process = {sys.executable} {script}\n"
+    _profile(aws_env, tmp_path, "http://127.0.0.1:9", config)
+    with _serve_profile() as r:
+        assert _fetched_or_failed(r) is None
+        doc = json.loads(r.get(ROLE_PATH)[1])
+    assert doc["AccessKeyId"] == "ASIATEMPORARYEXAMPLE"
+    assert doc["Token"] == "temporary-session-token"
+    assert doc["Expiration"] == "2099-01-01T00:00:00Z"
+
+
+def test_profile_without_credentials_fails_in_one_line(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path, sts_url: str
+) -> None:
+    """A profile that has no keys at all is reported as such, in one line."""
+    _profile(aws_env, tmp_path, sts_url, "[other]\naws_access_key_id = x\n")
+    with _serve_profile() as r:
+        error = _fetched_or_failed(r)
+    assert error == "profile 'src' has no credentials"
+
+
+# -- STS failing ------------------------------------------------------------------------------
+
+
+class _FakeSts(http.server.BaseHTTPRequestHandler):
+    """An STS endpoint that answers every call with one canned status and body."""
+
+    hits: ClassVar[list[bytes]] = []  # the request bodies, replaced per server by _fake_sts
+    status = 403
+    body = (
+        b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        b"<Type>Sender</Type><Code>InvalidClientTokenId</Code>"
+        b"<Message>The security token included in the request is invalid.</Message>"
+        b"</Error><RequestId>4f1c6d1e-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    )
+
+    def do_POST(self) -> None:
+        self.hits.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.send_response(self.status)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _fake_sts(status: int, body: bytes, hits: list[bytes] | None = None) -> Iterator[str]:
+    """Serve ``status`` and ``body`` to every STS call; each request body goes to ``hits``."""
+    fields = {"status": status, "body": body, "hits": [] if hits is None else hits}
+    handler = type("Handler", (_FakeSts,), fields)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_sts_error_answer_is_reported_with_its_code(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """When STS refuses the keys, the failure line names the profile, STS's code and message."""
+    with _fake_sts(403, _FakeSts.body) as url:
+        _profile(aws_env, tmp_path, url)
+        with _serve_profile() as r:
+            error = _fetched_or_failed(r)
+    assert error == (
+        "cannot get credentials from profile 'src': InvalidClientTokenId: "
+        "The security token included in the request is invalid."
+    )
+
+
+_STS_NS = b' xmlns="https://sts.amazonaws.com/doc/2011-06-15/"'
+_NOT_STS = [
+    (b"this is not STS", "answered something that is not STS XML (syntax error: line 1, column 0)"),
+    (
+        b"<html><body>Sign in to use the Wi-Fi</body></html>",
+        "answered XML without GetSessionTokenResult",
+    ),
+    (
+        b"<GetSessionTokenResponse" + _STS_NS + b"><GetSessionTokenResult><Credentials>"
+        b"<Expiration>soon</Expiration></Credentials></GetSessionTokenResult>"
+        b"</GetSessionTokenResponse>",
+        'answered XML botocore cannot read (Invalid timestamp "soon"',
+    ),
+    (
+        b"<GetSessionTokenResponse"
+        + _STS_NS
+        + b"><GetSessionTokenResult/></GetSessionTokenResponse>",
+        "answered without complete Credentials",
+    ),
+]
+
+
+def _failure_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        rec.getMessage()
+        for rec in caplog.records
+        if rec.name == "imdsmock.credentials" and rec.levelno >= logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"), _NOT_STS, ids=["not-xml", "html-page", "bad-timestamp", "no-credentials"]
+)
+def test_sts_answer_that_is_not_sts_xml_is_logged_in_one_line_and_retried(
+    aws_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    reason: str,
+) -> None:
+    """An STS endpoint answering something that is not STS XML is one log line naming the
+    endpoint and why, the role path answers EC2's failure document, and the fetch is retried."""
+    caplog.set_level(logging.WARNING, logger="imdsmock.credentials")
+    hits: list[bytes] = []
+    with _fake_sts(200, body, hits) as url:
+        _profile(aws_env, tmp_path, url)
+        with _serve_profile() as r:
+            error = _fetched_or_failed(r)
+            role = json.loads(r.get(ROLE_PATH)[1])
+            asked = len(hits)
+            assert isinstance(r.clock, ManualClock)
+            r.clock.advance(RETRY)
+            _wait(lambda: len(hits) > asked)
+            _wait(lambda: len(_failure_lines(caplog)) >= 2)  # the retry failed the same way
+    assert error is not None
+    assert error.startswith(f"cannot get credentials from profile 'src': STS at {url} {reason}")
+    assert "\n" not in error
+    assert role["Code"] == UNAVAILABLE_CODE
+    assert hits[0].startswith(b"Action=GetSessionToken&")
+    first, second = _failure_lines(caplog)[:2]
+    assert first == second == f"{error}; serving the last valid set until it expires"
+    assert body.decode() not in first  # a body can hold secrets: never logged
+
+
+def test_last_good_set_is_served_while_sts_answers_something_that_is_not_xml(
+    profile_env: pytest.MonkeyPatch,
+) -> None:
+    """Once STS starts answering something that is not STS XML, the refresher keeps serving
+    the last set it got until that set expires, then EC2's failure document."""
+    with _fake_sts(200, b"<html>gateway timeout</html") as bad, _serve_profile() as r:
+        refresher = r.app.refresher
+        assert refresher is not None
+        assert _fetched_or_failed(r) is None
+        good = json.loads(r.get(ROLE_PATH)[1])
+        profile_env.setenv("AWS_ENDPOINT_URL_STS", bad)
+        assert isinstance(r.clock, ManualClock)
+        r.clock.advance(900 - 300 + 30)  # the refresh is due
+        _wait(lambda: refresher.last_error is not None)
+        kept = json.loads(r.get(ROLE_PATH)[1])
+        r.clock.advance(300)  # the kept set has expired
+        expired = json.loads(r.get(ROLE_PATH)[1])
+    assert f"STS at {bad} answered something that is not STS XML" in (refresher.last_error or "")
+    assert kept["AccessKeyId"] == good["AccessKeyId"]
+    assert expired["Code"] == UNAVAILABLE_CODE
+
+
+def test_profile_set_can_be_served_expired_and_reports_its_state(
+    profile_env: pytest.MonkeyPatch,
+) -> None:
+    """With a real set held, `expire` serves it already expired and the controller reports
+    source, availability and switches without any key."""
+    with _serve_profile() as r:
+        assert _fetched_or_failed(r) is None
+        good = json.loads(r.get(ROLE_PATH)[1])
+        described = r.app.controller.expire_credentials(True)
+        expired = json.loads(r.get(ROLE_PATH)[1])
+        identity = json.loads(r.get(IDENTITY_PATH)[1])
+    assert described["source"] == "profile"
+    assert described["available"] is True
+    assert described["expired"] is True
+    assert good["SecretAccessKey"] not in json.dumps(described)
+    assert expired["AccessKeyId"] == good["AccessKeyId"]
+    assert expired["Expiration"] < good["LastUpdated"]
+    # The instance-identity credentials stay fake, but expire with the real set.
+    assert identity["AccessKeyId"] != good["AccessKeyId"]
+    assert identity["Expiration"] == good["Expiration"]
+
+
+def test_profile_source_without_a_set_serves_failure_and_fake_identity_credentials(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path, sts_url: str
+) -> None:
+    """Before any real set was fetched the role path answers EC2's failure document, the
+    identity credentials are still served, and the controller says no set is available."""
+    _profile(aws_env, tmp_path, sts_url, "[other]\naws_access_key_id = x\n")
+    with _serve_profile() as r:
+        assert _fetched_or_failed(r) is not None
+        role = json.loads(r.get(ROLE_PATH)[1])
+        identity_status, identity = r.get(IDENTITY_PATH)
+        described = r.app.controller.expire_credentials(False)
+    assert role["Code"] != "Success"
+    assert identity_status == 200
+    assert json.loads(identity)["Code"] == "Success"
+    assert described["available"] is False
+    assert described["expiration"] is None
