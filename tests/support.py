@@ -76,6 +76,19 @@ class Running:
         return body.decode()
 
 
+def status_from(host: str, port: int, path: str, source: str | None = None) -> int:
+    """GET ``path`` on a new connection to ``host:port``, from the local address ``source``
+    when given (e.g. 127.0.0.2 to be a second client); the status."""
+    conn = http.client.HTTPConnection(
+        host, port, timeout=5, source_address=(source, 0) if source else None
+    )
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 _SIGNER: Signer | None = None
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import http.client
 import threading
 
 import pytest
 
 from imdsmock.gate import ClientGate, client_key
-from support import make_config, serve
+from support import make_config, serve, status_from
 
 SPOT = "/latest/meta-data/spot/instance-action"
 
@@ -83,17 +82,6 @@ def test_gate_is_thread_safe() -> None:
     assert sum(results) == 10
 
 
-def _get(host: str, port: int, source: str | None = None) -> int:
-    conn = http.client.HTTPConnection(
-        host, port, timeout=5, source_address=(source, 0) if source else None
-    )
-    try:
-        conn.request("GET", SPOT)
-        return conn.getresponse().status
-    finally:
-        conn.close()
-
-
 def test_second_client_over_ipv4_and_ipv6_gets_404_until_reset() -> None:
     """With mock-ip-count 1, a second client (IPv4 or IPv6) gets 404 until the gate resets."""
     cfg = make_config(
@@ -102,11 +90,11 @@ def test_second_client_over_ipv4_and_ipv6_gets_404_until_reset() -> None:
     )
     with serve(cfg) as r:
         v6_port = next(a[1] for a in r.app.server.addresses() if ":" in a[0])
-        assert _get("127.0.0.1", r.port) == 200
-        assert _get("127.0.0.1", r.port) == 200
-        assert _get("::1", v6_port) == 404
-        assert _get("127.0.0.1", r.port, source="127.0.0.2") == 404
+        assert status_from("127.0.0.1", r.port, SPOT) == 200
+        assert status_from("127.0.0.1", r.port, SPOT) == 200
+        assert status_from("::1", v6_port, SPOT) == 404
+        assert status_from("127.0.0.1", r.port, SPOT, source="127.0.0.2") == 404
         assert r.get("/latest/meta-data/instance-id")[0] == 200  # ungated paths still answer
         r.app.gate.reset()
-        assert _get("::1", v6_port) == 200
-        assert _get("127.0.0.1", r.port) == 404
+        assert status_from("::1", v6_port, SPOT) == 200
+        assert status_from("127.0.0.1", r.port, SPOT) == 404

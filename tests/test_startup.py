@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 
 from mockprocess import MockProcess, mock_process
-from support import make_config, serve
+from support import make_config, serve, status_from
 
 # Parts a default start leaves unimported (issue 9: start-up time and memory).
 OPTIONAL = (
@@ -63,17 +62,6 @@ def test_default_start_imports_no_optional_part_and_control_api_switches_them_on
         assert "imdsmock.awscreds" not in _imported(mp)
 
 
-def _status(host: str, port: int, path: str, source: str | None = None) -> int:
-    conn = http.client.HTTPConnection(
-        host, port, timeout=5, source_address=(source, 0) if source else None
-    )
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status
-    finally:
-        conn.close()
-
-
 def test_configured_spot_path_is_gated_per_client_without_any_scenario() -> None:
     """With mock-ip-count 1 and no scenario, a spot path set by configuration is still
     shown only to the first client (gating does not depend on the scenario machinery)."""
@@ -83,6 +71,8 @@ def test_configured_spot_path_is_gated_per_client_without_any_scenario() -> None
     )
     with serve(cfg) as r:
         assert r.app.state.snapshot.scenarios == ()
-        assert _status("127.0.0.1", r.port, SPOT) == 200
-        assert _status("127.0.0.1", r.port, SPOT, source="127.0.0.2") == 404
-        assert _status("127.0.0.1", r.port, "/latest/meta-data/ami-id", source="127.0.0.2") == 200
+        assert status_from("127.0.0.1", r.port, SPOT) == 200
+        assert status_from("127.0.0.1", r.port, SPOT, source="127.0.0.2") == 404
+        assert (
+            status_from("127.0.0.1", r.port, "/latest/meta-data/ami-id", source="127.0.0.2") == 200
+        )
