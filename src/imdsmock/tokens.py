@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import itertools
 import os
+import threading
 
 __all__ = ["MAX_TTL", "MIN_TTL", "TokenIssuer"]
 
@@ -32,11 +33,20 @@ _OPAD = bytes(b ^ 0x5C for b in range(256))
 class TokenIssuer:
     """Issues and verifies tokens; thread-safe (the cache tolerates races)."""
 
-    __slots__ = ("_base_generation", "_cache", "_inner", "_outer", "_secret", "generation")
+    __slots__ = (
+        "_base_generation",
+        "_cache",
+        "_inner",
+        "_lock",
+        "_outer",
+        "_secret",
+        "generation",
+    )
 
     def __init__(self, secret: bytes | None = None) -> None:
         self._secret = secret or os.urandom(32)
         self._cache: dict[str, float] = {}
+        self._lock = threading.Lock()
         # Bumped by revoke_all(); part of the MAC so old tokens stop verifying.
         self.generation = 0
         # HMAC states keyed for the current generation; copying them skips the key set-up.
@@ -45,34 +55,42 @@ class TokenIssuer:
 
     def issue(self, ttl: int, now: float) -> str:
         """A new token valid for ``ttl`` seconds from ``now``."""
+        # The cache is taken before the MAC: a revoke_all() in between replaces it, so a
+        # token of the old generation is never remembered as valid in the new one.
+        cache = self._cache
         expiry_ms = int((now + ttl) * 1000)
         body = _PREFIX + expiry_ms.to_bytes(8, "big") + os.urandom(12)
         token = binascii.b2a_base64(body + self._mac(body), newline=False).decode("ascii")
         # A token is used right after it is issued: remember it, so its first use skips
         # the HMAC (the same value _verify would compute).
-        self._remember(token, expiry_ms / 1000.0, now)
+        self._remember(cache, token, expiry_ms / 1000.0, now)
         return token
 
     def remaining(self, token: str, now: float) -> float | None:
         """Seconds the token has left, or ``None`` when it is invalid or expired."""
-        expiry = self._cache.get(token)
+        cache = self._cache  # taken first, as in issue()
+        expiry = cache.get(token)
         if expiry is None:
             expiry = self._verify(token)
             if expiry is None:
                 return None
-            self._remember(token, expiry, now)
+            self._remember(cache, token, expiry, now)
         left = expiry - now
         return left if left > 0 else None
 
-    def _remember(self, token: str, expiry: float, now: float) -> None:
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._prune(now)
-        self._cache[token] = expiry
+    def _remember(self, cache: dict[str, float], token: str, expiry: float, now: float) -> None:
+        if len(cache) >= _CACHE_LIMIT:
+            with self._lock:  # rare; only against a revoke_all() from another thread
+                if cache is not self._cache:
+                    return  # revoked meanwhile: remember nothing
+                cache = self._cache = _pruned(cache, now)
+        cache[token] = expiry
 
     def revoke_all(self) -> None:
         """Invalidate every token issued so far."""
-        self.generation += 1
-        self._cache = {}
+        with self._lock:
+            self.generation += 1
+            self._cache = {}
 
     def _mac(self, body: bytes) -> bytes:
         # HMAC-SHA256 (RFC 2104) from two SHA-256 states keyed once per generation:
@@ -100,9 +118,11 @@ class TokenIssuer:
             return None
         return int.from_bytes(body[4:12], "big") / 1000.0
 
-    def _prune(self, now: float) -> None:
-        live = {t: e for t, e in self._cache.items() if e > now}
-        if len(live) >= _CACHE_LIMIT // 2:
-            # Mostly live tokens: keep the newest half (a dict keeps insertion order).
-            live = dict(itertools.islice(live.items(), len(live) - _CACHE_LIMIT // 2, None))
-        self._cache = live
+
+def _pruned(cache: dict[str, float], now: float) -> dict[str, float]:
+    """The cache without expired tokens, and at most half full (the newest kept)."""
+    live = {t: e for t, e in cache.items() if e > now}
+    if len(live) >= _CACHE_LIMIT // 2:
+        # Mostly live tokens: keep the newest half (a dict keeps insertion order).
+        live = dict(itertools.islice(live.items(), len(live) - _CACHE_LIMIT // 2, None))
+    return live
