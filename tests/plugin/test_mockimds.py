@@ -100,6 +100,27 @@ def test_reset_reconfigures_the_instance_but_not_the_listeners() -> None:
         assert imds.get_metadata("meta-data/instance-type") == "m4.xlarge"
 
 
+def test_reset_revokes_every_token() -> None:
+    """A token issued (and used) before reset() is refused with 401 after it."""
+
+    def call(url: str, method: str, headers: dict[str, str]) -> tuple[int, str]:
+        req = urllib.request.Request(url, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    with MockIMDS() as imds:
+        ttl = {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+        status, token = call(imds.url + "/latest/api/token", "PUT", ttl)
+        assert status == 200
+        data = imds.url + "/latest/meta-data/instance-id"
+        assert call(data, "GET", {"X-aws-ec2-metadata-token": token})[0] == 200
+        imds.reset()
+        assert call(data, "GET", {"X-aws-ec2-metadata-token": token})[0] == 401
+
+
 def test_on_the_system_clock_there_is_no_clock_to_advance() -> None:
     """clock='system' serves real time, and asking for the manual clock explains why not."""
     with MockIMDS(clock="system") as imds:
