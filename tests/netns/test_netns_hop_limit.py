@@ -60,3 +60,27 @@ def test_hop_limit_one_still_works_without_a_routed_hop(topo: Topology) -> None:
         app, "container", "--mock", "10.202.0.3:1338", "--", sys.executable, "-c", TOKEN_PROBE
     )
     assert done.stdout.strip().splitlines()[-1] == "token"
+
+
+KEEP_ALIVE_PROBE = """
+import socket
+s = socket.create_connection(("10.201.2.2", 1338), timeout=3)
+s.sendall(b"GET /latest/meta-data/instance-id HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+assert s.recv(4096).startswith(b"HTTP/1.1 200")
+s.sendall(b"PUT /latest/api/token HTTP/1.1\\r\\nHost: x\\r\\n"
+          b"X-aws-ec2-metadata-token-ttl-seconds: 60\\r\\n\\r\\n")
+try:
+    print("token" if s.recv(4096) else "closed")
+except TimeoutError:
+    print("timeout")
+"""
+
+
+def test_token_answer_on_a_kept_alive_connection_is_not_retransmitted_past_the_limit(
+    topo: Topology,
+) -> None:
+    """With keep-alive, hop limit 1 one routed hop away: the token answer never arrives, not
+    even as a TCP retransmission seconds later (the connection keeps the hop limit)."""
+    mock, app = routed_pair(topo)
+    topo.mock(mock, "10.201.2.2", 1338, "--hop-limit", "1", "--keep-alive")
+    assert topo.py(app, "-c", KEEP_ALIVE_PROBE).stdout.strip() == "timeout"
