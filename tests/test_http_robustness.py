@@ -396,3 +396,63 @@ def _audit(hook: object) -> None:
         _HOOKS.append(None)
         sys.addaudithook(dispatch)
     _HOOKS.append(hook)
+
+
+# -- requests repeated byte for byte (the server's parse memo) ----------------------------
+
+
+def test_head_limit_holds_for_a_request_another_server_already_served() -> None:
+    """A head accepted by a server with a high limit is still 431 at one with a lower limit."""
+    request = OK_REQUEST[:-2] + b"X-Pad: " + b"p" * 1100 + b"\r\n\r\n"
+    with serve(make_config(server={"max-header-bytes": 4096})) as high:
+        assert status_of(exchange(high, request)) == 200
+        assert status_of(exchange(high, request)) == 200
+    with serve(make_config(server={"max-header-bytes": 1024})) as low:
+        assert status_of(exchange(low, request)) == 431
+
+
+def test_repeated_request_bytes_are_judged_afresh_each_time() -> None:
+    """Sending the same bytes again re-checks the token (it expires) and is logged again."""
+    with serve(make_config(server={"keep-alive": True})) as r:
+        token = r.token(ttl=5)
+        request = (
+            b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n"
+            b"X-aws-ec2-metadata-token: " + token.encode() + b"\r\n\r\n"
+        )
+        with connect(r) as sock:
+            for _ in range(3):
+                sock.sendall(request)
+                answer = sock.recv(65536)
+                assert status_of(answer) == 200
+                assert answer.endswith(INSTANCE_ID)
+        r.clock.advance(6)
+        assert status_of(exchange(r, request[:-2] + b"Connection: close\r\n\r\n")) == 401
+        with connect(r) as sock:
+            sock.sendall(request)
+            assert status_of(sock.recv(65536)) == 401
+        logged = [(e.path, e.status) for e in r.app.requests.entries() if e.method == "GET"]
+        assert logged[-5:] == [
+            ("/latest/meta-data/instance-id", s) for s in (200, 200, 200, 401, 401)
+        ]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /latest/meta-data/instance-id HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /latest/meta-data/instance-id HTTP/1.0\r\n\r\n",
+    ],
+    ids=["connection-close", "http-1.0"],
+)
+def test_repeated_request_that_ends_the_connection_ends_it_every_time(
+    request_bytes: bytes,
+) -> None:
+    """On a keep-alive server a request that asks to close closes, the first time and after."""
+    with serve(make_config(server={"keep-alive": True})) as r:
+        for _ in range(3):
+            with connect(r) as sock:
+                sock.sendall(request_bytes)
+                answer = read_all(sock)  # returns only because the server closed
+                assert b"Connection: close\r\n" in answer
+                assert answer.endswith(INSTANCE_ID)
+                assert answer.count(b"HTTP/1.1 ") == 1
