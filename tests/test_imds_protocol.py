@@ -242,6 +242,18 @@ def test_token_cache_is_bounded() -> None:
     assert len(issuer._cache) <= _CACHE_LIMIT
 
 
+def test_tokens_issued_at_the_same_instant_are_all_distinct_and_ec2_shaped() -> None:
+    """Many tokens with the same TTL and expiry never repeat; each looks like EC2's."""
+    from imdsmock.tokens import TokenIssuer
+
+    issuer = TokenIssuer()
+    tokens = [issuer.issue(21600, 1000.0) for _ in range(50_000)]
+    assert len(set(tokens)) == len(tokens)
+    assert all(len(t) == 56 and t.startswith("AQAAA") for t in tokens)
+    other = TokenIssuer()
+    assert other.remaining(tokens[0], 1000.0) is None  # another secret: not ours
+
+
 def test_keep_alive_is_opt_in() -> None:
     """By default every answer says Connection: close; keep-alive serves several requests."""
     import http.client
