@@ -456,3 +456,24 @@ def test_repeated_request_that_ends_the_connection_ends_it_every_time(
                 assert b"Connection: close\r\n" in answer
                 assert answer.endswith(INSTANCE_ID)
                 assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_parse_memo_stays_bounded_when_no_request_repeats() -> None:
+    """Thousands of distinct requests (a new path each) keep the parse memo within its bound."""
+    import http.client
+
+    from imdsmock import server
+
+    with serve(make_config(server={"keep-alive": True})) as r:
+        conn = http.client.HTTPConnection(r.host, r.port, timeout=5)
+        try:
+            for i in range(server._PARSED_LIMIT + 500):
+                conn.request("GET", f"/latest/meta-data/nope-{i}")
+                answer = conn.getresponse()
+                answer.read()
+                assert answer.status == 404
+            assert len(server._PARSED) <= server._PARSED_LIMIT
+            conn.request("GET", "/latest/meta-data/instance-id")
+            assert conn.getresponse().read() == INSTANCE_ID
+        finally:
+            conn.close()
