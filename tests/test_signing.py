@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import os
 import shutil
 import subprocess
 import sys
@@ -306,6 +307,16 @@ def test_a_mismatched_cache_is_regenerated(tmp_path: Path, monkeypatch: pytest.M
     second = load_signer(SigningConfig())
     assert second.key != first.key
     assert (second.certificate.n, second.certificate.e) == (second.key.n, second.key.e)
+
+
+def test_processes_started_together_share_one_cached_pair(tmp_path: Path) -> None:
+    """Several `imdsmock cert` run at once on an empty cache all print the one cached certificate."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "imdsmock", "cert"]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(3)]
+    printed = {run.communicate(timeout=120)[0] for run in runs}
+    assert all(run.returncode == 0 for run in runs)
+    assert printed == {(tmp_path / "imdsmock" / "identity-cert.pem").read_bytes()}
 
 
 def test_serving_needs_no_cryptography() -> None:

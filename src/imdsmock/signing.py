@@ -20,12 +20,15 @@ for two signatures at start. The test suite cross-checks every structure with
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
+import fcntl
 import hashlib
 import math
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,6 +203,30 @@ def load_signer(cfg: SigningConfig) -> Signer:
         cert = _read_cert(Path(cfg.cert_file), "signing.cert-file")
         return _pair(key, cert, "signing.cert-file", cfg.cert_file)
     directory = default_dir()
+    # Processes starting together (parallel test workers) would each generate and cache a
+    # pair, and a running server could sign with a key whose certificate was overwritten:
+    # one at a time, under a lock file, and the others then read the pair it cached.
+    with _cache_lock(directory):
+        return _cached_signer(directory)
+
+
+@contextlib.contextmanager
+def _cache_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock on the cache directory (none if it cannot be created)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / "identity.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError:
+        yield  # read-only home: nothing is cached, so nothing to share
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _cached_signer(directory: Path) -> Signer:
     key_path, cert_path = directory / "identity-key.pem", directory / "identity-cert.pem"
     if key_path.exists() and cert_path.exists():
         try:
