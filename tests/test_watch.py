@@ -154,6 +154,53 @@ def test_imdsmock_watch_flag_polls_the_file(tmp_path: Path) -> None:
     assert "reloaded configuration" in err
 
 
+def test_a_reload_names_the_settings_that_apply_only_after_a_restart(tmp_path: Path) -> None:
+    """A reload that turns on container endpoints or real credentials logs one line naming them."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = {**BASE["server"], "port": port}
+    file = tmp_path / "imdsmock.yaml"
+    write(file, {"server": server})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMDSMOCK_")}
+    command = [sys.executable, "-m", "imdsmock", "-w", "-c", str(file)]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/latest/meta-data/instance-id"
+
+    def get() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return str(resp.read().decode())
+        except (urllib.error.URLError, ConnectionError):
+            return ""
+
+    try:
+        deadline = time.monotonic() + 15
+        while get() != "i-1234567890abcdef0":
+            assert proc.poll() is None, "exited"
+            assert time.monotonic() < deadline, "did not start"
+            time.sleep(0.05)
+        write(
+            file,
+            {
+                "server": {**server, "ecs-listen": ["127.0.0.1:0"]},
+                "credentials": {"source": "profile", "profile": "elsewhere"},
+                "instance": {"instance-id": "i-0000000000000beef"},
+            },
+        )
+        deadline = time.monotonic() + 5
+        while get() != "i-0000000000000beef":
+            assert time.monotonic() < deadline, "no reload"
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=5)
+    lines = [line for line in err.splitlines() if "after a restart" in line]
+    assert len(lines) == 1, err
+    for name in ("server.ecs-listen", "credentials.source", "credentials.profile"):
+        assert name in lines[0]
+
+
 def test_watcher_loop_reloads_on_change_and_on_request(watched: tuple[App, Watcher, Path]) -> None:
     """run() polls the file's stat and reloads on a change, or when woken (SIGHUP's path)."""
     app, _, file = watched

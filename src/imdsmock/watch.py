@@ -56,6 +56,32 @@ def reconfigure(snapshot: Snapshot, config: Config) -> Snapshot:
     return with_scenarios(rebuild(snapshot, config), fresh + kept)
 
 
+# Read once at start (the server's limits, the control listener, the container endpoints,
+# the credential refresher, the signing key): a reload that changes them says so.
+_START_ONLY = {
+    "server": (
+        "keep_alive", "control", "control_host", "control_port", "control_token",
+        "control_token_file", "clock", "max_connections", "idle_timeout", "max_header_bytes",
+        "ecs_listen", "eks_listen",
+    ),
+    "credentials": (
+        "source", "profile", "role_arn", "role_session_name", "duration_seconds",
+        "refresh_ahead", "container_token", "container_token_file",
+    ),
+    "signing": ("key_file", "cert_file"),
+}  # fmt: skip
+
+
+def _start_only_changes(old: Config, new: Config) -> str:
+    """The start-only settings that differ, comma-separated as the file spells them."""
+    return ", ".join(
+        f"{section}.{name.replace('_', '-')}"
+        for section, names in _START_ONLY.items()
+        for name in names
+        if getattr(getattr(old, section), name) != getattr(getattr(new, section), name)
+    )
+
+
 def _signature(path: Path) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
@@ -105,6 +131,8 @@ class Watcher:
             self.app.server.sink = self.app.requests.sink(access_log=config.server.log_requests)
         if config.server.listeners() != old.server.listeners():
             log.warning("listen addresses changed in %s; they apply after a restart", self.path)
+        if changed := _start_only_changes(old, config):
+            log.warning("%s changed in %s; they apply after a restart", changed, self.path)
         self.reloads += 1
         log.info("reloaded configuration from %s", self.path)
         return True
