@@ -182,6 +182,15 @@ def test_pipelined_requests_without_keep_alive_get_one_answer(running: Running) 
     assert answer.endswith(INSTANCE_ID)
 
 
+def test_upgrade_request_on_keep_alive_is_answered_once_and_closed() -> None:
+    """With keep-alive, a request asking to upgrade gets one plain answer that closes."""
+    with serve(make_config(server={"keep-alive": True})) as r:
+        answer = exchange(r, OK_REQUEST[:-2] + b"Connection: upgrade\r\nUpgrade: h2c\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert b"Connection: close\r\n" in answer
+    assert answer.endswith(INSTANCE_ID)
+
+
 def test_half_closed_client_gets_its_answer(running: Running) -> None:
     """A client that shuts down its sending side after the request still reads the answer."""
     with connect(running) as sock:

@@ -332,7 +332,9 @@ class IMDSProtocol(asyncio.Protocol):
             path = _path(url)
         parser = self._parser
         raw_method = parser.get_method()
-        keep = parser.should_keep_alive()
+        # An upgrade (or CONNECT) is answered once as plain HTTP and ends the connection:
+        # what follows it would be another protocol, and a second answer (400) is wrong.
+        keep = parser.should_keep_alive() and not parser.should_upgrade()
         parsed = _Parsed(
             _METHODS.get(raw_method) or raw_method.decode("ascii", "replace"),
             path,
