@@ -22,9 +22,21 @@ TOKEN = "X-aws-ec2-metadata-token"
         ({TTL: "abc"}, 400),
         ({TTL: "-5"}, 400),
         ({TTL: ""}, 400),
+        ({TTL: "\u00b2"}, 400),
         ({TTL: "60", "X-Forwarded-For": "10.0.0.1"}, 403),
     ],
-    ids=["min", "max", "missing", "zero", "too-big", "text", "negative", "empty", "xff"],
+    ids=[
+        "min",
+        "max",
+        "missing",
+        "zero",
+        "too-big",
+        "text",
+        "negative",
+        "empty",
+        "superscript-digit",
+        "xff",
+    ],
 )
 def test_token_put_validates_ttl_and_forwarding(
     running: Running, headers: dict[str, str], status: int

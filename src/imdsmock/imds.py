@@ -152,7 +152,8 @@ def _token(snapshot: Snapshot, request: Request, now: float, tokens: TokenIssuer
     if request.forwarded:
         return FORBIDDEN
     raw = request.token_ttl
-    if raw is None or not raw.strip().isdigit():
+    # ASCII digits only: str.isdigit() also accepts e.g. "\u00b2", which int() refuses.
+    if raw is None or not raw.strip().isdigit() or not raw.isascii():
         return BAD_REQUEST
     ttl = int(raw)
     if not MIN_TTL <= ttl <= MAX_TTL:
