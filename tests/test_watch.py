@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -199,6 +200,50 @@ def test_a_reload_names_the_settings_that_apply_only_after_a_restart(tmp_path: P
     assert len(lines) == 1, err
     for name in ("server.ecs-listen", "credentials.source", "credentials.profile"):
         assert name in lines[0]
+
+
+def test_an_unreadable_file_on_sighup_is_one_reload_error_and_the_mock_lives(
+    tmp_path: Path,
+) -> None:
+    """A file that cannot be read (a symlink loop) on SIGHUP logs the one reload error; later SIGHUPs do no harm."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    file = tmp_path / "imdsmock.yaml"
+    write(file, {"server": {**BASE["server"], "port": port}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMDSMOCK_")}
+    command = [sys.executable, "-m", "imdsmock", "-c", str(file)]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/latest/meta-data/instance-id"
+
+    def get() -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return str(resp.read().decode())
+        except (urllib.error.URLError, ConnectionError):
+            return ""
+
+    try:
+        deadline = time.monotonic() + 15
+        while get() != "i-1234567890abcdef0":
+            assert proc.poll() is None, "exited"
+            assert time.monotonic() < deadline, "did not start"
+            time.sleep(0.05)
+        file.unlink()
+        file.symlink_to(file.name)  # reading it fails with ELOOP
+        proc.send_signal(signal.SIGHUP)
+        assert proc.stderr is not None
+        first = ""
+        while str(file) not in first:
+            first = proc.stderr.readline()
+            assert first, "exited"
+        proc.send_signal(signal.SIGHUP)
+        assert proc.stderr.readline()  # the second SIGHUP is answered, not fatal
+        assert get() == "i-1234567890abcdef0"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=5)
+    assert "failed, keeping the previous one" in first, first
 
 
 def test_watcher_loop_reloads_on_change_and_on_request(watched: tuple[App, Watcher, Path]) -> None:

@@ -63,6 +63,8 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError("config file", str(p), "a file this user may read") from None
     except UnicodeDecodeError:
         raise ConfigError("config file", str(p), "UTF-8 text") from None
+    except OSError as exc:  # a symlink loop, an I/O error, ...: one line, not a traceback
+        raise ConfigError("config file", str(p), f"a readable file ({exc.strerror})") from None
     suffix = p.suffix.lower()
     errors: tuple[type[Exception], ...] = (json.JSONDecodeError, *_parse_errors(suffix))
     try:

@@ -139,13 +139,10 @@ class Watcher:
 
     async def run(self) -> None:
         """Poll until cancelled; SIGHUP forces a reload (main thread only)."""
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, self._wake.set)
         # A changed file is reloaded once its stat held still for one interval: editors and
         # `>` truncate before they write, and an empty file would load as "all defaults".
         pending: tuple[int, int, int] | None = None
-        try:
+        with _on_hangup(self._wake.set):
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval)
@@ -162,9 +159,26 @@ class Watcher:
                 else:
                     self._seen, pending = seen, None
                     self.reload()
-        finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _on_hangup(callback: Callable[[], None]) -> Iterator[None]:
+    """``callback`` on SIGHUP in the body (main thread only), then SIGHUP as it was before.
+
+    asyncio's remove_signal_handler() sets SIG_DFL, which ends the process on SIGHUP: a
+    job restarted by the supervisor would leave the server to die of one in between.
+    """
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGHUP)
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, callback)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
+            if previous is not None:
+                signal.signal(signal.SIGHUP, previous)
 
 
 async def ignore_hangup(hint: str = "-c FILE or IMDSMOCK_CONFIG") -> None:
@@ -172,18 +186,12 @@ async def ignore_hangup(hint: str = "-c FILE or IMDSMOCK_CONFIG") -> None:
 
     ``hint`` says how to give the command a file.
     """
-    loop = asyncio.get_running_loop()
 
     def hangup() -> None:
         log.warning("SIGHUP ignored: no config file to reload (give %s)", hint)
 
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGHUP, hangup)
-    try:
+    with _on_hangup(hangup):
         await asyncio.Event().wait()
-    finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signal.SIGHUP)
 
 
 @contextlib.contextmanager
