@@ -39,12 +39,10 @@ class TokenIssuer:
     """Issues and verifies tokens; thread-safe (the cache tolerates races)."""
 
     __slots__ = (
-        "_base_generation",
         "_cache",
-        "_inner",
+        "_keyed",
         "_lock",
         "_nonces",
-        "_outer",
         "_secret",
         "generation",
     )
@@ -57,8 +55,7 @@ class TokenIssuer:
         # Bumped by revoke_all(); part of the MAC so old tokens stop verifying.
         self.generation = 0
         # HMAC states keyed for the current generation; copying them skips the key set-up.
-        self._base_generation = -1
-        self._inner = self._outer = hashlib.sha256()
+        self._keyed = (-1, hashlib.sha256(), hashlib.sha256())
 
     def issue(self, ttl: int, now: float) -> str:
         """A new token valid for ``ttl`` seconds from ``now``."""
@@ -103,14 +100,21 @@ class TokenIssuer:
     def _mac(self, body: bytes) -> bytes:
         # HMAC-SHA256 (RFC 2104) from two SHA-256 states keyed once per generation:
         # copying them is about 40 % cheaper than copying an hmac object.
-        if self._base_generation != self.generation:
-            key = (self._secret + self.generation.to_bytes(4, "big")).ljust(64, b"\0")
-            self._inner = hashlib.sha256(key.translate(_IPAD))
-            self._outer = hashlib.sha256(key.translate(_OPAD))
-            self._base_generation = self.generation
-        inner = self._inner.copy()
+        # The generation and its two states are one tuple, read and replaced whole: a
+        # revoke_all() from another thread never pairs a new generation with old keys.
+        keyed = self._keyed
+        generation = self.generation
+        if keyed[0] != generation:
+            key = (self._secret + generation.to_bytes(4, "big")).ljust(64, b"\0")
+            keyed = (
+                generation,
+                hashlib.sha256(key.translate(_IPAD)),
+                hashlib.sha256(key.translate(_OPAD)),
+            )
+            self._keyed = keyed
+        inner = keyed[1].copy()
         inner.update(body)
-        outer = self._outer.copy()
+        outer = keyed[2].copy()
         outer.update(inner.digest())
         return outer.digest()[:18]
 
