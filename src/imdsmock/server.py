@@ -259,7 +259,11 @@ class IMDSProtocol(asyncio.Protocol):
             known = _PARSED.get(data)
             if known is not None and known.header_bytes <= self._max_header_bytes:
                 self._fresh = known.keep_alive
-                self._answer(known)
+                try:
+                    self._answer(known)
+                except Exception:  # pragma: no cover - no known bug; as when parsed: 500, logged
+                    log.exception("request failed")
+                    self._fail(_FAULT_STATUS[500])
                 return
         done = self._done
         try:
