@@ -175,6 +175,9 @@ class App:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     self._loop.add_signal_handler(sig, self._stop.set)
         tasks = [asyncio.ensure_future(_supervised(job)) for job in self.background]
+        # Let every job take its first step (the config watcher installs its SIGHUP
+        # handler there) before "serving" is announced: a signal sent on that line counts.
+        await asyncio.sleep(0)
         if ready is not None:
             ready(self)
         try:
@@ -218,16 +221,21 @@ async def _supervised(job: Callable[[], Coroutine[Any, Any, None]]) -> None:
     A background job (credential refresher, config watcher) that ended on an error nobody
     foresaw would otherwise stop silently: credentials would stop rotating, reloads would
     stop. The line names the job and the error; the delay doubles from
-    :data:`RESTART_FIRST` to :data:`RESTART_CAP` seconds while it keeps failing.
+    :data:`RESTART_FIRST` to :data:`RESTART_CAP` seconds while it keeps failing, and
+    starts again from :data:`RESTART_FIRST` after a run that lasted longer than the cap.
     """
     name = getattr(job, "__qualname__", repr(job))
+    loop = asyncio.get_running_loop()
     delay = RESTART_FIRST
     while True:
+        started = loop.time()
         try:
             await job()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # any failure: one line, then restart
+            if loop.time() - started > RESTART_CAP:
+                delay = RESTART_FIRST  # it ran well for a long time: not a failing streak
             log.error(
                 "background job %s failed (%s: %s); restarting in %g s",
                 name,
