@@ -471,17 +471,17 @@ def test_parse_memo_stays_bounded_when_no_request_repeats() -> None:
     """Thousands of distinct requests (a new path each) keep the parse memo within its bound."""
     import http.client
 
-    from imdsmock import server
+    from imdsmock import requestmemo
 
     with serve(make_config(server={"keep-alive": True})) as r:
         conn = http.client.HTTPConnection(r.host, r.port, timeout=5)
         try:
-            for i in range(server._PARSED_LIMIT + 500):
+            for i in range(requestmemo.PARSED_LIMIT + 500):
                 conn.request("GET", f"/latest/meta-data/nope-{i}")
                 answer = conn.getresponse()
                 answer.read()
                 assert answer.status == 404
-            assert len(server._PARSED) <= server._PARSED_LIMIT
+            assert len(requestmemo.PARSED) <= requestmemo.PARSED_LIMIT
             conn.request("GET", "/latest/meta-data/instance-id")
             assert conn.getresponse().read() == INSTANCE_ID
         finally:

@@ -20,8 +20,9 @@ from .clock import Clock, ManualClock, SystemClock
 from .config import Config
 from .faults import FaultBook
 from .gate import GATED_PATHS, ClientGate
+from .listen import bind_sockets
 from .requestlog import RequestLog
-from .server import Limits, Server, bind_sockets
+from .server import Limits, Server
 from .signing import Signer, load_signer
 from .state import State, build_snapshot
 

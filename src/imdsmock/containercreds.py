@@ -32,8 +32,8 @@ from .credentials import current_set, role_arn
 from .errors import ConfigError
 from .httpparse import callback_error
 from .imdsjson import imds_time
+from .listen import bind_sockets
 from .model import facts
-from .server import bind_sockets
 from .state import Snapshot, State
 
 __all__ = ["EKS_PATH", "ContainerEndpoints", "Kind", "answer"]

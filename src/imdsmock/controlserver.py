@@ -26,7 +26,7 @@ import httptools
 from .config import Listen, ServerConfig
 from .errors import ConfigError, ServeError
 from .httpparse import callback_error
-from .server import bind_sockets
+from .listen import bind_sockets
 from .wire import REASONS
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 import struct
@@ -18,20 +17,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
-from typing import Any, NamedTuple
+from typing import Any
 
 import httptools
 
 from .clock import Clock
-from .config import Listen
-from .errors import ServeError
 from .faults import Fault, FaultBook
 from .httpparse import callback_error
 from .imds import Gate, Request, handle
+from .requestmemo import (
+    METHODS,
+    PARSED,
+    PARSED_MAX_BYTES,
+    PATHS,
+    Parsed,
+    path_of,
+)
+from .requestmemo import remember as remember_parse
 from .state import State
 from .wire import Response, error
 
-__all__ = ["IMDSProtocol", "Limits", "RequestSink", "ServeOptions", "Server", "bind_sockets"]
+__all__ = ["IMDSProtocol", "Limits", "RequestSink", "ServeOptions", "Server"]
 
 log = logging.getLogger("imdsmock.server")
 
@@ -98,55 +104,6 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
 
 
-# Request lines repeat: one shared str per distinct path and method (the request log
-# keeps thousands of requests, and these keep it from holding a copy of each).
-_PATHS: dict[bytes, str] = {}
-_PATHS_LIMIT = 16384  # about 2.5 MB when full; 10,000 leaves fit
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH")}
-
-
-class _Parsed(NamedTuple):
-    """What parsing one whole request gave: everything but the client's address."""
-
-    method: str
-    path: str
-    token: str | None
-    token_ttl: str | None
-    forwarded: bool
-    user_agent: str | None
-    keep_alive: bool  # what HTTP says (version, Connection header), not the server option
-    header_bytes: int  # counted against Limits.max_header_bytes
-
-
-# Parsed requests, by their exact bytes. Clients repeat themselves byte for byte: an SDK
-# sends the same headers (and the same token, for hours) on every connection, a health
-# check the same GET. When a packet holds exactly one request, with no body, and the
-# parser starts it between messages, parsing the same bytes again gives the same result;
-# so the answer skips httptools and its five Python callbacks (~20 % of a keep-alive
-# GET). Bounded like _PATHS; a request with a body, pipelined requests, or a packet that
-# splits a request are parsed as usual and never stored.
-_PARSED: dict[bytes, _Parsed] = {}
-_PARSED_LIMIT = 2048
-_PARSED_MAX_BYTES = 2048  # ~4 MB at most when full
-# When full, the memo is emptied at most this often (seconds); in between nothing new is
-# stored. Clients that never repeat (a random token per request) would otherwise make
-# every request pay a store and, every 2,048, a clear: 8 % of such a GET, measured.
-_PARSED_REFRESH_S = 10.0
-_parsed_refresh_at = 0.0  # monotonic time before which a full memo is kept as it is
-
-
-def _remember_parse(data: bytes, parsed: _Parsed) -> None:
-    """Store one parse in the memo (see _PARSED), within its bounds."""
-    global _parsed_refresh_at  # noqa: PLW0603 - one memo per process, like _PATHS
-    if len(_PARSED) >= _PARSED_LIMIT:
-        now = time.monotonic()
-        if now < _parsed_refresh_at:
-            return
-        _PARSED.clear()
-        _parsed_refresh_at = now + _PARSED_REFRESH_S
-    _PARSED[data] = parsed
-
-
 class _DateCache:
     __slots__ = ("line", "second")
 
@@ -207,7 +164,7 @@ class IMDSProtocol(asyncio.Protocol):
         # far, and the last one parsed.
         self._fresh = True
         self._done = 0
-        self._last: _Parsed | None = None
+        self._last: Parsed | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -254,9 +211,9 @@ class IMDSProtocol(asyncio.Protocol):
         del self._parser  # nothing is parsed after connection_lost
 
     def data_received(self, data: bytes) -> None:
-        fresh = self._fresh and len(data) <= _PARSED_MAX_BYTES
+        fresh = self._fresh and len(data) <= PARSED_MAX_BYTES
         if fresh:
-            known = _PARSED.get(data)
+            known = PARSED.get(data)
             if known is not None and known.header_bytes <= self._max_header_bytes:
                 self._fresh = known.keep_alive
                 try:
@@ -289,7 +246,7 @@ class IMDSProtocol(asyncio.Protocol):
                 and self._body_bytes == 0
                 and self._last is not None
             ):
-                _remember_parse(data, self._last)
+                remember_parse(data, self._last)
 
     def eof_received(self) -> bool | None:
         # Half-closed by the client: a delayed answer (latency fault) is still written;
@@ -331,16 +288,16 @@ class IMDSProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         url = self._url
-        path = _PATHS.get(url)
+        path = PATHS.get(url)
         if path is None:
-            path = _path(url)
+            path = path_of(url)
         parser = self._parser
         raw_method = parser.get_method()
         # An upgrade (or CONNECT) is answered once as plain HTTP and ends the connection:
         # what follows it would be another protocol, and a second answer (400) is wrong.
         keep = parser.should_keep_alive() and not parser.should_upgrade()
-        parsed = _Parsed(
-            _METHODS.get(raw_method) or raw_method.decode("ascii", "replace"),
+        parsed = Parsed(
+            METHODS.get(raw_method) or raw_method.decode("ascii", "replace"),
             path,
             self._token,
             self._token_ttl,
@@ -355,7 +312,7 @@ class IMDSProtocol(asyncio.Protocol):
         self._fresh = keep
         self._answer(parsed)
 
-    def _answer(self, parsed: _Parsed) -> None:
+    def _answer(self, parsed: Parsed) -> None:
         """Answer one parsed request (from the parser, or from the parse memo)."""
         transport = self._transport
         if transport is None or self._closing:
@@ -478,64 +435,6 @@ class _TooLarge(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__(response.status)
         self.response = response
-
-
-def _path(url: bytes) -> str:
-    """The request target as str (shared per distinct target, see _PATHS)."""
-    try:
-        path = url.decode("ascii")
-    except UnicodeDecodeError:
-        path = url.decode("latin-1")
-    if len(_PATHS) >= _PATHS_LIMIT:  # any client can send any path: stay bounded
-        _PATHS.clear()
-    _PATHS[url] = path
-    return path
-
-
-def bind_sockets(listens: Sequence[Listen]) -> list[socket.socket]:
-    """Bind every listener up front, so an address in use fails before anything serves."""
-    socks: list[socket.socket] = []
-    try:
-        for item in listens:
-            socks.append(_bind(item))
-    except BaseException:
-        for s in socks:
-            s.close()
-        raise
-    return socks
-
-
-def _bind(item: Listen) -> socket.socket:
-    host = item.host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, item.port))
-        sock.listen(1024)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ServeError(_bind_message(item, exc)) from None
-    return sock
-
-
-def _bind_message(item: Listen, exc: OSError) -> str:
-    if exc.errno == errno.EADDRINUSE:
-        return f"listen address {item} is already in use; choose another port (--port)"
-    if exc.errno == errno.EACCES:
-        return (
-            f"listen address {item} needs privilege (ports below 1024 need root or "
-            "CAP_NET_BIND_SERVICE); use a port >= 1024 or run with that capability"
-        )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return (
-            f"listen address {item} is not an address of this machine; add it first "
-            "(see `imdsmock route up`) or listen on 127.0.0.1"
-        )
-    return f"cannot listen on {item}: {exc.strerror}"
 
 
 class Server:
