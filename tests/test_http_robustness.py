@@ -473,15 +473,18 @@ def test_parse_memo_stays_bounded_when_no_request_repeats() -> None:
 
     from imdsmock import requestmemo
 
+    pad = "p" * 1800  # large requests: the byte budget is reached in a few thousand
+    count = requestmemo.PARSED_BUDGET // (1900 + requestmemo.PARSED_ENTRY_COST) + 300
     with serve(make_config(server={"keep-alive": True})) as r:
         conn = http.client.HTTPConnection(r.host, r.port, timeout=5)
         try:
-            for i in range(requestmemo.PARSED_LIMIT + 500):
-                conn.request("GET", f"/latest/meta-data/nope-{i}")
+            for i in range(count):
+                conn.request("GET", f"/latest/meta-data/nope-{i}", headers={"X-Pad": pad})
                 answer = conn.getresponse()
                 answer.read()
                 assert answer.status == 404
-            assert len(requestmemo.PARSED) <= requestmemo.PARSED_LIMIT
+            held = sum(len(k) + requestmemo.PARSED_ENTRY_COST for k in requestmemo.PARSED)
+            assert 0 < held <= requestmemo.PARSED_BUDGET
             conn.request("GET", "/latest/meta-data/instance-id")
             assert conn.getresponse().read() == INSTANCE_ID
         finally:

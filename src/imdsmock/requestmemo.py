@@ -10,7 +10,7 @@ from typing import NamedTuple
 __all__ = [
     "METHODS",
     "PARSED",
-    "PARSED_LIMIT",
+    "PARSED_BUDGET",
     "PARSED_MAX_BYTES",
     "PATHS",
     "Parsed",
@@ -43,28 +43,34 @@ class Parsed(NamedTuple):
 # check the same GET. When a packet holds exactly one request, with no body, and the
 # parser starts it between messages, parsing the same bytes again gives the same result;
 # so the answer skips httptools and its five Python callbacks (~20 % of a keep-alive
-# GET). Bounded like PATHS; a request with a body, pipelined requests, or a packet that
-# splits a request are parsed as usual and never stored.
+# GET). Bounded by bytes: 6 MiB counting each entry's key and ~200 bytes of dict slot and
+# tuple, i.e. ~17,000 typical SDK requests (10,000 leaves fit). A request with a body,
+# pipelined requests, or a packet that splits a request are parsed as usual, never stored.
 PARSED: dict[bytes, Parsed] = {}
-PARSED_LIMIT = 2048
-PARSED_MAX_BYTES = 2048  # ~4 MB at most when full
+PARSED_BUDGET = 6 * 1024 * 1024
+PARSED_ENTRY_COST = 200  # bytes beyond the key: dict slot, Parsed tuple
+PARSED_MAX_BYTES = 2048  # a longer packet is never stored
 # When full, the memo is emptied at most this often (seconds); in between nothing new is
 # stored. Clients that never repeat (a random token per request) would otherwise make
-# every request pay a store and, every 2,048, a clear: 8 % of such a GET, measured.
+# every request pay a store and, now and then, a clear: 8 % of such a GET, measured.
 PARSED_REFRESH_S = 10.0
 _parsed_refresh_at = 0.0  # monotonic time before which a full memo is kept as it is
+_parsed_bytes = 0  # what PARSED holds, as counted against PARSED_BUDGET
 
 
 def remember(data: bytes, parsed: Parsed) -> None:
     """Store one parse in the memo (see PARSED), within its bounds."""
-    global _parsed_refresh_at  # noqa: PLW0603 - one memo per process, like PATHS
-    if len(PARSED) >= PARSED_LIMIT:
+    global _parsed_refresh_at, _parsed_bytes  # noqa: PLW0603 - one memo per process
+    cost = len(data) + PARSED_ENTRY_COST
+    if _parsed_bytes + cost > PARSED_BUDGET:
         now = time.monotonic()
         if now < _parsed_refresh_at:
             return
         PARSED.clear()
+        _parsed_bytes = 0
         _parsed_refresh_at = now + PARSED_REFRESH_S
     PARSED[data] = parsed
+    _parsed_bytes += cost
 
 
 def path_of(url: bytes) -> str:
