@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -109,54 +110,9 @@ def test_reload_keeps_scenarios_started_at_run_time(watched: tuple[App, Watcher,
     assert [s.id for s in app.state.snapshot.scenarios] == ["live"]
 
 
-def test_imdsmock_watch_flag_polls_the_file(tmp_path: Path) -> None:
-    """`imdsmock -w -c FILE` picks up an edited file within a second, over HTTP."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    file = tmp_path / "imdsmock.yaml"
-    write(file, {"server": {**BASE["server"], "port": port}})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMDSMOCK_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imdsmock", "-w", "-c", str(file)],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/latest/meta-data/instance-id"
-
-    def get() -> str:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                return str(resp.read().decode())
-        except (urllib.error.URLError, ConnectionError):
-            return ""
-
-    try:
-        deadline = time.monotonic() + 15
-        while get() != "i-1234567890abcdef0":
-            assert proc.poll() is None, "exited"
-            assert time.monotonic() < deadline, "did not start"
-            time.sleep(0.05)
-        write(
-            file,
-            {
-                "server": {**BASE["server"], "port": port},
-                "instance": {"instance-id": "i-0000000000000beef"},
-            },
-        )
-        deadline = time.monotonic() + 5
-        while get() != "i-0000000000000beef":
-            assert time.monotonic() < deadline, "no reload"
-            time.sleep(0.05)
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=5)
-    assert "reloaded configuration" in err
-
-
-def test_a_reload_names_the_settings_that_apply_only_after_a_restart(tmp_path: Path) -> None:
-    """A reload that turns on container endpoints or real credentials logs one line naming them."""
+def _watched_reload(tmp_path: Path, second: dict[str, Any]) -> str:
+    """Start `imdsmock -w -c FILE`, rewrite FILE with ``second`` (instance id changed to
+    i-0000000000000beef), wait until that id is served, stop; the process's stderr."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -181,14 +137,9 @@ def test_a_reload_names_the_settings_that_apply_only_after_a_restart(tmp_path: P
             assert proc.poll() is None, "exited"
             assert time.monotonic() < deadline, "did not start"
             time.sleep(0.05)
-        write(
-            file,
-            {
-                "server": {**server, "ecs-listen": ["127.0.0.1:0"]},
-                "credentials": {"source": "profile", "profile": "elsewhere"},
-                "instance": {"instance-id": "i-0000000000000beef"},
-            },
-        )
+        changed = {**second, "server": {**server, **second.get("server", {})}}
+        changed["instance"] = {**second.get("instance", {}), "instance-id": "i-0000000000000beef"}
+        write(file, changed)
         deadline = time.monotonic() + 5
         while get() != "i-0000000000000beef":
             assert time.monotonic() < deadline, "no reload"
@@ -196,6 +147,23 @@ def test_a_reload_names_the_settings_that_apply_only_after_a_restart(tmp_path: P
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=5)
+    return str(err)
+
+
+def test_imdsmock_watch_flag_polls_the_file(tmp_path: Path) -> None:
+    """`imdsmock -w -c FILE` picks up an edited file within a second, over HTTP."""
+    assert "reloaded configuration" in _watched_reload(tmp_path, {})
+
+
+def test_a_reload_names_the_settings_that_apply_only_after_a_restart(tmp_path: Path) -> None:
+    """A reload that turns on container endpoints or real credentials logs one line naming them."""
+    err = _watched_reload(
+        tmp_path,
+        {
+            "server": {"ecs-listen": ["127.0.0.1:0"]},
+            "credentials": {"source": "profile", "profile": "elsewhere"},
+        },
+    )
     lines = [line for line in err.splitlines() if "after a restart" in line]
     assert len(lines) == 1, err
     for name in ("server.ecs-listen", "credentials.source", "credentials.profile"):
