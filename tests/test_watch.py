@@ -110,44 +110,68 @@ def test_reload_keeps_scenarios_started_at_run_time(watched: tuple[App, Watcher,
     assert [s.id for s in app.state.snapshot.scenarios] == ["live"]
 
 
-def _watched_reload(tmp_path: Path, second: dict[str, Any]) -> str:
-    """Start `imdsmock -w -c FILE`, rewrite FILE with ``second`` (instance id changed to
-    i-0000000000000beef), wait until that id is served, stop; the process's stderr."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = {**BASE["server"], "port": port}
-    file = tmp_path / "imdsmock.yaml"
-    write(file, {"server": server})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMDSMOCK_")}
-    command = [sys.executable, "-m", "imdsmock", "-w", "-c", str(file)]
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/latest/meta-data/instance-id"
+class _MockOnFile:
+    """`imdsmock -c FILE` (with ``-w`` when watching) in a subprocess, serving the default
+    instance on a free port; ``err`` holds its stderr once stopped."""
 
-    def get() -> str:
+    def __init__(self, tmp_path: Path, *, watch: bool) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.server = {**BASE["server"], "port": port}
+        self.file = tmp_path / "imdsmock.yaml"
+        write(self.file, {"server": self.server})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMDSMOCK_")}
+        command = [
+            sys.executable,
+            "-m",
+            "imdsmock",
+            *(["-w"] if watch else []),
+            "-c",
+            str(self.file),
+        ]
+        self.proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{port}/latest/meta-data/instance-id"
+        self.err = ""
+
+    def get(self) -> str:
+        """The instance id served now ("" when nothing answers)."""
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
+            with urllib.request.urlopen(self.url, timeout=1) as resp:
                 return str(resp.read().decode())
         except (urllib.error.URLError, ConnectionError):
             return ""
 
-    try:
-        deadline = time.monotonic() + 15
-        while get() != "i-1234567890abcdef0":
-            assert proc.poll() is None, "exited"
-            assert time.monotonic() < deadline, "did not start"
+    def wait_for(self, instance_id: str, timeout: float) -> None:
+        """Poll until ``instance_id`` is served."""
+        deadline = time.monotonic() + timeout
+        while self.get() != instance_id:
+            assert self.proc.poll() is None, "exited"
+            assert time.monotonic() < deadline, f"never served {instance_id}"
             time.sleep(0.05)
-        changed = {**second, "server": {**server, **second.get("server", {})}}
+
+    def __enter__(self) -> _MockOnFile:
+        try:
+            self.wait_for("i-1234567890abcdef0", 15)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.err = str(self.proc.communicate(timeout=5)[1])
+
+
+def _watched_reload(tmp_path: Path, second: dict[str, Any]) -> str:
+    """Under `imdsmock -w`, rewrite the file with ``second`` (and a new instance id), wait
+    until that id is served; the process's stderr."""
+    with _MockOnFile(tmp_path, watch=True) as mock:
+        changed = {**second, "server": {**mock.server, **second.get("server", {})}}
         changed["instance"] = {**second.get("instance", {}), "instance-id": "i-0000000000000beef"}
-        write(file, changed)
-        deadline = time.monotonic() + 5
-        while get() != "i-0000000000000beef":
-            assert time.monotonic() < deadline, "no reload"
-            time.sleep(0.05)
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=5)
-    return str(err)
+        write(mock.file, changed)
+        mock.wait_for("i-0000000000000beef", 5)
+    return mock.err
 
 
 def test_imdsmock_watch_flag_polls_the_file(tmp_path: Path) -> None:
@@ -174,43 +198,18 @@ def test_an_unreadable_file_on_sighup_is_one_reload_error_and_the_mock_lives(
     tmp_path: Path,
 ) -> None:
     """A file that cannot be read (a symlink loop) on SIGHUP logs the one reload error; later SIGHUPs do no harm."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    file = tmp_path / "imdsmock.yaml"
-    write(file, {"server": {**BASE["server"], "port": port}})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMDSMOCK_")}
-    command = [sys.executable, "-m", "imdsmock", "-c", str(file)]
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/latest/meta-data/instance-id"
-
-    def get() -> str:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                return str(resp.read().decode())
-        except (urllib.error.URLError, ConnectionError):
-            return ""
-
-    try:
-        deadline = time.monotonic() + 15
-        while get() != "i-1234567890abcdef0":
-            assert proc.poll() is None, "exited"
-            assert time.monotonic() < deadline, "did not start"
-            time.sleep(0.05)
-        file.unlink()
-        file.symlink_to(file.name)  # reading it fails with ELOOP
-        proc.send_signal(signal.SIGHUP)
-        assert proc.stderr is not None
+    with _MockOnFile(tmp_path, watch=False) as mock:
+        mock.file.unlink()
+        mock.file.symlink_to(mock.file.name)  # reading it fails with ELOOP
+        mock.proc.send_signal(signal.SIGHUP)
+        assert mock.proc.stderr is not None
         first = ""
-        while str(file) not in first:
-            first = proc.stderr.readline()
+        while str(mock.file) not in first:
+            first = mock.proc.stderr.readline()
             assert first, "exited"
-        proc.send_signal(signal.SIGHUP)
-        assert proc.stderr.readline()  # the second SIGHUP is answered, not fatal
-        assert get() == "i-1234567890abcdef0"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=5)
+        mock.proc.send_signal(signal.SIGHUP)
+        assert mock.proc.stderr.readline()  # the second SIGHUP is answered, not fatal
+        assert mock.get() == "i-1234567890abcdef0"
     assert "failed, keeping the previous one" in first, first
 
 
