@@ -79,6 +79,7 @@ _TOO_LARGE = error(431)
 # Injected faults (imdsmock.faults): pre-rendered answers, and "no answer" for the log.
 _FAULT_STATUS = {status: error(status) for status in (429, 500, 503)}
 _NO_ANSWER = Response(0, b"", b"", b"")
+_NO_REQUEST = Request("", "")
 
 RequestSink = Callable[[Request, Response, float], None]
 
@@ -127,6 +128,7 @@ class IMDSProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_active",
+        "_asked",
         "_body_bytes",
         "_client",
         "_closing",
@@ -140,6 +142,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_max_header_bytes",
         "_options",
         "_parser",
+        "_request",
         "_shed",
         "_timer",
         "_token",
@@ -165,6 +168,9 @@ class IMDSProtocol(asyncio.Protocol):
         self._fresh = True
         self._done = 0
         self._last: Parsed | None = None
+        # The last parse answered and its Request (see _answer).
+        self._asked: Parsed | None = None
+        self._request = _NO_REQUEST
         self._reset()
 
     def _reset(self) -> None:
@@ -319,7 +325,13 @@ class IMDSProtocol(asyncio.Protocol):
             return
         options = self._options
         method, path, token, token_ttl, forwarded, user_agent, keep, _ = parsed
-        request = Request(method, path, self._client, token, token_ttl, forwarded, user_agent)
+        if parsed is self._asked:
+            # The same remembered parse again (a client repeating itself on this
+            # connection): the same Request, not a new tuple of the same fields.
+            request = self._request
+        else:
+            request = Request(method, path, self._client, token, token_ttl, forwarded, user_agent)
+            self._asked, self._request = parsed, request
         now = options.clock.now()
         state = options.state
         snapshot = state.snapshot
