@@ -30,7 +30,7 @@ from .clock import Clock
 from .config import Config, Listen, parse_listen
 from .credentials import current_set, role_arn
 from .errors import ConfigError
-from .httpparse import callback_error
+from .httpparse import Refused, feed
 from .imdsjson import imds_time
 from .listen import bind_sockets
 from .model import facts
@@ -136,7 +136,10 @@ def _wire(status: int, content_type: str, body: bytes, head: bool) -> bytes:
     return "\r\n".join(lines).encode("latin-1") + (b"" if head else body)
 
 
-_BAD_REQUEST = _wire(400, "text/plain; charset=utf-8", b"400 Bad Request\n", False)
+# Failure answers as (status, type, body): rendered when sent, so their Date is current.
+_BAD_REQUEST = _text(400, "400 Bad Request")
+_TOO_LARGE = _text(431, "431 Request Header Fields Too Large")
+_INTERNAL = _text(500, "500 Internal Server Error")
 
 
 class _Protocol(asyncio.Protocol):
@@ -158,20 +161,9 @@ class _Protocol(asyncio.Protocol):
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._send(_BAD_REQUEST)
-        except httptools.HttpParserError as exc:
-            # The head limit is raised in a callback, which httptools wraps: unwrap it.
-            cause = callback_error(exc)
-            if cause is None:
-                self._send(_BAD_REQUEST)
-            elif isinstance(cause, _TooLarge):
-                self._send(_wire(*_text(431, "431 Request Header Fields Too Large"), False))
-            else:  # pragma: no cover - a bug in a callback (none is known): 500, logged
-                log.error("container credential request failed", exc_info=cause)
-                self._send(_wire(*_text(500, "500 Internal Server Error"), False))
+        failure = feed(self._parser, data, malformed=_BAD_REQUEST, failed=_INTERNAL, log=log)
+        if failure is not None:
+            self._send(_wire(*failure, False))
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -185,7 +177,7 @@ class _Protocol(asyncio.Protocol):
     def _grow(self, n: int) -> None:
         self._size += n
         if self._size > _MAX_HEADER_BYTES:
-            raise _TooLarge
+            raise Refused(_TOO_LARGE)
 
     def on_message_complete(self) -> None:
         method = self._parser.get_method().decode("ascii", "replace")
@@ -206,10 +198,6 @@ class _Protocol(asyncio.Protocol):
             self._transport.write(data)
             self._transport.close()
             self._transport = None
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class ContainerEndpoints:

@@ -25,7 +25,7 @@ import httptools
 
 from .config import Listen, ServerConfig
 from .errors import ConfigError, ServeError
-from .httpparse import callback_error
+from .httpparse import Refused, feed
 from .listen import bind_sockets
 from .wire import REASONS
 
@@ -111,20 +111,17 @@ class ControlProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done:
             return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._send(_plain_error(400, "upgrades are not supported"))
-        except httptools.HttpParserError as exc:
-            # A limit raised in a callback is 431/413 (as on the IMDS listener), a bug 500.
-            cause = callback_error(exc)
-            if cause is None:
-                self._send(_plain_error(400, "malformed HTTP request"))
-            elif isinstance(cause, _TooLarge):
-                self._send(_plain_error(cause.status, str(cause)))
-            else:  # pragma: no cover - a bug in a callback (none is known): 500, logged
-                log.error("control request failed", exc_info=cause)
-                self._send(_plain_error(500, "internal error (see the mock's log)"))
+        # A limit raised in a callback is 431/413 (as on the IMDS listener), a bug 500.
+        failure = feed(
+            self._parser,
+            data,
+            malformed=_plain_error(400, "malformed HTTP request"),
+            upgrade=_plain_error(400, "upgrades are not supported"),
+            failed=_plain_error(500, "internal error (see the mock's log)"),
+            log=log,
+        )
+        if failure is not None:
+            self._send(failure)
 
     # httptools callbacks
 
@@ -140,7 +137,7 @@ class ControlProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body += body
         if len(self._body) > MAX_BODY:
-            raise _TooLarge(413, "body too large (at most 1 MiB)")
+            raise Refused(_plain_error(413, "body too large (at most 1 MiB)"))
 
     def on_message_complete(self) -> None:
         if self._done:
@@ -163,7 +160,7 @@ class ControlProtocol(asyncio.Protocol):
     def _grow_head(self, n: int) -> None:
         self._size += n
         if self._size > MAX_HEADERS:
-            raise _TooLarge(431, "request head too large (at most 16 KiB)")
+            raise Refused(_plain_error(431, "request head too large (at most 16 KiB)"))
 
     def _send(self, response: ControlResponse, *, head: bool = False) -> None:
         if self._done:
@@ -198,11 +195,3 @@ def _plain_error(status: int, message: str) -> ControlResponse:
 
     body = json.dumps({"error": message, "field": None, "allowed": []}).encode() + b"\n"
     return ControlResponse(status, body)
-
-
-class _TooLarge(Exception):
-    """A request over a limit: 431 for the head, 413 for the body; the message is the error."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status

@@ -1,21 +1,55 @@
-"""What an httptools parse error means: malformed bytes, or an exception a callback raised.
+"""Feeding bytes to an httptools parser, and what a failure means for the client.
 
 httptools catches whatever a parser callback (``on_url``, ``on_header``, ``on_body``, ...)
 raises and raises :class:`httptools.HttpParserCallbackError` instead, keeping the original
 only as ``__context__``. Every listener refuses oversized requests from inside those
-callbacks, so each must look through the wrapper to answer 413/431 rather than a generic
-400 (or, for a bug, 500 rather than silence).
+callbacks by raising :class:`Refused` with its ready answer (413/431/400); :func:`feed`
+looks through the wrapper, so each listener answers that, a generic 400 for malformed
+bytes, and a logged 500 for a bug - never silence.
 """
 
 from __future__ import annotations
 
+import logging
+from typing import TypeVar, cast
+
 import httptools
 
-__all__ = ["callback_error"]
+__all__ = ["Refused", "feed"]
+
+T = TypeVar("T")
 
 
-def callback_error(exc: httptools.HttpParserError) -> BaseException | None:
-    """The exception a parser callback raised, or None when the bytes were malformed."""
-    if isinstance(exc, httptools.HttpParserCallbackError):
-        return exc.__context__
+class Refused(Exception):
+    """Raised in a parser callback: refuse the request with ``answer`` (a limit was hit)."""
+
+    def __init__(self, answer: object) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+def feed(
+    parser: httptools.HttpRequestParser,
+    data: bytes,
+    *,
+    malformed: T,
+    failed: T,
+    log: logging.Logger,
+    upgrade: T | None = None,
+) -> T | None:
+    """Feed ``data``; None when it parsed, else the answer to send: ``upgrade`` (default
+    ``malformed``) for an upgrade request, ``malformed`` for bad bytes, a :class:`Refused`
+    callback's answer, or ``failed`` for any other callback exception (logged)."""
+    try:
+        parser.feed_data(data)
+    except httptools.HttpParserUpgrade:
+        return malformed if upgrade is None else upgrade
+    except httptools.HttpParserError as exc:
+        cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
+        if cause is None:
+            return malformed
+        if isinstance(cause, Refused):
+            return cast(T, cause.answer)
+        log.error("request failed", exc_info=cause)
+        return failed
     return None

@@ -23,7 +23,7 @@ import httptools
 
 from .clock import Clock
 from .faults import Fault, FaultBook
-from .httpparse import callback_error
+from .httpparse import Refused, feed
 from .imds import Gate, Request, handle
 from .requestmemo import (
     METHODS,
@@ -137,7 +137,6 @@ class IMDSProtocol(asyncio.Protocol):
         "_fresh",
         "_header_bytes",
         "_hops",
-        "_last",
         "_loop",
         "_max_header_bytes",
         "_options",
@@ -163,12 +162,11 @@ class IMDSProtocol(asyncio.Protocol):
         self._active = 0.0  # loop time of the last keep-alive answer (see _idle)
         self._hops = 0  # the IP TTL / hop limit set on the socket (0: the system default)
         self._timer: asyncio.TimerHandle | None = None
-        # Parse memo bookkeeping (see _PARSED): between messages, requests completed so
-        # far, and the last one parsed.
+        # Parse memo bookkeeping (see requestmemo.PARSED): between messages, and requests
+        # completed so far.
         self._fresh = True
         self._done = 0
-        self._last: Parsed | None = None
-        # The last parse answered and its Request (see _answer).
+        # The last parse answered (parsed or remembered) and its Request (see _answer).
         self._asked: Parsed | None = None
         self._request = _NO_REQUEST
         self._reset()
@@ -229,30 +227,20 @@ class IMDSProtocol(asyncio.Protocol):
                     self._fail(_FAULT_STATUS[500])
                 return
         done = self._done
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(_BAD_REQUEST_CLOSE)
-        except httptools.HttpParserError as exc:
-            # A limit raised in a callback is 431/400, a bug is 500 (logged), never silence.
-            cause = callback_error(exc)
-            if cause is None:
-                self._fail(_BAD_REQUEST_CLOSE)
-            elif isinstance(cause, _TooLarge):
-                self._fail(cause.response)
-            else:
-                log.error("request failed", exc_info=cause)
-                self._fail(_FAULT_STATUS[500])
-        else:
+        failure = feed(
+            self._parser, data, malformed=_BAD_REQUEST_CLOSE, failed=_FAULT_STATUS[500], log=log
+        )
+        if failure is not None:
+            self._fail(failure)
+        elif (
             # Exactly one whole request, nothing after it, no body: remember its parse.
-            if (
-                fresh
-                and self._fresh
-                and self._done == done + 1
-                and self._body_bytes == 0
-                and self._last is not None
-            ):
-                remember_parse(data, self._last)
+            fresh
+            and self._fresh
+            and self._done == done + 1
+            and self._body_bytes == 0
+            and self._asked is not None
+        ):
+            remember_parse(data, self._asked)
 
     def eof_received(self) -> bool | None:
         # Half-closed by the client: a delayed answer (latency fault) is still written;
@@ -269,12 +257,12 @@ class IMDSProtocol(asyncio.Protocol):
         self._url += url
         self._header_bytes += len(url)
         if self._header_bytes > self._max_header_bytes:
-            raise _TooLarge(_TOO_LARGE)
+            raise Refused(_TOO_LARGE)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > self._max_header_bytes:
-            raise _TooLarge(_TOO_LARGE)
+            raise Refused(_TOO_LARGE)
         n = name.lower()
         if n == b"x-aws-ec2-metadata-token":
             self._token = value.decode("latin-1")
@@ -285,12 +273,12 @@ class IMDSProtocol(asyncio.Protocol):
         elif n == b"user-agent":
             self._ua = value.decode("latin-1")
         elif n == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-            raise _TooLarge(_BAD_REQUEST_CLOSE)  # refuse now rather than wait for the body
+            raise Refused(_BAD_REQUEST_CLOSE)  # refuse now rather than wait for the body
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         if self._body_bytes > MAX_BODY_BYTES:
-            raise _TooLarge(_BAD_REQUEST_CLOSE)
+            raise Refused(_BAD_REQUEST_CLOSE)
 
     def on_message_complete(self) -> None:
         url = self._url
@@ -312,7 +300,6 @@ class IMDSProtocol(asyncio.Protocol):
             keep,
             self._header_bytes,
         )
-        self._last = parsed
         self._done += 1
         # After a request that ends the connection nothing more is parsed as new.
         self._fresh = keep
@@ -320,10 +307,6 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _answer(self, parsed: Parsed) -> None:
         """Answer one parsed request (from the parser, or from the parse memo)."""
-        transport = self._transport
-        if transport is None or self._closing:
-            return
-        options = self._options
         method, path, token, token_ttl, forwarded, user_agent, keep, _ = parsed
         if parsed is self._asked:
             # The same remembered parse again (a client repeating itself on this
@@ -332,6 +315,10 @@ class IMDSProtocol(asyncio.Protocol):
         else:
             request = Request(method, path, self._client, token, token_ttl, forwarded, user_agent)
             self._asked, self._request = parsed, request
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        options = self._options
         now = options.clock.now()
         state = options.state
         snapshot = state.snapshot
@@ -439,14 +426,6 @@ class IMDSProtocol(asyncio.Protocol):
                 return
             self._closing = True
             self._transport.close()
-
-
-class _TooLarge(Exception):
-    """A request over a limit; carries the pre-rendered answer (431 head, 400 body)."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status)
-        self.response = response
 
 
 class Server:
