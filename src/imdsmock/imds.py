@@ -15,6 +15,7 @@ The rules follow real IMDS (real-imds.md §A3, §A4):
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -161,26 +162,17 @@ def _token(snapshot: Snapshot, request: Request, now: float, tokens: TokenIssuer
     body = tokens.issue(ttl, now).encode()
     hop_limit = snapshot.config.options.hop_limit
     # The answer is pre-rendered per TTL and hop limit; only the token (the body) is new.
-    parts = _TOKEN_ANSWERS.get((ttl, hop_limit, len(body)))
-    if parts is None:
-        parts = _token_answer(ttl, hop_limit, len(body))
-    head, close, keep = parts
+    head, close, keep = _token_answer(ttl, hop_limit, len(body))
     return Response(200, head, close + body, keep + body, hop_limit)
 
 
-# (ttl, hop limit, token length) -> head, close tail and keep-alive tail without the body.
-_TOKEN_ANSWERS: dict[tuple[int, int, int], tuple[bytes, bytes, bytes]] = {}
-
-
+@functools.lru_cache(maxsize=256)  # every TTL of 1..21600 is allowed: stay bounded
 def _token_answer(ttl: int, hop_limit: int, size: int) -> tuple[bytes, bytes, bytes]:
+    """Head, close tail and keep-alive tail of a token answer, without the token itself."""
     r = render(
         200,
         b"\0" * size,
         headers=(("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", str(ttl)),),
         hop_limit=hop_limit,
     )
-    parts = (r.head, r.tail_close[:-size], r.tail_keep[:-size])
-    if len(_TOKEN_ANSWERS) >= 256:  # every TTL of 1..21600 is allowed: stay bounded
-        _TOKEN_ANSWERS.clear()
-    _TOKEN_ANSWERS[(ttl, hop_limit, size)] = parts
-    return parts
+    return r.head, r.tail_close[:-size], r.tail_keep[:-size]
