@@ -64,10 +64,8 @@ class Fault:
         """Whether this rule's path glob covers ``path`` (whatever the client)."""
         return self._path_re.match(path) is not None
 
-    def matches(self, path: str, client: str) -> bool:
-        """Whether this rule covers a request for ``path`` from ``client``."""
-        if self._path_re.match(path) is None:
-            return False
+    def covers_client(self, client: str) -> bool:
+        """Whether this rule's network (if any) holds ``client``."""
         if self._network is None:
             return True
         try:
@@ -218,12 +216,12 @@ class FaultBook:
             rules, quiet = self._quiet = (self.rules, set())
         if path in quiet:
             return None
-        if not any(fault.path_matches(path) for fault in rules):
-            if len(quiet) < _QUIET_LIMIT:
-                quiet.add(path)
-            return None
+        covered = False  # some rule's path glob matches (whatever the client)
         for fault in rules:
-            if not fault.matches(path, client):
+            if not fault.path_matches(path):
+                continue
+            covered = True
+            if not fault.covers_client(client):
                 continue
             with self._lock:
                 if fault.probability < 1.0 and self._random.random() >= fault.probability:
@@ -239,4 +237,6 @@ class FaultBook:
                 else:
                     self._left[fault.id] = left - 1
                 return fault
+        if not covered and len(quiet) < _QUIET_LIMIT:
+            quiet.add(path)
         return None
