@@ -20,16 +20,13 @@ __all__ = ["GATED_PATHS", "ClientGate", "client_key"]
 # The paths AWS's Go mock shows only to the first N clients: the notices scenarios add
 # (imdsmock.scenarios). Every snapshot marks them, scenarios or not, so this set lives here
 # and the scenario machinery is imported only when a scenario exists.
-GATED_PATHS = frozenset(
-    {
-        "meta-data/spot/instance-action",
-        "meta-data/spot/termination-time",
-        "meta-data/events/recommendations/rebalance",
-        "meta-data/events/maintenance/scheduled",
-        "meta-data/events/maintenance/history",
-        "meta-data/autoscaling/target-lifecycle-state",
-    }
-)
+SPOT_ACTION = "meta-data/spot/instance-action"
+SPOT_TIME = "meta-data/spot/termination-time"
+REBALANCE = "meta-data/events/recommendations/rebalance"
+SCHEDULED = "meta-data/events/maintenance/scheduled"
+HISTORY = "meta-data/events/maintenance/history"
+LIFECYCLE = "meta-data/autoscaling/target-lifecycle-state"
+GATED_PATHS = frozenset({SPOT_ACTION, SPOT_TIME, REBALANCE, SCHEDULED, HISTORY, LIFECYCLE})
 
 
 def client_key(client: str) -> str:

@@ -30,7 +30,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .gate import GATED_PATHS
+from .gate import (
+    GATED_PATHS,
+    HISTORY,
+    LIFECYCLE,
+    REBALANCE,
+    SCHEDULED,
+    SPOT_ACTION,
+    SPOT_TIME,
+)
 from .imdsjson import dumps, event_time, imds_time
 from .model import Leaf
 from .state import Snapshot
@@ -53,12 +61,6 @@ __all__ = [
     "with_scenarios",
 ]
 
-SPOT_ACTION = "meta-data/spot/instance-action"
-SPOT_TIME = "meta-data/spot/termination-time"
-REBALANCE = "meta-data/events/recommendations/rebalance"
-SCHEDULED = "meta-data/events/maintenance/scheduled"
-HISTORY = "meta-data/events/maintenance/history"
-LIFECYCLE = "meta-data/autoscaling/target-lifecycle-state"
 
 ACTIONS = ("hibernate", "stop", "terminate")
 ON_TERMINATION = ("keep-serving", "stop-serving")
