@@ -9,6 +9,7 @@ the key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -115,6 +116,8 @@ def _error_position(exc: Exception) -> str:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if not any(var.startswith("IMDSMOCK_") for var in env):
+        return out  # the usual start: no table of names to build (~1 ms of start-up)
     by_var = _env_names()
     for var, value in env.items():
         key = by_var.get(var)
@@ -133,6 +136,7 @@ def _from_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
 def _env_names() -> dict[str, str]:
     names = {env_name(key): key for key in leaf_keys(Config)}
     for short, key in SHORT_NAMES.items():
