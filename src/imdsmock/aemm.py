@@ -18,13 +18,16 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .aemm_config import find_config_file, merge, saved_config_path, translate
 from .config import Config
 from .configload import load
 from .errors import ImdsMockError
+
+if TYPE_CHECKING:
+    from .app import App
 
 __all__ = ["Invocation", "main", "parse"]
 
@@ -176,8 +179,7 @@ def _save(inv: Invocation, merged: Mapping[str, Any]) -> None:
 
 
 def _serve(inv: Invocation) -> int:
-    from .app import App, run
-    from .watch import hangup_ignored, hangup_job
+    from .watch import serve_reloadable
 
     merged = inv.merged()
     if inv.file is not None and not Path(inv.file).exists():
@@ -199,13 +201,10 @@ def _serve(inv: Invocation) -> int:
 
     # As imdsmock: SIGHUP never ends the server (the Go mock dies of it). It reloads the
     # config file, with or without -w (which also polls it), or is logged with no file.
-    with hangup_ignored():
-        app = App(cfg)
-        socks = app.bind()
-        poll = _truthy(merged.get("watch-config-file"))
-        hint = "-c FILE or AEMM_CONFIG_FILE"
-        app.background.append(hangup_job(app, inv.file, reload, poll=poll, hint=hint))
-        run(app, socks, ready)
+    poll = _truthy(merged.get("watch-config-file"))
+    serve_reloadable(
+        cfg, inv.file, reload, poll=poll, hint="-c FILE or AEMM_CONFIG_FILE", ready=ready
+    )
     return 0
 
 

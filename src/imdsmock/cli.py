@@ -162,21 +162,17 @@ def _nest_set(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
-    from .app import App, run
-    from .watch import hangup_ignored, hangup_job
+    from .watch import serve_reloadable
 
     ns = serve_parser(prog).parse_args(argv)
-    cfg = load_config(ns)
-    # A server does not die of SIGHUP: ignored until the loop's handler is in place, which
-    # reloads the config file (-w or not) or, with no file, logs the signal.
-    with hangup_ignored():
-        app = App(cfg)
-        socks = app.bind()
-        watched = ns.config or os.environ.get("IMDSMOCK_CONFIG")
-        hint = "-c FILE or IMDSMOCK_CONFIG"
-        job = hangup_job(app, watched, lambda: load_config(ns), poll=ns.watch, hint=hint)
-        app.background.append(job)
-        run(app, socks, _ready(prog))
+    serve_reloadable(
+        load_config(ns),
+        ns.config or os.environ.get("IMDSMOCK_CONFIG"),
+        lambda: load_config(ns),
+        poll=ns.watch,
+        hint="-c FILE or IMDSMOCK_CONFIG",
+        ready=_ready(prog),
+    )
     return 0
 
 

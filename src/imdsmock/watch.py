@@ -220,3 +220,25 @@ def hangup_job(
     if not file:
         return functools.partial(ignore_hangup, hint)
     return Watcher(app, Path(file), load, interval=INTERVAL if poll else None).run
+
+
+def serve_reloadable(
+    config: Config,
+    file: str | None,
+    load: Callable[[], Config],
+    *,
+    poll: bool,
+    hint: str,
+    ready: Callable[[App], None],
+) -> None:
+    """Serve a mock process for ``config`` until stopped, as both commands do: SIGHUP never
+    ends it (ignored until the loop's handler is in); it reloads ``file`` through ``load``
+    (``poll`` also watches it), or with no file is logged (``hint`` says how to give one).
+    """
+    from .app import App, run
+
+    with hangup_ignored():
+        app = App(config)
+        socks = app.bind()
+        app.background.append(hangup_job(app, file, load, poll=poll, hint=hint))
+        run(app, socks, ready)
