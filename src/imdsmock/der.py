@@ -9,6 +9,7 @@ by concatenation; the decoder walks TLVs without interpreting them.
 
 from __future__ import annotations
 
+import base64
 import datetime
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ __all__ = [
     "SET",
     "TLV",
     "DERError",
+    "algorithm",
+    "base64_lines",
     "bit_string",
     "context",
     "decode_integer",
@@ -30,6 +33,7 @@ __all__ = [
     "octet_string",
     "oid",
     "parse",
+    "pem",
     "printable_string",
     "sequence",
     "set_of",
@@ -88,7 +92,23 @@ def oid(dotted: str) -> bytes:
 
 def null() -> bytes:
     """NULL (the parameters of rsaEncryption and the SHA-2 algorithm identifiers)."""
-    return b"\x05\x00"
+    return tlv(NULL, b"")
+
+
+def algorithm(dotted: str) -> bytes:
+    """An AlgorithmIdentifier with NULL parameters (RSA and SHA-2 identifiers)."""
+    return sequence(oid(dotted), null())
+
+
+def base64_lines(raw: bytes, width: int = 64) -> str:
+    """``raw`` in base64, in lines of ``width`` characters (PEM bodies, IMDS signatures)."""
+    text = base64.b64encode(raw).decode()
+    return "\n".join(text[i : i + width] for i in range(0, len(text), width))
+
+
+def pem(label: str, data: bytes) -> str:
+    """``data`` in PEM armour (``-----BEGIN label-----``, RFC 7468)."""
+    return f"-----BEGIN {label}-----\n{base64_lines(data)}\n-----END {label}-----\n"
 
 
 def octet_string(value: bytes) -> bytes:

@@ -8,7 +8,6 @@ document's signatures, certificates and PKCS#7 on top of it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 import secrets
@@ -53,11 +52,8 @@ class RSAKey:
         """The key as unencrypted PKCS#8 PEM (``BEGIN PRIVATE KEY``)."""
         fields = (0, self.n, self.e, self.d, self.p, self.q, self.dp, self.dq, self.qinv)
         rsa = der.sequence(*map(der.integer, fields))
-        algorithm = der.sequence(der.oid(RSA_ENCRYPTION), der.null())
-        info = der.sequence(der.integer(0), algorithm, der.octet_string(rsa))
-        body = base64.b64encode(info).decode()
-        lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
-        return f"-----BEGIN PRIVATE KEY-----\n{lines}\n-----END PRIVATE KEY-----\n"
+        info = der.sequence(der.integer(0), der.algorithm(RSA_ENCRYPTION), der.octet_string(rsa))
+        return der.pem("PRIVATE KEY", info)
 
 
 def _emsa(message: bytes, size: int) -> bytes:

@@ -62,7 +62,7 @@ class Certificate:
 
     def pem(self) -> str:
         """The certificate in PEM form, as AWS publishes its region certificates."""
-        return _pem("CERTIFICATE", self.der)
+        return der.pem("CERTIFICATE", self.der)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ class Signer:
 
     def signature(self, document: bytes) -> str:
         """Base64 RSA PKCS#1 v1.5 signature over SHA-256 of ``document``."""
-        return _wrap(self.key.sign(document))
+        return der.base64_lines(self.key.sign(document), 76)
 
     def pkcs7(self, document: bytes) -> str:
         """PKCS#7 signed data (detached) over ``document``, base64 without armour.
@@ -99,37 +99,24 @@ class Signer:
         signer_info = der.sequence(
             der.integer(1),
             der.sequence(cert.issuer, der.integer(cert.serial)),
-            _algorithm(SHA256),
+            der.algorithm(SHA256),
             der.set_of(*attributes, tag=0xA0),
-            _algorithm(RSA_ENCRYPTION),
+            der.algorithm(RSA_ENCRYPTION),
             der.octet_string(signature),
         )
         signed_data = der.sequence(
             der.integer(1),
-            der.set_of(_algorithm(SHA256)),
+            der.set_of(der.algorithm(SHA256)),
             der.sequence(der.oid(DATA)),  # detached: the content itself is left out
             der.context(0, cert.der),
             der.set_of(signer_info),
         )
         content = der.sequence(der.oid(SIGNED_DATA), der.context(0, signed_data))
-        return _wrap(content, width=64)
-
-
-def _algorithm(dotted: str) -> bytes:
-    return der.sequence(der.oid(dotted), der.null())
+        return der.base64_lines(content)
 
 
 def _attribute(dotted: str, value: bytes) -> bytes:
     return der.sequence(der.oid(dotted), der.set_of(value))
-
-
-def _wrap(raw: bytes, width: int = 76) -> str:
-    text = base64.b64encode(raw).decode()
-    return "\n".join(text[i : i + width] for i in range(0, len(text), width))
-
-
-def _pem(label: str, data: bytes) -> str:
-    return f"-----BEGIN {label}-----\n{_wrap(data, 64)}\n-----END {label}-----\n"
 
 
 # -- the cache and configured files -----------------------------------------------------
@@ -309,14 +296,14 @@ def generate() -> Signer:
     tbs = der.sequence(
         der.context(0, der.integer(2)),  # v3
         der.integer(serial),
-        _algorithm(SHA256_WITH_RSA),
+        der.algorithm(SHA256_WITH_RSA),
         name,
         der.sequence(
             der.time(now - datetime.timedelta(days=1)),
             der.time(now + datetime.timedelta(days=3650)),
         ),
         name,
-        der.sequence(_algorithm(RSA_ENCRYPTION), der.bit_string(public)),
+        der.sequence(der.algorithm(RSA_ENCRYPTION), der.bit_string(public)),
     )
-    cert = der.sequence(tbs, _algorithm(SHA256_WITH_RSA), der.bit_string(key.sign(tbs)))
+    cert = der.sequence(tbs, der.algorithm(SHA256_WITH_RSA), der.bit_string(key.sign(tbs)))
     return Signer(key, parse_certificate(cert))
