@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from imdsmock.app import App
-from imdsmock.configload import load
+from imdsmock.config.load import load
 
 ID_PATH = "/latest/meta-data/instance-id"
 HOST = b"Host: 127.0.0.1:8080\r\n"

@@ -13,7 +13,7 @@ import dataclasses
 import sys
 
 from imdsmock.app import App, run
-from imdsmock.configload import load
+from imdsmock.config.load import load
 
 # bare and full are the benchmark's pair; the others switch one feature on, to find
 # which one costs (bench.ab --mode bare,log).

@@ -10,9 +10,9 @@ import json
 import time
 from pathlib import Path
 
-from imdsmock.configload import load
-from imdsmock.signing import load_signer
-from imdsmock.state import build_snapshot
+from imdsmock.config.load import load
+from imdsmock.core.state import build_snapshot
+from imdsmock.signing.signer import load_signer
 
 LEAF_DIR = "meta-data/bench"
 

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from imdsmock.app import App, run
-from imdsmock.configload import load
+from imdsmock.config.load import load
 
 
 def main(argv: list[str]) -> int:

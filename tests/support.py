@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from imdsmock.app import App, new_event_loop
-from imdsmock.clock import Clock, ManualClock
-from imdsmock.config import Config
-from imdsmock.configload import load
-from imdsmock.signing import Signer, generate
+from imdsmock.config.load import load
+from imdsmock.config.schema import Config
+from imdsmock.core.clock import Clock, ManualClock
+from imdsmock.signing.signer import Signer, generate
 
 # 2026-01-01T00:00:00Z: a fixed start makes Last-Modified, LastUpdated and pendingTime stable.
 EPOCH = 1767225600.0

@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 import yaml
 
-from imdsmock import aemm
-from imdsmock.aemm_config import ENV_KEYS
-from imdsmock.aemm_defaults import DEFAULTS, DOCUMENT, DYNAMIC, META, SCENARIO_PATHS, USER_DATA
+from imdsmock.aemm import cli as aemm
+from imdsmock.aemm.config import ENV_KEYS
+from imdsmock.aemm.defaults import DEFAULTS, DOCUMENT, DYNAMIC, META, SCENARIO_PATHS, USER_DATA
 from imdsmock.app import App
-from imdsmock.clock import ManualClock
-from imdsmock.config import Config
+from imdsmock.cli import aemm_main
+from imdsmock.config.schema import Config
+from imdsmock.core.clock import ManualClock
 from support import EPOCH, shared_signer
 
 # -- the specification: AEMM v1.13.0 as /work/shared/reference/aemm-interface.md states it ---
-# Written once here, independently of imdsmock.aemm_defaults, whose tables are checked
+# Written once here, independently of imdsmock.aemm.defaults, whose tables are checked
 # against it below; the other tests take keys and paths from here.
 
 AEMM_MAC = "0e:49:61:0f:c3:11"  # §4 (the macs/ listing)
@@ -308,7 +309,7 @@ def test_version_prints_a_bare_version(capsys: pytest.CaptureFixture[str]) -> No
     """-v/--version prints the bare version string and exits 0."""
     for flag in ("-v", "--version"):
         with pytest.raises(SystemExit) as done:
-            aemm.main([flag])
+            aemm_main([flag])
         assert done.value.code == 0
         assert capsys.readouterr().out.strip() == aemm.__version__
 
@@ -317,7 +318,7 @@ def test_version_prints_a_bare_version(capsys: pytest.CaptureFixture[str]) -> No
 def test_help_is_available_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """help, --help and -h print usage and exit 0, for the root and subcommands."""
     with pytest.raises(SystemExit) as done:
-        aemm.main(argv)
+        aemm_main(argv)
     assert done.value.code == 0
     assert "usage: ec2-metadata-mock" in capsys.readouterr().out
 
@@ -660,7 +661,7 @@ def test_bad_input_is_one_line_and_exit_2(
     """Invalid flags and values print one line naming the key and exit 2, no traceback."""
     monkeypatch.setenv("HOME", str(tmp_path))
     try:
-        status = aemm.main(argv)
+        status = aemm_main(argv)
     except SystemExit as done:
         status = int(done.code or 0)
     err = capsys.readouterr().err

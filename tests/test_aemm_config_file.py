@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from imdsmock import aemm
-from imdsmock.config import Config
+from imdsmock.aemm import cli as aemm
+from imdsmock.cli import aemm_main
+from imdsmock.config.schema import Config
 
 
 def _write(tmp_path: Path, content: str, name: str = "aemm.json") -> Path:
@@ -25,7 +26,7 @@ def _config(tmp_path: Path, content: str, name: str = "aemm.json") -> Config:
 def _error_line(tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]) -> str:
     """Run ec2-metadata-mock on a config file holding ``content``; it must exit 2 with one
     line on stderr, which is returned."""
-    assert aemm.main(["-c", str(_write(tmp_path, content))]) == 2
+    assert aemm_main(["-c", str(_write(tmp_path, content))]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     return err

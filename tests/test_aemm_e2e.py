@@ -20,7 +20,7 @@ import pytest
 
 from mockprocess import free_port
 
-LAUNCH = "import sys; from imdsmock.aemm import main; sys.exit(main(sys.argv[1:]))"
+LAUNCH = "import sys; from imdsmock.cli import aemm_main; sys.exit(aemm_main(sys.argv[1:]))"
 
 
 class Mock:

@@ -9,7 +9,7 @@ from asyncio import new_event_loop
 import pytest
 
 from imdsmock.app import App
-from imdsmock.clock import ManualClock
+from imdsmock.core.clock import ManualClock
 from support import EPOCH, make_config, shared_signer
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from imdsmock.cli import main
-from imdsmock.config import env_name
-from imdsmock.configload import load
+from imdsmock.config.load import load
+from imdsmock.config.schema import env_name
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from imdsmock.cli import serve_parser
-from imdsmock.config import Config, InterfaceConfig, dashed, leaf_keys
+from imdsmock.config.load import load
+from imdsmock.config.schema import Config, InterfaceConfig, dashed, leaf_keys
 from imdsmock.configdoc import BEGIN, END, Row, main, rows, update
-from imdsmock.configload import load
 from imdsmock.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

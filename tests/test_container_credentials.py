@@ -22,8 +22,8 @@ import botocore.session
 import pytest
 from botocore.utils import InstanceMetadataFetcher
 
-from imdsmock.clock import ManualClock
-from imdsmock.config import Config
+from imdsmock.config.schema import Config
+from imdsmock.core.clock import ManualClock
 from support import ROOT, Running, make_config, serve
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.c2ln"
@@ -123,7 +123,7 @@ def test_eks_endpoint_refuses_missing_or_wrong_tokens(
 
 def test_container_endpoints_answer_unavailable_while_refreshes_fail() -> None:
     """An armed fail_refreshes also fails container fetches (ECS 400, EKS 500), then heals."""
-    from imdsmock.credentials import fail_refreshes
+    from imdsmock.instance.credentials import fail_refreshes
 
     with serve(_config()) as r:
         r.app.state.swap(lambda s: fail_refreshes(s, 2))
@@ -243,7 +243,7 @@ _ECS_SCRIPT = textwrap.dedent(
     ready.wait(10)
     import boto3
     creds = boto3.Session().get_credentials()
-    from imdsmock.credentials import current_set
+    from imdsmock.instance.credentials import current_set
     served = current_set(app.state.snapshot, app.clock.now())
     frozen = creds.get_frozen_credentials()
     print(json.dumps({"method": creds.method, "same": frozen.access_key == served.access_key_id}))

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import NoCredentialsError
 
 from imdsmock.cli import main as cli_main
-from imdsmock.clock import ManualClock, SystemClock
+from imdsmock.core.clock import ManualClock, SystemClock
 from support import Running, control_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"

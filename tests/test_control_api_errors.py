@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from imdsmock.clock import ManualClock
+from imdsmock.core.clock import ManualClock
 from imdsmock.errors import ConfigError
 from support import Running, control_config, serve
 

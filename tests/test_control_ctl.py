@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from imdsmock.clock import ManualClock
-from imdsmock.ctl import main
+from imdsmock.control.ctl import main
+from imdsmock.core.clock import ManualClock
 from support import Running, control_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"

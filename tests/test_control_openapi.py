@@ -10,9 +10,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
-from imdsmock.clock import ManualClock
-from imdsmock.control import ROUTES
-from imdsmock.openapi import document
+from imdsmock.control.openapi import document
+from imdsmock.control.routes import ROUTES
+from imdsmock.core.clock import ManualClock
 from support import make_config, serve
 
 

@@ -9,18 +9,18 @@ import time
 import boto3
 import pytest
 
-from imdsmock.clock import ManualClock
-from imdsmock.credentials import (
+from imdsmock.core.clock import ManualClock
+from imdsmock.core.imds import Request, handle
+from imdsmock.core.state import Snapshot, build_snapshot
+from imdsmock.core.tokens import TokenIssuer
+from imdsmock.errors import ConfigError
+from imdsmock.instance.credentials import (
     UNAVAILABLE_CODE,
     current_set,
     fail_refreshes,
     rotate_now,
     serve_expired,
 )
-from imdsmock.errors import ConfigError
-from imdsmock.imds import Request, handle
-from imdsmock.state import Snapshot, build_snapshot
-from imdsmock.tokens import TokenIssuer
 from support import EPOCH, Running, make_config, serve, shared_signer
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"

@@ -22,11 +22,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from imdsmock.awscreds import RETRY
 from imdsmock.cli import main
-from imdsmock.clock import ManualClock
-from imdsmock.config import Config
-from imdsmock.credentials import UNAVAILABLE_CODE, rotate_now
+from imdsmock.config.schema import Config
+from imdsmock.core.clock import ManualClock
+from imdsmock.instance.credentials import UNAVAILABLE_CODE, rotate_now
+from imdsmock.serve.awscreds import RETRY
 from support import Running, make_config, serve
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/app-role"

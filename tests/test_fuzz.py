@@ -30,12 +30,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imdsmock.app import App
-from imdsmock.clock import ManualClock
-from imdsmock.config import Config
-from imdsmock.configbuild import from_mapping
-from imdsmock.configload import load
+from imdsmock.config.build import from_mapping
+from imdsmock.config.load import load
+from imdsmock.config.schema import Config
+from imdsmock.core.clock import ManualClock
+from imdsmock.core.imds import Request, handle
 from imdsmock.errors import ImdsMockError
-from imdsmock.imds import Request, handle
 from support import EPOCH, Running, make_config, serve, shared_signer
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from imdsmock.gate import ClientGate, client_key
+from imdsmock.core.gate import ClientGate, client_key
 from support import make_config, serve, status_from
 
 SPOT = "/latest/meta-data/spot/instance-action"

@@ -241,7 +241,7 @@ def test_reset_connections_free_their_slot(running: Running, sent: bytes) -> Non
 def test_closed_connections_are_freed_without_the_garbage_collector(running: Running) -> None:
     """A closed connection's protocol is freed at once (no reference cycle left for the
     garbage collector, whose full collections pause the server for milliseconds)."""
-    from imdsmock.server import IMDSProtocol
+    from imdsmock.serve.server import IMDSProtocol
 
     def protocols() -> int:
         return sum(isinstance(o, IMDSProtocol) for o in gc.get_objects())
@@ -471,7 +471,7 @@ def test_parse_memo_stays_bounded_when_no_request_repeats() -> None:
     """Thousands of distinct requests (a new path each) keep the parse memo within its bound."""
     import http.client
 
-    from imdsmock import requestmemo
+    from imdsmock.serve import memo as requestmemo
 
     pad = "p" * 1800  # large requests: the byte budget is reached in a few thousand
     count = requestmemo.PARSED_BUDGET // (1900 + requestmemo.PARSED_ENTRY_COST) + 300

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imdsmock.clock import ManualClock
+from imdsmock.core.clock import ManualClock
 from support import Running, make_config, serve
 
 TTL = "X-aws-ec2-metadata-token-ttl-seconds"
@@ -245,7 +245,7 @@ def test_extra_paths_interfaces_and_keys_are_served() -> None:
 
 def test_token_cache_is_bounded() -> None:
     """Verifying many distinct tokens keeps the token cache bounded (memory does not grow)."""
-    from imdsmock.tokens import _CACHE_LIMIT, TokenIssuer
+    from imdsmock.core.tokens import _CACHE_LIMIT, TokenIssuer
 
     issuer = TokenIssuer()
     for i in range(_CACHE_LIMIT * 3):
@@ -256,7 +256,7 @@ def test_token_cache_is_bounded() -> None:
 
 def test_tokens_issued_at_the_same_instant_are_all_distinct_and_ec2_shaped() -> None:
     """Many tokens with the same TTL and expiry never repeat; each looks like EC2's."""
-    from imdsmock.tokens import TokenIssuer
+    from imdsmock.core.tokens import TokenIssuer
 
     issuer = TokenIssuer()
     tokens = [issuer.issue(21600, 1000.0) for _ in range(50_000)]

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from imdsmock.core.state import Snapshot, build_snapshot
 from imdsmock.errors import ConfigError
-from imdsmock.imdsjson import imds_time
-from imdsmock.model import Leaf
-from imdsmock.scenarios import (
+from imdsmock.instance.imdsjson import imds_time
+from imdsmock.instance.model import Leaf
+from imdsmock.instance.scenarios import (
     _FIELDS,
     AsgLifecycle,
     MaintenanceEvent,
@@ -23,8 +24,7 @@ from imdsmock.scenarios import (
     parse_scenario,
     with_scenarios,
 )
-from imdsmock.state import Snapshot, build_snapshot
-from imdsmock.timeline import Change, Timeline
+from imdsmock.instance.timeline import Change, Timeline
 from support import EPOCH, make_config, serve, shared_signer
 
 MD = "meta-data/"

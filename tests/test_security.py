@@ -13,8 +13,8 @@ import json
 import pytest
 
 from imdsmock.app import App
-from imdsmock.configload import load
-from imdsmock.controlserver import is_loopback
+from imdsmock.config.load import load
+from imdsmock.serve.control import is_loopback
 from mockprocess import mock_process
 from support import make_config, serve
 

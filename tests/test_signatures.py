@@ -58,8 +58,8 @@ def test_cert_command_prints_the_serving_certificate(tmp_path: Path) -> None:
         [sys.executable, "-m", "imdsmock", "cert"], capture_output=True, env=env, check=True
     ).stdout
     cert = x509.load_pem_x509_certificate(out)
-    from imdsmock.config import SigningConfig
-    from imdsmock.signing import default_dir, load_signer
+    from imdsmock.config.schema import SigningConfig
+    from imdsmock.signing.signer import default_dir, load_signer
 
     os.environ["XDG_CACHE_HOME"], saved = str(tmp_path), os.environ.get("XDG_CACHE_HOME")
     try:
@@ -82,7 +82,7 @@ def test_cert_command_prints_the_serving_certificate(tmp_path: Path) -> None:
 def test_configured_key_files_are_used(tmp_path: Path) -> None:
     """signing.key-file and signing.cert-file replace the generated pair."""
     from imdsmock.app import App
-    from imdsmock.signing import generate
+    from imdsmock.signing.signer import generate
 
     pair = generate()
     key_file, cert_file = tmp_path / "k.pem", tmp_path / "c.pem"

@@ -19,10 +19,10 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imdsmock import der
-from imdsmock.config import SigningConfig
+from imdsmock.config.schema import SigningConfig
 from imdsmock.errors import ConfigError
-from imdsmock.signing import Signer, default_dir, load_signer, parse_certificate
+from imdsmock.signing import der
+from imdsmock.signing.signer import Signer, default_dir, load_signer, parse_certificate
 from support import shared_signer
 
 PEM_FORMATS = {
@@ -323,7 +323,7 @@ def test_serving_needs_no_cryptography() -> None:
     """Loading the signer and building the identity leaves never imports cryptography."""
     code = (
         "import sys\n"
-        "from imdsmock.signing import generate\n"
+        "from imdsmock.signing.signer import generate\n"
         "s = generate()\n"
         "s.pkcs7(b'doc'); s.signature(b'doc')\n"
         "assert 'cryptography' not in sys.modules, 'cryptography imported'\n"

@@ -10,12 +10,12 @@ from support import make_config, serve, status_from
 
 # Parts a default start leaves unimported (issue 9: start-up time and memory).
 OPTIONAL = (
-    "imdsmock.scenarios",
-    "imdsmock.awscreds",
-    "imdsmock.containercreds",
-    "imdsmock.controller",
-    "imdsmock.control",
-    "imdsmock.openapi",
+    "imdsmock.instance.scenarios",
+    "imdsmock.serve.awscreds",
+    "imdsmock.serve.container",
+    "imdsmock.control.operations",
+    "imdsmock.control.routes",
+    "imdsmock.control.openapi",
 )
 SPOT = "/latest/meta-data/spot/instance-action"
 
@@ -50,16 +50,16 @@ def test_default_start_imports_no_optional_part_and_control_api_switches_them_on
         status, notice = mp.get(SPOT)
         assert status == 200
         assert json.loads(notice)["action"] == "stop"
-        assert {"imdsmock.scenarios", "imdsmock.control"} <= _wait_imported(
-            mp, "imdsmock.scenarios"
+        assert {"imdsmock.instance.scenarios", "imdsmock.control.routes"} <= _wait_imported(
+            mp, "imdsmock.instance.scenarios"
         )
 
         fault = json.dumps({"kind": "status", "status": 503, "count": 1}).encode()
         assert mp.control("POST", "/v1/faults", fault)[0] == 201
         assert mp.get("/latest/meta-data/instance-id")[0] == 503
         assert mp.get("/latest/meta-data/instance-id")[0] == 200
-        assert "imdsmock.containercreds" not in _imported(mp)
-        assert "imdsmock.awscreds" not in _imported(mp)
+        assert "imdsmock.serve.container" not in _imported(mp)
+        assert "imdsmock.serve.awscreds" not in _imported(mp)
 
 
 def test_configured_spot_path_is_gated_per_client_without_any_scenario() -> None:

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imdsmock.defaults import VERSIONS
-from imdsmock.imds import Request, handle
-from imdsmock.state import Snapshot, build_snapshot
-from imdsmock.tokens import TokenIssuer
+from imdsmock.config.defaults import VERSIONS
+from imdsmock.core.imds import Request, handle
+from imdsmock.core.state import Snapshot, build_snapshot
+from imdsmock.core.tokens import TokenIssuer
 from support import EPOCH, Running, make_config, serve, shared_signer
 
 
@@ -49,7 +49,7 @@ def in_process(snapshot: Snapshot) -> Any:
 
 def expected_leaves(snapshot: Snapshot, version: str) -> set[str]:
     table = snapshot.table(EPOCH)
-    from imdsmock.table import listings
+    from imdsmock.core.table import listings
 
     dirs = listings(p for p in table.entries if p)
     return {

@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from imdsmock.app import App
-from imdsmock.clock import ManualClock
-from imdsmock.config import Config
-from imdsmock.configload import load
-from imdsmock.scenarios import parse_scenario, with_scenarios
+from imdsmock.config.load import load
+from imdsmock.config.schema import Config
+from imdsmock.core.clock import ManualClock
+from imdsmock.instance.scenarios import parse_scenario, with_scenarios
 from imdsmock.watch import Watcher
 from support import EPOCH, shared_signer
 

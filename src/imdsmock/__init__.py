@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from imdsmock._version import __version__
 
 __all__ = [
     "Config",
@@ -20,21 +20,21 @@ __all__ = [
 # Public name -> (module, attribute). Imported on first use: pytest imports this package
 # (for the pytest11 plugin) in every session, and the server's imports are not free.
 _LAZY = {
-    "Config": ("imdsmock.config", "Config"),
+    "Config": ("imdsmock.config.schema", "Config"),
     "ConfigError": ("imdsmock.errors", "ConfigError"),
     "ImdsMockError": ("imdsmock.errors", "ImdsMockError"),
-    "ManualClock": ("imdsmock.clock", "ManualClock"),
+    "ManualClock": ("imdsmock.core.clock", "ManualClock"),
     "MockIMDS": ("imdsmock.api", "MockIMDS"),
-    "SystemClock": ("imdsmock.clock", "SystemClock"),
-    "load_config": ("imdsmock.configload", "load"),
+    "SystemClock": ("imdsmock.core.clock", "SystemClock"),
+    "load_config": ("imdsmock.config.load", "load"),
 }
 
 if TYPE_CHECKING:
-    from .api import MockIMDS
-    from .clock import ManualClock, SystemClock
-    from .config import Config
-    from .configload import load as load_config
-    from .errors import ConfigError, ImdsMockError
+    from imdsmock.api import MockIMDS
+    from imdsmock.config.load import load as load_config
+    from imdsmock.config.schema import Config
+    from imdsmock.core.clock import ManualClock, SystemClock
+    from imdsmock.errors import ConfigError, ImdsMockError
 
 
 def __getattr__(name: str) -> Any:

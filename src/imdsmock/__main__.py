@@ -1,5 +1,5 @@
 """``python -m imdsmock``: the same as the ``imdsmock`` command."""
 
-from .cli import main
+from imdsmock.cli import main
 
 raise SystemExit(main())

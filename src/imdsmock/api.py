@@ -23,9 +23,10 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from .app import App, new_event_loop
-from .clock import Clock, ManualClock, SystemClock
-from .config import (
+from imdsmock.app import App, new_event_loop
+from imdsmock.config.dump import to_mapping
+from imdsmock.config.load import load
+from imdsmock.config.schema import (
     SHORT_NAMES,
     Config,
     CredentialsConfig,
@@ -33,15 +34,14 @@ from .config import (
     OptionsConfig,
     ServerConfig,
 )
-from .configdump import to_mapping
-from .configload import load
-from .errors import ConfigError, ImdsMockError
-from .model import facts
-from .sdkenv import patched, sdk_environ
-from .state import Snapshot, rebuild
+from imdsmock.core.clock import Clock, ManualClock, SystemClock
+from imdsmock.core.state import Snapshot, rebuild
+from imdsmock.errors import ConfigError, ImdsMockError
+from imdsmock.instance.model import facts
+from imdsmock.sdkenv import patched, sdk_environ
 
 if TYPE_CHECKING:
-    from .controller import Controller
+    from imdsmock.control.operations import Controller
 
 __all__ = ["MockIMDS"]
 
@@ -246,7 +246,7 @@ class MockIMDS:
         if isinstance(self._clock, ManualClock):
             self._clock.reset()
 
-    # -- control operations (one implementation: imdsmock.controller) ----------------
+    # -- control operations (one implementation: imdsmock.control.operations) ----------------
 
     @property
     def controller(self) -> Controller:

@@ -16,15 +16,15 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from .clock import Clock, ManualClock, SystemClock
-from .config import Config
-from .faults import FaultBook
-from .gate import GATED_PATHS, ClientGate
-from .listen import bind_sockets
-from .requestlog import RequestLog
-from .server import Limits, Server
-from .signing import Signer, load_signer
-from .state import State, build_snapshot
+from imdsmock.config.schema import Config
+from imdsmock.core.clock import Clock, ManualClock, SystemClock
+from imdsmock.core.faults import FaultBook
+from imdsmock.core.gate import GATED_PATHS, ClientGate
+from imdsmock.core.requestlog import RequestLog
+from imdsmock.core.state import State, build_snapshot
+from imdsmock.serve.listen import bind_sockets
+from imdsmock.serve.server import Limits, Server
+from imdsmock.signing.signer import Signer, load_signer
 
 # Start-up time counts (issue 9: a mock is started per test run, per container), and most
 # runs use few of the optional parts. So App imports a part only when the configuration
@@ -32,9 +32,9 @@ from .state import State, build_snapshot
 # control API's routes (on its first request, see controlserver). A part the control API
 # can switch on later (scenarios) is imported by the Controller when that happens.
 if TYPE_CHECKING:
-    from .awscreds import CredentialRefresher
-    from .containercreds import ContainerEndpoints
-    from .controller import Controller
+    from imdsmock.control.operations import Controller
+    from imdsmock.serve.awscreds import CredentialRefresher
+    from imdsmock.serve.container import ContainerEndpoints
 
 __all__ = ["App"]
 
@@ -61,7 +61,7 @@ class App:
             config, signer=self.signer, started=self.started, gated=GATED_PATHS
         )
         if config.scenarios:
-            from .scenarios import config_scenarios, with_scenarios
+            from imdsmock.instance.scenarios import config_scenarios, with_scenarios
 
             snapshot = with_scenarios(snapshot, config_scenarios(config.scenarios, self.started))
         self.state = State(snapshot)
@@ -99,12 +99,12 @@ class App:
         self.containers: ContainerEndpoints | None = None
         server, creds = config.server, config.credentials
         if server.ecs_listen or server.eks_listen or creds.container_token_file is not None:
-            from .containercreds import ContainerEndpoints
+            from imdsmock.serve.container import ContainerEndpoints
 
             self.containers = ContainerEndpoints(self.state, self.clock, config)
         self.refresher: CredentialRefresher | None = None
         if config.credentials.source == "profile":
-            from .awscreds import CredentialRefresher
+            from imdsmock.serve.awscreds import CredentialRefresher
 
             self.refresher = CredentialRefresher(self.state, self.clock, config.credentials)
             self.background.append(self.refresher.run)
@@ -115,7 +115,7 @@ class App:
 
         Built on first use: a mock nobody controls never imports it.
         """
-        from .controller import Controller
+        from imdsmock.control.operations import Controller
 
         return Controller(self)
 
@@ -134,7 +134,7 @@ class App:
                 s.close()
             raise
         if self.config.server.control and self._control is None:
-            from .controlserver import bind_control
+            from imdsmock.serve.control import bind_control
 
             try:
                 self._control = bind_control(self.config.server)
@@ -165,7 +165,7 @@ class App:
         if self.containers is not None:
             await self.containers.start()
         if self._control is not None:
-            from .controlserver import ControlProtocol
+            from imdsmock.serve.control import ControlProtocol
 
             sock, token = self._control
             self._control_server = await self._loop.create_server(

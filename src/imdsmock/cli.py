@@ -1,4 +1,4 @@
-"""The command line: a thin skin over :mod:`imdsmock.config` and :class:`imdsmock.app.App`.
+"""The command line: a thin skin over :mod:`imdsmock.config.schema` and :class:`imdsmock.app.App`.
 
 ``imdsmock`` with no subcommand serves. Subcommands: ``serve``, ``config`` (print the
 effective configuration), ``cert`` (print the identity-signing certificate), ``route``
@@ -16,14 +16,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__
-from .config import SHORT_NAMES, Config
-from .configdump import dump
-from .configload import load
-from .errors import ImdsMockError
+from imdsmock._version import __version__
+from imdsmock.config.dump import dump
+from imdsmock.config.load import load
+from imdsmock.config.schema import SHORT_NAMES, Config
+from imdsmock.errors import ImdsMockError
 
 if TYPE_CHECKING:
-    from .app import App
+    from imdsmock.app import App
 
 __all__ = ["aemm_main", "main", "serve_parser"]
 
@@ -162,7 +162,7 @@ def _nest_set(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
-    from .watch import serve_reloadable
+    from imdsmock.watch import serve_reloadable
 
     ns = serve_parser(prog).parse_args(argv)
     serve_reloadable(
@@ -197,7 +197,7 @@ def _cmd_config(argv: Sequence[str]) -> int:
 
 
 def _cmd_cert(argv: Sequence[str]) -> int:
-    from .signing import load_signer
+    from imdsmock.signing.signer import load_signer
 
     p = serve_parser(f"{PROG} cert")
     p.description = "Print the PEM certificate that verifies the identity-document signatures."
@@ -218,7 +218,7 @@ def _cmd_route(argv: Sequence[str]) -> int:
 
 
 def _cmd_ctl(argv: Sequence[str]) -> int:
-    from .ctl import main as ctl_main
+    from imdsmock.control.ctl import main as ctl_main
 
     status: int = ctl_main(list(argv))
     return status
@@ -255,12 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def aemm_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ec2-metadata-mock``: AWS's Go mock's interface."""
-    try:
-        from .aemm import main as aemm
-    except ImportError:
-        return main(argv)
-    status: int = aemm(argv)
-    return status
+    from imdsmock.aemm.cli import main as aemm
+    from imdsmock.watch import serve_reloadable
+
+    return aemm(argv, serve_reloadable)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,9 @@
 """The key tables of ``docs/configuration.md``, generated from the schema.
 
-Each key's type, default and one-line description come from :mod:`imdsmock.config` (the
+Each key's type, default and one-line description come from :mod:`imdsmock.config.schema` (the
 description is the string under the field); its variable from :func:`~imdsmock.config.env_name`
 and ``SHORT_NAMES``; its AWS Go mock (AEMM) equivalent from the tables
-:mod:`imdsmock.aemm_config` translates with. The generated part sits between two markers
+:mod:`imdsmock.aemm.config` translates with. The generated part sits between two markers
 in the document; the prose around it is written by hand.
 
 ``python -m imdsmock.configdoc`` prints the tables; ``--write FILE`` updates them in place;
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from . import config
-from .config import (
+from imdsmock.config import schema as config
+from imdsmock.config.schema import (
     DEFAULT_RANGE,
     RANGES,
     SECRET_KEYS,
@@ -252,10 +252,12 @@ def _flag(key: str, tp: Any) -> str:
 
 def _aemm() -> dict[str, str]:
     """Our key -> its AEMM equivalents: config key, ``AEMM_*`` variable, flag."""
-    from .aemm import _GLOBAL as AEMM_FLAGS  # the Go mock's root flags: (short, long, key, kind)
-    from .aemm_config import ENV_KEYS
-    from .aemm_config import env_name as aemm_env
-    from .aemm_defaults import DOCUMENT_KEYS, META
+    from imdsmock.aemm.cli import (
+        _GLOBAL as AEMM_FLAGS,  # the Go mock's root flags: (short, long, key, kind)
+    )
+    from imdsmock.aemm.config import ENV_KEYS
+    from imdsmock.aemm.config import env_name as aemm_env
+    from imdsmock.aemm.defaults import DOCUMENT_KEYS, META
 
     flags = {key: "/".join(f"`{n}`" for n in (s, long) if n) for s, long, key, _ in AEMM_FLAGS}
     variables = set(ENV_KEYS)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .api import MockIMDS
+    from imdsmock.api import MockIMDS
 
 __all__ = ["imds", "imds_server"]
 
@@ -51,8 +51,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def imds_server(pytestconfig: pytest.Config) -> Iterator[MockIMDS]:
     """The session's mock IMDS (one per xdist worker): started once, never reset here."""
-    from .api import MockIMDS
-    from .errors import ImdsMockError
+    from imdsmock.api import MockIMDS
+    from imdsmock.errors import ImdsMockError
 
     file = pytestconfig.getini(_INI) or None
     if file is not None:
@@ -77,8 +77,8 @@ def imds(
     ``environ=False`` is given; scenarios given as ``scenario=`` or ``scenarios=`` start
     when the test does.
     """
-    from .errors import ImdsMockError
-    from .sdkenv import cleared
+    from imdsmock.errors import ImdsMockError
+    from imdsmock.sdkenv import cleared
 
     options = _options(request)
     scenarios = _scenarios(options)

@@ -26,12 +26,12 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
-from .errors import ImdsMockError
-from .state import Snapshot, rebuild
+from imdsmock.config.schema import Config
+from imdsmock.core.state import Snapshot, rebuild
+from imdsmock.errors import ImdsMockError
 
 if TYPE_CHECKING:
-    from .app import App
+    from imdsmock.app import App
 
 __all__ = ["Watcher", "hangup_ignored", "hangup_job", "ignore_hangup", "reconfigure"]
 
@@ -47,7 +47,7 @@ def reconfigure(snapshot: Snapshot, config: Config) -> Snapshot:
     scenarios are replaced by the new one's (relative times count from the start).
     """
     # Imported on the first reload, not at start-up (issue 9: start-up time).
-    from .scenarios import config_scenarios, with_scenarios
+    from imdsmock.instance.scenarios import config_scenarios, with_scenarios
 
     started = snapshot.started
     old_ids = {s.id for s in config_scenarios(snapshot.config.scenarios, started)}
@@ -235,7 +235,7 @@ def serve_reloadable(
     ends it (ignored until the loop's handler is in); it reloads ``file`` through ``load``
     (``poll`` also watches it), or with no file is logged (``hint`` says how to give one).
     """
-    from .app import App, run
+    from imdsmock.app import App, run
 
     with hangup_ignored():
         app = App(config)

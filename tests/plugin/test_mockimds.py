@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from imdsmock import ConfigError, ImdsMockError, MockIMDS, load_config
-from imdsmock.clock import SystemClock
+from imdsmock.core.clock import SystemClock
 
 
 def fetch(url: str) -> tuple[int, str]:

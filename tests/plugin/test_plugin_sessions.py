@@ -104,7 +104,7 @@ def test_the_entry_point_loads_the_plugin_and_nothing_more(
         def test_nothing_loaded(request):
             assert request.config.pluginmanager.has_plugin("imdsmock")
             loaded = sorted(m for m in sys.modules if m.startswith("imdsmock"))
-            assert loaded == ["imdsmock", "imdsmock.pytest_plugin"], loaded
+            assert loaded == ["imdsmock", "imdsmock._version", "imdsmock.pytest_plugin"], loaded
     """
     result = user_project({"test_lazy.py": tests}, autoload=True)
     assert result.returncode == 0, result.stdout + result.stderr

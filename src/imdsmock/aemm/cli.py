@@ -1,0 +1,239 @@
+"""``ec2-metadata-mock``: AWS's Go mock's command line, served by imdsmock.
+
+Accepts amazon-ec2-metadata-mock's root flags, subcommands (``spot``, ``events`` /
+``se`` / ``scheduledevents``, ``asglifecycle`` / ``autoscaling`` / ``asg``), config file
+and ``AEMM_*`` variables (aemm-interface.md §2-3), translates them with
+:mod:`imdsmock.aemm.config` and runs the same :class:`~imdsmock.app.App` as ``imdsmock``.
+What is served keeps real IMDS's wire format; docs/aemm-compatibility.md lists every
+difference from the Go mock. Bad input ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
+
+from imdsmock._version import __version__
+from imdsmock.aemm.config import find_config_file, merge, saved_config_path, translate
+from imdsmock.config.load import load
+from imdsmock.config.schema import Config
+from imdsmock.errors import ImdsMockError
+
+__all__ = ["Invocation", "main", "parse"]
+
+PROG = "ec2-metadata-mock"
+log = logging.getLogger("imdsmock.aemm")
+
+# Subcommand -> mode; aliases as the Go mock's help lists them (and "spotitn" from old docs).
+_COMMANDS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "spot": ("spot", ("spotitn",)),
+    "events": ("events", ("se", "scheduledevents")),
+    "asglifecycle": ("asglifecycle", ("autoscaling", "asg")),
+}
+# Root flags: (short, long, dotted key, kind).
+_GLOBAL: tuple[tuple[str | None, str, str, str], ...] = (
+    ("-n", "--hostname", "server.hostname", "str"),
+    ("-p", "--port", "server.port", "str"),
+    ("-c", "--config-file", "config-file", "str"),
+    ("-s", "--save-config-to-file", "save-config-to-file", "bool"),
+    ("-w", "--watch-config-file", "watch-config-file", "bool"),
+    ("-d", "--mock-delay-sec", "mock-delay-sec", "int"),
+    (None, "--mock-trigger-time", "mock-trigger-time", "str"),
+    ("-x", "--mock-ip-count", "mock-ip-count", "int"),
+    ("-I", "--imdsv2", "imdsv2", "bool"),
+    (None, "--rebalance-delay-sec", "rebalance-delay-sec", "int"),
+    (None, "--rebalance-trigger-time", "rebalance-trigger-time", "str"),
+    (None, "--asg-termination-delay-sec", "asg-termination-delay-sec", "int"),
+    # A timestamp here (the Go mock declares it int64 and cannot parse one).
+    (None, "--asg-termination-trigger-time", "asg-termination-trigger-time", "str"),
+)
+_LOCAL: Mapping[str, tuple[tuple[str, str, str, str], ...]] = {
+    "spot": (
+        ("-a", "--action", "spot.action", "terminate | hibernate | stop (default terminate)"),
+        ("-t", "--time", "spot.time", "termination time in the notice (RFC 3339)"),
+        ("-r", "--rebalance-rec-time", "spot.rebalance-rec-time", "noticeTime (RFC 3339)"),
+    ),
+    "events": (
+        ("-o", "--code", "events.code", "instance-reboot | system-reboot (default) | ..."),
+        ("-t", "--state", "events.state", "active (default) | completed | canceled"),
+        ("-b", "--not-before", "events.not-before", "RFC 3339 (default: start)"),
+        ("-a", "--not-after", "events.not-after", "RFC 3339 (default: start + 7 days)"),
+        ("-l", "--not-before-deadline", "events.not-before-deadline", "RFC 3339 (start + 9 d)"),
+    ),
+    "asglifecycle": (),
+}
+_BOOLS = {short for short, _l, _k, kind in _GLOBAL if kind == "bool" and short} | {
+    long for _s, long, _k, kind in _GLOBAL if kind == "bool"
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse reporting errors in one line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _add_globals(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("global flags")
+    for short, long, key, kind in _GLOBAL:
+        names = [n for n in (short, long) if n]
+        if kind == "bool":
+            g.add_argument(*names, dest=key, action="store_const", const=True, default=None)
+        else:
+            g.add_argument(*names, dest=key, default=None, metavar=kind.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser: root flags on the root and on every subcommand (cobra's persistence)."""
+    p = _Parser(
+        prog=PROG,
+        description="Run imdsmock with AWS's amazon-ec2-metadata-mock interface.",
+        epilog="Every setting also reads AEMM_* variables and the config file (-c).",
+        argument_default=None,
+    )
+    p.add_argument("-v", "--version", action="version", version=__version__)
+    _add_globals(p)
+    sub = p.add_subparsers(dest="mode", metavar="{spot,events,asglifecycle,help}")
+    for name, (_mode, aliases) in _COMMANDS.items():
+        sp = sub.add_parser(name, aliases=list(aliases), help=f"serve the {name} mock only")
+        # Subcommand values must not reset root values given before it.
+        _add_globals(sp)
+        for short, long, key, text in _LOCAL[name]:
+            sp.add_argument(short, long, dest=key, default=None, help=text)
+    for action in [*p._actions, *(a for s in sub.choices.values() for a in s._actions)]:
+        if action.dest not in ("help", "version", "mode"):
+            action.default = argparse.SUPPRESS
+    return p
+
+
+def _normalize(argv: Sequence[str]) -> list[str]:
+    """pflag spellings argparse lacks: ``-d=5``, ``--imdsv2=false``, ``-I=true``."""
+    out: list[str] = []
+    for arg in argv:
+        m = re.fullmatch(r"(-[A-Za-z]|--[a-z0-9-]+)=(.*)", arg)
+        if m is not None and m.group(1) in _BOOLS:
+            if m.group(2).lower() in ("true", "1", "t"):
+                out.append(m.group(1))
+            elif m.group(2).lower() not in ("false", "0", "f"):
+                raise ImdsMockError(f"{m.group(1)} is {m.group(2)!r}; expected true or false")
+            continue
+        if m is not None and len(m.group(1)) == 2:
+            out.extend([m.group(1), m.group(2)])
+            continue
+        out.append(arg)
+    return out
+
+
+class Invocation:
+    """A parsed command line: the mode, flag values (dotted AEMM keys) and the env."""
+
+    def __init__(self, mode: str, flags: dict[str, Any], env: Mapping[str, str]) -> None:
+        self.mode = mode
+        self.flags = flags
+        self.env = env
+        self.file = find_config_file(flags.get("config-file"), env)
+
+    def merged(self) -> dict[str, Any]:
+        """Defaults < file < AEMM_* < flags, AEMM-shaped (what -s saves)."""
+        flags = {k: v for k, v in self.flags.items() if k != "config-file"}
+        merged = merge(file=self.file, env=self.env, flags=flags)
+        merged["config-file"] = self.file or ""
+        return merged
+
+    def config(self) -> Config:
+        """Our validated configuration (IMDSMOCK_* variables still apply on top)."""
+        ours = translate(self.merged(), self.mode)
+        imdsmock_env = {k: v for k, v in self.env.items() if k.startswith("IMDSMOCK_")}
+        return load(env=imdsmock_env, base=ours)
+
+
+def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Invocation:
+    """Parse ``ec2-metadata-mock`` arguments (exits 0 for --help/-v, 2 for bad usage)."""
+    ns = build_parser().parse_args(_normalize(argv))
+    values = {k: v for k, v in vars(ns).items() if k != "mode"}
+    mode = "root"
+    for name, (m, aliases) in _COMMANDS.items():
+        if ns.mode == name or ns.mode in aliases:
+            mode = m
+    return Invocation(mode, values, os.environ if env is None else env)
+
+
+def _save(inv: Invocation, merged: Mapping[str, Any]) -> None:
+    path = saved_config_path(inv.env)
+    try:
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        log.warning("could not save the config to %s: %s", path, exc.strerror)
+
+
+class Serve(Protocol):
+    """How a process serves a config until it is stopped (``imdsmock.watch.serve_reloadable``)."""
+
+    def __call__(
+        self,
+        config: Config,
+        file: str | None,
+        reload: Callable[[], Config],
+        /,
+        *,
+        poll: bool,
+        hint: str,
+        ready: Callable[[Any], None],
+    ) -> None: ...
+
+
+def _serve(inv: Invocation, serve: Serve) -> int:
+    merged = inv.merged()
+    if inv.file is not None and not Path(inv.file).exists():
+        log.warning("config file %s not found; using flags, AEMM_* and defaults", inv.file)
+    cfg = inv.config()
+    if _truthy(merged.get("save-config-to-file")):
+        _save(inv, merged)
+
+    def reload() -> Config:
+        fresh = inv.merged()
+        if _truthy(fresh.get("save-config-to-file")):
+            _save(inv, fresh)
+        return inv.config()
+
+    def ready(a: Any) -> None:
+        what = "all mocks" if inv.mode == "root" else f"the {inv.mode} mock"
+        for url in a.addresses():
+            print(f"{PROG}: serving {what} on {url}", file=sys.stderr, flush=True)
+
+    # As imdsmock: SIGHUP never ends the server (the Go mock dies of it). It reloads the
+    # config file, with or without -w (which also polls it), or is logged with no file.
+    poll = _truthy(merged.get("watch-config-file"))
+    serve(cfg, inv.file, reload, poll=poll, hint="-c FILE or AEMM_CONFIG_FILE", ready=ready)
+    return 0
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+
+
+def main(argv: Sequence[str] | None, serve: Serve) -> int:
+    """Run ``ec2-metadata-mock`` with ``serve`` as the server loop; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=os.environ.get("IMDSMOCK_LOG_LEVEL", "INFO").upper(),
+        format="%(name)s: %(message)s",
+    )
+    if args[:1] == ["help"]:
+        build_parser().parse_args([*args[1:2], "--help"])
+    try:
+        return _serve(parse(args), serve)
+    except ImdsMockError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

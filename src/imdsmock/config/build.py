@@ -1,0 +1,147 @@
+"""A file-shaped mapping -> frozen dataclasses, by the dataclasses' own type hints.
+
+Values from a file arrive typed (YAML ints, lists, mappings); values from the environment
+and flags arrive as strings ("5", "a,b", "true"). Both convert here, each field by its
+type hint; a value that does not fit raises :class:`~imdsmock.errors.ConfigError` naming
+the key, the value and what is allowed. Then :func:`~imdsmock.configcheck.check` applies
+the rules that span fields, so nothing downstream validates again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from imdsmock.config.rules import check
+from imdsmock.config.schema import DEFAULT_RANGE, RANGES, Config, dashed
+from imdsmock.errors import ConfigError
+
+__all__ = ["from_mapping"]
+
+
+def from_mapping(raw: Mapping[str, Any]) -> Config:
+    """Validate a nested mapping (file-shaped, dashed keys) into a :class:`Config`."""
+    cfg: Config = _build(Config, raw, "")
+    check(cfg)
+    return cfg
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "configuration"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(where, raw, "a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {dashed(f.name): f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        f = fields.get(str(key).replace("_", "-"))
+        if f is None:
+            allowed = "one of: " + ", ".join(sorted(fields))
+            raise ConfigError(f"{prefix}{key}", value, f"a known key ({allowed})") from None
+        kwargs[f.name] = _convert(hints[f.name], value, prefix + dashed(f.name))
+    for f in fields.values():  # a required key left out (found by tests/test_fuzz.py)
+        missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if missing and f.name not in kwargs:
+            raise ConfigError(f"{prefix}{dashed(f.name)}", None, "a value (this key is required)")
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    if tp is Any:
+        return value  # validated by its owner (scenarios: imdsmock.instance.scenarios)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        if value is None:
+            raise ConfigError(key, value, _describe(rest[0]))
+        return _convert(rest[0], value, key)
+    if origin is Literal:
+        text = _scalar_text(value)
+        if text.lower() not in [a.lower() for a in args]:
+            raise ConfigError(key, value, "one of: " + ", ".join(args))
+        return next(a for a in args if a.lower() == text.lower())
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")  # type: ignore[arg-type]
+    if tp is bool:
+        return _to_bool(value, key)
+    if tp is int:
+        return _to_int(value, key)
+    if tp is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(key, value, "a string")
+        return str(value)
+    if origin is tuple:
+        items = _to_list(value, key)
+        return tuple(_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(items))
+    if origin is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(key, value, "a mapping of names to values")
+        return {
+            str(k): _convert(args[1], v, f"{key}.{k}")
+            for k, v in value.items()
+            if not (v is None and type(None) not in typing.get_args(args[1]))
+            or _reject_null(key, k, v)
+        }
+    raise TypeError(f"no converter for {tp!r}")  # a programming error, not user input
+
+
+def _reject_null(key: str, name: object, value: object) -> bool:
+    raise ConfigError(f"{key}.{name}", value, "a string")
+
+
+def _describe(tp: Any) -> str:
+    if tp is int:
+        return "an integer"
+    if tp is bool:
+        return "true or false"
+    if typing.get_origin(tp) is tuple:
+        return "a list"
+    return "a string"
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return repr(value)
+
+
+def _to_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off", ""):
+        return False
+    raise ConfigError(key, value, "true or false")
+
+
+def _to_int(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(key, value, "an integer")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+        number = int(value)
+    else:
+        raise ConfigError(key, value, "an integer")
+    low, high = RANGES.get(key, DEFAULT_RANGE)
+    if not low <= number <= high:
+        raise ConfigError(key, value, f"an integer from {low} to {high}")
+    return number
+
+
+def _to_list(value: Any, key: str) -> list[Any]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ConfigError(key, value, "a list (or a comma-separated string)")

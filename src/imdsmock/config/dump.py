@@ -1,0 +1,46 @@
+"""Output: the effective configuration as ``imdsmock config`` prints it, secrets masked."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from imdsmock.config.schema import SECRET_KEYS, Config, dashed
+
+__all__ = ["dump", "to_mapping"]
+
+
+def to_mapping(cfg: Config, *, secrets: bool = False) -> dict[str, Any]:
+    """The configuration as a file-shaped mapping (dashed keys); secrets masked."""
+
+    def walk(obj: Any, prefix: str) -> Any:
+        if dataclasses.is_dataclass(obj):
+            out = {}
+            for f in dataclasses.fields(obj):
+                key = prefix + dashed(f.name)
+                value = getattr(obj, f.name)
+                if key in SECRET_KEYS and value is not None and not secrets:
+                    out[dashed(f.name)] = "***"
+                else:
+                    out[dashed(f.name)] = walk(value, key + ".")
+            return out
+        if isinstance(obj, tuple):
+            return [walk(v, prefix) for v in obj]
+        if isinstance(obj, Mapping):
+            return {str(k): walk(v, prefix) for k, v in obj.items()}
+        return obj
+
+    result: dict[str, Any] = walk(cfg, "")
+    return result
+
+
+def dump(cfg: Config, fmt: Literal["yaml", "json"] = "yaml") -> str:
+    """Render the effective configuration for ``imdsmock config``."""
+    data = to_mapping(cfg)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))

@@ -1,0 +1,166 @@
+"""Loading: the sources of a configuration, merged, then built and validated once.
+
+Sources, strongest first: command-line flags > environment (``IMDSMOCK_*``) > one config
+file (YAML, JSON or TOML) > defaults. Keys and variable names are the schema's
+(:mod:`imdsmock.config.schema`); a bad value raises :class:`~imdsmock.errors.ConfigError` naming
+the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from imdsmock.config.build import from_mapping
+from imdsmock.config.schema import SHORT_NAMES, Config, dashed, env_name, leaf_keys
+from imdsmock.errors import ConfigError
+
+__all__ = ["load", "read_file"]
+
+_SECTIONS = frozenset(dashed(f.name) for f in dataclasses.fields(Config))
+
+
+def load(
+    *,
+    file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge the sources (flags > env > file > base > defaults) and validate once.
+
+    ``flags`` maps dotted keys or short names to values; ``None`` values are ignored, so
+    an argparse namespace with unset options can be passed as is. ``env`` defaults to
+    ``os.environ``; the config file may also be named by ``IMDSMOCK_CONFIG``.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if base:
+        _merge(raw, _nest(base, "config"))
+    path = file if file is not None else env.get("IMDSMOCK_CONFIG") or None
+    if path is not None:
+        _merge(raw, read_file(path))
+    _merge(raw, _from_env(env))
+    if flags:
+        _merge(raw, _from_flags(flags))
+    return from_mapping(raw)
+
+
+def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read one YAML, JSON or TOML file into a mapping (format chosen by extension)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file", str(p), "an existing, readable file") from None
+    except IsADirectoryError:
+        raise ConfigError("config file", str(p), "a file, not a directory") from None
+    except PermissionError:
+        raise ConfigError("config file", str(p), "a file this user may read") from None
+    except UnicodeDecodeError:
+        raise ConfigError("config file", str(p), "UTF-8 text") from None
+    except OSError as exc:  # a symlink loop, an I/O error, ...: one line, not a traceback
+        raise ConfigError("config file", str(p), f"a readable file ({exc.strerror})") from None
+    suffix = p.suffix.lower()
+    errors: tuple[type[Exception], ...] = (json.JSONDecodeError, *_parse_errors(suffix))
+    try:
+        if suffix == ".json":
+            data: Any = json.loads(text) if text.strip() else {}
+        elif suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml", ""):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError("config file", str(p), "a .yaml, .yml, .json or .toml file")
+    except errors as exc:
+        where = _error_position(exc)
+        raise ConfigError(
+            "config file", str(p), f"valid {suffix.lstrip('.') or 'yaml'}{where}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("config file", str(p), "a mapping of sections at the top level")
+    return data
+
+
+def _parse_errors(suffix: str) -> tuple[type[Exception], ...]:
+    # Parsers load on demand (start-up time is a benchmark figure): most runs read no file.
+    if suffix == ".toml":
+        import tomllib
+
+        return (tomllib.TOMLDecodeError,)
+    if suffix == ".json":
+        return ()
+    import yaml
+
+    return (yaml.YAMLError,)
+
+
+def _error_position(exc: Exception) -> str:
+    line = getattr(exc, "lineno", None)
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        line = mark.line + 1
+    return f" (error near line {line})" if line else ""
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not any(var.startswith("IMDSMOCK_") for var in env):
+        return out  # the usual start: no table of names to build (~1 ms of start-up)
+    by_var = _env_names()
+    for var, value in env.items():
+        key = by_var.get(var)
+        if key is not None:
+            _merge(out, _nest({key: value}, var))
+    return out
+
+
+def _from_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        key = SHORT_NAMES.get(name.replace("_", "-"), name)
+        _merge(out, _nest({key: value}, f"--{name}"))
+    return out
+
+
+@functools.cache
+def _env_names() -> dict[str, str]:
+    names = {env_name(key): key for key in leaf_keys(Config)}
+    for short, key in SHORT_NAMES.items():
+        names[env_name(short)] = key
+    return names
+
+
+def _nest(flat: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Turn ``{"a.b": 1}`` into ``{"a": {"b": 1}}``; nested mappings pass through."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parts = key.split(".") if "." in key and key.split(".")[0] in _SECTIONS else [key]
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict) and key != "paths":
+            _merge(into[key], value)
+        elif isinstance(value, Mapping):
+            into[key] = dict(value)
+        else:
+            into[key] = value

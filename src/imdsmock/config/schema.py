@@ -1,0 +1,433 @@
+"""The configuration schema: frozen dataclasses, their key names and variable names.
+
+Every key is spelled as in the config file, dashed (``options.http-tokens``); its
+environment variable is ``IMDSMOCK_`` + the key upper-cased with ``.`` and ``-`` turned
+into ``_`` (``IMDSMOCK_OPTIONS_HTTP_TOKENS``), and the most used keys have a short flag and
+variable too (``--http-tokens`` / ``IMDSMOCK_HTTP_TOKENS``). The string under each field is
+its one-line description: ``docs/configuration.md`` is generated from it
+(:mod:`imdsmock.configdoc`).
+
+Loading lives in :mod:`imdsmock.config.load`, conversion in :mod:`imdsmock.config.build`,
+the cross-field rules in :mod:`imdsmock.config.rules`, output in :mod:`imdsmock.config.dump`.
+This module imports little: everything that touches a config pays for it at start-up.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from imdsmock.errors import ConfigError
+
+__all__ = [
+    "RANGES",
+    "SECRET_KEYS",
+    "SHORT_NAMES",
+    "Config",
+    "CredentialsConfig",
+    "InstanceConfig",
+    "InterfaceConfig",
+    "Listen",
+    "OptionsConfig",
+    "ServerConfig",
+    "SigningConfig",
+    "dashed",
+    "env_name",
+    "leaf_keys",
+    "parse_listen",
+]
+
+Enabled = Literal["enabled", "disabled"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listen:
+    """One address the IMDS server listens on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Where and how the server listens."""
+
+    host: str = "127.0.0.1"
+    """Address of the main IMDS listener (169.254.169.254 needs `imdsmock route`)."""
+    port: int = 1338
+    """Port of the main IMDS listener; 0 picks a free one."""
+    listen: tuple[str, ...] = ()
+    """Extra IMDS listeners beside host:port, e.g. `169.254.169.254:80`, `[fd00:ec2::254]:80`."""
+    keep_alive: bool = False
+    """Keep connections open; real IMDS closes every connection (an opt-in for speed)."""
+    control_host: str = "127.0.0.1"
+    """Address of the control API listener."""
+    control_port: int = 1339
+    """Port of the control API listener; 0 picks a free one."""
+    control_token: str | None = field(default=None, repr=False)
+    """Bearer token the control API demands; required on a non-loopback control-host."""
+    control_token_file: str | None = None
+    """A file holding the control API token (instead of control-token)."""
+    control: bool = True
+    """Run the control API listener at all; false disables it."""
+    clock: Literal["system", "manual"] = "system"
+    """`manual`: time stands still until the control API advances it (tests, demos)."""
+    log_requests: bool = False
+    """Log every request to stderr."""
+    mock_ip_count: int = -1
+    """Only the first N distinct clients see spot, events and Auto Scaling paths; -1: all."""
+    max_connections: int = 1024
+    """Open IMDS connections beyond this are answered 429 and closed."""
+    idle_timeout: int = 10
+    """Seconds a connection may wait for a request (after connecting or the previous answer)."""
+    max_header_bytes: int = 16 * 1024
+    """A request head (line and headers) over this many bytes is answered 431."""
+    ecs_listen: tuple[str, ...] = ()
+    """ECS-style container credential listeners, e.g. `169.254.170.2:80`; none by default."""
+    eks_listen: tuple[str, ...] = ()
+    """EKS Pod Identity-style credential listeners, e.g. `169.254.170.23:80`; none by default."""
+
+    def listeners(self) -> tuple[Listen, ...]:
+        """All IMDS listeners: ``host:port`` then every ``listen`` entry, deduplicated."""
+        out = [Listen(host=self.host, port=self.port)]
+        for spec in self.listen:
+            item = parse_listen(spec, "server.listen")
+            if item not in out:
+                out.append(item)
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionsConfig:
+    """Instance metadata options, as ``ModifyInstanceMetadataOptions`` names them."""
+
+    http_tokens: Literal["optional", "required"] = "optional"
+    """`required`: IMDSv2 only (a request without a token gets 401)."""
+    http_endpoint: Enabled = "enabled"
+    """`disabled`: every request gets 403, as on an instance with IMDS turned off."""
+    hop_limit: int = 1
+    """IP TTL of the token response (PUT /latest/api/token)."""
+    http_protocol_ipv6: Enabled = "disabled"
+    """The instance option as recorded; IPv6 listeners themselves come from server.listen."""
+    instance_metadata_tags: Enabled = "enabled"
+    """Serve the instance tags under meta-data/tags/instance/."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InterfaceConfig:
+    """One elastic network interface; unset fields are derived from the instance."""
+
+    mac: str
+    """MAC address of the interface (required), lower case."""
+    device_number: int | None = None
+    """Device number; null: its position in the list (1, 2, ...)."""
+    interface_id: str | None = None
+    """ENI ID; null: derived from the MAC."""
+    local_ipv4s: tuple[str, ...] = ()
+    """Private IPv4 addresses; empty: the instance's local-ipv4 + 10 x device-number."""
+    public_ipv4s: tuple[str, ...] = ()
+    """Public IPv4 addresses, associated with the private ones in order."""
+    ipv6s: tuple[str, ...] = ()
+    """IPv6 addresses."""
+    subnet_id: str | None = None
+    """Subnet ID; null: the instance's."""
+    subnet_ipv4_cidr_block: str | None = None
+    """Subnet IPv4 CIDR block; null: the instance's."""
+    subnet_ipv6_cidr_blocks: tuple[str, ...] = ()
+    """Subnet IPv6 CIDR blocks; empty: the instance's."""
+    vpc_id: str | None = None
+    """VPC ID; null: the instance's."""
+    vpc_ipv4_cidr_blocks: tuple[str, ...] = ()
+    """VPC IPv4 CIDR blocks; empty: the instance's."""
+    vpc_ipv6_cidr_blocks: tuple[str, ...] = ()
+    """VPC IPv6 CIDR blocks; empty: the instance's."""
+    security_groups: tuple[str, ...] = ()
+    """Security group names; empty: the instance's."""
+    security_group_ids: tuple[str, ...] = ()
+    """Security group IDs; empty: the instance's."""
+    network_card_index: int = 0
+    """Network card index."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceConfig:
+    """The facts of the one instance served. ``None`` means "derive from the others"."""
+
+    instance_id: str = "i-1234567890abcdef0"
+    """Instance ID: i- and 8 or 17 hex digits."""
+    instance_type: str = "m4.xlarge"
+    """Instance type."""
+    ami_id: str = "ami-0a887e401f7654935"
+    """AMI ID the instance was launched from."""
+    ami_launch_index: int = 0
+    """Launch index of the instance within its reservation."""
+    ami_manifest_path: str = "(unknown)"
+    """AMI manifest path (`(unknown)` for EBS-backed AMIs)."""
+    account_id: str = "515336597381"
+    """AWS account ID (12 digits): identity document, ARNs, owner-id."""
+    region: str | None = None
+    """Region; null: from availability-zone, else us-east-1."""
+    availability_zone: str | None = None
+    """Availability zone; null: the region + `a`."""
+    availability_zone_id: str | None = None
+    """Availability zone ID; null: derived from the zone."""
+    architecture: Literal["x86_64", "arm64", "i386"] = "x86_64"
+    """CPU architecture in the identity document."""
+    kernel_id: str | None = "aki-5c21674b"
+    """Kernel ID; null: none (path absent)."""
+    ramdisk_id: str | None = "ari-01bb5768"
+    """RAM disk ID; null: none (path absent)."""
+    product_codes: tuple[str, ...] = ("3iplms73etrdhxdepv72l6ywj",)
+    """Marketplace product codes."""
+    reservation_id: str = "r-046cb3eca3e201d2f"
+    """Reservation ID."""
+    instance_life_cycle: Literal["on-demand", "spot", "scheduled", "capacity-block"] = "on-demand"
+    """Purchasing option the instance runs under."""
+    instance_action: str = "none"
+    """Value of meta-data/instance-action."""
+    local_ipv4: str = "172.16.34.43"
+    """Private IPv4 address of the primary interface."""
+    public_ipv4: str | None = "192.0.2.54"
+    """Public IPv4 address; null: none."""
+    ipv6: str | None = "2001:db8:8:4::2"
+    """IPv6 address of the primary interface; null: none."""
+    mac: str = "0e:49:61:0f:c3:11"
+    """MAC address of the primary interface, lower case."""
+    interface_id: str = "eni-0f95d3625f5c521cc"
+    """ENI ID of the primary interface."""
+    subnet_id: str = "subnet-0ac62554"
+    """Subnet ID of the primary interface."""
+    subnet_ipv4_cidr_block: str = "192.0.2.0/24"
+    """Subnet IPv4 CIDR block."""
+    subnet_ipv6_cidr_blocks: tuple[str, ...] = ("2001:db8::/32",)
+    """Subnet IPv6 CIDR blocks."""
+    vpc_id: str = "vpc-d295a6a7"
+    """VPC ID."""
+    vpc_ipv4_cidr_blocks: tuple[str, ...] = ("192.0.2.0/24",)
+    """VPC IPv4 CIDR blocks."""
+    vpc_ipv6_cidr_blocks: tuple[str, ...] = ("2001:db8::/32",)
+    """VPC IPv6 CIDR blocks."""
+    security_groups: tuple[str, ...] = ("ura-launch-wizard-harry-1",)
+    """Security group names."""
+    security_group_ids: tuple[str, ...] = ("sg-0b07f8f6cb485d4df",)
+    """Security group IDs."""
+    hostname: str | None = None
+    """Private DNS name; null: derived from local-ipv4 and the region."""
+    public_hostname: str | None = None
+    """Public DNS name; null: derived from public-ipv4 and the region."""
+    interfaces: tuple[InterfaceConfig, ...] = ()
+    """More network interfaces beside the primary one (keys in the table below)."""
+    placement_group_name: str | None = "a-placement-group"
+    """Placement group name; null: none."""
+    placement_host_id: str | None = "h-0da999999f9999fb9"
+    """Dedicated host ID; null: none."""
+    placement_partition_number: int | None = 1
+    """Partition number in a partition placement group; null: none."""
+    public_keys: Mapping[str, str] = field(default_factory=lambda: {"test": _AEMM_KEY})
+    """Key name -> OpenSSH public key, served as public-keys/N=name in this order."""
+    block_device_mapping: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "ami": "/dev/xvda",
+            "ebs0": "sdb",
+            "ephemeral0": "sdb",
+            "root": "/dev/xvda",
+            "swap": "sdcs",
+        }
+    )
+    """Block device mapping: virtual name -> device."""
+    tags: Mapping[str, str] = field(
+        default_factory=lambda: {"Name": "test-instance", "Test": "test-tag"}
+    )
+    """Instance tags: key -> value (meta-data/tags/instance/)."""
+    iam_role: str | None = "baskinc-role"
+    """IAM role of the instance profile; null: no role attached."""
+    instance_profile_id: str = "AIPA5BOGHHXZELSK34VU4"
+    """Instance profile ID (meta-data/iam/info)."""
+    user_data: str | None = None
+    """User data as text; wins over user-data-base64."""
+    user_data_base64: str | None = "MTIzNCxqb2huLHJlYm9vdCx0cnVlCg=="
+    """User data as base64; null (and user-data null): no user data (404)."""
+    monitoring: Enabled = "disabled"
+    """Detailed monitoring (dynamic/fws/instance-monitoring)."""
+    pending_time: str | None = None
+    """Launch time as an IMDS timestamp (2024-01-02T03:04:05Z); null: when the server started."""
+
+    def user_data_bytes(self) -> bytes | None:
+        """The user data as bytes, or ``None`` when the instance has none."""
+        if self.user_data is not None:
+            return self.user_data.encode()
+        if self.user_data_base64 is not None:
+            return base64.b64decode(self.user_data_base64, validate=True)
+        return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CredentialsConfig:
+    """How role credentials are made (fake ones by default)."""
+
+    lifetime: int = 6 * 3600
+    """Lifetime of one credential set, seconds (EC2: about six hours)."""
+    rotate_every: int = 3600
+    """A new set is issued this often, seconds; at most lifetime - 300."""
+    extended: bool = True
+    """Serve iam/security-credentials-extended/ (with AccountId); false makes it 404."""
+    seed: str | None = field(default=None, repr=False)
+    """Seed for deterministic fake keys; null: random per process."""
+    source: Literal["fake", "profile"] = "fake"
+    """`fake`: generated keys; `profile`: real ones from a local AWS profile (imdsmock[aws])."""
+    profile: str | None = None
+    """AWS profile to take real credentials from (SSO included); null: the default chain."""
+    role_arn: str | None = None
+    """Assume this role with the profile's credentials (sts:AssumeRole); null: use them as is."""
+    role_session_name: str = "imdsmock"
+    """Session name for AssumeRole."""
+    duration_seconds: int = 3600
+    """Lifetime asked of STS (AssumeRole / GetSessionToken), seconds."""
+    refresh_ahead: int = 900
+    """Fetch the next real set this many seconds before the current one expires."""
+    ecs_relative_uri: str = "/v2/credentials/6f1c2d9e-8a3b-4c5d-9e7f-0a1b2c3d4e5f"
+    """Path of the ECS-style endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)."""
+    container_token: str | None = field(default=None, repr=False)
+    """Authorization token the EKS-style endpoint demands; null (and no file): any non-empty one."""
+    container_token_file: str | None = None
+    """A file holding the container token (instead of container-token)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SigningConfig:
+    """Keys for the instance identity signatures; generated at start-up when unset."""
+
+    key_file: str | None = None
+    """PEM RSA private key signing the identity document; null: generated (and cached)."""
+    cert_file: str | None = None
+    """PEM certificate of that key; null: self-signed at start-up."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole, validated configuration."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    options: OptionsConfig = field(default_factory=OptionsConfig)
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
+    signing: SigningConfig = field(default_factory=SigningConfig)
+    paths: Mapping[str, str | None] = field(default_factory=dict)
+    """IMDS path (`meta-data/tags/instance/Owner`) -> value; null removes it. Applied last."""
+    scenarios: tuple[Mapping[str, Any], ...] = ()
+    """Timed changes: spot interruption, rebalance, events, Auto Scaling (docs/scenarios.md)."""
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some top-level sections replaced."""
+        return dataclasses.replace(self, **changes)
+
+
+_AEMM_KEY = (
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC/JxGByvHDHgQAU+0nRFWdvMPi22OgNUn9ansrI8QN1ZJGxD1ML8"
+    "DRnJ3Q3zFKqqjGucfNWW0xpVib+ttkIBp8G9P/EOcX9C3FF63O3SnnIUHJsp5faRAZsTJPx0G5HUbvhBvnAcCtSqQg"
+    "mr02c1l582vAWx48pOmeXXMkl9qe9V/s7K3utmeZkRLo9DqnbsDlg5GWxLC/rWKYaZR66CnMEyZ7yBy3v3abKaGGRo"
+    "vLkHNAgWjSSgmUTI1nT5/S2OLxxuDnsC7+BiABLPaqlIE70SzcWZ0swx68Bo2AY9T9ymGqeAM/1T4yRtg0sPB98TpT"
+    "7WrY5A3iia2UVtLO/xcTt test"
+)
+
+# Short flag / variable names for the most used keys: name -> dotted key.
+SHORT_NAMES: Mapping[str, str] = {
+    "host": "server.host",
+    "port": "server.port",
+    "listen": "server.listen",
+    "keep-alive": "server.keep-alive",
+    "control-host": "server.control-host",
+    "control-port": "server.control-port",
+    "control-token": "server.control-token",
+    "control-token-file": "server.control-token-file",
+    "clock": "server.clock",
+    "log-requests": "server.log-requests",
+    "ecs-listen": "server.ecs-listen",
+    "eks-listen": "server.eks-listen",
+    "credentials-source": "credentials.source",
+    "profile": "credentials.profile",
+    "role-arn": "credentials.role-arn",
+    "http-tokens": "options.http-tokens",
+    "http-endpoint": "options.http-endpoint",
+    "hop-limit": "options.hop-limit",
+    "http-protocol-ipv6": "options.http-protocol-ipv6",
+    "instance-metadata-tags": "options.instance-metadata-tags",
+    "instance-id": "instance.instance-id",
+    "instance-type": "instance.instance-type",
+    "region": "instance.region",
+    "availability-zone": "instance.availability-zone",
+    "account-id": "instance.account-id",
+    "iam-role": "instance.iam-role",
+    "user-data": "instance.user-data",
+    "user-data-base64": "instance.user-data-base64",
+}
+
+# Keys whose value is a secret: never printed by `imdsmock config`.
+SECRET_KEYS = frozenset({"server.control-token", "credentials.seed", "credentials.container-token"})
+
+# Integer keys with a range other than a signed 32-bit integer's: key -> (low, high).
+RANGES: Mapping[str, tuple[int, int]] = {
+    "server.port": (0, 65535),
+    "server.control-port": (0, 65535),
+    "server.mock-ip-count": (-1, 2**31),
+    "server.max-connections": (1, 1_000_000),
+    "server.idle-timeout": (1, 3600),
+    "server.max-header-bytes": (1024, 1024 * 1024),
+    "options.hop-limit": (1, 64),
+    "credentials.lifetime": (900, 43200),
+    "credentials.rotate-every": (60, 43200),
+    "credentials.duration-seconds": (900, 43200),
+    "credentials.refresh-ahead": (60, 3600),
+    "instance.ami-launch-index": (0, 10000),
+    "instance.placement-partition-number": (1, 7),
+}
+DEFAULT_RANGE = (-(2**31), 2**31)
+
+
+def dashed(name: str) -> str:
+    """The key spelling of a field name (``hop_limit`` -> ``hop-limit``)."""
+    return name.replace("_", "-")
+
+
+def env_name(key: str) -> str:
+    """The ``IMDSMOCK_*`` variable for a dotted key."""
+    return "IMDSMOCK_" + re.sub(r"[.\-]", "_", key).upper()
+
+
+def leaf_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of a section (``server.host``, ...), in declaration order."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = prefix + dashed(f.name)
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            keys.extend(leaf_keys(tp, key + "."))  # type: ignore[arg-type]
+        else:
+            keys.append(key)
+    return keys
+
+
+def parse_listen(spec: str, key: str) -> Listen:
+    """Parse ``HOST:PORT`` or ``[V6]:PORT`` into a :class:`Listen`."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]+)|([^:\[\]]*):([0-9]+)", spec.strip())
+    if m is None:
+        raise ConfigError(key, spec, "HOST:PORT or [IPV6]:PORT")
+    host = m.group(1) or m.group(3) or "0.0.0.0"
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        raise ConfigError(key, spec, "a port from 0 to 65535")
+    if m.group(1):
+        # Loaded here, not at the top: most configurations name no IPv6 listener.
+        from imdsmock.config.rules import check_ip
+
+        check_ip(key, host, 6)
+    return Listen(host=host, port=port)

@@ -1,0 +1,365 @@
+"""The control operations on a running mock, as Python methods.
+
+One implementation, three skins: the HTTP control API (:mod:`imdsmock.control.routes`), the
+``imdsmock ctl`` command (through that API) and the in-process Python API all call a
+:class:`Controller`. Every change builds a new immutable snapshot and swaps it in with
+:meth:`imdsmock.state.State.swap`; a rejected change raises an
+:class:`~imdsmock.errors.ImdsMockError` (usually a ``ConfigError`` naming the field, the
+value and what is allowed) before anything is swapped, so it changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from imdsmock.config.build import from_mapping
+from imdsmock.config.dump import to_mapping
+from imdsmock.config.schema import OptionsConfig
+from imdsmock.core.clock import ManualClock
+from imdsmock.core.state import Snapshot, rebuild
+from imdsmock.errors import ConfigError, ImdsMockError
+
+if TYPE_CHECKING:
+    from imdsmock.app import App
+
+__all__ = ["OPTION_NAMES", "Controller", "UnknownIdError"]
+
+# Option names as the control API spells them, with their EC2 API aliases
+# (ModifyInstanceMetadataOptions, real-imds.md §A4).
+OPTION_NAMES: Mapping[str, str] = {
+    "http-tokens": "http-tokens",
+    "http-endpoint": "http-endpoint",
+    "hop-limit": "hop-limit",
+    "http-protocol-ipv6": "http-protocol-ipv6",
+    "instance-metadata-tags": "instance-metadata-tags",
+    "HttpTokens": "http-tokens",
+    "HttpEndpoint": "http-endpoint",
+    "HttpPutResponseHopLimit": "hop-limit",
+    "http-put-response-hop-limit": "hop-limit",
+    "HttpProtocolIpv6": "http-protocol-ipv6",
+    "InstanceMetadataTags": "instance-metadata-tags",
+}
+_PATH = re.compile(r"(meta-data|dynamic|user-data)(/[^/\s]+)*")
+MAX_VALUE_BYTES = 64 * 1024
+# A manual clock moves at most ten years per call (keeps times representable).
+MAX_ADVANCE = 10 * 366 * 86400.0
+MAX_FAIL_COUNT = 1000
+
+
+class UnknownIdError(ImdsMockError):
+    """A scenario or fault id that does not exist (the control API answers 404)."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        self.kind = kind
+        self.ident = ident
+        super().__init__(f"no {kind} with id {ident!r}")
+
+
+def iso(when: float) -> str:
+    """A POSIX time as an RFC 3339 UTC timestamp."""
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def options_dict(options: OptionsConfig) -> dict[str, Any]:
+    """Instance metadata options as the control API spells them."""
+    return {
+        "http-tokens": options.http_tokens,
+        "http-endpoint": options.http_endpoint,
+        "hop-limit": options.hop_limit,
+        "http-protocol-ipv6": options.http_protocol_ipv6,
+        "instance-metadata-tags": options.instance_metadata_tags,
+    }
+
+
+def metadata_path(path: object) -> str:
+    """Validate and normalise an IMDS path relative to the version root."""
+    if not isinstance(path, str):
+        raise ConfigError("path", path, "a path under meta-data/, dynamic/ or user-data")
+    clean = re.sub("/+", "/", path.strip().strip("/"))
+    if clean.startswith("latest/"):
+        clean = clean[len("latest/") :]
+    if (
+        not _PATH.fullmatch(clean)
+        or not clean.isprintable()
+        or any(part in (".", "..") for part in clean.split("/"))
+    ):
+        raise ConfigError(
+            "path", path, "a path under meta-data/, dynamic/ or user-data (e.g. meta-data/ami-id)"
+        )
+    return clean
+
+
+class Controller:
+    """Operations on one :class:`~imdsmock.app.App`; safe to call from any thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # -- reading ------------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot in force now."""
+        return self.app.state.snapshot
+
+    def now(self) -> float:
+        """The mock's current time."""
+        return self.app.clock.now()
+
+    def state(self) -> dict[str, Any]:
+        """The effective configuration, options, edits, scenarios, faults and clock."""
+        snap = self.snapshot
+        return {
+            "config": to_mapping(snap.config),
+            "options": options_dict(snap.config.options),
+            "metadata": dict(snap.edits),
+            "scenarios": self.scenarios(),
+            "faults": self.faults(),
+            "credentials": self._credentials_state(snap),
+            "clock": self.clock(),
+            "requests": len(self.app.requests),
+        }
+
+    def clock(self) -> dict[str, Any]:
+        """The clock: its kind, the current and start times."""
+        now = self.now()
+        clock = self.app.clock
+        return {
+            "kind": "manual" if isinstance(clock, ManualClock) else "system",
+            "now": now,
+            "now-iso": iso(now),
+            "started": self.app.started,
+            "elapsed": now - self.app.started,
+        }
+
+    # -- metadata -----------------------------------------------------------------------
+
+    def get_metadata(self, path: str) -> str | None:
+        """The value (or listing) served at ``path`` now; ``None`` when it would be 404."""
+        rel = metadata_path(path)
+        entry = self.snapshot.table(self.now()).lookup(rel)
+        return None if entry is None else entry.get.body.decode("utf-8", "replace")
+
+    def set_metadata(self, path: str, value: str) -> None:
+        """Add or replace the value served at ``path`` (tags, user data, any leaf)."""
+        self.edit_metadata({path: value})
+
+    def delete_metadata(self, path: str) -> None:
+        """Remove ``path`` (and anything under it) from what is served."""
+        self.edit_metadata({path: None})
+
+    def edit_metadata(self, edits: Mapping[str, str | None]) -> dict[str, str | None]:
+        """Apply several path edits at once (``None`` deletes); all or nothing."""
+        if not isinstance(edits, Mapping):
+            raise ConfigError("metadata", edits, "an object of path -> value (or null)")
+        clean: dict[str, str | None] = {}
+        for path, value in edits.items():
+            rel = metadata_path(path)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise ConfigError(f"metadata.{rel}", value, "a string (or null to delete)")
+                if len(value.encode()) > MAX_VALUE_BYTES:
+                    raise ConfigError(
+                        f"metadata.{rel}", f"{len(value)} characters", "at most 65536 bytes"
+                    )
+            clean[rel] = value
+
+        def change(snap: Snapshot) -> Snapshot:
+            merged = dict(snap.edits)
+            for rel, value in clean.items():
+                # A later edit of a parent supersedes earlier edits below it.
+                for old in [p for p in merged if p.startswith(rel + "/")]:
+                    del merged[old]
+                merged[rel] = value
+            return snap.evolve(edits=merged)
+
+        return dict(self.app.state.swap(change).edits)
+
+    def reset_metadata(self) -> None:
+        """Drop every run-time metadata edit (back to the configured instance)."""
+        self.app.state.swap(lambda s: s.evolve(edits={}))
+
+    # -- options ------------------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        """The instance metadata options in force."""
+        return options_dict(self.snapshot.config.options)
+
+    def set_options(self, **opts: Any) -> dict[str, Any]:
+        """Change instance metadata options as ``ModifyInstanceMetadataOptions`` does.
+
+        Names: ``http_tokens`` (optional|required), ``http_endpoint`` (enabled|disabled),
+        ``hop_limit`` (1..64), ``http_protocol_ipv6`` and ``instance_metadata_tags``
+        (enabled|disabled); dashed and EC2 API spellings are accepted too.
+        """
+        changes: dict[str, Any] = {}
+        for name, value in opts.items():
+            key = OPTION_NAMES.get(name) or OPTION_NAMES.get(name.replace("_", "-"))
+            if key is None:
+                allowed = "one of: " + ", ".join(sorted(set(OPTION_NAMES.values())))
+                raise ConfigError(f"options.{name}", value, allowed)
+            if value is None or isinstance(value, Mapping | list):
+                raise ConfigError(f"options.{key}", value, "a single value")
+            changes[key] = value
+
+        def change(snap: Snapshot) -> Snapshot:
+            merged = {**options_dict(snap.config.options), **changes}
+            options = from_mapping({"options": merged}).options  # validates, names the key
+            return rebuild(snap, snap.config.replace(options=options))
+
+        return options_dict(self.app.state.swap(change).config.options)
+
+    # -- scenarios ----------------------------------------------------------------------
+
+    def scenarios(self) -> list[dict[str, Any]]:
+        """The scenarios started (at run time or by configuration)."""
+        found = getattr(self.snapshot, "scenarios", ())
+        return [dict(s.describe()) for s in found]
+
+    def start_scenario(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Start a scenario now or at a time (spot, rebalance, maintenance, Auto Scaling)."""
+        # The scenario machinery is imported when the first scenario starts, not at
+        # start-up (issue 9); a mock configured with scenarios has imported it already.
+        from imdsmock.instance.scenarios import parse_scenario, with_scenarios
+
+        if not isinstance(data, Mapping):
+            raise ConfigError("scenario", data, "a JSON object with a type")
+        scenario = parse_scenario(data, self.now())
+
+        def change(snap: Snapshot) -> Snapshot:
+            return with_scenarios(snap, (*snap.scenarios, scenario))
+
+        self.app.state.swap(change)
+        return dict(scenario.describe())
+
+    def cancel_scenario(self, scenario_id: str) -> None:
+        """Cancel a scenario: what it changed is served as before it started."""
+        from imdsmock.instance.scenarios import with_scenarios  # on first use, as in start_scenario
+
+        def change(snap: Snapshot) -> Snapshot:
+            kept = tuple(s for s in snap.scenarios if s.id != scenario_id)
+            if len(kept) == len(snap.scenarios):
+                raise UnknownIdError("scenario", scenario_id)
+            return with_scenarios(snap, kept)
+
+        self.app.state.swap(change)
+
+    # -- faults -------------------------------------------------------------------------
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault rules in force (with what is left of their counts)."""
+        return self.app.faults.describe()
+
+    def add_fault(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Add a fault rule (kind status|latency|reset|hang; see :mod:`imdsmock.core.faults`)."""
+        fault = self.app.faults.add(data)
+        return fault.describe()
+
+    def remove_fault(self, fault_id: str) -> None:
+        """Remove one fault rule."""
+        if not self.app.faults.remove(fault_id):
+            raise UnknownIdError("fault", fault_id)
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule."""
+        self.app.faults.clear()
+
+    # -- credentials --------------------------------------------------------------------
+
+    def rotate_credentials(self) -> dict[str, Any]:
+        """Issue a new credential set now (LastUpdated = now)."""
+        creds = _credentials_ops("rotate_now")
+        now = self.now()
+        snap = self.app.state.swap(lambda s: creds(s, now))
+        return self._credentials_state(snap)
+
+    def expire_credentials(self, on: bool = True) -> dict[str, Any]:
+        """Serve credentials whose Expiration is already past (or stop doing so)."""
+        if not isinstance(on, bool):
+            raise ConfigError("on", on, "true or false")
+        creds = _credentials_ops("serve_expired")
+        snap = self.app.state.swap(lambda s: creds(s, on))
+        return self._credentials_state(snap)
+
+    def fail_credentials(self, count: int = 1) -> dict[str, Any]:
+        """Make the next ``count`` fetches of the role credentials fail."""
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1000:
+            raise ConfigError("count", count, f"an integer from 0 to {MAX_FAIL_COUNT}")
+        creds = _credentials_ops("fail_refreshes")
+        now = self.now()
+        snap = self.app.state.swap(lambda s: creds(s, count, now))
+        return self._credentials_state(snap)
+
+    def _credentials_state(self, snap: Snapshot) -> dict[str, Any]:
+        creds = snap.credentials
+        out: dict[str, Any] = {"role": snap.config.instance.iam_role}
+        if creds is not None:
+            out["rotate-every"] = creds.config.rotate_every
+            out["lifetime"] = creds.config.lifetime
+            describe = getattr(creds, "describe", None)
+            if callable(describe):
+                extra = describe()
+                if isinstance(extra, Mapping):
+                    out.update(extra)
+        return out
+
+    # -- clock --------------------------------------------------------------------------
+
+    def _manual(self, field: str) -> ManualClock:
+        clock = self.app.clock
+        if not isinstance(clock, ManualClock):
+            raise ConfigError(
+                field, "system clock", "a mock started with --clock manual (or a ManualClock)"
+            )
+        return clock
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        """Move a manual clock forward by ``seconds``."""
+        clock = self._manual("clock")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_ADVANCE
+        ):
+            raise ConfigError("seconds", seconds, f"a number of seconds from 0 to {MAX_ADVANCE:g}")
+        clock.advance(float(seconds))
+        return self.clock()
+
+    def reset_clock(self) -> dict[str, Any]:
+        """Put a manual clock back to its start."""
+        self._manual("clock").reset()
+        return self.clock()
+
+    # -- request log --------------------------------------------------------------------
+
+    def requests(self, **filters: Any) -> list[dict[str, Any]]:
+        """Logged requests, oldest first (filters as :meth:`RequestLog.entries`)."""
+        return [e.to_dict() for e in self.app.requests.entries(**filters)]
+
+    def clear_requests(self) -> None:
+        """Forget every logged request."""
+        self.app.requests.clear()
+
+    def imdsv1_report(self) -> list[dict[str, Any]]:
+        """Token-less (IMDSv1) data requests grouped by client and user agent."""
+        return self.app.requests.imdsv1_report()
+
+    # -- identity -----------------------------------------------------------------------
+
+    def certificate(self) -> str:
+        """The PEM certificate that verifies the identity-document signatures."""
+        return self.app.signer.certificate_pem()
+
+
+def _credentials_ops(name: str) -> Any:
+    from imdsmock.instance import credentials
+
+    op = getattr(credentials, name, None)
+    if op is None:  # pragma: no cover - until the credential operations land
+        raise ImdsMockError(f"credential operation {name} is not available in this build")
+    return op

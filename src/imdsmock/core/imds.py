@@ -1,0 +1,178 @@
+"""The IMDS behaviour: a pure function of snapshot, request and time.
+
+No sockets and no clock reads here; the server parses bytes into a :class:`Request`,
+calls :func:`handle` and writes the returned pre-rendered :class:`~imdsmock.wire.Response`.
+The rules follow real IMDS (real-imds.md §A3, §A4):
+
+* ``http-endpoint disabled`` -> 403 for everything;
+* ``PUT /latest/api/token``: ``X-Forwarded-For`` -> 403; TTL missing or outside
+  1..21600 -> 400; else 200 with the token and the TTL echoed; PUT on a dated token path
+  -> 403; any other method on the token path -> 405 ``Allow: OPTIONS, PUT``;
+* data paths answer GET and HEAD; an invalid or expired token -> 401 in both modes; no
+  token in ``required`` mode -> 401;
+* unknown paths -> 404 with the XHTML page.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import NamedTuple
+
+from imdsmock.config.defaults import VERSIONS
+from imdsmock.core.state import Snapshot
+from imdsmock.core.table import Entry
+from imdsmock.core.tokens import MAX_TTL, MIN_TTL, TokenIssuer
+from imdsmock.core.wire import Response, error, render
+
+__all__ = ["Request", "handle"]
+
+_VERSIONS = frozenset(VERSIONS)
+_TTL_LINE = b"X-Aws-Ec2-Metadata-Token-Ttl-Seconds: %d\r\n"
+_SLASHES = re.compile("/{2,}")
+
+
+class Request(NamedTuple):
+    """What the IMDS behaviour needs to know about one request."""
+
+    method: str
+    path: str
+    client: str = "127.0.0.1"
+    token: str | None = None
+    token_ttl: str | None = None
+    forwarded: bool = False
+    user_agent: str | None = None
+
+
+class Gate:
+    """Decides whether a client may see gated paths (AEMM's ``--mock-ip-count``)."""
+
+    def allows(self, client: str) -> bool:  # pragma: no cover - interface
+        """Whether ``client`` may see gated paths."""
+        raise NotImplementedError
+
+
+FORBIDDEN = error(403)
+FORBIDDEN_HEAD = error(403, head_only=True)
+UNAUTHORIZED = error(401)
+UNAUTHORIZED_HEAD = error(401, head_only=True)
+BAD_REQUEST = error(400)
+NOT_FOUND = error(404)
+NOT_FOUND_HEAD = error(404, head_only=True)
+TOKEN_METHOD = error(405, allow="OPTIONS, PUT")
+TOKEN_METHOD_HEAD = error(405, allow="OPTIONS, PUT", head_only=True)
+DATA_METHOD = error(405, allow="GET, HEAD, OPTIONS")
+TOKEN_PATH = "/latest/api/token"
+
+
+def handle(
+    snapshot: Snapshot,
+    request: Request,
+    now: float,
+    tokens: TokenIssuer,
+    gate: Gate | None = None,
+) -> Response:
+    """Answer one IMDS request."""
+    options = snapshot.config.options
+    head = request.method == "HEAD"
+    if options.http_endpoint == "disabled":
+        return FORBIDDEN_HEAD if head else FORBIDDEN
+    path = request.path
+    table = snapshot.table(now)
+    entry = table.fast.get(path)
+    if entry is None:
+        if path == TOKEN_PATH or path == TOKEN_PATH + "/":
+            return _token(snapshot, request, now, tokens)
+        path = _normalize(path)
+        if path.endswith("/api/token"):
+            version = path[1:].split("/", 1)[0]
+            if path == TOKEN_PATH:
+                return _token(snapshot, request, now, tokens)
+            if version in _VERSIONS:
+                return FORBIDDEN if request.method == "PUT" else NOT_FOUND
+    if request.method != "GET" and not head:
+        return DATA_METHOD
+    # Authentication comes before the lookup: a bad token is 401 even on unknown paths.
+    remaining: float | None = None
+    if request.token is not None:
+        remaining = tokens.remaining(request.token, now)
+        if remaining is None:
+            return UNAUTHORIZED_HEAD if head else UNAUTHORIZED
+    elif options.http_tokens == "required":
+        return UNAUTHORIZED_HEAD if head else UNAUTHORIZED
+    if entry is None:
+        entry = _lookup(snapshot, path, now)
+        if entry is None:
+            return NOT_FOUND_HEAD if head else NOT_FOUND
+    if entry.gated and gate is not None and not gate.allows(request.client):
+        return NOT_FOUND_HEAD if head else NOT_FOUND
+    response = entry.head if head else entry.get
+    creds = snapshot.credentials
+    if creds is not None and creds.faults.remaining:
+        # An armed "fail the next N refreshes" answers EC2's failure document instead.
+        response = creds.faults.answer(path, response, head)
+    if remaining is not None:
+        # Token-authenticated answers carry the token's remaining TTL (real-imds.md §A3),
+        # as one more header line after Content-Length.
+        return Response(
+            response.status,
+            response.head + _TTL_LINE % int(remaining),
+            response.tail_close,
+            response.tail_keep,
+            response.hop_limit,
+        )
+    return response
+
+
+def _normalize(path: str) -> str:
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    return path
+
+
+def _lookup(snapshot: Snapshot, path: str, now: float) -> Entry | None:
+    table = snapshot.table(now)
+    if path in {"/", ""}:
+        return table.root
+    entry = table.fast.get(path)
+    if entry is not None:
+        return entry
+    version, _, rest = path[1:].partition("/")
+    if version not in _VERSIONS:
+        return None
+    rest = rest.rstrip("/")
+    if any(part in (".", "..") for part in rest.split("/")):
+        return None
+    return table.lookup(rest)
+
+
+def _token(snapshot: Snapshot, request: Request, now: float, tokens: TokenIssuer) -> Response:
+    if request.method != "PUT":
+        return TOKEN_METHOD_HEAD if request.method == "HEAD" else TOKEN_METHOD
+    if request.forwarded:
+        return FORBIDDEN
+    raw = request.token_ttl
+    # ASCII digits only: str.isdigit() also accepts e.g. "\u00b2", which int() refuses.
+    if raw is None or not raw.strip().isdigit() or not raw.isascii():
+        return BAD_REQUEST
+    ttl = int(raw)
+    if not MIN_TTL <= ttl <= MAX_TTL:
+        return BAD_REQUEST
+    body = tokens.issue(ttl, now).encode()
+    hop_limit = snapshot.config.options.hop_limit
+    # The answer is pre-rendered per TTL and hop limit; only the token (the body) is new.
+    head, close, keep = _token_answer(ttl, hop_limit, len(body))
+    return Response(200, head, close + body, keep + body, hop_limit)
+
+
+@functools.lru_cache(maxsize=256)  # every TTL of 1..21600 is allowed: stay bounded
+def _token_answer(ttl: int, hop_limit: int, size: int) -> tuple[bytes, bytes, bytes]:
+    """Head, close tail and keep-alive tail of a token answer, without the token itself."""
+    r = render(
+        200,
+        b"\0" * size,
+        headers=(("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", str(ttl)),),
+        hop_limit=hop_limit,
+    )
+    return r.head, r.tail_close[:-size], r.tail_keep[:-size]

@@ -1,0 +1,228 @@
+"""The request log: a bounded ring buffer of what clients asked and what they got.
+
+The server calls :meth:`RequestLog.record` after every answer; it appends one tuple to a
+``deque`` with a ``maxlen`` (O(1), atomic under the GIL, nothing formatted), so logging
+costs next to nothing on the hot path. Entries are turned into dictionaries only when
+someone reads the log (the control API, ``imdsmock ctl requests``, the pytest plugin).
+
+An entry records the method, the path, the status, the client address, the user agent
+and whether an IMDSv2 token was sent -- never the token itself. The IMDSv1 report groups
+token-less data requests by client and user agent, like the ``MetadataNoToken``
+CloudWatch metric EC2 offers for finding IMDSv1 callers (real-imds.md §A3).
+
+``--log-requests`` adds a second consumer of the same record: :meth:`RequestLog.sink`
+chooses, once at start-up, either :meth:`RequestLog.record` alone or a sink that records
+and then prints the entry as one access-log line on stderr, so the server makes the same
+single call per request whether the flag is on or off.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, TextIO
+
+from imdsmock.core.imds import TOKEN_PATH, Request
+from imdsmock.core.wire import Response
+
+__all__ = ["Entry", "RequestLog", "Sink"]
+
+DEFAULT_SIZE = 10_000
+
+
+class Entry(NamedTuple):
+    """One logged request (the token value itself is never kept).
+
+    A named tuple, not a frozen dataclass: the class is built at every start-up (a
+    dataclass costs ~0.5 ms there, issue 9) and an entry per access-log line.
+    """
+
+    seq: int
+    time: float
+    method: str
+    path: str
+    status: int
+    client: str
+    user_agent: str | None
+    token: bool
+
+    @property
+    def imdsv1(self) -> bool:
+        """A token-less data request: what real EC2 counts as IMDSv1 use."""
+        return (
+            not self.token
+            and self.method in ("GET", "HEAD")
+            and not self.path.startswith(TOKEN_PATH)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "client": self.client,
+            "user-agent": self.user_agent,
+            "token": self.token,
+            "imdsv1": self.imdsv1,
+        }
+
+    def access_line(self, size: int) -> str:
+        """The entry as one access-log line: time (UTC), client, method, path, status, body
+        bytes and the token use (``v2`` token sent, ``v1`` token-less data request, ``-``).
+
+        ``2026-11-26T01:02:03.456Z 172.17.0.3 GET /latest/meta-data/instance-id 200 19 v2``;
+        a request that got no answer (an injected hang or reset) shows ``- -``.
+        """
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.time))
+        millis = int(self.time * 1000) % 1000
+        path = self.path if self.path.isprintable() else ascii(self.path)[1:-1]
+        answer = f"{self.status} {size}" if self.status else "- -"
+        use = "v2" if self.token else "v1" if self.imdsv1 else "-"
+        return f"{when}.{millis:03d}Z {self.client} {self.method} {path} {answer} {use}\n"
+
+
+# (seq, time, request, status) -- formatted only when read.
+_Raw = tuple[int, float, Request, int]
+
+# What the server calls after every answer (imdsmock.server.RequestSink has this shape).
+Sink = Callable[[Request, Response, float], None]
+
+
+def _entry(seq: int, now: float, req: Request, status: int) -> Entry:
+    return Entry(
+        seq=seq,
+        time=now,
+        method=req.method,
+        path=req.path,
+        status=status,
+        client=req.client,
+        user_agent=req.user_agent,
+        token=req.token is not None,
+    )
+
+
+def _body_size(response: Response) -> int:
+    # The pre-rendered tail is "...\r\n\r\n" + body (no body for HEAD and non-answers).
+    tail = response.tail_close
+    end = tail.find(b"\r\n\r\n")
+    return 0 if end < 0 else len(tail) - end - 4
+
+
+class RequestLog:
+    """The last ``size`` requests, oldest first; safe to feed from any thread."""
+
+    __slots__ = ("_entries", "_seq", "size")
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        self.size = size
+        self._entries: collections.deque[_Raw] = collections.deque(maxlen=size)
+        self._seq = itertools.count(1)
+
+    def record(self, request: Request, response: Response, now: float) -> None:
+        """The server's sink: remember one answered request."""
+        # add() inlined: one Python call less on every request.
+        self._entries.append((next(self._seq), now, request, response.status))
+
+    def sink(self, *, access_log: bool = False, stream: TextIO | None = None) -> Sink:
+        """The server's sink, chosen once: :meth:`record`, or with ``access_log`` a sink that
+        records and also writes the entry's :meth:`Entry.access_line` to ``stream`` (stderr).
+
+        A closed or broken stream loses the line, never the answer or the record.
+        """
+        if not access_log:
+            return self.record
+        add = self.add
+        out = sys.stderr if stream is None else stream
+
+        def record_and_print(request: Request, response: Response, now: float) -> None:
+            status = response.status
+            entry = _entry(add(request, status, now), now, request, status)
+            # A try costs nothing per request; contextlib.suppress would build an object.
+            try:  # noqa: SIM105
+                out.write(entry.access_line(_body_size(response)))
+            except (OSError, ValueError):  # EPIPE, or a closed stream
+                pass
+
+        return record_and_print
+
+    def add(self, request: Request, status: int, now: float) -> int:
+        """Remember one request with its status (0 when no answer was sent); its seq."""
+        # No lock per request: next() and append() are each atomic under the GIL, and the
+        # one writer is the event loop thread (entries keep seq order there).
+        seq = next(self._seq)
+        self._entries.append((seq, now, request, status))
+        return seq
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        for seq, now, req, status in list(self._entries):
+            yield _entry(seq, now, req, status)
+
+    def entries(
+        self,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        client: str | None = None,
+        token: bool | None = None,
+        imdsv1: bool | None = None,
+        limit: int | None = None,
+    ) -> list[Entry]:
+        """Entries matching every given filter (``path`` is a prefix), oldest first.
+
+        ``limit`` keeps the newest ``limit`` matches.
+        """
+        out = [
+            e
+            for e in self
+            if (method is None or e.method == method.upper())
+            and (path is None or e.path.startswith(path))
+            and (status is None or e.status == status)
+            and (client is None or e.client == client)
+            and (token is None or e.token == token)
+            and (imdsv1 is None or e.imdsv1 == imdsv1)
+        ]
+        if limit is not None:
+            out = out[-limit:] if limit > 0 else []
+        return out
+
+    def imdsv1_report(self) -> list[dict[str, Any]]:
+        """Token-less data requests grouped by client and user agent, busiest first."""
+        groups: dict[tuple[str, str | None], dict[str, Any]] = {}
+        for e in self:
+            if not e.imdsv1:
+                continue
+            g = groups.get((e.client, e.user_agent))
+            if g is None:
+                g = groups[(e.client, e.user_agent)] = {
+                    "client": e.client,
+                    "user-agent": e.user_agent,
+                    "requests": 0,
+                    "served": 0,
+                    "rejected": 0,
+                    "first": e.time,
+                    "last": e.time,
+                    "paths": [],
+                }
+            g["requests"] += 1
+            if 200 <= e.status < 300:
+                g["served"] += 1
+            else:
+                g["rejected"] += 1
+            g["last"] = e.time
+            if e.path not in g["paths"] and len(g["paths"]) < 10:
+                g["paths"].append(e.path)
+        return sorted(groups.values(), key=lambda g: (-g["requests"], g["client"]))

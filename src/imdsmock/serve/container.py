@@ -1,0 +1,267 @@
+"""The ECS and EKS Pod Identity container credential endpoints, on listeners of their own.
+
+SDKs read container credentials from ``http://169.254.170.2`` +
+``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` (the ECS agent), or from
+``AWS_CONTAINER_CREDENTIALS_FULL_URI`` with the ``Authorization`` header taken from
+``AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]`` (EKS Pod Identity: ``169.254.170.23``,
+``/v1/credentials``); real-imds.md §A12. Both serve the same credential source as the
+IMDS role path, so the keys agree everywhere.
+
+:func:`answer` is pure (snapshot, request, time -> bytes); :class:`ContainerEndpoints`
+binds the listeners up front and serves them on the App's event loop. Errors are shaped
+like the real agents': the ECS agent answers JSON errors, the EKS agent Go's
+``http.Error`` text (400 "Service account token cannot be empty" without a token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from email.utils import formatdate
+from pathlib import Path
+from typing import Literal
+
+import httptools
+
+from imdsmock.config.schema import Config, Listen, parse_listen
+from imdsmock.core.clock import Clock
+from imdsmock.core.state import Snapshot, State
+from imdsmock.errors import ConfigError
+from imdsmock.instance.credentials import current_set, role_arn
+from imdsmock.instance.imdsjson import imds_time
+from imdsmock.instance.model import facts
+from imdsmock.serve.httpparse import Refused, feed
+from imdsmock.serve.listen import bind_sockets
+
+__all__ = ["EKS_PATH", "ContainerEndpoints", "Kind", "answer"]
+
+log = logging.getLogger("imdsmock.containercreds")
+
+Kind = Literal["ecs", "eks"]
+EKS_PATH = "/v1/credentials"
+_MAX_HEADER_BYTES = 16 * 1024
+
+
+def answer(
+    kind: Kind,
+    snapshot: Snapshot,
+    *,
+    method: str,
+    path: str,
+    authorization: str | None,
+    now: float,
+    expected_token: str | None,
+) -> tuple[int, str, bytes]:
+    """Status, content type and body for one container-endpoint request."""
+    path = path.split("?", 1)[0]
+    if method not in ("GET", "HEAD"):
+        return _text(405, "Method Not Allowed")
+    if kind == "ecs":
+        if path != snapshot.config.credentials.ecs_relative_uri:
+            if path.rstrip("/") in ("/v2/credentials", "/v1/credentials"):
+                return _ecs_error("NoIdInRequest", "CredentialsV2Request: No ID in the request")
+            if path.startswith(("/v2/credentials/", "/v1/credentials/")):
+                return _ecs_error(
+                    "InvalidIdInRequest", "CredentialsV2Request: Credentials not found"
+                )
+            return _text(404, "404 page not found")
+    else:
+        if path != EKS_PATH:
+            return _text(404, "404 page not found")
+        if not authorization:
+            return _text(400, "Service account token cannot be empty")
+        if expected_token is not None and authorization != expected_token:
+            return _text(
+                400,
+                "(InvalidTokenException): The service account token is not valid, fault: client",
+            )
+    creds = current_set(snapshot, now)
+    faults = snapshot.credentials.faults if snapshot.credentials is not None else None
+    failing = faults is not None and faults.remaining > 0 and faults.take()
+    if creds is None or creds.code != "Success" or failing:
+        if kind == "ecs":
+            return _ecs_error("InvalidIdInRequest", "CredentialsV2Request: Credentials not found")
+        return _text(500, "(ServiceUnavailableException): credentials unavailable, fault: server")
+    inst = snapshot.config.instance
+    account = creds.account_id or inst.account_id
+    if kind == "ecs":
+        arn = creds.role_arn or role_arn(
+            inst.account_id, inst.iam_role or "", facts(inst, snapshot.started).partition
+        )
+        doc: dict[str, str] = {"RoleArn": arn}
+    else:
+        doc = {}
+    doc.update(
+        AccessKeyId=creds.access_key_id,
+        SecretAccessKey=creds.secret_access_key,
+        Token=creds.token,
+    )
+    if kind == "eks":
+        doc["AccountId"] = account
+    doc["Expiration"] = imds_time(creds.expiration)
+    return 200, "application/json", json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _text(status: int, message: str) -> tuple[int, str, bytes]:
+    # Go's http.Error: text/plain with a trailing newline.
+    return status, "text/plain; charset=utf-8", (message + "\n").encode()
+
+
+def _ecs_error(code: str, message: str) -> tuple[int, str, bytes]:
+    body = {"code": code, "message": message, "HTTPErrorCode": 400}
+    return 400, "application/json", json.dumps(body, separators=(",", ":")).encode()
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
+
+
+def _wire(status: int, content_type: str, body: bytes, head: bool) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
+        f"Content-Type: {content_type}",
+    ]
+    if content_type.startswith("text/plain"):
+        lines.append("X-Content-Type-Options: nosniff")
+    lines += [f"Date: {formatdate(usegmt=True)}", f"Content-Length: {len(body)}", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + (b"" if head else body)
+
+
+# Failure answers as (status, type, body): rendered when sent, so their Date is current.
+_BAD_REQUEST = _text(400, "400 Bad Request")
+_TOO_LARGE = _text(431, "431 Request Header Fields Too Large")
+_INTERNAL = _text(500, "500 Internal Server Error")
+
+
+class _Protocol(asyncio.Protocol):
+    """One connection to a container endpoint: parse, answer, close."""
+
+    def __init__(self, endpoints: ContainerEndpoints, kind: Kind) -> None:
+        self._endpoints = endpoints
+        self._kind = kind
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._auth: str | None = None
+        self._size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        failure = feed(self._parser, data, malformed=_BAD_REQUEST, failed=_INTERNAL, log=log)
+        if failure is not None:
+            self._send(_wire(*failure, False))
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._grow(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._grow(len(name) + len(value))
+        if name.lower() == b"authorization":
+            self._auth = value.decode("latin-1")
+
+    def _grow(self, n: int) -> None:
+        self._size += n
+        if self._size > _MAX_HEADER_BYTES:
+            raise Refused(_TOO_LARGE)
+
+    def on_message_complete(self) -> None:
+        method = self._parser.get_method().decode("ascii", "replace")
+        ep = self._endpoints
+        status, kind, body = answer(
+            self._kind,
+            ep.state.snapshot,
+            method=method,
+            path=self._url.decode("latin-1"),
+            authorization=self._auth,
+            now=ep.clock.now(),
+            expected_token=ep.token,
+        )
+        self._send(_wire(status, kind, body, method == "HEAD"))
+
+    def _send(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._transport.write(data)
+            self._transport.close()
+            self._transport = None
+
+
+class ContainerEndpoints:
+    """The ECS- and EKS-style listeners configured in ``server.ecs-listen``/``eks-listen``."""
+
+    def __init__(self, state: State, clock: Clock, config: Config) -> None:
+        self.state = state
+        self.clock = clock
+        self.config = config
+        self.token = _expected_token(config)
+        self._socks: list[tuple[Kind, socket.socket]] = []
+        self._servers: list[asyncio.AbstractServer] = []
+
+    def bind(self) -> None:
+        """Bind every configured listener now (idempotent; ServeError on failure)."""
+        if self._socks:
+            return
+        server = self.config.server
+        pairs: list[tuple[Kind, Listen]] = [
+            ("ecs", parse_listen(s, "server.ecs-listen")) for s in server.ecs_listen
+        ] + [("eks", parse_listen(s, "server.eks-listen")) for s in server.eks_listen]
+        socks = bind_sockets([listen for _, listen in pairs])
+        self._socks = [(kind, sock) for (kind, _), sock in zip(pairs, socks, strict=True)]
+
+    async def start(self) -> None:
+        """Serve the bound listeners on the running loop."""
+        self.bind()
+        loop = asyncio.get_running_loop()
+        for kind, sock in self._socks:
+            self._servers.append(
+                await loop.create_server(lambda k=kind: _Protocol(self, k), sock=sock)  # type: ignore[misc]
+            )
+
+    async def stop(self) -> None:
+        """Stop accepting connections."""
+        for srv in self._servers:
+            srv.close()
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 1.0)
+        self._servers.clear()
+        self._socks.clear()
+
+    def urls(self, kind: Kind) -> list[str]:
+        """Base URLs of the bound listeners of one kind (useful with port 0)."""
+        out = []
+        for k, sock in self._socks:
+            if k == kind:
+                host, port = sock.getsockname()[:2]
+                out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+        return out
+
+
+def _expected_token(config: Config) -> str | None:
+    creds = config.credentials
+    if creds.container_token is not None:
+        return creds.container_token
+    if creds.container_token_file is None:
+        return None
+    try:
+        return Path(creds.container_token_file).read_text(encoding="utf-8").strip()
+    except OSError:
+        raise ConfigError(
+            "credentials.container-token-file",
+            creds.container_token_file,
+            "a readable file holding the authorization token",
+        ) from None

@@ -1,0 +1,516 @@
+"""The thin asyncio adapter: bytes in, :func:`imdsmock.imds.handle`, bytes out.
+
+One :class:`IMDSProtocol` per connection, parsing with ``httptools`` (the C parser uvicorn
+uses) and keeping only the headers IMDS cares about. Responses are pre-rendered; the
+server adds the ``Date`` line from a once-a-second cache and writes one buffer. Real IMDS
+closes every connection after the answer; keep-alive is opt-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from email.utils import formatdate
+from typing import Any
+
+import httptools
+
+from imdsmock.core.clock import Clock
+from imdsmock.core.faults import Fault, FaultBook
+from imdsmock.core.imds import Gate, Request, handle
+from imdsmock.core.state import State
+from imdsmock.core.wire import Response, error
+from imdsmock.serve.httpparse import Refused, feed
+from imdsmock.serve.memo import (
+    METHODS,
+    PARSED,
+    PARSED_MAX_BYTES,
+    PATHS,
+    Parsed,
+    path_of,
+)
+from imdsmock.serve.memo import remember as remember_parse
+
+__all__ = ["IMDSProtocol", "Limits", "RequestSink", "ServeOptions", "Server"]
+
+log = logging.getLogger("imdsmock.server")
+
+# Limits that keep one client from holding resources (documented in docs/reliability.md).
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024
+IDLE_TIMEOUT = 10.0
+MAX_CONNECTIONS = 1024
+
+
+class Limits:
+    """Per-listener-group limits and the open-connection count they guard.
+
+    ``idle_timeout`` is a deadline, not a per-byte timer: a connection must finish its
+    request within it (slow headers included), and a kept-alive one must send the next
+    request within it. Connections beyond ``max_connections`` are answered 429 and closed
+    at once (real IMDS caps simultaneous connections and throttles with 429,
+    real-imds.md §A10), so accepted requests keep being served. The count is only touched
+    on the event loop thread (connection_made / connection_lost), so it needs no lock.
+    """
+
+    __slots__ = ("idle_timeout", "max_connections", "max_header_bytes", "open")
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+    ) -> None:
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.max_header_bytes = max_header_bytes
+        self.open = 0
+
+
+_BAD_REQUEST_CLOSE = error(400)
+_TOO_LARGE = error(431)
+# Injected faults (imdsmock.core.faults): pre-rendered answers, and "no answer" for the log.
+_FAULT_STATUS = {status: error(status) for status in (429, 500, 503)}
+_NO_ANSWER = Response(0, b"", b"", b"")
+_NO_REQUEST = Request("", "")
+
+RequestSink = Callable[[Request, Response, float], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeOptions:
+    """What every connection of one :class:`Server` shares; built by the server.
+
+    Frozen and replaced whole: a change (a new sink after a config reload) is taken by
+    new connections, while open ones finish with the options they started with.
+    """
+
+    state: State
+    clock: Clock
+    # Real IMDS closes every connection after the answer; keep-alive is opt-in.
+    keep_alive: bool = False
+    # Called with every answered request (the request log), or None.
+    sink: RequestSink | None = None
+    # Per-client gating of the scenario paths (AEMM's --mock-ip-count), or None.
+    gate: Gate | None = None
+    # Injected faults, checked before the IMDS handler, or None.
+    faults: FaultBook | None = None
+    limits: Limits = field(default_factory=Limits)
+
+
+class _DateCache:
+    __slots__ = ("line", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.line = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self.second:
+            self.second = now
+            self.line = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        return self.line
+
+
+_DATE = _DateCache()
+
+
+class IMDSProtocol(asyncio.Protocol):
+    """One HTTP/1.1 connection to the IMDS listener."""
+
+    __slots__ = (
+        "_active",
+        "_asked",
+        "_body_bytes",
+        "_client",
+        "_closing",
+        "_done",
+        "_forwarded",
+        "_fresh",
+        "_header_bytes",
+        "_hops",
+        "_loop",
+        "_max_header_bytes",
+        "_options",
+        "_parser",
+        "_request",
+        "_shed",
+        "_timer",
+        "_token",
+        "_token_ttl",
+        "_transport",
+        "_ua",
+        "_url",
+    )
+
+    def __init__(self, options: ServeOptions) -> None:
+        self._options = options
+        self._max_header_bytes = options.limits.max_header_bytes
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._client = ""
+        self._closing = False
+        self._shed = False
+        self._active = 0.0  # loop time of the last keep-alive answer (see _idle)
+        self._hops = 0  # the IP TTL / hop limit set on the socket (0: the system default)
+        self._timer: asyncio.TimerHandle | None = None
+        # Parse memo bookkeeping (see requestmemo.PARSED): between messages, and requests
+        # completed so far.
+        self._fresh = True
+        self._done = 0
+        # The last parse answered (parsed or remembered) and its Request (see _answer).
+        self._asked: Parsed | None = None
+        self._request = _NO_REQUEST
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._token: str | None = None
+        self._token_ttl: str | None = None
+        self._forwarded = False
+        self._ua: str | None = None
+        self._header_bytes = 0
+        self._body_bytes = 0
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self._client = peer[0] if peer else ""
+        limits = self._options.limits
+        limits.open += 1
+        self._loop = asyncio.get_running_loop()
+        if limits.open > limits.max_connections:
+            # Shed load: answer 429 at once and send FIN, but read (and drop) what the
+            # client sends for a moment: closing on its unread request would send a TCP
+            # RST that destroys the 429 before the client reads it.
+            self._closing = self._shed = True
+            response = _FAULT_STATUS[429]
+            stream: asyncio.Transport = transport  # type: ignore[assignment]
+            stream.write(b"".join((response.head, _DATE.get(), response.tail_close)))
+            stream.write_eof()
+            self._timer = self._loop.call_later(1.0, stream.close)
+            return
+        self._timer = self._loop.call_later(limits.idle_timeout, self._idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._options.limits.open -= 1
+        if self._timer is not None:
+            self._timer.cancel()
+        # Break the reference cycles (transport, idle timer and parser all point back at
+        # this protocol), so a closed connection is freed at once by reference counting:
+        # left to the garbage collector, one connection per request made a full collection
+        # (a pause of ~15 ms with the request log full) every few tens of thousands.
+        self._transport = None
+        self._timer = None
+        del self._parser  # nothing is parsed after connection_lost
+
+    def data_received(self, data: bytes) -> None:
+        fresh = self._fresh and len(data) <= PARSED_MAX_BYTES
+        if fresh:
+            known = PARSED.get(data)
+            if known is not None and known.header_bytes <= self._max_header_bytes:
+                self._fresh = known.keep_alive
+                try:
+                    self._answer(known)
+                except Exception:  # pragma: no cover - no known bug; as when parsed: 500, logged
+                    log.exception("request failed")
+                    self._fail(_FAULT_STATUS[500])
+                return
+        done = self._done
+        failure = feed(
+            self._parser, data, malformed=_BAD_REQUEST_CLOSE, failed=_FAULT_STATUS[500], log=log
+        )
+        if failure is not None:
+            self._fail(failure)
+        elif (
+            # Exactly one whole request, nothing after it, no body: remember its parse.
+            fresh
+            and self._fresh
+            and self._done == done + 1
+            and self._body_bytes == 0
+            and self._asked is not None
+        ):
+            remember_parse(data, self._asked)
+
+    def eof_received(self) -> bool | None:
+        # Half-closed by the client: a delayed answer (latency fault) is still written;
+        # otherwise close, as everything received has been answered.
+        return True if self._closing and not self._shed and self._transport is not None else None
+
+    # -- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._fresh = False
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self._max_header_bytes:
+            raise Refused(_TOO_LARGE)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self._max_header_bytes:
+            raise Refused(_TOO_LARGE)
+        n = name.lower()
+        if n == b"x-aws-ec2-metadata-token":
+            self._token = value.decode("latin-1")
+        elif n == b"x-aws-ec2-metadata-token-ttl-seconds":
+            self._token_ttl = value.decode("latin-1")
+        elif n == b"x-forwarded-for":
+            self._forwarded = True
+        elif n == b"user-agent":
+            self._ua = value.decode("latin-1")
+        elif n == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            raise Refused(_BAD_REQUEST_CLOSE)  # refuse now rather than wait for the body
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > MAX_BODY_BYTES:
+            raise Refused(_BAD_REQUEST_CLOSE)
+
+    def on_message_complete(self) -> None:
+        url = self._url
+        path = PATHS.get(url)
+        if path is None:
+            path = path_of(url)
+        parser = self._parser
+        raw_method = parser.get_method()
+        # An upgrade (or CONNECT) is answered once as plain HTTP and ends the connection:
+        # what follows it would be another protocol, and a second answer (400) is wrong.
+        keep = parser.should_keep_alive() and not parser.should_upgrade()
+        parsed = Parsed(
+            METHODS.get(raw_method) or raw_method.decode("ascii", "replace"),
+            path,
+            self._token,
+            self._token_ttl,
+            self._forwarded,
+            self._ua,
+            keep,
+            self._header_bytes,
+        )
+        self._done += 1
+        # After a request that ends the connection nothing more is parsed as new.
+        self._fresh = keep
+        self._answer(parsed)
+
+    def _answer(self, parsed: Parsed) -> None:
+        """Answer one parsed request (from the parser, or from the parse memo)."""
+        method, path, token, token_ttl, forwarded, user_agent, keep, _ = parsed
+        if parsed is self._asked:
+            # The same remembered parse again (a client repeating itself on this
+            # connection): the same Request, not a new tuple of the same fields.
+            request = self._request
+        else:
+            request = Request(method, path, self._client, token, token_ttl, forwarded, user_agent)
+            self._asked, self._request = parsed, request
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        options = self._options
+        now = options.clock.now()
+        state = options.state
+        snapshot = state.snapshot
+        if snapshot.halted(now):
+            # A terminated instance answers nothing: drop the connection.
+            self._closing = True
+            transport.abort()
+            return
+        faults = options.faults
+        if faults is not None and faults.rules:  # an empty tuple costs one test
+            fault = faults.take(path, self._client)
+            if fault is not None:
+                self._inject(fault, request, now)
+                return
+        response = handle(snapshot, request, now, state.tokens, options.gate)
+        self._write(response, options.keep_alive and keep)
+        sink = options.sink
+        if sink is not None:
+            sink(request, response, now)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _inject(self, fault: Fault, request: Request, now: float) -> None:
+        """Answer (or not) as the fault says; the connection closes afterwards."""
+        transport = self._transport
+        assert transport is not None
+        options = self._options
+        response = _NO_ANSWER
+        if fault.kind == "status":
+            response = _FAULT_STATUS[fault.status]
+            self._write(response, False)
+        elif fault.kind == "latency":
+            state = options.state
+            response = handle(state.snapshot, request, now, state.tokens, options.gate)
+            self._closing = True  # nothing more is read from this connection
+            if options.faults is not None:
+                options.faults.hold(transport)
+            asyncio.get_running_loop().call_later(
+                fault.latency_ms / 1000.0, self._write, response, False
+            )
+        elif fault.kind == "reset":
+            self._closing = True
+            sock = transport.get_extra_info("socket")
+            if sock is not None:  # linger 0: close() sends a TCP RST, not a FIN
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:  # hang: say nothing; the client times out (or the idle timer closes it)
+            self._closing = True
+            if options.faults is not None:
+                options.faults.hold(transport)
+        if options.sink is not None:
+            options.sink(request, response, now)
+
+    def _write(self, response: Response, keep: bool) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        if response.hop_limit and response.hop_limit != self._hops:
+            self._set_hops(response.hop_limit)
+        transport.write(
+            b"".join(
+                (response.head, _DATE.get(), response.tail_keep if keep else response.tail_close)
+            )
+        )
+        if keep:
+            # Only note the time: re-arming a timer per answer costs more than the answer;
+            # _idle re-arms itself for whatever is left of the deadline.
+            self._active = self._loop.time()
+        else:
+            self._closing = True
+            transport.close()
+
+    def _set_hops(self, hops: int) -> None:
+        """Send from now on with IP TTL / IPv6 hop limit ``hops`` (the token answer's).
+
+        Set only when it changes, and not set back after the answer: on a kept-alive
+        connection the rest of it goes out with the hop limit too. Real IMDS answers once
+        per connection with the TTL on the socket, so its retransmissions and FIN carry it
+        as well; setting it back right after the write would let a retransmitted token
+        answer cross more hops than allowed. A client within reach of the token answer is
+        within reach of the answers after it.
+        """
+        transport = self._transport
+        # uvloop's socket object makes a new Python socket per call: one call per change.
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return
+        self._hops = hops
+        with contextlib.suppress(OSError):
+            if ":" in self._client:  # an IPv6 socket (the peer address tells, cheaply)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hops)
+            # The IPv4 TTL; on a dual-stack socket it applies to IPv4-mapped clients.
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, hops)
+
+    def _fail(self, response: Response) -> None:
+        if self._transport is not None and not self._closing:
+            self._write(response, False)
+
+    def _idle(self) -> None:
+        if self._transport is not None:
+            left = self._active + self._options.limits.idle_timeout - self._loop.time()
+            if left > 0:  # answered since the timer was armed: wait for the rest
+                self._timer = self._loop.call_later(left, self._idle)
+                return
+            self._closing = True
+            self._transport.close()
+
+
+class Server:
+    """IMDS listeners (and any extra protocol factories) on one event loop.
+
+    The keywords are built once into a :class:`ServeOptions` that every connection
+    shares; ``sink`` and ``faults`` may be set later (the app wires the request log and
+    the fault book after the server exists, a config reload changes the sink): new
+    connections take the change.
+    """
+
+    def __init__(
+        self,
+        state: State,
+        clock: Clock,
+        *,
+        keep_alive: bool = False,
+        sink: RequestSink | None = None,
+        gate: Gate | None = None,
+        faults: FaultBook | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.options = ServeOptions(
+            state=state,
+            clock=clock,
+            keep_alive=keep_alive,
+            sink=sink,
+            gate=gate,
+            faults=faults,
+            # Shared by every connection of these listeners (the cap counts them all).
+            limits=limits if limits is not None else Limits(),
+        )
+        self._servers: list[asyncio.base_events.Server] = []
+
+    @property
+    def limits(self) -> Limits:
+        """The connection limits and the open-connection count of these listeners."""
+        return self.options.limits
+
+    @property
+    def sink(self) -> RequestSink | None:
+        """Called with every answered request (the request log), or None."""
+        return self.options.sink
+
+    @sink.setter
+    def sink(self, sink: RequestSink | None) -> None:
+        self.options = replace(self.options, sink=sink)
+
+    @property
+    def faults(self) -> FaultBook | None:
+        """The fault rules checked before the IMDS handler, or None."""
+        return self.options.faults
+
+    @faults.setter
+    def faults(self, faults: FaultBook | None) -> None:
+        self.options = replace(self.options, faults=faults)
+
+    def protocol(self) -> IMDSProtocol:
+        """A protocol instance for one new connection."""
+        return IMDSProtocol(self.options)
+
+    async def start(
+        self,
+        socks: Sequence[socket.socket],
+        extra: Sequence[tuple[socket.socket, Callable[[], asyncio.Protocol]]] = (),
+    ) -> None:
+        """Serve on already-bound sockets."""
+        loop = asyncio.get_running_loop()
+        for sock in socks:
+            self._servers.append(await loop.create_server(self.protocol, sock=sock))
+        for sock, factory in extra:
+            self._servers.append(await loop.create_server(factory, sock=sock))
+
+    def addresses(self) -> list[tuple[Any, ...]]:
+        """The bound addresses (useful with port 0)."""
+        out: list[tuple[Any, ...]] = []
+        for srv in self._servers:
+            out.extend(s.getsockname() for s in srv.sockets)
+        return out
+
+    async def stop(self) -> None:
+        """Stop accepting; in-flight responses are already written in one call."""
+        for srv in self._servers:
+            srv.close()
+        for srv in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 1.0)
+        self._servers.clear()
