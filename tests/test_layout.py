@@ -203,3 +203,32 @@ def test_imds_core_reads_no_clock() -> None:
     source = (SRC / "core" / "imds.py").read_text()
     assert "time.time" not in source
     assert "import time" not in source
+
+
+def _reaches_an_app(node: ast.expr) -> bool:
+    """Whether an expression is ``app``, ``self.app``, ``x._app.server``... (a name ending in app)."""
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        if isinstance(node, ast.Attribute) and node.attr.lower().endswith("app"):
+            return True
+        node = node.value
+    return isinstance(node, ast.Name) and node.id.lower().endswith("app")
+
+
+def test_only_the_app_assigns_app_attributes() -> None:
+    """Outside app.py nothing assigns an App's attributes (or theirs): a reload goes through
+    App.reconfigure."""
+    found = []
+    for name, path in all_modules().items():
+        if name == "imdsmock.app":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            else:
+                continue
+            for target in targets:
+                if isinstance(target, ast.Attribute) and _reaches_an_app(target.value):
+                    found.append(f"{name}:{node.lineno}")
+    assert found == []

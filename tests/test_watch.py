@@ -24,7 +24,7 @@ from imdsmock.config.schema import Config
 from imdsmock.core.clock import ManualClock
 from imdsmock.instance.scenarios import parse_scenario, with_scenarios
 from imdsmock.watch import Watcher
-from support import EPOCH, shared_signer
+from support import EPOCH, make_config, serve, shared_signer
 
 BASE = {"server": {"host": "127.0.0.1", "port": 0, "control": False}}
 
@@ -108,6 +108,41 @@ def test_reload_keeps_scenarios_started_at_run_time(watched: tuple[App, Watcher,
     write(file, {})
     assert watcher.reload()
     assert [s.id for s in app.state.snapshot.scenarios] == ["live"]
+
+
+def test_every_reload_names_start_only_settings_that_differ_from_the_running_ones(
+    watched: tuple[App, Watcher, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A start-only setting is compared with the value in force: each reload that still
+    differs names it again, and a file back at the running value names nothing."""
+    _, watcher, file = watched
+    write(file, {"server": {**BASE["server"], "control-port": 5000, "port": 1}})
+    with caplog.at_level(logging.WARNING, logger="imdsmock.watch"):
+        for _ in range(2):
+            caplog.clear()
+            assert watcher.reload()
+            lines = [r.getMessage() for r in caplog.records]
+            assert lines == [
+                f"listen addresses changed in {file}; they apply after a restart",
+                f"server.control-port changed in {file}; they apply after a restart",
+            ]
+        write(file, {})
+        caplog.clear()
+        assert watcher.reload()
+        assert caplog.records == []
+
+
+def test_a_reload_that_turns_on_log_requests_prints_access_lines(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """After a reconfiguration with log-requests on, each answered request prints its line."""
+    with serve(make_config()) as r:
+        r.get("/latest/meta-data/ami-id")
+        r.app.reconfigure(make_config(server={"log-requests": True}))
+        r.get("/latest/meta-data/instance-id")
+    err = capfd.readouterr().err
+    assert "/latest/meta-data/instance-id" in err
+    assert "/latest/meta-data/ami-id" not in err
 
 
 class _MockOnFile:

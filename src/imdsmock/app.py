@@ -1,7 +1,8 @@
 """Assembly: configuration -> state -> listening servers, and the process lifecycle.
 
 The CLI, the Python API and the pytest plugin all run an :class:`App`; none of them
-builds state or servers on its own.
+builds state or servers on its own. A reload reaches a running app only through
+:meth:`App.reconfigure`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from imdsmock.config.schema import Config
@@ -21,24 +23,50 @@ from imdsmock.core.clock import Clock, ManualClock, SystemClock
 from imdsmock.core.faults import FaultBook
 from imdsmock.core.gate import GATED_PATHS, ClientGate
 from imdsmock.core.requestlog import RequestLog
-from imdsmock.core.state import State, build_snapshot
+from imdsmock.core.state import Snapshot, State, build_snapshot, rebuild
 from imdsmock.serve.listen import bind_sockets
 from imdsmock.serve.server import Limits, Server
 from imdsmock.signing.signer import Signer, load_signer
 
-# Start-up time counts (issue 9: a mock is started per test run, per container), and most
-# runs use few of the optional parts. So App imports a part only when the configuration
-# turns it on: scenarios, real AWS credentials, container credential endpoints, and the
-# control API's routes (on its first request, see controlserver). A part the control API
+# Start-up time counts (a mock is started per test run, per container), and most runs use
+# few of the optional parts. So App imports a part only when the configuration turns it
+# on: scenarios, real AWS credentials, container credential endpoints, and the control
+# API's routes (on its first request, see imdsmock.serve.control). A part the control API
 # can switch on later (scenarios) is imported by the Controller when that happens.
 if TYPE_CHECKING:
     from imdsmock.control.operations import Controller
     from imdsmock.serve.awscreds import CredentialRefresher
     from imdsmock.serve.container import ContainerEndpoints
 
-__all__ = ["App"]
+__all__ = ["App", "Deferred"]
 
 log = logging.getLogger("imdsmock")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deferred:
+    """What :meth:`App.reconfigure` was given but applies only after a restart."""
+
+    listeners: bool
+    """The IMDS listen addresses differ from those bound."""
+    settings: tuple[str, ...]
+    """Other start-only keys that differ from the ones in force, as the file spells them."""
+
+
+# Read once at start (the server's limits, the control listener, the container endpoints,
+# the credential refresher, the signing key): a reconfiguration cannot change them.
+_START_ONLY = {
+    "server": (
+        "keep_alive", "control", "control_host", "control_port", "control_token",
+        "control_token_file", "clock", "max_connections", "idle_timeout", "max_header_bytes",
+        "ecs_listen", "eks_listen",
+    ),
+    "credentials": (
+        "source", "profile", "role_arn", "role_session_name", "duration_seconds",
+        "refresh_ahead", "container_token", "container_token_file",
+    ),
+    "signing": ("key_file", "cert_file"),
+}  # fmt: skip
 
 
 class App:
@@ -51,7 +79,8 @@ class App:
         clock: Clock | None = None,
         signer: Signer | None = None,
     ) -> None:
-        self.config = config
+        # The settings read once at start stay these for the app's life (see reconfigure).
+        self._start_config = config
         if clock is None:
             clock = ManualClock() if config.server.clock == "manual" else SystemClock()
         self.clock: Clock = clock
@@ -67,11 +96,19 @@ class App:
         self.state = State(snapshot)
         # Per-client gating of the scenario paths (--mock-ip-count); reset by the control API.
         self.gate = ClientGate(config.server.mock_ip_count)
+        # The request log and the fault rules: the server feeds and applies them, the
+        # control API (self.controller: the one implementation of every operation) reads
+        # and changes them.
+        self.requests = RequestLog()
+        self.faults = FaultBook()
         self.server = Server(
             self.state,
             self.clock,
             keep_alive=config.server.keep_alive,
+            # With --log-requests the sink also prints an access-log line.
+            sink=self.requests.sink(access_log=config.server.log_requests),
             gate=self.gate,
+            faults=self.faults,
             limits=Limits(
                 max_connections=config.server.max_connections,
                 idle_timeout=float(config.server.idle_timeout),
@@ -82,14 +119,6 @@ class App:
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The request log and the fault rules: the server feeds and applies them, the
-        # control API (self.controller: the one implementation of every operation) reads
-        # and changes them.
-        self.requests = RequestLog()
-        self.faults = FaultBook()
-        # Chosen once: with --log-requests the sink also prints an access-log line.
-        self.server.sink = self.requests.sink(access_log=config.server.log_requests)
-        self.server.faults = self.faults
         self._control: tuple[socket.socket, str | None] | None = None
         self._control_server: asyncio.AbstractServer | None = None
         # Container credential endpoints (ECS / EKS style) on listeners of their own, and
@@ -109,15 +138,59 @@ class App:
             self.refresher = CredentialRefresher(self.state, self.clock, config.credentials)
             self.background.append(self.refresher.run)
 
+    @property
+    def config(self) -> Config:
+        """The configuration in force: the one started with or last given to :meth:`reconfigure`,
+        with the control API's option changes."""
+        return self.state.snapshot.config
+
     @functools.cached_property
     def controller(self) -> Controller:
         """The one implementation of every control operation (control API, Python API).
 
-        Built on first use: a mock nobody controls never imports it.
+        Built on first use, from the parts it operates on: a mock nobody controls never
+        imports it.
         """
         from imdsmock.control.operations import Controller
 
-        return Controller(self)
+        return Controller(
+            self.state,
+            self.clock,
+            started=self.started,
+            requests=self.requests,
+            faults=self.faults,
+            signer=self.signer,
+        )
+
+    def reconfigure(self, config: Config) -> Deferred:
+        """Serve ``config`` from now on, all at once (a config-file reload).
+
+        One rebuilt snapshot is swapped in: values, moved paths, listings and scenarios
+        change together (scenarios started at run time are kept). The client gate and the
+        access log follow the new settings. What is read only at start (listeners, limits,
+        the control listener, credential source, signing keys) keeps its running value;
+        the returned :class:`Deferred` names what differs from it. A configuration that
+        cannot be built raises :class:`~imdsmock.errors.ImdsMockError` and changes nothing.
+        """
+        before = self.config
+        self.state.swap(lambda snap: _reconfigured(snap, config))
+        server = config.server
+        if server.mock_ip_count != self.gate.limit:
+            self.gate.reset(server.mock_ip_count)
+        if server.log_requests != before.server.log_requests:
+            # New connections take the new sink; open ones finish with the old one.
+            self.server.sink = self.requests.sink(access_log=server.log_requests)
+        running = self._start_config
+        return Deferred(
+            listeners=server.listeners() != running.server.listeners(),
+            settings=tuple(
+                f"{section}.{name.replace('_', '-')}"
+                for section, names in _START_ONLY.items()
+                for name in names
+                if getattr(getattr(running, section), name)
+                != getattr(getattr(config, section), name)
+            ),
+        )
 
     def bind(self) -> list[socket.socket]:
         """Bind the IMDS listeners and the control listener (raises ServeError on failure).
@@ -125,7 +198,8 @@ class App:
         Both are bound up front, so an address in use fails before anything serves. The
         control socket is kept on the app; ``server.control: false`` skips it.
         """
-        socks = bind_sockets(self.config.server.listeners())
+        config = self._start_config
+        socks = bind_sockets(config.server.listeners())
         try:
             if self.containers is not None:
                 self.containers.bind()
@@ -133,11 +207,11 @@ class App:
             for s in socks:
                 s.close()
             raise
-        if self.config.server.control and self._control is None:
+        if config.server.control and self._control is None:
             from imdsmock.serve.control import bind_control
 
             try:
-                self._control = bind_control(self.config.server)
+                self._control = bind_control(config.server)
             except BaseException:
                 for s in socks:
                     s.close()
@@ -210,6 +284,22 @@ class App:
             host, port = addr[0], addr[1]
             out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
         return out
+
+
+def _reconfigured(snapshot: Snapshot, config: Config) -> Snapshot:
+    """The same instance under ``config``: rebuilt tree and the new config's scenarios.
+
+    Scenarios started at run time (control API) are kept; the old configuration's own
+    scenarios are replaced by the new one's (relative times count from the start).
+    """
+    # Imported on the first reload, not at start-up.
+    from imdsmock.instance.scenarios import config_scenarios, with_scenarios
+
+    started = snapshot.started
+    old_ids = {s.id for s in config_scenarios(snapshot.config.scenarios, started)}
+    kept = tuple(s for s in snapshot.scenarios if s.id not in old_ids)
+    fresh = config_scenarios(config.scenarios, started)
+    return with_scenarios(rebuild(snapshot, config), fresh + kept)
 
 
 # A background job that fails is restarted after this many seconds, doubling up to the cap.

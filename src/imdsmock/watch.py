@@ -3,11 +3,11 @@
 The watcher polls the file's ``stat`` (inode, size, modification time) on the server's
 event loop, with no extra dependency and no thread; on a change that has settled for one
 poll interval (or on ``SIGHUP``, with or without polling) it loads
-the configuration through the caller's loader and swaps one rebuilt snapshot in with
-:meth:`~imdsmock.state.State.swap`: values, moved paths, listings and scenarios change
+the configuration through the caller's loader and hands it to
+:meth:`~imdsmock.app.App.reconfigure`: values, moved paths, listings and scenarios change
 together, and requests see either the old instance or the new one. A broken file logs one
 line and the previous configuration keeps serving (AWS's Go mock reloads only some
-values and leaves listings and scenarios stale, aemm-interface.md §7).
+values and leaves listings and scenarios stale).
 
 A server does not die of SIGHUP: without a file to reload, :func:`ignore_hangup` logs it
 and carries on. :func:`hangup_ignored` and :func:`hangup_job` are how both commands
@@ -27,59 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imdsmock.config.schema import Config
-from imdsmock.core.state import Snapshot, rebuild
 from imdsmock.errors import ImdsMockError
 
 if TYPE_CHECKING:
     from imdsmock.app import App
 
-__all__ = ["Watcher", "hangup_ignored", "hangup_job", "ignore_hangup", "reconfigure"]
+__all__ = ["Watcher", "hangup_ignored", "hangup_job", "ignore_hangup", "serve_reloadable"]
 
 log = logging.getLogger("imdsmock.watch")
 
 INTERVAL = 0.25
-
-
-def reconfigure(snapshot: Snapshot, config: Config) -> Snapshot:
-    """The same instance under ``config``: rebuilt tree and the new config's scenarios.
-
-    Scenarios started at run time (control API) are kept; the old configuration's own
-    scenarios are replaced by the new one's (relative times count from the start).
-    """
-    # Imported on the first reload, not at start-up (issue 9: start-up time).
-    from imdsmock.instance.scenarios import config_scenarios, with_scenarios
-
-    started = snapshot.started
-    old_ids = {s.id for s in config_scenarios(snapshot.config.scenarios, started)}
-    kept = tuple(s for s in snapshot.scenarios if s.id not in old_ids)
-    fresh = config_scenarios(config.scenarios, started)
-    return with_scenarios(rebuild(snapshot, config), fresh + kept)
-
-
-# Read once at start (the server's limits, the control listener, the container endpoints,
-# the credential refresher, the signing key): a reload that changes them says so.
-_START_ONLY = {
-    "server": (
-        "keep_alive", "control", "control_host", "control_port", "control_token",
-        "control_token_file", "clock", "max_connections", "idle_timeout", "max_header_bytes",
-        "ecs_listen", "eks_listen",
-    ),
-    "credentials": (
-        "source", "profile", "role_arn", "role_session_name", "duration_seconds",
-        "refresh_ahead", "container_token", "container_token_file",
-    ),
-    "signing": ("key_file", "cert_file"),
-}  # fmt: skip
-
-
-def _start_only_changes(old: Config, new: Config) -> str:
-    """The start-only settings that differ, comma-separated as the file spells them."""
-    return ", ".join(
-        f"{section}.{name.replace('_', '-')}"
-        for section, names in _START_ONLY.items()
-        for name in names
-        if getattr(getattr(old, section), name) != getattr(getattr(new, section), name)
-    )
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -116,22 +73,15 @@ class Watcher:
     def reload(self) -> bool:
         """Load and swap now; on a bad file log one line and keep serving the old config."""
         try:
-            config = self.load()
-            self.app.state.swap(lambda snap: reconfigure(snap, config))
+            deferred = self.app.reconfigure(self.load())
         except ImdsMockError as exc:
             self.failures += 1
             log.error("config reload from %s failed, keeping the previous one: %s", self.path, exc)
             return False
-        old = self.app.config
-        self.app.config = config
-        if config.server.mock_ip_count != old.server.mock_ip_count:
-            self.app.gate.reset(config.server.mock_ip_count)
-        if config.server.log_requests != old.server.log_requests:
-            # New connections take the new sink; open ones finish with the old one.
-            self.app.server.sink = self.app.requests.sink(access_log=config.server.log_requests)
-        if config.server.listeners() != old.server.listeners():
+        if deferred.listeners:
             log.warning("listen addresses changed in %s; they apply after a restart", self.path)
-        if changed := _start_only_changes(old, config):
+        if deferred.settings:
+            changed = ", ".join(deferred.settings)
             log.warning("%s changed in %s; they apply after a restart", changed, self.path)
         self.reloads += 1
         log.info("reloaded configuration from %s", self.path)

@@ -2,10 +2,11 @@
 
 One implementation, three skins: the HTTP control API (:mod:`imdsmock.control.routes`), the
 ``imdsmock ctl`` command (through that API) and the in-process Python API all call a
-:class:`Controller`. Every change builds a new immutable snapshot and swaps it in with
-:meth:`imdsmock.state.State.swap`; a rejected change raises an
-:class:`~imdsmock.errors.ImdsMockError` (usually a ``ConfigError`` naming the field, the
-value and what is allowed) before anything is swapped, so it changes nothing.
+:class:`Controller`. It is built from the running parts of a mock (its state, clock, request
+log, fault book and signer), not from the app that holds them. Every change builds a new
+immutable snapshot and swaps it in with :meth:`imdsmock.core.state.State.swap`; a rejected
+change raises an :class:`~imdsmock.errors.ImdsMockError` (usually a ``ConfigError`` naming
+the field, the value and what is allowed) before anything is swapped, so it changes nothing.
 """
 
 from __future__ import annotations
@@ -14,22 +15,23 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imdsmock.config.build import from_mapping
 from imdsmock.config.dump import to_mapping
 from imdsmock.config.schema import OptionsConfig
-from imdsmock.core.clock import ManualClock
-from imdsmock.core.state import Snapshot, rebuild
+from imdsmock.core.clock import Clock, ManualClock
+from imdsmock.core.faults import FaultBook
+from imdsmock.core.requestlog import RequestLog
+from imdsmock.core.state import Snapshot, State, rebuild
 from imdsmock.errors import ConfigError, ImdsMockError
-
-if TYPE_CHECKING:
-    from imdsmock.app import App
+from imdsmock.instance.credentials import fail_refreshes, rotate_now, serve_expired
+from imdsmock.signing.signer import Signer
 
 __all__ = ["OPTION_NAMES", "Controller", "UnknownIdError"]
 
 # Option names as the control API spells them, with their EC2 API aliases
-# (ModifyInstanceMetadataOptions, real-imds.md §A4).
+# (as ModifyInstanceMetadataOptions spells them).
 OPTION_NAMES: Mapping[str, str] = {
     "http-tokens": "http-tokens",
     "http-endpoint": "http-endpoint",
@@ -94,21 +96,38 @@ def metadata_path(path: object) -> str:
 
 
 class Controller:
-    """Operations on one :class:`~imdsmock.app.App`; safe to call from any thread."""
+    """Operations on one running mock, given its parts; safe to call from any thread.
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    ``started`` is the mock's start time (what a manual clock resets to).
+    """
+
+    def __init__(
+        self,
+        state: State,
+        clock: Clock,
+        *,
+        started: float,
+        requests: RequestLog,
+        faults: FaultBook,
+        signer: Signer,
+    ) -> None:
+        self._state = state
+        self._clock = clock
+        self._started = started
+        self._requests = requests
+        self._faults = faults
+        self._signer = signer
 
     # -- reading ------------------------------------------------------------------------
 
     @property
     def snapshot(self) -> Snapshot:
         """The snapshot in force now."""
-        return self.app.state.snapshot
+        return self._state.snapshot
 
     def now(self) -> float:
         """The mock's current time."""
-        return self.app.clock.now()
+        return self._clock.now()
 
     def state(self) -> dict[str, Any]:
         """The effective configuration, options, edits, scenarios, faults and clock."""
@@ -121,19 +140,19 @@ class Controller:
             "faults": self.faults(),
             "credentials": self._credentials_state(snap),
             "clock": self.clock(),
-            "requests": len(self.app.requests),
+            "requests": len(self._requests),
         }
 
     def clock(self) -> dict[str, Any]:
         """The clock: its kind, the current and start times."""
         now = self.now()
-        clock = self.app.clock
+        clock = self._clock
         return {
             "kind": "manual" if isinstance(clock, ManualClock) else "system",
             "now": now,
             "now-iso": iso(now),
-            "started": self.app.started,
-            "elapsed": now - self.app.started,
+            "started": self._started,
+            "elapsed": now - self._started,
         }
 
     # -- metadata -----------------------------------------------------------------------
@@ -177,11 +196,11 @@ class Controller:
                 merged[rel] = value
             return snap.evolve(edits=merged)
 
-        return dict(self.app.state.swap(change).edits)
+        return dict(self._state.swap(change).edits)
 
     def reset_metadata(self) -> None:
         """Drop every run-time metadata edit (back to the configured instance)."""
-        self.app.state.swap(lambda s: s.evolve(edits={}))
+        self._state.swap(lambda s: s.evolve(edits={}))
 
     # -- options ------------------------------------------------------------------------
 
@@ -211,19 +230,18 @@ class Controller:
             options = from_mapping({"options": merged}).options  # validates, names the key
             return rebuild(snap, snap.config.replace(options=options))
 
-        return options_dict(self.app.state.swap(change).config.options)
+        return options_dict(self._state.swap(change).config.options)
 
     # -- scenarios ----------------------------------------------------------------------
 
     def scenarios(self) -> list[dict[str, Any]]:
         """The scenarios started (at run time or by configuration)."""
-        found = getattr(self.snapshot, "scenarios", ())
-        return [dict(s.describe()) for s in found]
+        return [dict(s.describe()) for s in self.snapshot.scenarios]
 
     def start_scenario(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Start a scenario now or at a time (spot, rebalance, maintenance, Auto Scaling)."""
         # The scenario machinery is imported when the first scenario starts, not at
-        # start-up (issue 9); a mock configured with scenarios has imported it already.
+        # start-up (start-up time counts); a mock configured with scenarios has it already.
         from imdsmock.instance.scenarios import parse_scenario, with_scenarios
 
         if not isinstance(data, Mapping):
@@ -233,7 +251,7 @@ class Controller:
         def change(snap: Snapshot) -> Snapshot:
             return with_scenarios(snap, (*snap.scenarios, scenario))
 
-        self.app.state.swap(change)
+        self._state.swap(change)
         return dict(scenario.describe())
 
     def cancel_scenario(self, scenario_id: str) -> None:
@@ -246,52 +264,53 @@ class Controller:
                 raise UnknownIdError("scenario", scenario_id)
             return with_scenarios(snap, kept)
 
-        self.app.state.swap(change)
+        self._state.swap(change)
 
     # -- faults -------------------------------------------------------------------------
 
     def faults(self) -> list[dict[str, Any]]:
         """The fault rules in force (with what is left of their counts)."""
-        return self.app.faults.describe()
+        return self._faults.describe()
 
     def add_fault(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Add a fault rule (kind status|latency|reset|hang; see :mod:`imdsmock.core.faults`)."""
-        fault = self.app.faults.add(data)
+        fault = self._faults.add(data)
         return fault.describe()
 
     def remove_fault(self, fault_id: str) -> None:
         """Remove one fault rule."""
-        if not self.app.faults.remove(fault_id):
+        if not self._faults.remove(fault_id):
             raise UnknownIdError("fault", fault_id)
 
     def clear_faults(self) -> None:
         """Remove every fault rule."""
-        self.app.faults.clear()
+        self._faults.clear()
 
     # -- credentials --------------------------------------------------------------------
 
     def rotate_credentials(self) -> dict[str, Any]:
         """Issue a new credential set now (LastUpdated = now)."""
-        creds = _credentials_ops("rotate_now")
         now = self.now()
-        snap = self.app.state.swap(lambda s: creds(s, now))
+        snap = self._state.swap(lambda s: rotate_now(s, now))
         return self._credentials_state(snap)
 
     def expire_credentials(self, on: bool = True) -> dict[str, Any]:
         """Serve credentials whose Expiration is already past (or stop doing so)."""
         if not isinstance(on, bool):
             raise ConfigError("on", on, "true or false")
-        creds = _credentials_ops("serve_expired")
-        snap = self.app.state.swap(lambda s: creds(s, on))
+        snap = self._state.swap(lambda s: serve_expired(s, on))
         return self._credentials_state(snap)
 
     def fail_credentials(self, count: int = 1) -> dict[str, Any]:
         """Make the next ``count`` fetches of the role credentials fail."""
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1000:
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, int)
+            or not 0 <= count <= MAX_FAIL_COUNT
+        ):
             raise ConfigError("count", count, f"an integer from 0 to {MAX_FAIL_COUNT}")
-        creds = _credentials_ops("fail_refreshes")
         now = self.now()
-        snap = self.app.state.swap(lambda s: creds(s, count, now))
+        snap = self._state.swap(lambda s: fail_refreshes(s, count, now))
         return self._credentials_state(snap)
 
     def _credentials_state(self, snap: Snapshot) -> dict[str, Any]:
@@ -300,17 +319,13 @@ class Controller:
         if creds is not None:
             out["rotate-every"] = creds.config.rotate_every
             out["lifetime"] = creds.config.lifetime
-            describe = getattr(creds, "describe", None)
-            if callable(describe):
-                extra = describe()
-                if isinstance(extra, Mapping):
-                    out.update(extra)
+            out.update(creds.describe())
         return out
 
     # -- clock --------------------------------------------------------------------------
 
     def _manual(self, field: str) -> ManualClock:
-        clock = self.app.clock
+        clock = self._clock
         if not isinstance(clock, ManualClock):
             raise ConfigError(
                 field, "system clock", "a mock started with --clock manual (or a ManualClock)"
@@ -339,27 +354,18 @@ class Controller:
 
     def requests(self, **filters: Any) -> list[dict[str, Any]]:
         """Logged requests, oldest first (filters as :meth:`RequestLog.entries`)."""
-        return [e.to_dict() for e in self.app.requests.entries(**filters)]
+        return [e.to_dict() for e in self._requests.entries(**filters)]
 
     def clear_requests(self) -> None:
         """Forget every logged request."""
-        self.app.requests.clear()
+        self._requests.clear()
 
     def imdsv1_report(self) -> list[dict[str, Any]]:
         """Token-less (IMDSv1) data requests grouped by client and user agent."""
-        return self.app.requests.imdsv1_report()
+        return self._requests.imdsv1_report()
 
     # -- identity -----------------------------------------------------------------------
 
     def certificate(self) -> str:
         """The PEM certificate that verifies the identity-document signatures."""
-        return self.app.signer.certificate_pem()
-
-
-def _credentials_ops(name: str) -> Any:
-    from imdsmock.instance import credentials
-
-    op = getattr(credentials, name, None)
-    if op is None:  # pragma: no cover - until the credential operations land
-        raise ImdsMockError(f"credential operation {name} is not available in this build")
-    return op
+        return self._signer.certificate_pem()
