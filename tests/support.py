@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imdsmock.app import App, new_event_loop
+from imdsmock.api import MockIMDS
+from imdsmock.app import App
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import Clock, ManualClock
+from imdsmock.core.state import Snapshot, build_snapshot
 from imdsmock.signing.signer import Signer, generate
 
 # 2026-01-01T00:00:00Z: a fixed start makes Last-Modified, LastUpdated and pendingTime stable.
@@ -27,12 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Running:
-    """A server running in this process: its App, address and clock."""
+    """A :class:`MockIMDS` serving in this process, with raw-HTTP helpers for tests."""
 
-    app: App
+    imds: MockIMDS
     host: str
     port: int
     clock: Clock
+
+    @property
+    def app(self) -> App:
+        """The running :class:`App` (its state, faults, gate and signer)."""
+        return self.imds.app
 
     @property
     def url(self) -> str:
@@ -119,39 +125,29 @@ def control_config(**server: Any) -> Config:
 
 
 @contextlib.contextmanager
-def serve(
-    config: Config | None = None,
-    clock: Clock | None = None,
-    signer_override: Signer | None = None,
-) -> Iterator[Running]:
-    """Run the real server on an ephemeral port in a background thread."""
-    cfg = config or make_config()
+def serve(config: Config | None = None, clock: Clock | None = None) -> Iterator[Running]:
+    """Run the real server through :class:`MockIMDS` on an ephemeral port of 127.0.0.1.
+
+    ``config`` defaults to :func:`make_config`; ``clock`` to a manual clock at :data:`EPOCH`.
+    """
     clock = clock or ManualClock(EPOCH)
-    app = App(cfg, clock=clock, signer=signer_override or shared_signer())
-    socks = app.bind()
-    ready = threading.Event()
-    errors: list[BaseException] = []
+    with MockIMDS(config or make_config(), clock=clock) as imds:
+        host, port = imds.app.server.addresses()[0][:2]
+        yield Running(imds, host, port, clock)
 
-    def target() -> None:
-        loop = new_event_loop()
-        try:
-            loop.run_until_complete(
-                app.serve(socks, ready=lambda _a: ready.set(), install_signals=False)
-            )
-        except BaseException as exc:  # pragma: no cover - surfaced below
-            errors.append(exc)
-            ready.set()
-        finally:
-            loop.close()
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    assert ready.wait(10), "server did not start"
-    if errors:
-        raise errors[0]
-    host, port = socks[0].getsockname()[:2]
-    try:
-        yield Running(app, host, port, clock)
-    finally:
-        app.shutdown()
-        thread.join(5)
+def base_snapshot(config: Config | None = None) -> Snapshot:
+    """The configured instance as the pure handler takes it, started at :data:`EPOCH`.
+
+    No App, no sockets: for tests of the core (``imds.handle``, tables, scenarios).
+    """
+    return build_snapshot(config or make_config(), signer=shared_signer(), started=EPOCH)
+
+
+def offline_app(config: Config | None = None) -> App:
+    """An :class:`App` that is built but not served, on a manual clock at :data:`EPOCH`.
+
+    For what a configuration serves (``app.state.snapshot.table(now)``), the pure handler
+    fed in-process, and reloads, where no socket is needed.
+    """
+    return App(config or make_config(), clock=ManualClock(EPOCH))

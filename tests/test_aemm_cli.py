@@ -13,11 +13,9 @@ import yaml
 from imdsmock.aemm import cli as aemm
 from imdsmock.aemm.config import ENV_KEYS
 from imdsmock.aemm.defaults import DEFAULTS, DOCUMENT, DYNAMIC, META, SCENARIO_PATHS, USER_DATA
-from imdsmock.app import App
 from imdsmock.cli import aemm_main
 from imdsmock.config.schema import Config
-from imdsmock.core.clock import ManualClock
-from support import EPOCH, shared_signer
+from support import EPOCH, offline_app
 
 # -- the specification: AEMM v1.13.0 as /work/shared/reference/aemm-interface.md states it ---
 # Written once here, independently of imdsmock.aemm.defaults, whose tables are checked
@@ -237,8 +235,7 @@ def config_for(argv: list[str], env: dict[str, str] | None = None) -> Config:
 
 def served(cfg: Config, path: str, after: float = 0.0) -> str | None:
     """The body the configured instance serves at ``path`` (relative to /latest/)."""
-    app = App(cfg, clock=ManualClock(EPOCH), signer=shared_signer())
-    entry = app.state.snapshot.table(EPOCH + after).lookup(path)
+    entry = offline_app(cfg).state.snapshot.table(EPOCH + after).lookup(path)
     return None if entry is None else entry.get.body.decode()
 
 

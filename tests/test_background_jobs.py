@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from asyncio import new_event_loop
 
 import pytest
 
-from imdsmock.app import App
-from imdsmock.core.clock import ManualClock
-from support import EPOCH, make_config, shared_signer
+from imdsmock.app import serve_in_thread
+from support import offline_app, status_from
 
 
 def test_failed_background_job_is_logged_in_one_line_and_restarted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A job that raises is logged (job, error) and run again after a pause; serving goes on."""
-    app = App(make_config(), clock=ManualClock(EPOCH), signer=shared_signer())
+    app = offline_app()
     runs: list[int] = []
     second_run = threading.Event()
 
@@ -28,20 +26,15 @@ def test_failed_background_job_is_logged_in_one_line_and_restarted(
         second_run.set()
 
     app.background.append(flaky)
-    socks = app.bind()
-    loop = new_event_loop()
-    thread = threading.Thread(
-        target=lambda: loop.run_until_complete(app.serve(socks, install_signals=False)),
-        daemon=True,
-    )
     with caplog.at_level(logging.ERROR, logger="imdsmock"):
-        thread.start()
+        thread = serve_in_thread(app, app.bind())
         try:
             assert second_run.wait(10), "the failed job was not restarted"
+            host, port = app.server.addresses()[0][:2]
+            assert status_from(host, port, "/latest/meta-data/instance-id") == 200
         finally:
             app.shutdown()
             thread.join(5)
-            loop.close()
     assert runs == [1, 2]
     failures = [r.getMessage() for r in caplog.records if "background job" in r.getMessage()]
     assert len(failures) == 1

@@ -145,12 +145,11 @@ def test_token_file_is_read_at_start(tmp_path: Path) -> None:
         url = r.app.containers.urls("eks")[0]
         assert _get(url, "/v1/credentials", {"Authorization": TOKEN})[0] == 200
         assert _get(url, "/v1/credentials", {"Authorization": "x"})[0] == 400
-    from imdsmock.app import App
     from imdsmock.errors import ConfigError
 
     bad = make_config(credentials={"container-token-file": str(tmp_path / "missing")})
-    with pytest.raises(ConfigError, match=r"credentials\.container-token-file is"):
-        App(bad)
+    with pytest.raises(ConfigError, match=r"credentials\.container-token-file is"), serve(bad):
+        pass
 
 
 def test_bad_listen_values_are_one_line_errors() -> None:
@@ -226,28 +225,20 @@ def _can_unshare() -> str | None:
 
 _ECS_SCRIPT = textwrap.dedent(
     """
-    import json, os, subprocess, sys, threading
+    import json, subprocess, sys, time
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["ip", "addr", "add", "169.254.170.2/32", "dev", "lo"], check=True)
     sys.path.insert(0, sys.argv[1])
-    from conftest import make_config
-    from imdsmock.app import App, new_event_loop
-    cfg = make_config(server={"ecs-listen": ["169.254.170.2:80"]})
-    app = App(cfg)
-    socks = app.bind()
-    ready = threading.Event()
-    def run():
-        loop = new_event_loop()
-        loop.run_until_complete(app.serve(socks, ready=lambda a: ready.set(), install_signals=False))
-    threading.Thread(target=run, daemon=True).start()
-    ready.wait(10)
     import boto3
-    creds = boto3.Session().get_credentials()
+    from imdsmock.core.clock import ManualClock
     from imdsmock.instance.credentials import current_set
-    served = current_set(app.state.snapshot, app.clock.now())
-    frozen = creds.get_frozen_credentials()
+    from support import make_config, serve
+    cfg = make_config(server={"ecs-listen": ["169.254.170.2:80"]})
+    with serve(cfg, ManualClock(time.time())) as r:
+        creds = boto3.Session().get_credentials()
+        served = current_set(r.app.state.snapshot, r.clock.now())
+        frozen = creds.get_frozen_credentials()
     print(json.dumps({"method": creds.method, "same": frozen.access_key == served.access_key_id}))
-    app.shutdown()
     """
 )
 

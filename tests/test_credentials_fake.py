@@ -11,7 +11,7 @@ import pytest
 
 from imdsmock.core.clock import ManualClock
 from imdsmock.core.imds import Request, handle
-from imdsmock.core.state import Snapshot, build_snapshot
+from imdsmock.core.state import Snapshot
 from imdsmock.core.tokens import TokenIssuer
 from imdsmock.errors import ConfigError
 from imdsmock.instance.credentials import (
@@ -21,7 +21,7 @@ from imdsmock.instance.credentials import (
     rotate_now,
     serve_expired,
 )
-from support import EPOCH, Running, make_config, serve, shared_signer
+from support import EPOCH, Running, base_snapshot, make_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
 EXTENDED_PATH = "/latest/meta-data/iam/security-credentials-extended/baskinc-role"
@@ -29,7 +29,7 @@ IMDS_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def _snapshot(**sections: object) -> Snapshot:
-    return build_snapshot(make_config(**sections), signer=shared_signer(), started=EPOCH)
+    return base_snapshot(make_config(**sections))
 
 
 def _doc(snapshot: Snapshot, now: float, path: str = ROLE_PATH) -> dict[str, str]:

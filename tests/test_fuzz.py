@@ -33,10 +33,9 @@ from imdsmock.app import App
 from imdsmock.config.build import from_mapping
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
-from imdsmock.core.clock import ManualClock
 from imdsmock.core.imds import Request, handle
 from imdsmock.errors import ImdsMockError
-from support import EPOCH, Running, make_config, serve, shared_signer
+from support import EPOCH, Running, make_config, offline_app, serve
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 # Statuses the IMDS listener may answer without a fault asking for another.
@@ -260,7 +259,7 @@ def app_for(name: str) -> App:
     """A (cached) App with one of the option sets, on a manual clock at EPOCH."""
     if name not in _APPS:
         cfg = make_config(**OPTION_SETS[name])
-        _APPS[name] = App(cfg, clock=ManualClock(EPOCH), signer=shared_signer())
+        _APPS[name] = offline_app(cfg)
     return _APPS[name]
 
 
@@ -409,7 +408,7 @@ def check_config(load_it: Any) -> None:
     try:
         cfg = load_it()
         # Scenarios are validated when the App builds them.
-        app = App(cfg, clock=ManualClock(EPOCH), signer=shared_signer())
+        app = offline_app(cfg)
     except ImdsMockError as exc:
         message = str(exc)
     if message:

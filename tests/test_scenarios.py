@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imdsmock.core.state import Snapshot, build_snapshot
+from imdsmock.core.state import Snapshot
 from imdsmock.errors import ConfigError
 from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import Leaf
@@ -25,14 +25,14 @@ from imdsmock.instance.scenarios import (
     with_scenarios,
 )
 from imdsmock.instance.timeline import Change, Timeline
-from support import EPOCH, make_config, serve, shared_signer
+from support import EPOCH, base_snapshot, make_config, serve
 
 MD = "meta-data/"
 
 
 def snapshot(*specs: dict[str, Any]) -> Snapshot:
     """The default instance started at EPOCH with these scenarios."""
-    base = build_snapshot(make_config(), signer=shared_signer(), started=EPOCH)
+    base = base_snapshot()
     return with_scenarios(base, tuple(parse_scenario(s, EPOCH) for s in specs))
 
 
@@ -283,7 +283,7 @@ def test_other_time_spellings() -> None:
 def test_duplicate_ids_and_non_mapping_entries_are_refused() -> None:
     """Two scenarios with one id, or a config entry that is not a mapping, are errors."""
     one = parse_scenario({"type": "rebalance-recommendation", "id": "x"}, EPOCH)
-    base = build_snapshot(make_config(), signer=shared_signer(), started=EPOCH)
+    base = base_snapshot()
     with pytest.raises(ConfigError, match=r"scenario\.id is 'x'"):
         with_scenarios(base, (one, one))
     with pytest.raises(ConfigError, match=r"scenarios\[0\]"):

@@ -12,8 +12,7 @@ import json
 
 import pytest
 
-from imdsmock.app import App
-from imdsmock.config.load import load
+from imdsmock.api import MockIMDS
 from imdsmock.serve.control import is_loopback
 from mockprocess import mock_process
 from support import make_config, serve
@@ -49,18 +48,11 @@ def test_imds_listener_serves_nothing_of_the_control_api(method: str, path: str)
 
 def test_control_api_listens_on_loopback_by_default() -> None:
     """With no configuration the control listener binds 127.0.0.1 only."""
-    app = App(load(env={}, flags={"port": 0, "control-port": 0}))
-    socks = app.bind()
-    try:
-        url = app.control_url()
-        assert url is not None
-        assert url.startswith("http://127.0.0.1:")
-        assert is_loopback(url.split("//")[1].rsplit(":", 1)[0])
-    finally:
-        for s in socks:
-            s.close()
-        if app._control is not None:
-            app._control[0].close()
+    with MockIMDS() as imds:
+        url = imds.control_url
+    assert url is not None
+    assert url.startswith("http://127.0.0.1:")
+    assert is_loopback(url.split("//")[1].rsplit(":", 1)[0])
 
 
 def test_secrets_never_reach_the_log() -> None:

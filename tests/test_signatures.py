@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from support import Running, make_config, serve
+from support import Running, make_config, offline_app, serve
 
 
 def test_signature_verifies_with_certificate(running: Running) -> None:
@@ -51,27 +50,17 @@ def test_pkcs7_verifies_with_openssl(running: Running, tmp_path: Path, leaf: str
     assert b"Verification successful" in result.stderr
 
 
-def test_cert_command_prints_the_serving_certificate(tmp_path: Path) -> None:
+def test_cert_command_prints_the_serving_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`imdsmock cert` prints the certificate of the key a server started alike signs with."""
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     out = subprocess.run(
-        [sys.executable, "-m", "imdsmock", "cert"], capture_output=True, env=env, check=True
+        [sys.executable, "-m", "imdsmock", "cert"], capture_output=True, check=True
     ).stdout
     cert = x509.load_pem_x509_certificate(out)
-    from imdsmock.config.schema import SigningConfig
-    from imdsmock.signing.signer import default_dir, load_signer
-
-    os.environ["XDG_CACHE_HOME"], saved = str(tmp_path), os.environ.get("XDG_CACHE_HOME")
-    try:
-        assert default_dir() == tmp_path / "imdsmock"
-        signer = load_signer(SigningConfig())
-    finally:
-        if saved is None:
-            del os.environ["XDG_CACHE_HOME"]
-        else:
-            os.environ["XDG_CACHE_HOME"] = saved
-    assert cert.public_bytes(serialization.Encoding.DER) == signer.certificate.der
-    with serve(make_config(), signer_override=signer) as r:
+    with serve(make_config()) as r:
+        assert r.app.signer.certificate.der == cert.public_bytes(serialization.Encoding.DER)
         document = r.get("/latest/dynamic/instance-identity/document")[1]
         signature = base64.b64decode(r.get("/latest/dynamic/instance-identity/signature")[1])
     key = cert.public_key()
@@ -81,12 +70,11 @@ def test_cert_command_prints_the_serving_certificate(tmp_path: Path) -> None:
 
 def test_configured_key_files_are_used(tmp_path: Path) -> None:
     """signing.key-file and signing.cert-file replace the generated pair."""
-    from imdsmock.app import App
     from imdsmock.signing.signer import generate
 
     pair = generate()
     key_file, cert_file = tmp_path / "k.pem", tmp_path / "c.pem"
     key_file.write_text(pair.key.pem())
     cert_file.write_text(pair.certificate_pem())
-    app = App(make_config(signing={"key-file": str(key_file), "cert-file": str(cert_file)}))
+    app = offline_app(make_config(signing={"key-file": str(key_file), "cert-file": str(cert_file)}))
     assert app.signer.certificate == pair.certificate

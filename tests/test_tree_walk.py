@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from imdsmock.config.defaults import VERSIONS
 from imdsmock.core.imds import Request, handle
-from imdsmock.core.state import Snapshot, build_snapshot
+from imdsmock.core.state import Snapshot
 from imdsmock.core.tokens import TokenIssuer
-from support import EPOCH, Running, make_config, serve, shared_signer
+from support import EPOCH, Running, base_snapshot, make_config, serve
 
 
 def walk(fetch: Any, root: str) -> set[str]:
@@ -106,7 +106,7 @@ def test_any_configured_tree_is_fully_walkable(
         },
         paths=extra,
     )
-    snapshot = build_snapshot(cfg, signer=shared_signer(), started=EPOCH)
+    snapshot = base_snapshot(cfg)
     fetch = in_process(snapshot)
     assert walk(fetch, "/latest/") == expected_leaves(snapshot, "latest")
     if user_data is None:

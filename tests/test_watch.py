@@ -21,10 +21,9 @@ import yaml
 from imdsmock.app import App
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
-from imdsmock.core.clock import ManualClock
 from imdsmock.instance.scenarios import parse_scenario, with_scenarios
 from imdsmock.watch import Watcher
-from support import EPOCH, make_config, serve, shared_signer
+from support import EPOCH, make_config, offline_app, serve
 
 BASE = {"server": {"host": "127.0.0.1", "port": 0, "control": False}}
 
@@ -50,7 +49,7 @@ def watched(tmp_path: Path) -> tuple[App, Watcher, Path]:
     """An app built from a file, and a watcher on that file."""
     file = tmp_path / "imdsmock.yaml"
     write(file, {"instance": {"tags": {"Name": "one"}}})
-    app = App(loader(file), clock=ManualClock(EPOCH), signer=shared_signer())
+    app = offline_app(loader(file))
     return app, Watcher(app, file, lambda: loader(file)), file
 
 

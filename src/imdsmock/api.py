@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from imdsmock.app import App, new_event_loop
+from imdsmock.app import App, serve_in_thread
 from imdsmock.config.dump import to_mapping
 from imdsmock.config.load import load
 from imdsmock.config.schema import (
@@ -49,7 +49,6 @@ ConfigSource = Config | Mapping[str, Any] | str | os.PathLike[str] | None
 
 # An in-process mock listens where nothing else does: loopback, ports chosen by the kernel.
 _LISTEN = {"server.host": "127.0.0.1", "server.port": 0, "server.control-port": 0}
-_START_TIMEOUT = 10.0
 _SECTIONS = {_f.name for _f in dataclasses.fields(Config)}
 _FIELDS = {
     section: {f.name for f in dataclasses.fields(cls)}
@@ -107,30 +106,7 @@ class MockIMDS:
         if self._app is not None:
             raise ImdsMockError("this MockIMDS is already running; stop() it first")
         app = App(self._initial_config, clock=self._clock)
-        socks = app.bind()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = new_event_loop()
-            try:
-                loop.run_until_complete(
-                    app.serve(socks, ready=lambda _app: ready.set(), install_signals=False)
-                )
-            except BaseException as exc:  # handed to the starting thread below
-                failure.append(exc)
-                ready.set()
-            finally:
-                loop.close()
-
-        thread = threading.Thread(target=serve, name="imdsmock", daemon=True)
-        thread.start()
-        if not ready.wait(_START_TIMEOUT):  # pragma: no cover - a wedged event loop
-            app.shutdown()
-            raise ImdsMockError(f"the mock did not start within {_START_TIMEOUT:g} seconds")
-        if failure:
-            thread.join()
-            raise failure[0]
+        thread = serve_in_thread(app, app.bind())
         self._app, self._thread = app, thread
         self._initial = app.state.snapshot
         self._url = app.addresses()[0]

@@ -14,6 +14,7 @@ import gc
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from imdsmock.core.faults import FaultBook
 from imdsmock.core.gate import GATED_PATHS, ClientGate
 from imdsmock.core.requestlog import RequestLog
 from imdsmock.core.state import Snapshot, State, build_snapshot, rebuild
+from imdsmock.errors import ImdsMockError
 from imdsmock.serve.listen import bind_sockets
 from imdsmock.serve.server import Limits, Server
 from imdsmock.signing.signer import Signer, load_signer
@@ -376,3 +378,38 @@ def run(app: App, socks: list[socket.socket], ready: Callable[[App], None] | Non
         loop.run_until_complete(app.serve(socks, ready=ready))
     finally:
         loop.close()
+
+
+def serve_in_thread(
+    app: App, socks: list[socket.socket], *, timeout: float = 10.0
+) -> threading.Thread:
+    """Serve ``app`` from a daemon thread with its own event loop; return once it serves.
+
+    The Python API's way to serve, in a thread of someone else's process: no signal
+    handlers, and the garbage collector left alone. A failure to start is raised here, in
+    the calling thread. Stop with :meth:`App.shutdown`, then join the thread.
+    """
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        loop = new_event_loop()
+        try:
+            loop.run_until_complete(
+                app.serve(socks, ready=lambda _app: ready.set(), install_signals=False)
+            )
+        except BaseException as exc:  # handed to the starting thread below
+            failure.append(exc)
+            ready.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=serve, name="imdsmock", daemon=True)
+    thread.start()
+    if not ready.wait(timeout):  # pragma: no cover - a wedged event loop
+        app.shutdown()
+        raise ImdsMockError(f"the mock did not start within {timeout:g} seconds")
+    if failure:
+        thread.join()
+        raise failure[0]
+    return thread
