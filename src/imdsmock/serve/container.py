@@ -4,13 +4,14 @@ SDKs read container credentials from ``http://169.254.170.2`` +
 ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`` (the ECS agent), or from
 ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` with the ``Authorization`` header taken from
 ``AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]`` (EKS Pod Identity: ``169.254.170.23``,
-``/v1/credentials``); real-imds.md §A12. Both serve the same credential source as the
-IMDS role path, so the keys agree everywhere.
+``/v1/credentials``). Both serve the same credential source as the IMDS role path, so the
+keys agree everywhere.
 
 :func:`answer` is pure (snapshot, request, time -> bytes); :class:`ContainerEndpoints`
-binds the listeners up front and serves them on the App's event loop. Errors are shaped
-like the real agents': the ECS agent answers JSON errors, the EKS agent Go's
-``http.Error`` text (400 "Service account token cannot be empty" without a token).
+binds the listeners up front and serves them on the App's event loop, one request per
+connection (:mod:`imdsmock.serve.http`). Errors are shaped like the real agents': the ECS
+agent answers JSON errors, the EKS agent Go's ``http.Error`` text (400 "Service account
+token cannot be empty" without a token).
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ import contextlib
 import json
 import logging
 import socket
-from email.utils import formatdate
 from pathlib import Path
 from typing import Literal
-
-import httptools
 
 from imdsmock.config.schema import Config, Listen, parse_listen
 from imdsmock.core.clock import Clock
@@ -33,16 +31,13 @@ from imdsmock.errors import ConfigError
 from imdsmock.instance.credentials import current_set, role_arn
 from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import facts
-from imdsmock.serve.httpparse import Refused, feed
+from imdsmock.serve.http import Answer, HTTPProtocol, Request, reason
 from imdsmock.serve.listen import bind_sockets
 
 __all__ = ["EKS_PATH", "ContainerEndpoints", "Kind", "answer"]
 
-log = logging.getLogger("imdsmock.containercreds")
-
 Kind = Literal["ecs", "eks"]
 EKS_PATH = "/v1/credentials"
-_MAX_HEADER_BYTES = 16 * 1024
 
 
 def answer(
@@ -115,89 +110,40 @@ def _ecs_error(code: str, message: str) -> tuple[int, str, bytes]:
     return 400, "application/json", json.dumps(body, separators=(",", ":")).encode()
 
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-}
+class _Protocol(HTTPProtocol):
+    """One connection to a container endpoint: :func:`answer`, errors as Go's server words them."""
 
-
-def _wire(status: int, content_type: str, body: bytes, head: bool) -> bytes:
-    lines = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
-        f"Content-Type: {content_type}",
-    ]
-    if content_type.startswith("text/plain"):
-        lines.append("X-Content-Type-Options: nosniff")
-    lines += [f"Date: {formatdate(usegmt=True)}", f"Content-Length: {len(body)}", "", ""]
-    return "\r\n".join(lines).encode("latin-1") + (b"" if head else body)
-
-
-# Failure answers as (status, type, body): rendered when sent, so their Date is current.
-_BAD_REQUEST = _text(400, "400 Bad Request")
-_TOO_LARGE = _text(431, "431 Request Header Fields Too Large")
-_INTERNAL = _text(500, "500 Internal Server Error")
-
-
-class _Protocol(asyncio.Protocol):
-    """One connection to a container endpoint: parse, answer, close."""
+    log = logging.getLogger("imdsmock.containercreds")
 
     def __init__(self, endpoints: ContainerEndpoints, kind: Kind) -> None:
+        super().__init__()
         self._endpoints = endpoints
         self._kind = kind
-        self._parser = httptools.HttpRequestParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._url = b""
-        self._auth: str | None = None
-        self._size = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-
-    def data_received(self, data: bytes) -> None:
-        failure = feed(self._parser, data, malformed=_BAD_REQUEST, failed=_INTERNAL, log=log)
-        if failure is not None:
-            self._send(_wire(*failure, False))
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._grow(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow(len(name) + len(value))
-        if name.lower() == b"authorization":
-            self._auth = value.decode("latin-1")
-
-    def _grow(self, n: int) -> None:
-        self._size += n
-        if self._size > _MAX_HEADER_BYTES:
-            raise Refused(_TOO_LARGE)
-
-    def on_message_complete(self) -> None:
-        method = self._parser.get_method().decode("ascii", "replace")
+    def handle(self, request: Request) -> Answer:
         ep = self._endpoints
-        status, kind, body = answer(
-            self._kind,
-            ep.state.snapshot,
-            method=method,
-            path=self._url.decode("latin-1"),
-            authorization=self._auth,
-            now=ep.clock.now(),
-            expected_token=ep.token,
+        return _answer(
+            *answer(
+                self._kind,
+                ep.state.snapshot,
+                method=request.method,
+                path=request.target,
+                authorization=request.headers.get("authorization"),
+                now=ep.clock.now(),
+                expected_token=ep.token,
+            )
         )
-        self._send(_wire(status, kind, body, method == "HEAD"))
 
-    def _send(self, data: bytes) -> None:
-        if self._transport is not None:
-            self._transport.write(data)
-            self._transport.close()
-            self._transport = None
+    def error(self, status: int, message: str) -> Answer:
+        # The agents are Go programs: Go's server states a refused request's status only.
+        return _answer(*_text(status, f"{status} {reason(status)}"))
+
+
+def _answer(status: int, content_type: str, body: bytes) -> Answer:
+    # Go's http.Error marks its text answers nosniff.
+    if content_type.startswith("text/plain"):
+        return Answer(status, content_type, body, (("X-Content-Type-Options", "nosniff"),))
+    return Answer(status, content_type, body)
 
 
 class ContainerEndpoints:

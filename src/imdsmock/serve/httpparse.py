@@ -35,15 +35,15 @@ def feed(
     malformed: T,
     failed: T,
     log: logging.Logger,
-    upgrade: T | None = None,
 ) -> T | None:
-    """Feed ``data``; None when it parsed, else the answer to send: ``upgrade`` (default
-    ``malformed``) for an upgrade request, ``malformed`` for bad bytes, a :class:`Refused`
-    callback's answer, or ``failed`` for any other callback exception (logged)."""
+    """Feed ``data``; None when it parsed, else the answer to send: ``malformed`` for bad
+    bytes, a :class:`Refused` callback's answer, or ``failed`` for any other callback
+    exception (logged). httptools stops at an upgrade request (or CONNECT) only after its
+    message completed, so the listener has answered it and closes: ``malformed`` then."""
     try:
         parser.feed_data(data)
     except httptools.HttpParserUpgrade:
-        return malformed if upgrade is None else upgrade
+        return malformed
     except httptools.HttpParserError as exc:
         cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
         if cause is None:

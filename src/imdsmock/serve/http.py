@@ -1,0 +1,194 @@
+"""A small HTTP/1.1 server protocol: one request per connection, one answer, then close.
+
+The control listener and the ECS/EKS container-credential listeners use it; each is a
+subclass of :class:`HTTPProtocol` that says how a request is answered (:meth:`~HTTPProtocol.handle`)
+and how an error is worded (:meth:`~HTTPProtocol.error`), and may change the limits. The IMDS
+listener has its own protocol, tuned for speed (:mod:`imdsmock.serve.server`).
+
+What every such listener does is done here, once: parsing with httptools (failures through
+:func:`imdsmock.serve.httpparse.feed`), refusing a request head or body over the limits,
+closing a connection that has not sent a whole request in time, answering a handler's bug
+with a logged 500, and writing the answer in one layout (:func:`render`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import functools
+import logging
+from collections.abc import Mapping
+from email.utils import formatdate
+from typing import ClassVar, NamedTuple
+
+import httptools
+
+from imdsmock.serve.httpparse import Refused, feed
+
+__all__ = ["Answer", "HTTPProtocol", "Request", "reason", "render"]
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# Messages of the answers the protocol gives on its own; a listener's error() words them.
+MALFORMED = "malformed HTTP request"
+INTERNAL = "internal error (see the mock's log)"
+
+
+class Request(NamedTuple):
+    """One parsed request: the method, the target as sent, the headers and the body."""
+
+    method: str
+    target: str
+    headers: Mapping[str, str]
+    """Header names lower-cased; a name sent twice keeps its last value."""
+    body: bytes
+
+
+class Answer(NamedTuple):
+    """What a listener answers: status, content type, body and headers of its own."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    """Written after Content-Type, in this order."""
+
+
+# Python before 3.13 calls 413 "Request Entity Too Large"; HTTP's current name is this one.
+_PHRASES = {413: "Content Too Large"}
+
+
+@functools.cache
+def reason(status: int) -> str:
+    """The reason phrase of ``status`` (``http.HTTPStatus``'s)."""
+    from http import HTTPStatus  # on the first answer: most runs never answer here
+
+    return _PHRASES.get(status) or HTTPStatus(status).phrase
+
+
+def render(answer: Answer, *, head_only: bool = False) -> bytes:
+    """The answer on the wire, laid out as Go's net/http lays one out (the ECS and EKS agents
+    are Go programs): Content-Type and the listener's headers, then ``Date``,
+    ``Content-Length`` and ``Connection: close`` (every connection ends after its answer);
+    no body for a HEAD request."""
+    status, content_type, body, headers = answer
+    lines = [f"HTTP/1.1 {status} {reason(status)}", f"Content-Type: {content_type}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    lines += [
+        f"Date: {formatdate(usegmt=True)}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        "",
+        "",
+    ]
+    head = "\r\n".join(lines).encode("latin-1")
+    return head if head_only else head + body
+
+
+def _amount(n: int) -> str:
+    """``16 KiB``, ``1 MiB``, ``100 bytes``."""
+    for unit, size in (("MiB", MIB), ("KiB", KIB)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
+class HTTPProtocol(asyncio.Protocol, abc.ABC):
+    """One connection: parse one request, answer it, close.
+
+    A subclass gives :meth:`handle`, :meth:`error` and :attr:`log`, and may change the limits.
+    Data after the answer (a pipelined request, what follows an upgrade) is not read.
+    """
+
+    log: ClassVar[logging.Logger]
+    max_head: ClassVar[int] = 16 * KIB
+    """Bytes of request target, header names and values; more is answered 431."""
+    max_body: ClassVar[int | None] = None
+    """Bytes of body; more is answered 413. None: a body is read and dropped."""
+    idle_timeout: ClassVar[float | None] = None
+    """Seconds a connection has to send its request before it is closed; None: no limit."""
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body = bytearray()
+        self._head_bytes = 0
+        self._answered = False
+
+    @abc.abstractmethod
+    def handle(self, request: Request) -> Answer:
+        """The answer to ``request`` (an exception is logged and answered 500)."""
+
+    @abc.abstractmethod
+    def error(self, status: int, message: str) -> Answer:
+        """The answer for a request the protocol refuses: ``status`` and why, in words."""
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        if self.idle_timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.idle_timeout, transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self._answered:
+            return
+        failure = feed(
+            self._parser, data, malformed=(400, MALFORMED), failed=(500, INTERNAL), log=self.log
+        )
+        if failure is not None:
+            self._send(self.error(*failure))
+
+    # httptools callbacks
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        limit = self.max_body
+        if limit is None:
+            return
+        self._body += body
+        if len(self._body) > limit:
+            raise Refused((413, f"body too large (at most {_amount(limit)})"))
+
+    def on_message_complete(self) -> None:
+        if self._answered:
+            return
+        method = self._parser.get_method().decode("ascii", "replace")
+        request = Request(method, self._url.decode("latin-1"), self._headers, bytes(self._body))
+        try:
+            answer = self.handle(request)
+        except Exception:  # a bug must not kill the listener; the client gets a 500
+            self.log.exception("request %s %s failed", request.method, request.target)
+            answer = self.error(500, INTERNAL)
+        self._send(answer, head_only=method == "HEAD")
+
+    def _count_head(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > self.max_head:
+            raise Refused((431, f"request head too large (at most {_amount(self.max_head)})"))
+
+    def _send(self, answer: Answer, *, head_only: bool = False) -> None:
+        if self._answered:
+            return  # one answer per connection
+        self._answered = True
+        transport = self._transport
+        if transport is not None:
+            transport.write(render(answer, head_only=head_only))
+            transport.close()

@@ -1,0 +1,147 @@
+"""The control and container-credential listeners share one small HTTP protocol: one answer
+per connection, laid out alike, with the standard reason phrases."""
+
+from __future__ import annotations
+
+import contextlib
+import http
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from imdsmock.serve.http import reason
+from support import Running, make_config, serve
+
+TOKEN = "control-secret"
+AUTH = b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+EKS_AUTH = b"Authorization: pod-token\r\n"
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    """A mock with a token-protected control listener and one ECS and one EKS listener."""
+    server = {
+        "control": True,
+        "control-port": 0,
+        "control-token": TOKEN,
+        "ecs-listen": ["127.0.0.1:0"],
+        "eks-listen": ["127.0.0.1:0"],
+    }
+    with serve(make_config(server=server, credentials={"container-token": "pod-token"})) as r:
+        yield r
+
+
+def _address(r: Running, listener: str) -> tuple[str, int]:
+    if listener == "control":
+        url = r.app.control_url() or ""
+    else:
+        assert r.app.containers is not None
+        (url,) = r.app.containers.urls(listener)  # type: ignore[arg-type]
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or 0
+
+
+def _exchange(address: tuple[str, int], data: bytes) -> bytes:
+    """Send ``data`` on a new connection; return all the server sent before it closed."""
+    with socket.create_connection(address, timeout=5) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        chunks = []
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _head(answer: bytes) -> tuple[str, list[str]]:
+    """The status line and the header names, in order."""
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    return head[0], [line.split(":", 1)[0] for line in head[1:]]
+
+
+def _get(path: str, extra: bytes = b"", method: bytes = b"GET") -> bytes:
+    return method + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n"
+
+
+ECS_PATH = "/v2/credentials/{id}"
+BIG = b"X-Big: " + b"a" * 20_000 + b"\r\n"
+MIB_BODY = b"Content-Length: 1048577\r\n\r\n" + b"{" * 1_048_577
+
+
+@pytest.mark.parametrize(
+    ("listener", "request_bytes", "status_line", "names"),
+    [
+        ("control", _get("/v1/clock", AUTH), "HTTP/1.1 200 OK", ["Cache-Control"]),
+        ("control", _get("/v1/clock"), "HTTP/1.1 401 Unauthorized", ["Cache-Control", "WWW-Authenticate"]),
+        ("control", _get("/openapi.json", AUTH, b"POST"), "HTTP/1.1 405 Method Not Allowed", ["Cache-Control", "Allow"]),
+        ("control", _get("/nope", AUTH), "HTTP/1.1 404 Not Found", ["Cache-Control"]),
+        ("control", b"NOT HTTP\r\n\r\n", "HTTP/1.1 400 Bad Request", ["Cache-Control"]),
+        ("control", _get("/v1/clock", AUTH + BIG), "HTTP/1.1 431 Request Header Fields Too Large", ["Cache-Control"]),
+        ("control", b"POST /v1/faults HTTP/1.1\r\n" + AUTH + MIB_BODY, "HTTP/1.1 413 Content Too Large", ["Cache-Control"]),
+        ("ecs", _get("/metadata"), "HTTP/1.1 404 Not Found", ["X-Content-Type-Options"]),
+        ("ecs", _get("/v2/credentials/other"), "HTTP/1.1 400 Bad Request", []),
+        ("ecs", _get("/v2/credentials/x", method=b"POST"), "HTTP/1.1 405 Method Not Allowed", ["X-Content-Type-Options"]),
+        ("eks", _get("/v1/credentials", EKS_AUTH), "HTTP/1.1 200 OK", []),
+        ("eks", b"NOT HTTP\r\n\r\n", "HTTP/1.1 400 Bad Request", ["X-Content-Type-Options"]),
+        ("eks", _get("/v1/credentials", BIG), "HTTP/1.1 431 Request Header Fields Too Large", ["X-Content-Type-Options"]),
+    ],
+    ids=[
+        "control-200", "control-401", "control-405", "control-404", "control-malformed",
+        "control-head-too-large", "control-body-too-large", "ecs-404", "ecs-400", "ecs-405",
+        "eks-200", "eks-malformed", "eks-head-too-large",
+    ],
+)  # fmt: skip
+def test_answers_are_laid_out_alike(
+    running: Running, listener: str, request_bytes: bytes, status_line: str, names: list[str]
+) -> None:
+    """Every answer is status line, Content-Type, the listener's own headers, then Date,
+    Content-Length and Connection: close, as Go's net/http writes them."""
+    answer = _exchange(_address(running, listener), request_bytes)
+    assert _head(answer) == (
+        status_line,
+        ["Content-Type", *names, "Date", "Content-Length", "Connection"],
+    )
+    assert b"\r\nConnection: close\r\n" in answer
+
+
+@pytest.mark.parametrize(
+    ("listener", "auth"),
+    [("control", AUTH), ("ecs", b""), ("eks", EKS_AUTH)],
+    ids=["control", "ecs", "eks"],
+)
+def test_one_answer_per_connection(running: Running, listener: str, auth: bytes) -> None:
+    """Pipelined requests get one answer, to the first, and the connection closes."""
+    second = _get("/v1/clock", auth)
+    answer = _exchange(_address(running, listener), _get("/nope", auth) + second)
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert answer.startswith(b"HTTP/1.1 404 ")
+
+
+@pytest.mark.parametrize(
+    ("listener", "path", "extra"),
+    [("control", "/openapi.json", AUTH), ("eks", "/v1/credentials", EKS_AUTH)],
+    ids=["control", "eks"],
+)
+def test_head_answers_the_get_headers_without_the_body(
+    running: Running, listener: str, path: str, extra: bytes
+) -> None:
+    """HEAD gets the GET's status and Content-Length and no body."""
+    address = _address(running, listener)
+    got = _exchange(address, _get(path, extra))
+    head = _exchange(address, _get(path, extra, b"HEAD"))
+    get_head, _, body = got.partition(b"\r\n\r\n")
+    assert body
+    assert head.endswith(b"\r\n\r\n")
+    length = [line for line in get_head.split(b"\r\n") if line.startswith(b"Content-Length")]
+    assert length == [f"Content-Length: {len(body)}".encode()]
+    assert head.split(b"\r\n")[0] == get_head.split(b"\r\n")[0]
+    assert length[0] in head
+
+
+def test_reason_phrases_are_the_standard_ones() -> None:
+    """Every status's reason phrase is http.HTTPStatus's, but 413 has HTTP's current name."""
+    for status in http.HTTPStatus:
+        wanted = "Content Too Large" if status == 413 else status.phrase
+        assert reason(status.value) == wanted
