@@ -43,7 +43,7 @@ class Running:
     @property
     def url(self) -> str:
         """Base URL of the IMDS listener."""
-        return f"http://{self.host}:{self.port}"
+        return self.imds.url
 
     def request(
         self,

@@ -1,18 +1,22 @@
 """The control and container-credential listeners share one small HTTP protocol: one answer
-per connection, laid out alike, with the standard reason phrases."""
+per connection, laid out alike, with the standard reason phrases. Every listener is reported
+at a URL that works, an IPv6 address in brackets."""
 
 from __future__ import annotations
 
 import contextlib
 import http
+import json
 import socket
+import urllib.request
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
+from imdsmock.errors import ServeError
 from imdsmock.serve.http import reason
-from support import Running, make_config, serve
+from support import Running, make_config, offline_app, serve
 
 TOKEN = "control-secret"
 AUTH = b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
@@ -145,3 +149,62 @@ def test_reason_phrases_are_the_standard_ones() -> None:
     for status in http.HTTPStatus:
         wanted = "Content Too Large" if status == 413 else status.phrase
         assert reason(status.value) == wanted
+
+
+def _fetch(url: str, headers: dict[str, str] | None = None) -> bytes:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+        body: bytes = r.read()
+    return body
+
+
+@pytest.fixture
+def loopback6() -> None:
+    """Skip on a machine without an IPv6 loopback."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:  # pragma: no cover - a host without IPv6
+        pytest.skip(f"no IPv6 loopback: {exc}")
+
+
+@pytest.mark.usefixtures("loopback6")
+def test_ipv6_listeners_are_reported_at_bracketed_urls_that_work() -> None:
+    """IMDS, control and container listeners on ::1 are reported as http://[::1]:PORT, and a
+    client reaches each at that URL."""
+    server = {
+        "listen": ["[::1]:0"],
+        "control": True,
+        "control-host": "::1",
+        "control-port": 0,
+        "ecs-listen": ["[::1]:0"],
+        "eks-listen": ["[::1]:0"],
+    }
+    config = make_config(server=server, credentials={"container-token": "pod-token"})
+    with serve(config) as r:
+        imds = r.app.addresses()[1]
+        control = r.app.control_url() or ""
+        assert r.app.containers is not None
+        (ecs,), (eks,) = r.app.containers.urls("ecs"), r.app.containers.urls("eks")
+        for url in (imds, control, ecs, eks):
+            assert url.startswith("http://[::1]:"), url
+        assert _fetch(imds + "/latest/meta-data/instance-id") == b"i-1234567890abcdef0"
+        assert json.loads(_fetch(control + "/v1/clock"))["kind"] == "manual"
+        rel = r.app.config.credentials.ecs_relative_uri
+        assert "AccessKeyId" in json.loads(_fetch(ecs + rel))
+        doc = json.loads(_fetch(eks + "/v1/credentials", {"Authorization": "pod-token"}))
+        assert "AccountId" in doc
+
+
+@pytest.mark.usefixtures("loopback6")
+def test_a_bracketed_ipv6_host_in_use_is_named_once_bracketed() -> None:
+    """A --host given as [::1] whose port is taken is named [::1]:PORT in the error."""
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = offline_app(make_config(server={"host": "[::1]", "port": port}))
+        with pytest.raises(ServeError) as info:
+            app.bind()
+    assert str(info.value) == (
+        f"listen address [::1]:{port} is already in use; choose another port (--port)"
+    )

@@ -26,7 +26,7 @@ from imdsmock.core.gate import GATED_PATHS, ClientGate
 from imdsmock.core.requestlog import RequestLog
 from imdsmock.core.state import Snapshot, State, build_snapshot, rebuild
 from imdsmock.errors import ImdsMockError
-from imdsmock.serve.listen import bind_sockets
+from imdsmock.serve.listen import bind_sockets, url
 from imdsmock.serve.server import Limits, Server
 from imdsmock.signing.signer import Signer, load_signer
 
@@ -224,8 +224,7 @@ class App:
         """URL of the control API (None when it is not bound)."""
         if self._control is None:
             return None
-        host, port = self._control[0].getsockname()[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return url(self._control[0].getsockname())
 
     async def serve(
         self,
@@ -281,11 +280,7 @@ class App:
 
     def addresses(self) -> list[str]:
         """URLs of the IMDS listeners."""
-        out = []
-        for addr in self.server.addresses():
-            host, port = addr[0], addr[1]
-            out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
-        return out
+        return [url(address) for address in self.server.addresses()]
 
 
 def _reconfigured(snapshot: Snapshot, config: Config) -> Snapshot:

@@ -47,13 +47,15 @@ Enabled = Literal["enabled", "disabled"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listen:
-    """One address the IMDS server listens on."""
+    """One address a listener binds."""
 
     host: str
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        """``HOST:PORT``, an IPv6 address in brackets (given with them or not)."""
+        host = self.host.strip("[]")
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,7 +32,7 @@ from imdsmock.instance.credentials import current_set, role_arn
 from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import facts
 from imdsmock.serve.http import Answer, HTTPProtocol, Request, reason
-from imdsmock.serve.listen import bind_sockets
+from imdsmock.serve.listen import bind_sockets, url
 
 __all__ = ["EKS_PATH", "ContainerEndpoints", "Kind", "answer"]
 
@@ -189,12 +189,7 @@ class ContainerEndpoints:
 
     def urls(self, kind: Kind) -> list[str]:
         """Base URLs of the bound listeners of one kind (useful with port 0)."""
-        out = []
-        for k, sock in self._socks:
-            if k == kind:
-                host, port = sock.getsockname()[:2]
-                out.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
-        return out
+        return [url(sock.getsockname()) for k, sock in self._socks if k == kind]
 
 
 def _expected_token(config: Config) -> str | None:

@@ -1,15 +1,22 @@
-"""Binding listening sockets up front, with one clear line when an address cannot be had."""
+"""Binding listening sockets up front, with one clear line when an address cannot be had,
+and the URL a bound one is reached at."""
 
 from __future__ import annotations
 
 import errno
 import socket
 from collections.abc import Sequence
+from typing import Any
 
 from imdsmock.config.schema import Listen
 from imdsmock.errors import ServeError
 
-__all__ = ["bind_sockets"]
+__all__ = ["bind_sockets", "url"]
+
+
+def url(address: tuple[Any, ...]) -> str:
+    """``http://HOST:PORT`` for a bound socket's address (``getsockname()``), IPv6 in brackets."""
+    return f"http://{Listen(host=address[0], port=address[1])}"
 
 
 def bind_sockets(listens: Sequence[Listen]) -> list[socket.socket]:
