@@ -42,8 +42,8 @@ class Parsed(NamedTuple):
 # sends the same headers (and the same token, for hours) on every connection, a health
 # check the same GET. When a packet holds exactly one request, with no body, and the
 # parser starts it between messages, parsing the same bytes again gives the same result;
-# so the answer skips httptools and its five Python callbacks (~20 % of a keep-alive
-# GET). Bounded by bytes: 6 MiB counting each entry's key and ~200 bytes of dict slot and
+# so the answer skips httptools and its five Python callbacks (see docs/performance.md).
+# Bounded by bytes: 6 MiB counting each entry's key and ~200 bytes of dict slot and
 # tuple, i.e. ~17,000 typical SDK requests (10,000 leaves fit). A request with a body,
 # pipelined requests, or a packet that splits a request are parsed as usual, never stored.
 PARSED: dict[bytes, Parsed] = {}
@@ -52,7 +52,7 @@ PARSED_ENTRY_COST = 200  # bytes beyond the key: dict slot, Parsed tuple
 PARSED_MAX_BYTES = 2048  # a longer packet is never stored
 # When full, the memo is emptied at most this often (seconds); in between nothing new is
 # stored. Clients that never repeat (a random token per request) would otherwise make
-# every request pay a store and, now and then, a clear: 8 % of such a GET, measured.
+# every request pay a store and, now and then, a clear.
 PARSED_REFRESH_S = 10.0
 _parsed_refresh_at = 0.0  # monotonic time before which a full memo is kept as it is
 _parsed_bytes = 0  # what PARSED holds, as counted against PARSED_BUDGET

@@ -1,4 +1,4 @@
-"""The thin asyncio adapter: bytes in, :func:`imdsmock.imds.handle`, bytes out.
+"""The thin asyncio adapter: bytes in, :func:`imdsmock.core.imds.handle`, bytes out.
 
 One :class:`IMDSProtocol` per connection, parsing with ``httptools`` (the C parser uvicorn
 uses) and keeping only the headers IMDS cares about. Responses are pre-rendered; the
@@ -54,8 +54,8 @@ class Limits:
     ``idle_timeout`` is a deadline, not a per-byte timer: a connection must finish its
     request within it (slow headers included), and a kept-alive one must send the next
     request within it. Connections beyond ``max_connections`` are answered 429 and closed
-    at once (real IMDS caps simultaneous connections and throttles with 429,
-    real-imds.md §A10), so accepted requests keep being served. The count is only touched
+    at once (real IMDS caps simultaneous connections and throttles with 429), so accepted
+    requests keep being served. The count is only touched
     on the event loop thread (connection_made / connection_lost), so it needs no lock.
     """
 
@@ -162,7 +162,7 @@ class IMDSProtocol(asyncio.Protocol):
         self._active = 0.0  # loop time of the last keep-alive answer (see _idle)
         self._hops = 0  # the IP TTL / hop limit set on the socket (0: the system default)
         self._timer: asyncio.TimerHandle | None = None
-        # Parse memo bookkeeping (see requestmemo.PARSED): between messages, and requests
+        # Parse memo bookkeeping (see memo.PARSED): between messages, and requests
         # completed so far.
         self._fresh = True
         self._done = 0
@@ -429,12 +429,11 @@ class IMDSProtocol(asyncio.Protocol):
 
 
 class Server:
-    """IMDS listeners (and any extra protocol factories) on one event loop.
+    """The IMDS listeners on one event loop.
 
     The keywords are built once into a :class:`ServeOptions` that every connection
-    shares; ``sink`` and ``faults`` may be set later (the app wires the request log and
-    the fault book after the server exists, a config reload changes the sink): new
-    connections take the change.
+    shares; ``sink`` and ``faults`` may be replaced later (a config reload changes the
+    sink): new connections take the change.
     """
 
     def __init__(
@@ -487,17 +486,11 @@ class Server:
         """A protocol instance for one new connection."""
         return IMDSProtocol(self.options)
 
-    async def start(
-        self,
-        socks: Sequence[socket.socket],
-        extra: Sequence[tuple[socket.socket, Callable[[], asyncio.Protocol]]] = (),
-    ) -> None:
+    async def start(self, socks: Sequence[socket.socket]) -> None:
         """Serve on already-bound sockets."""
         loop = asyncio.get_running_loop()
         for sock in socks:
             self._servers.append(await loop.create_server(self.protocol, sock=sock))
-        for sock, factory in extra:
-            self._servers.append(await loop.create_server(factory, sock=sock))
 
     def addresses(self) -> list[tuple[Any, ...]]:
         """The bound addresses (useful with port 0)."""
