@@ -3,7 +3,7 @@
 Values from a file arrive typed (YAML ints, lists, mappings); values from the environment
 and flags arrive as strings ("5", "a,b", "true"). Both convert here, each field by its
 type hint; a value that does not fit raises :class:`~imdsmock.errors.ConfigError` naming
-the key, the value and what is allowed. Then :func:`~imdsmock.configcheck.check` applies
+the key, the value and what is allowed. Then :func:`~imdsmock.config.rules.check` applies
 the rules that span fields, so nothing downstream validates again.
 """
 

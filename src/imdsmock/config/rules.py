@@ -12,10 +12,11 @@ import binascii
 import ipaddress
 import re
 
-from imdsmock.config.schema import Config, CredentialsConfig, parse_listen
+from imdsmock.config.addresses import check_ip, parse_listen
+from imdsmock.config.schema import Config, CredentialsConfig
 from imdsmock.errors import ConfigError
 
-__all__ = ["check", "check_ip"]
+__all__ = ["check"]
 
 _TAG_KEY = re.compile(r"^[A-Za-z0-9+\-=._:@]+$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -127,16 +128,6 @@ def _check_credentials(creds: CredentialsConfig) -> None:
         raise ConfigError(
             "credentials.ecs-relative-uri", creds.ecs_relative_uri, "a path like /v2/credentials/ID"
         )
-
-
-def check_ip(key: str, value: str, version: int) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is an IP address of that version."""
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        ip = None
-    if ip is None or ip.version != version:
-        raise ConfigError(key, value, f"an IPv{version} address")
 
 
 def _check_host(key: str, host: str) -> None:

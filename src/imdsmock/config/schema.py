@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from imdsmock.errors import ConfigError
+from imdsmock.config.addresses import Listen, parse_listen
+from imdsmock.config.defaults import AEMM_PUBLIC_KEY
 
 __all__ = [
     "RANGES",
@@ -32,30 +33,15 @@ __all__ = [
     "CredentialsConfig",
     "InstanceConfig",
     "InterfaceConfig",
-    "Listen",
     "OptionsConfig",
     "ServerConfig",
     "SigningConfig",
     "dashed",
     "env_name",
     "leaf_keys",
-    "parse_listen",
 ]
 
 Enabled = Literal["enabled", "disabled"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Listen:
-    """One address a listener binds."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        """``HOST:PORT``, an IPv6 address in brackets (given with them or not)."""
-        host = self.host.strip("[]")
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,7 +219,7 @@ class InstanceConfig:
     """Dedicated host ID; null: none."""
     placement_partition_number: int | None = 1
     """Partition number in a partition placement group; null: none."""
-    public_keys: Mapping[str, str] = field(default_factory=lambda: {"test": _AEMM_KEY})
+    public_keys: Mapping[str, str] = field(default_factory=lambda: {"test": AEMM_PUBLIC_KEY})
     """Key name -> OpenSSH public key, served as public-keys/N=name in this order."""
     block_device_mapping: Mapping[str, str] = field(
         default_factory=lambda: {
@@ -332,14 +318,6 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-_AEMM_KEY = (
-    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC/JxGByvHDHgQAU+0nRFWdvMPi22OgNUn9ansrI8QN1ZJGxD1ML8"
-    "DRnJ3Q3zFKqqjGucfNWW0xpVib+ttkIBp8G9P/EOcX9C3FF63O3SnnIUHJsp5faRAZsTJPx0G5HUbvhBvnAcCtSqQg"
-    "mr02c1l582vAWx48pOmeXXMkl9qe9V/s7K3utmeZkRLo9DqnbsDlg5GWxLC/rWKYaZR66CnMEyZ7yBy3v3abKaGGRo"
-    "vLkHNAgWjSSgmUTI1nT5/S2OLxxuDnsC7+BiABLPaqlIE70SzcWZ0swx68Bo2AY9T9ymGqeAM/1T4yRtg0sPB98TpT"
-    "7WrY5A3iia2UVtLO/xcTt test"
-)
-
 # Short flag / variable names for the most used keys: name -> dotted key.
 SHORT_NAMES: Mapping[str, str] = {
     "host": "server.host",
@@ -416,20 +394,3 @@ def leaf_keys(cls: type = Config, prefix: str = "") -> list[str]:
         else:
             keys.append(key)
     return keys
-
-
-def parse_listen(spec: str, key: str) -> Listen:
-    """Parse ``HOST:PORT`` or ``[V6]:PORT`` into a :class:`Listen`."""
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]+)|([^:\[\]]*):([0-9]+)", spec.strip())
-    if m is None:
-        raise ConfigError(key, spec, "HOST:PORT or [IPV6]:PORT")
-    host = m.group(1) or m.group(3) or "0.0.0.0"
-    port = int(m.group(2) or m.group(4))
-    if port > 65535:
-        raise ConfigError(key, spec, "a port from 0 to 65535")
-    if m.group(1):
-        # Loaded here, not at the top: most configurations name no IPv6 listener.
-        from imdsmock.config.rules import check_ip
-
-        check_ip(key, host, 6)
-    return Listen(host=host, port=port)

@@ -24,7 +24,8 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from imdsmock.config.schema import Config, Listen, parse_listen
+from imdsmock.config.addresses import Listen, parse_listen
+from imdsmock.config.schema import Config
 from imdsmock.core.clock import Clock
 from imdsmock.core.state import Snapshot, State
 from imdsmock.errors import ConfigError

@@ -20,7 +20,8 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from imdsmock.config.schema import Listen, ServerConfig
+from imdsmock.config.addresses import Listen
+from imdsmock.config.schema import ServerConfig
 from imdsmock.errors import ConfigError, ServeError
 from imdsmock.serve.http import MIB, Answer, HTTPProtocol, Request
 from imdsmock.serve.listen import bind_sockets

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from imdsmock.config.schema import Listen
+from imdsmock.config.addresses import Listen
 from imdsmock.errors import ServeError
 
 __all__ = ["bind_sockets", "url"]
