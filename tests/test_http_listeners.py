@@ -86,7 +86,7 @@ MIB_BODY = b"Content-Length: 1048577\r\n\r\n" + b"{" * 1_048_577
         ("control", b"POST /v1/faults HTTP/1.1\r\n" + AUTH + MIB_BODY, "HTTP/1.1 413 Content Too Large", ["Cache-Control"]),
         ("ecs", _get("/metadata"), "HTTP/1.1 404 Not Found", ["X-Content-Type-Options"]),
         ("ecs", _get("/v2/credentials/other"), "HTTP/1.1 400 Bad Request", []),
-        ("ecs", _get("/v2/credentials/x", method=b"POST"), "HTTP/1.1 405 Method Not Allowed", ["X-Content-Type-Options"]),
+        ("ecs", _get("/v2/credentials/x", b"Content-Length: 3\r\n", b"POST") + b"abc", "HTTP/1.1 405 Method Not Allowed", ["X-Content-Type-Options"]),
         ("eks", _get("/v1/credentials", EKS_AUTH), "HTTP/1.1 200 OK", []),
         ("eks", b"NOT HTTP\r\n\r\n", "HTTP/1.1 400 Bad Request", ["X-Content-Type-Options"]),
         ("eks", _get("/v1/credentials", BIG), "HTTP/1.1 431 Request Header Fields Too Large", ["X-Content-Type-Options"]),
