@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from imdsmock.core.scenarios import with_scenarios
 from imdsmock.core.state import Snapshot
 from imdsmock.errors import ConfigError
 from imdsmock.instance.imdsjson import imds_time
@@ -22,7 +23,6 @@ from imdsmock.instance.scenarios import (
     SpotInterruption,
     config_scenarios,
     parse_scenario,
-    with_scenarios,
 )
 from imdsmock.instance.timeline import Change, Timeline
 from support import EPOCH, base_snapshot, make_config, serve

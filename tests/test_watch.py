@@ -21,7 +21,8 @@ import yaml
 from imdsmock.app import App
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
-from imdsmock.instance.scenarios import parse_scenario, with_scenarios
+from imdsmock.core.scenarios import with_scenarios
+from imdsmock.instance.scenarios import parse_scenario
 from imdsmock.watch import Watcher
 from support import EPOCH, make_config, offline_app, serve
 

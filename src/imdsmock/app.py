@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import Clock, ManualClock, SystemClock
 from imdsmock.core.faults import FaultBook
-from imdsmock.core.gate import GATED_PATHS, ClientGate
+from imdsmock.core.gate import ClientGate
 from imdsmock.core.requestlog import RequestLog
 from imdsmock.core.state import Snapshot, State, build_snapshot, rebuild
 from imdsmock.errors import ImdsMockError
+from imdsmock.instance.notices import GATED_PATHS
 from imdsmock.serve.listen import bind_sockets, url
 from imdsmock.serve.server import Limits, Server
 from imdsmock.signing.signer import Signer, load_signer
@@ -92,7 +93,8 @@ class App:
             config, signer=self.signer, started=self.started, gated=GATED_PATHS
         )
         if config.scenarios:
-            from imdsmock.instance.scenarios import config_scenarios, with_scenarios
+            from imdsmock.core.scenarios import with_scenarios
+            from imdsmock.instance.scenarios import config_scenarios
 
             snapshot = with_scenarios(snapshot, config_scenarios(config.scenarios, self.started))
         self.state = State(snapshot)
@@ -290,7 +292,8 @@ def _reconfigured(snapshot: Snapshot, config: Config) -> Snapshot:
     scenarios are replaced by the new one's (relative times count from the start).
     """
     # Imported on the first reload, not at start-up.
-    from imdsmock.instance.scenarios import config_scenarios, with_scenarios
+    from imdsmock.core.scenarios import with_scenarios
+    from imdsmock.instance.scenarios import config_scenarios
 
     started = snapshot.started
     old_ids = {s.id for s in config_scenarios(snapshot.config.scenarios, started)}

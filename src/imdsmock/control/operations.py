@@ -242,7 +242,8 @@ class Controller:
         """Start a scenario now or at a time (spot, rebalance, maintenance, Auto Scaling)."""
         # The scenario machinery is imported when the first scenario starts, not at
         # start-up (start-up time counts); a mock configured with scenarios has it already.
-        from imdsmock.instance.scenarios import parse_scenario, with_scenarios
+        from imdsmock.core.scenarios import with_scenarios
+        from imdsmock.instance.scenarios import parse_scenario
 
         if not isinstance(data, Mapping):
             raise ConfigError("scenario", data, "a JSON object with a type")
@@ -256,7 +257,7 @@ class Controller:
 
     def cancel_scenario(self, scenario_id: str) -> None:
         """Cancel a scenario: what it changed is served as before it started."""
-        from imdsmock.instance.scenarios import with_scenarios  # on first use, as in start_scenario
+        from imdsmock.core.scenarios import with_scenarios  # on first use, as in start_scenario
 
         def change(snap: Snapshot) -> Snapshot:
             kept = tuple(s for s in snap.scenarios if s.id != scenario_id)

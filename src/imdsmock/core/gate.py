@@ -1,4 +1,5 @@
-"""Per-client gating: only the first N distinct clients see the scenario paths.
+"""Per-client gating: only the first N distinct clients see the scenario paths
+(:data:`~imdsmock.instance.notices.GATED_PATHS`).
 
 AWS's Go mock (``--mock-ip-count``, default 2 there) lets one mock serve a Kubernetes
 cluster where only some nodes are "interrupted": the first N client IPs to ask for a spot,
@@ -15,18 +16,7 @@ import threading
 
 from imdsmock.core.imds import Gate
 
-__all__ = ["GATED_PATHS", "ClientGate", "client_key"]
-
-# The paths AWS's Go mock shows only to the first N clients: the notices scenarios add
-# (imdsmock.instance.scenarios). Every snapshot marks them, scenarios or not, so this set lives here
-# and the scenario machinery is imported only when a scenario exists.
-SPOT_ACTION = "meta-data/spot/instance-action"
-SPOT_TIME = "meta-data/spot/termination-time"
-REBALANCE = "meta-data/events/recommendations/rebalance"
-SCHEDULED = "meta-data/events/maintenance/scheduled"
-HISTORY = "meta-data/events/maintenance/history"
-LIFECYCLE = "meta-data/autoscaling/target-lifecycle-state"
-GATED_PATHS = frozenset({SPOT_ACTION, SPOT_TIME, REBALANCE, SCHEDULED, HISTORY, LIFECYCLE})
+__all__ = ["ClientGate", "client_key"]
 
 
 def client_key(client: str) -> str:

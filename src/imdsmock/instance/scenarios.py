@@ -29,8 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from imdsmock.core.gate import (
-    GATED_PATHS,
+from imdsmock.errors import ConfigError
+from imdsmock.instance.imdsjson import dumps, event_time, imds_time
+from imdsmock.instance.model import Leaf
+from imdsmock.instance.notices import (
     HISTORY,
     LIFECYCLE,
     REBALANCE,
@@ -38,10 +40,6 @@ from imdsmock.core.gate import (
     SPOT_ACTION,
     SPOT_TIME,
 )
-from imdsmock.core.state import Snapshot
-from imdsmock.errors import ConfigError
-from imdsmock.instance.imdsjson import dumps, event_time, imds_time
-from imdsmock.instance.model import Leaf
 from imdsmock.instance.timeline import Change, Timeline
 
 __all__ = [
@@ -49,7 +47,6 @@ __all__ = [
     "ASG_STATES",
     "EVENT_CODES",
     "EVENT_STATES",
-    "GATED_PATHS",
     "AsgLifecycle",
     "MaintenanceEvent",
     "RebalanceRecommendation",
@@ -58,7 +55,7 @@ __all__ = [
     "config_scenarios",
     "parse_scenario",
     "parse_time",
-    "with_scenarios",
+    "scenarios_timeline",
 ]
 
 
@@ -289,8 +286,8 @@ def events_timeline(events: tuple[MaintenanceEvent, ...]) -> Timeline:
     return Timeline(tuple(changes))
 
 
-def with_scenarios(snapshot: Snapshot, scenarios: tuple[Scenario, ...]) -> Snapshot:
-    """The snapshot with exactly these scenarios (their merged timeline, gated paths)."""
+def scenarios_timeline(scenarios: tuple[Scenario, ...]) -> Timeline:
+    """The merged timeline of several scenarios (their ids must differ)."""
     ids = [s.id for s in scenarios]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate is not None:
@@ -299,9 +296,7 @@ def with_scenarios(snapshot: Snapshot, scenarios: tuple[Scenario, ...]) -> Snaps
     for scenario in scenarios:
         if not isinstance(scenario, MaintenanceEvent):
             timeline = timeline.merged(scenario.timeline())
-    return snapshot.evolve(
-        scenarios=tuple(scenarios), timeline=timeline, gated=snapshot.gated | GATED_PATHS
-    )
+    return timeline
 
 
 def config_scenarios(raw: tuple[Mapping[str, Any], ...], started: float) -> tuple[Scenario, ...]:
