@@ -12,7 +12,7 @@ from pathlib import Path
 
 from imdsmock.config.load import load
 from imdsmock.core.state import build_snapshot
-from imdsmock.signing.signer import load_signer
+from imdsmock.signing.store import load_signer
 
 LEAF_DIR = "meta-data/bench"
 

@@ -19,7 +19,8 @@ from imdsmock.config.load import load
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import Clock, ManualClock
 from imdsmock.core.state import Snapshot, build_snapshot
-from imdsmock.signing.signer import Signer, generate
+from imdsmock.signing.keys import generate
+from imdsmock.signing.signer import Signer
 
 # 2026-01-01T00:00:00Z: a fixed start makes Last-Modified, LastUpdated and pendingTime stable.
 EPOCH = 1767225600.0

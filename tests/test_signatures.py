@@ -70,11 +70,11 @@ def test_cert_command_prints_the_serving_certificate(
 
 def test_configured_key_files_are_used(tmp_path: Path) -> None:
     """signing.key-file and signing.cert-file replace the generated pair."""
-    from imdsmock.signing.signer import generate
+    from imdsmock.signing.keys import generate, private_key_pem
 
     pair = generate()
     key_file, cert_file = tmp_path / "k.pem", tmp_path / "c.pem"
-    key_file.write_text(pair.key.pem())
+    key_file.write_bytes(private_key_pem(pair.key))
     cert_file.write_text(pair.certificate_pem())
     app = offline_app(make_config(signing={"key-file": str(key_file), "cert-file": str(cert_file)}))
     assert app.signer.certificate == pair.certificate

@@ -1,20 +1,23 @@
-"""Pure-Python identity signing agrees with independent implementations (cryptography, openssl)."""
+"""Identity signing: keys and certificates from cryptography; the start-up signer agrees with it and openssl."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import datetime
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,7 +25,9 @@ from hypothesis import strategies as st
 from imdsmock.config.schema import SigningConfig
 from imdsmock.errors import ConfigError
 from imdsmock.signing import der
-from imdsmock.signing.signer import Signer, default_dir, load_signer, parse_certificate
+from imdsmock.signing.keys import private_key_pem
+from imdsmock.signing.signer import Signer
+from imdsmock.signing.store import default_dir, load_signer
 from support import shared_signer
 
 PEM_FORMATS = {
@@ -31,9 +36,9 @@ PEM_FORMATS = {
 }
 
 
-def _public_key(signer: Signer) -> rsa.RSAPublicKey:
-    key = x509.load_pem_x509_certificate(signer.certificate_pem().encode()).public_key()
-    assert isinstance(key, rsa.RSAPublicKey)
+def _private_key(signer: Signer) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(private_key_pem(signer.key), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
     return key
 
 
@@ -72,11 +77,15 @@ def _load(tmp_path: Path, key_pem: bytes, cert_pem: bytes) -> Signer:
 
 @settings(max_examples=40, deadline=None)
 @given(document=st.binary(max_size=2048))
-def test_signatures_over_any_document_verify(document: bytes) -> None:
-    """signature() is a PKCS#1 v1.5 SHA-256 signature cryptography verifies, for any bytes."""
+def test_signatures_are_cryptographys_for_any_document(document: bytes) -> None:
+    """signature() is byte for byte cryptography's PKCS#1 v1.5 SHA-256 signature, for any bytes."""
     signer = shared_signer()
     raw = base64.b64decode(signer.signature(document))
-    _public_key(signer).verify(raw, document, padding.PKCS1v15(), hashes.SHA256())
+    assert raw == _private_key(signer).sign(document, padding.PKCS1v15(), hashes.SHA256())
+    cert = x509.load_pem_x509_certificate(signer.certificate_pem().encode())
+    public = cert.public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(raw, document, padding.PKCS1v15(), hashes.SHA256())
 
 
 @pytest.mark.parametrize(
@@ -137,28 +146,31 @@ def test_pkcs7_verifies_against_the_certificate_as_a_trust_anchor(tmp_path: Path
     assert result.returncode == 0, result.stderr
 
 
-def test_pkcs7_names_our_certificate_and_sha256() -> None:
-    """The signed data carries our certificate, and its signer names it by issuer and serial."""
-    from cryptography.hazmat.primitives.serialization import pkcs7
-
+def test_pkcs7_is_what_cryptography_builds() -> None:
+    """pkcs7() is byte for byte cryptography's detached, binary PKCS#7 without S/MIME capabilities."""
     signer = shared_signer()
-    raw = base64.b64decode(signer.pkcs7(b"document"))
-    (cert,) = pkcs7.load_der_pkcs7_certificates(raw)
-    assert cert.public_bytes(serialization.Encoding.DER) == signer.certificate.der
-    content = der.parse(raw).children()[1].children()[0]
-    (signer_info,) = content.children()[4].children()
-    _, issuer_and_serial, digest_algorithm, *_ = signer_info.children()
-    issuer, serial = issuer_and_serial.children()
-    assert issuer.encoded == cert.issuer.public_bytes()
-    assert der.decode_integer(serial) == cert.serial_number
-    assert digest_algorithm.children()[0].encoded == der.oid("2.16.840.1.101.3.4.2.1")
+    cert = x509.load_der_x509_certificate(signer.certificate.der)
+    options = [
+        pkcs7.PKCS7Options.DetachedSignature,
+        pkcs7.PKCS7Options.NoCapabilities,
+        pkcs7.PKCS7Options.Binary,
+    ]
+    for document in (b"", b"document", bytes(range(256)) * 40):
+        while True:  # both carry the signing time: retry when a second boundary fell between
+            ours = base64.b64decode(signer.pkcs7(document))
+            builder = pkcs7.PKCS7SignatureBuilder().set_data(document)
+            theirs = builder.add_signer(cert, _private_key(signer), hashes.SHA256()).sign(
+                serialization.Encoding.DER, options
+            )
+            if ours == base64.b64decode(signer.pkcs7(document)):
+                break
+        assert ours == theirs
 
 
 def test_generated_key_and_certificate_load_in_cryptography() -> None:
     """generate() writes a PKCS#8 RSA-2048 key and a v3 self-signed SHA-256 certificate."""
     signer = shared_signer()
-    key = serialization.load_pem_private_key(signer.key.pem().encode(), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
+    key = _private_key(signer)
     assert key.key_size == 2048
     assert key.public_key().public_numbers().e == 65537
     cert = x509.load_pem_x509_certificate(signer.certificate_pem().encode())
@@ -176,7 +188,7 @@ def test_generated_key_and_certificate_load_in_cryptography() -> None:
 
 def test_generated_key_passes_openssl_check(tmp_path: Path) -> None:
     """`openssl rsa -check` finds the generated key consistent (primes, exponents, CRT)."""
-    (tmp_path / "key.pem").write_text(shared_signer().key.pem())
+    (tmp_path / "key.pem").write_bytes(private_key_pem(shared_signer().key))
     result = subprocess.run(
         [_openssl(), "rsa", "-check", "-noout", "-in", str(tmp_path / "key.pem")],
         capture_output=True,
@@ -251,7 +263,7 @@ def test_an_inconsistent_key_is_refused(tmp_path: Path) -> None:
     key = shared_signer().key
     broken = dataclasses.replace(key, dp=key.dp + 2)
     with pytest.raises(ConfigError, match="an unencrypted PEM RSA private key"):
-        _load(tmp_path, broken.pem().encode(), shared_signer().certificate_pem().encode())
+        _load(tmp_path, private_key_pem(broken), shared_signer().certificate_pem().encode())
 
 
 def test_a_certificate_of_another_key_is_refused(tmp_path: Path) -> None:
@@ -277,7 +289,7 @@ def test_unusable_certificates_are_config_errors(
 ) -> None:
     """A missing or malformed certificate file is a ConfigError naming signing.cert-file."""
     key_file, cert_file = tmp_path / "key.pem", tmp_path / "cert.pem"
-    key_file.write_text(shared_signer().key.pem())
+    key_file.write_bytes(private_key_pem(shared_signer().key))
     if text is not None:
         cert_file.write_bytes(text)
     with pytest.raises(ConfigError) as caught:
@@ -288,11 +300,13 @@ def test_unusable_certificates_are_config_errors(
 def test_the_cache_is_pkcs8_private_to_the_user(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The generated pair is cached as a 0600 PKCS#8 key and a PEM certificate, then reused."""
+    """The generated pair is cached as a 0600 PKCS#8 key, a PEM certificate and 0600 numbers, then reused."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = load_signer(SigningConfig())
     key_path = default_dir() / "identity-key.pem"
     assert key_path.stat().st_mode & 0o777 == 0o600
+    assert (default_dir() / "identity.json").stat().st_mode & 0o777 == 0o600
+    assert key_path.read_bytes() == private_key_pem(first.key)
     assert key_path.read_text().startswith("-----BEGIN PRIVATE KEY-----\n")
     assert (default_dir() / "identity-cert.pem").read_text() == first.certificate_pem()
     assert load_signer(SigningConfig()) == first
@@ -319,16 +333,45 @@ def test_processes_started_together_share_one_cached_pair(tmp_path: Path) -> Non
     assert printed == {(tmp_path / "imdsmock" / "identity-cert.pem").read_bytes()}
 
 
-def test_serving_needs_no_cryptography() -> None:
-    """Loading the signer and building the identity leaves never imports cryptography."""
-    code = (
-        "import sys\n"
-        "from imdsmock.signing.signer import generate\n"
-        "s = generate()\n"
-        "s.pkcs7(b'doc'); s.signature(b'doc')\n"
-        "assert 'cryptography' not in sys.modules, 'cryptography imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+def _edited(**fields: object) -> Callable[[Path], object]:
+    """A change to the cached numbers: ``fields`` replaced."""
+    return lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        Path.unlink,
+        lambda path: path.write_text("{not json"),
+        _edited(key=[]),
+        _edited(**{"pem-sha256": ""}),
+    ],
+    ids=["missing", "not-json", "no-key", "stale-digest"],
+)
+def test_the_cache_keeps_its_pair_when_its_numbers_are_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: Callable[[Path], object]
+) -> None:
+    """Without usable cached numbers the PEM files are read again: same pair, numbers rewritten."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = load_signer(SigningConfig())
+    numbers = default_dir() / "identity.json"
+    written = numbers.read_bytes()
+    damage(numbers)
+    assert load_signer(SigningConfig()) == first
+    assert numbers.read_bytes() == written
+
+
+def test_a_pair_put_in_the_cache_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key and certificate written over the cached PEM files are the ones used next."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    load_signer(SigningConfig())
+    key_pem, cert_pem, key = _cryptography_pair(serialization.PrivateFormat.TraditionalOpenSSL)
+    (default_dir() / "identity-key.pem").write_bytes(key_pem)
+    (default_dir() / "identity-cert.pem").write_bytes(cert_pem)
+    for _ in range(2):  # read from the PEM files, then from the numbers cached from them
+        signer = load_signer(SigningConfig())
+        assert signer.certificate_pem().encode() == cert_pem
+        assert signer.key.n == key.private_numbers().public_numbers.n
 
 
 @pytest.mark.parametrize(
@@ -369,25 +412,3 @@ def test_serving_needs_no_cryptography() -> None:
 def test_der_encodings_match_x690(encoded: bytes, expected: str) -> None:
     """The encoder writes X.690 DER: minimal integers, base-128 OIDs, sorted SET OF, long lengths."""
     assert encoded.hex() == expected
-
-
-@pytest.mark.parametrize(
-    "data",
-    [b"", b"\x30", b"\x30\x05\x02\x01", b"\x30\x00\x00", b"\x30\x85\x00\x00\x00\x00\x01"],
-    ids=["empty", "no-length", "truncated", "trailing", "huge-length"],
-)
-def test_der_parse_rejects_malformed_input(data: bytes) -> None:
-    """Truncated, oversized or trailing bytes are a DERError (a ValueError), never an IndexError."""
-    with pytest.raises(der.DERError):
-        der.parse(data)
-
-
-def test_certificate_fields_come_from_the_der() -> None:
-    """parse_certificate reads serial, issuer and public key as cryptography does."""
-    _, cert_pem, key = _cryptography_pair(serialization.PrivateFormat.PKCS8)
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    parsed = parse_certificate(cert.public_bytes(serialization.Encoding.DER))
-    numbers = key.public_key().public_numbers()
-    assert (parsed.n, parsed.e) == (numbers.n, numbers.e)
-    assert parsed.serial == cert.serial_number
-    assert parsed.issuer == cert.issuer.public_bytes()

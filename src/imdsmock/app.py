@@ -29,7 +29,8 @@ from imdsmock.errors import ImdsMockError
 from imdsmock.instance.notices import GATED_PATHS
 from imdsmock.serve.listen import bind_sockets, url
 from imdsmock.serve.server import Limits, Server
-from imdsmock.signing.signer import Signer, load_signer
+from imdsmock.signing.signer import Signer
+from imdsmock.signing.store import load_signer
 
 # Start-up time counts (a mock is started per test run, per container), and most runs use
 # few of the optional parts. So App imports a part only when the configuration turns it

@@ -197,7 +197,7 @@ def _cmd_config(argv: Sequence[str]) -> int:
 
 
 def _cmd_cert(argv: Sequence[str]) -> int:
-    from imdsmock.signing.signer import load_signer
+    from imdsmock.signing.store import load_signer
 
     p = serve_parser(f"{PROG} cert")
     p.description = "Print the PEM certificate that verifies the identity-document signatures."

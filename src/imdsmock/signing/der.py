@@ -1,67 +1,41 @@
-"""A minimal ASN.1 DER encoder and decoder: only what identity signing needs.
+"""A minimal ASN.1 DER encoder: the PKCS#7 signed data of the identity document.
 
-Signing (``signing``) writes PKCS#7 signed data and X.509 certificates and reads PKCS#1 /
-PKCS#8 keys and certificates (RFC 5652, RFC 5280, RFC 8017, RFC 5208). Those use a handful
-of universal types and context-specific tags, all with low tag numbers (below 31), so a tag
-here is one byte. Encoders return complete TLVs (tag, length, value) as ``bytes`` and nest
-by concatenation; the decoder walks TLVs without interpreting them.
+The server writes PKCS#7 (RFC 5652) at start without importing ``cryptography``; the
+tests check the result byte for byte against ``cryptography``'s PKCS#7 builder. Only a
+handful of universal types and low-numbered context tags occur, so a tag is one byte.
+Encoders return complete TLVs (tag, length, value) as ``bytes`` and nest by concatenation.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
-from dataclasses import dataclass
 
 __all__ = [
-    "BIT_STRING",
-    "INTEGER",
-    "NULL",
-    "OCTET_STRING",
-    "OID",
-    "SEQUENCE",
-    "SET",
-    "TLV",
-    "DERError",
     "algorithm",
     "base64_lines",
-    "bit_string",
     "context",
-    "decode_integer",
     "integer",
     "null",
     "octet_string",
     "oid",
-    "parse",
     "pem",
-    "printable_string",
     "sequence",
     "set_of",
     "time",
     "tlv",
-    "utf8_string",
 ]
 
 INTEGER = 0x02
-BIT_STRING = 0x03
 OCTET_STRING = 0x04
 NULL = 0x05
 OID = 0x06
-UTF8_STRING = 0x0C
-PRINTABLE_STRING = 0x13
 UTC_TIME = 0x17
 GENERALIZED_TIME = 0x18
 SEQUENCE = 0x30
 SET = 0x31
 _CONSTRUCTED = 0x20
 _CONTEXT = 0x80
-
-
-class DERError(ValueError):
-    """The bytes are not the DER this module expects (truncated, bad length, wrong tag)."""
-
-
-# -- encoding -------------------------------------------------------------------------
 
 
 def tlv(tag: int, value: bytes) -> bytes:
@@ -116,11 +90,6 @@ def octet_string(value: bytes) -> bytes:
     return tlv(OCTET_STRING, value)
 
 
-def bit_string(value: bytes) -> bytes:
-    """A BIT STRING of whole bytes (no unused bits), as keys and signatures are."""
-    return tlv(BIT_STRING, b"\x00" + value)
-
-
 def sequence(*items: bytes) -> bytes:
     """A SEQUENCE of already encoded elements, in order."""
     return tlv(SEQUENCE, b"".join(items))
@@ -135,16 +104,6 @@ def set_of(*items: bytes, tag: int = SET) -> bytes:
     return tlv(tag, b"".join(sorted(items)))
 
 
-def printable_string(text: str) -> bytes:
-    """A PrintableString (X.520 country names must be one)."""
-    return tlv(PRINTABLE_STRING, text.encode("ascii"))
-
-
-def utf8_string(text: str) -> bytes:
-    """A UTF8String."""
-    return tlv(UTF8_STRING, text.encode())
-
-
 def time(moment: datetime.datetime) -> bytes:
     """An RFC 5280 Time: UTCTime through 2049, GeneralizedTime from 2050 (whole seconds, UTC)."""
     moment = moment.astimezone(datetime.UTC)
@@ -153,67 +112,6 @@ def time(moment: datetime.datetime) -> bytes:
     return tlv(GENERALIZED_TIME, moment.strftime("%Y%m%d%H%M%SZ").encode())
 
 
-def context(number: int, value: bytes, *, constructed: bool = True) -> bytes:
-    """A context-specific tag ``[number]`` around ``value`` (EXPLICIT when constructed)."""
-    return tlv(_CONTEXT | (_CONSTRUCTED if constructed else 0) | number, value)
-
-
-# -- decoding -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TLV:
-    """One decoded element: its tag byte, its value, and its whole encoding."""
-
-    tag: int
-    value: bytes
-    encoded: bytes
-
-    def children(self) -> list[TLV]:
-        """The elements inside a constructed value, in order."""
-        items, offset = [], 0
-        while offset < len(self.value):
-            item, offset = _read(self.value, offset)
-            items.append(item)
-        return items
-
-    def expect(self, tag: int) -> TLV:
-        """This element, checked to carry ``tag``."""
-        if self.tag != tag:
-            raise DERError(f"expected tag 0x{tag:02x}, found 0x{self.tag:02x}")
-        return self
-
-
-def parse(data: bytes) -> TLV:
-    """``data`` as exactly one element (trailing bytes are an error)."""
-    item, end = _read(data, 0)
-    if end != len(data):
-        raise DERError(f"{len(data) - end} bytes after the element")
-    return item
-
-
-def decode_integer(item: TLV) -> int:
-    """The value of an INTEGER element."""
-    if item.expect(INTEGER).value == b"":
-        raise DERError("empty INTEGER")
-    return int.from_bytes(item.value, "big", signed=True)
-
-
-def _read(data: bytes, offset: int) -> tuple[TLV, int]:
-    start = offset
-    if offset + 2 > len(data):
-        raise DERError("truncated element")
-    tag, size = data[offset], data[offset + 1]
-    if tag & 0x1F == 0x1F:
-        raise DERError("high tag numbers are not supported")
-    offset += 2
-    if size & 0x80:
-        count = size & 0x7F
-        if count == 0 or count > 4 or offset + count > len(data):
-            raise DERError("bad length")
-        size = int.from_bytes(data[offset : offset + count], "big")
-        offset += count
-    end = offset + size
-    if end > len(data):
-        raise DERError("truncated element")
-    return TLV(tag, data[offset:end], data[start:end]), end
+def context(number: int, value: bytes) -> bytes:
+    """An EXPLICIT context-specific tag ``[number]`` around ``value``."""
+    return tlv(_CONTEXT | _CONSTRUCTED | number, value)
