@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import datetime
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -213,6 +214,10 @@ def test_keys_from_cryptography_are_read_in_both_pem_forms(
 def _other_key_pems() -> dict[str, tuple[bytes, str]]:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = serialization.Encoding.PEM
+    p, q, e = 2**127 - 1, 2**89 - 1, 65537  # two Mersenne primes: a 216-bit modulus
+    d = pow(e, -1, math.lcm(p - 1, q - 1))
+    public = rsa.RSAPublicNumbers(e, p * q)
+    short = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), public)
     locked = serialization.BestAvailableEncryption(b"secret")
     return {
         "encrypted-pkcs8": (
@@ -233,6 +238,19 @@ def _other_key_pems() -> dict[str, tuple[bytes, str]]:
             ed25519.Ed25519PrivateKey.generate().private_bytes(
                 pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             ),
+            "an RSA private key",
+        ),
+        "rsa-too-short-for-sha256": (
+            short.private_key().private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            "an unencrypted PEM RSA private key",
+        ),
+        "unknown-algorithm-pkcs8": (
+            der.pem(
+                "PRIVATE KEY",
+                der.sequence(der.integer(0), der.algorithm("1.2.3.4"), der.octet_string(b"")),
+            ).encode(),
             "an RSA private key",
         ),
         "not-pem": (b"hello\n", "an unencrypted PEM RSA private key"),
@@ -297,6 +315,19 @@ def test_unusable_certificates_are_config_errors(
     assert (caught.value.key, caught.value.allowed) == ("signing.cert-file", allowed)
 
 
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [({"key_file": "k.pem"}, "signing.cert-file"), ({"cert_file": "c.pem"}, "signing.key-file")],
+    ids=["key-only", "cert-only"],
+)
+def test_key_and_certificate_files_go_together(given: dict[str, str], missing: str) -> None:
+    """Configuring one of signing.key-file and signing.cert-file without the other is refused."""
+    with pytest.raises(ConfigError) as caught:
+        load_signer(SigningConfig(**given))
+    assert (caught.value.key, caught.value.value) == (missing, None)
+    assert "go together" in caught.value.allowed
+
+
 def test_the_cache_is_pkcs8_private_to_the_user(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -359,6 +390,18 @@ def test_the_cache_keeps_its_pair_when_its_numbers_are_lost(
     damage(numbers)
     assert load_signer(SigningConfig()) == first
     assert numbers.read_bytes() == written
+
+
+def test_an_unwritable_cache_still_signs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the cache directory cannot be made, a new pair signs for this process alone."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    first = load_signer(SigningConfig())
+    assert load_signer(SigningConfig()).key != first.key
+    public = x509.load_pem_x509_certificate(first.certificate_pem().encode()).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    raw = base64.b64decode(first.signature(b"document"))
+    public.verify(raw, b"document", padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_a_pair_put_in_the_cache_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

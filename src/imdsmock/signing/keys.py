@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from imdsmock.errors import ConfigError
-from imdsmock.signing.rsakey import RSAKey
+from imdsmock.signing.rsakey import MIN_SIZE, RSAKey
 from imdsmock.signing.signer import Certificate, Signer
 
 __all__ = ["generate", "private_key_pem", "read_pair"]
@@ -90,7 +90,10 @@ def _read_key(path: Path) -> RSAKey:
         raise ConfigError(name, str(path), "an unencrypted PEM RSA private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ConfigError(name, str(path), "an RSA private key")  # EC, Ed25519, DSA, ...
-    return _rsa_key(key)
+    ours = _rsa_key(key)
+    if ours.size < MIN_SIZE:  # too short to sign a SHA-256 digest
+        raise ConfigError(name, str(path), "an unencrypted PEM RSA private key")
+    return ours
 
 
 def _read_certificate(path: Path) -> Certificate:

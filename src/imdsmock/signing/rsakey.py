@@ -2,7 +2,7 @@
 
 RSA signing is ``pow`` on integers (RFC 8017 §8.2): two half-size ``pow``s with the CRT.
 The server signs the identity document with this at start, so that a start with a cached
-key does not import ``cryptography`` (its cost in time and memory: docs/performance.md).
+key does not import ``cryptography`` and does not carry its memory while it serves.
 ``cryptography`` makes and reads the keys (``signing.keys``); the tests check that both
 sign byte for byte alike.
 """
@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-__all__ = ["RSAKey"]
+__all__ = ["MIN_SIZE", "RSAKey"]
 
 # DigestInfo { sha256, NULL } with the 32-byte digest to follow (RFC 8017 §9.2, note 1).
 _SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+# The shortest modulus, in bytes, that holds the DigestInfo, the digest and 11 bytes of padding.
+MIN_SIZE = len(_SHA256_DIGEST_INFO) + 32 + 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,6 @@ class RSAKey:
 def _emsa(message: bytes, size: int) -> bytes:
     """EMSA-PKCS1-v1_5 encoding of SHA-256(``message``) in ``size`` bytes (RFC 8017 §9.2)."""
     digest_info = _SHA256_DIGEST_INFO + hashlib.sha256(message).digest()
-    if size < len(digest_info) + 11:
+    if size < MIN_SIZE:
         raise ValueError(f"an RSA modulus of {size} bytes is too short for SHA-256")
     return b"\x00\x01" + b"\xff" * (size - len(digest_info) - 3) + b"\x00" + digest_info
