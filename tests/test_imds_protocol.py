@@ -266,6 +266,23 @@ def test_tokens_issued_at_the_same_instant_are_all_distinct_and_ec2_shaped() -> 
     assert other.remaining(tokens[0], 1000.0) is None  # another secret: not ours
 
 
+def test_token_macs_are_the_standard_librarys_hmac_sha256() -> None:
+    """A token ends in HMAC-SHA256 (as hmac computes it) of its body, under secret and generation."""
+    import base64
+    import hashlib
+    import hmac
+
+    from imdsmock.core.tokens import TokenIssuer
+
+    secret = bytes(range(32))
+    issuer = TokenIssuer(secret)
+    for generation in (0, 1):
+        raw = base64.b64decode(issuer.issue(60, 1000.0))
+        key = secret + generation.to_bytes(4, "big")
+        assert raw[24:] == hmac.digest(key, raw[:24], hashlib.sha256)[:18]
+        issuer.revoke_all()
+
+
 def test_keep_alive_is_opt_in() -> None:
     """By default every answer says Connection: close; keep-alive serves several requests."""
     import http.client
