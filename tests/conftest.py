@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support import EPOCH, Running, make_config, serve, shared_signer
-
-__all__ = ["EPOCH", "Running", "make_config", "serve", "shared_signer"]
+from support import Running, serve
 
 
 @pytest.fixture

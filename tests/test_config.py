@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from imdsmock.cli import main
 from imdsmock.config.load import load
 from imdsmock.config.schema import env_name
+from mockprocess import run_command
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -169,13 +168,7 @@ def test_port_in_use_is_one_line() -> None:
     busy = _busy_port()
     try:
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "imdsmock", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
+        result = run_command(["--port", str(port)])
     finally:
         busy.close()
     assert result.returncode == 2

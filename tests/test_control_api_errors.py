@@ -7,7 +7,6 @@ import contextlib
 import json
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from imdsmock.core.clock import ManualClock
 from imdsmock.errors import ConfigError
+from mockprocess import run_command
 from support import Running, control_config, serve
 
 
@@ -148,13 +148,7 @@ def test_control_on_a_loopback_name_needs_no_token(host: str) -> None:
 
 
 def _start_fails(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "imdsmock", "--port", "0", "--control-port", "0", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_command(["--port", "0", "--control-port", "0", *args])
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ import pytest
 
 from imdsmock.control.ctl import main
 from imdsmock.core.clock import ManualClock
+from mockprocess import run_command
 from support import Running, control_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
@@ -271,13 +270,6 @@ def test_ctl_sends_the_bearer_token() -> None:
 
 def test_imdsmock_ctl_command_runs_as_a_subprocess(ctl: Ctl) -> None:
     """`imdsmock ctl --json state` works through the real entry point and IMDSMOCK_CONTROL_URL."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "imdsmock", "ctl", "--json", "state"],
-        env={"IMDSMOCK_CONTROL_URL": ctl.url, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = run_command(["ctl", "--json", "state"], {"IMDSMOCK_CONTROL_URL": ctl.url})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["clock"]["kind"] == "manual"

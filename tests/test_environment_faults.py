@@ -31,14 +31,6 @@ def config_text(instance_id: str) -> str:
     return yaml.safe_dump({"instance": {"instance-id": instance_id, "tags": tags}})
 
 
-def wait_for_id(mp: MockProcess, wanted: str, timeout: float = 5.0) -> None:
-    """Poll until the mock serves ``wanted`` as its instance id."""
-    deadline = time.monotonic() + timeout
-    while mp.get(ID_PATH) != (200, wanted.encode()):
-        assert time.monotonic() < deadline, f"never served {wanted}: {mp.stderr()}"
-        time.sleep(0.05)
-
-
 class Sampler:
     """A client asking for the instance id in a loop, keeping every answer."""
 
@@ -67,7 +59,7 @@ def test_watched_file_torn_broken_or_deleted_keeps_serving(tmp_path: Path) -> No
     file = tmp_path / "imdsmock.yaml"
     file.write_text(config_text(A))
     with mock_process(["-w", "-c", str(file)]) as mp, Sampler(mp) as sampler:
-        wait_for_id(mp, A)
+        mp.wait_for_get(ID_PATH, A.encode())
         # Non-atomic rewrite: truncate, write half, pause, write the rest (like `>` or an
         # editor saving in place). Neither the empty nor the half file may be served.
         text = config_text(B)
@@ -78,7 +70,7 @@ def test_watched_file_torn_broken_or_deleted_keeps_serving(tmp_path: Path) -> No
             f.flush()
             time.sleep(0.1)
             f.write(text[len(text) // 2 :])
-        wait_for_id(mp, B)
+        mp.wait_for_get(ID_PATH, B.encode())
         # Invalid content: one error line, the previous configuration keeps serving.
         file.write_text("instance: {instance-id: nope}\n")
         time.sleep(1.0)
@@ -91,7 +83,7 @@ def test_watched_file_torn_broken_or_deleted_keeps_serving(tmp_path: Path) -> No
         tmp = tmp_path / "imdsmock.yaml.tmp"
         tmp.write_text(config_text(C))
         os.replace(tmp, file)
-        wait_for_id(mp, C)
+        mp.wait_for_get(ID_PATH, C.encode())
         assert mp.proc.poll() is None
     statuses = {status for status, _ in sampler.answers}
     bodies = {body.decode() for _, body in sampler.answers}
@@ -106,7 +98,7 @@ def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
     file = tmp_path / "imdsmock.yaml"
     file.write_text(config_text(A))
     with mock_process(["-w", "-c", str(file)]) as mp:
-        wait_for_id(mp, A)
+        mp.wait_for_get(ID_PATH, A.encode())
         before = os.stat(file)
         with file.open("r+") as f:  # same inode, same size, then the old times back
             f.write(config_text(B))
@@ -114,16 +106,8 @@ def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
         time.sleep(0.8)
         assert mp.get(ID_PATH) == (200, A.encode()), "reloaded without the signal"
         mp.proc.send_signal(signal.SIGHUP)
-        wait_for_id(mp, B, timeout=3)
+        mp.wait_for_get(ID_PATH, B.encode(), timeout=3)
         assert mp.proc.poll() is None
-
-
-def wait_for_stderr(mp: MockProcess, text: str, count: int = 1, timeout: float = 5.0) -> None:
-    """Poll until ``text`` has appeared ``count`` times on the process's stderr."""
-    deadline = time.monotonic() + timeout
-    while mp.stderr().count(text) < count:
-        assert time.monotonic() < deadline, f"never printed {text!r}: {mp.stderr()}"
-        time.sleep(0.05)
 
 
 def test_sighup_without_watch_reloads_the_config_file(tmp_path: Path) -> None:
@@ -132,17 +116,17 @@ def test_sighup_without_watch_reloads_the_config_file(tmp_path: Path) -> None:
     file = tmp_path / "imdsmock.yaml"
     file.write_text(config_text(A))
     with mock_process(["-c", str(file)]) as mp:
-        wait_for_id(mp, A)
+        mp.wait_for_get(ID_PATH, A.encode())
         file.write_text(config_text(B) + "server: {log-requests: true}\n")
         os.kill(mp.proc.pid, signal.SIGHUP)
-        wait_for_id(mp, B)
+        mp.wait_for_get(ID_PATH, B.encode())
         # A connection accepted before the reload keeps the old sink (new connections take
         # the new one), so the request that first saw B may be unlogged: ask once more.
         assert mp.get(ID_PATH) == (200, B.encode())
-        wait_for_stderr(mp, f"GET {ID_PATH} 200")
+        mp.wait_for_stderr(f"GET {ID_PATH} 200")
         file.write_text("instance: {instance-id: nope}\n")
         os.kill(mp.proc.pid, signal.SIGHUP)
-        wait_for_stderr(mp, "keeping the previous one")
+        mp.wait_for_stderr("keeping the previous one")
         assert mp.get(ID_PATH) == (200, B.encode())
         assert mp.proc.poll() is None
     assert mp.stderr().count("keeping the previous one") == 1
@@ -153,9 +137,9 @@ def test_sighup_without_a_config_file_is_logged_and_ignored() -> None:
     """With no config file SIGHUP logs one line and the mock keeps serving."""
     with mock_process() as mp:
         os.kill(mp.proc.pid, signal.SIGHUP)
-        wait_for_stderr(mp, "SIGHUP ignored")
+        mp.wait_for_stderr("SIGHUP ignored")
         os.kill(mp.proc.pid, signal.SIGHUP)
-        wait_for_stderr(mp, "SIGHUP ignored", count=2)
+        mp.wait_for_stderr("SIGHUP ignored", count=2)
         assert mp.get(ID_PATH) == (200, DEFAULT.encode())
         assert mp.proc.poll() is None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from imdsmock.netsetup.detect import (
 from imdsmock.netsetup.errors import NetsetupError
 from imdsmock.netsetup.linux import Target
 from imdsmock.netsetup.plan import Plan, apply, cmd, render, run
+from mockprocess import run_command
 
 IMDS = Target(address="169.254.169.254", to_host="127.0.0.1", to_port=1338)
 ECS = Target(address="169.254.170.2", to_host="127.0.0.1", to_port=1339)
@@ -320,17 +319,11 @@ def test_macos_up_skips_present_aliases_and_down_flushes_the_anchor() -> None:
 def test_macos_dry_run_prints_the_lo0_alias_and_pf_anchor(tmp_path: Path) -> None:
     """`route up/down --platform macos --dry-run` prints the ifconfig and pfctl commands and
     changes nothing (this runs anywhere; applying them needs macOS)."""
-    env = {**os.environ, state.RUN_DIR_ENV: str(tmp_path)}
+    env = {state.RUN_DIR_ENV: str(tmp_path)}
 
     def route(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "imdsmock", "route", *args, "--platform", "macos", "--dry-run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
+        done = run_command(["route", *args, "--platform", "macos", "--dry-run"], env)
+        assert done.returncode == 0, done.stderr
         return done.stdout
 
     up = route("up")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from mockprocess import run_command
 from support import Running, make_config, offline_app, serve
 
 
@@ -55,10 +55,9 @@ def test_cert_command_prints_the_serving_certificate(
 ) -> None:
     """`imdsmock cert` prints the certificate of the key a server started alike signs with."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    out = subprocess.run(
-        [sys.executable, "-m", "imdsmock", "cert"], capture_output=True, check=True
-    ).stdout
-    cert = x509.load_pem_x509_certificate(out)
+    done = run_command(["cert"])
+    assert done.returncode == 0, done.stderr
+    cert = x509.load_pem_x509_certificate(done.stdout.encode())
     with serve(make_config()) as r:
         assert r.app.signer.certificate.der == cert.public_bytes(serialization.Encoding.DER)
         document = r.get("/latest/dynamic/instance-identity/document")[1]

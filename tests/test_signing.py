@@ -10,7 +10,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from imdsmock.signing import der
 from imdsmock.signing.keys import private_key_pem
 from imdsmock.signing.signer import Signer
 from imdsmock.signing.store import default_dir, load_signer
+from mockprocess import IMDSMOCK
 from support import shared_signer
 
 PEM_FORMATS = {
@@ -357,7 +357,7 @@ def test_a_mismatched_cache_is_regenerated(tmp_path: Path, monkeypatch: pytest.M
 def test_processes_started_together_share_one_cached_pair(tmp_path: Path) -> None:
     """Several `imdsmock cert` run at once on an empty cache all print the one cached certificate."""
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    command = [sys.executable, "-m", "imdsmock", "cert"]
+    command = [*IMDSMOCK.argv, "cert"]
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(3)]
     printed = {run.communicate(timeout=120)[0] for run in runs}
     assert all(run.returncode == 0 for run in runs)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from mockprocess import MockProcess, clean_env, mock_process
+from mockprocess import MockProcess, mock_process, run_command
 from support import make_config, serve, status_from
 
 # Parts a default start leaves unimported (issue 9: start-up time and memory).
@@ -68,10 +66,7 @@ def test_default_start_imports_no_optional_part_and_control_api_switches_them_on
 def test_a_start_with_a_cached_key_imports_no_cryptography(tmp_path: Path) -> None:
     """With the signing key cached, a start signs the identity document without cryptography."""
     env = {"XDG_CACHE_HOME": str(tmp_path)}
-    subprocess.run(
-        [sys.executable, "-m", "imdsmock", "cert"],
-        env=clean_env(env), stdout=subprocess.DEVNULL, check=True,
-    )  # fmt: skip
+    assert run_command(["cert"], env).returncode == 0
     with mock_process(env={**env, "PYTHONPROFILEIMPORTTIME": "1"}) as mp:
         assert mp.get("/latest/dynamic/instance-identity/pkcs7")[0] == 200
         assert "imdsmock.signing.signer" in _imported(mp)

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +17,7 @@ from imdsmock.config.schema import Config
 from imdsmock.core.scenarios import with_scenarios
 from imdsmock.instance.scenarios import parse_scenario
 from imdsmock.watch import Watcher
+from mockprocess import mock_process
 from support import EPOCH, make_config, offline_app, serve
 
 BASE = {"server": {"host": "127.0.0.1", "port": 0, "control": False}}
@@ -145,68 +139,20 @@ def test_a_reload_that_turns_on_log_requests_prints_access_lines(
     assert "/latest/meta-data/ami-id" not in err
 
 
-class _MockOnFile:
-    """`imdsmock -c FILE` (with ``-w`` when watching) in a subprocess, serving the default
-    instance on a free port; ``err`` holds its stderr once stopped."""
-
-    def __init__(self, tmp_path: Path, *, watch: bool) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.server = {**BASE["server"], "port": port}
-        self.file = tmp_path / "imdsmock.yaml"
-        write(self.file, {"server": self.server})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IMDSMOCK_")}
-        command = [
-            sys.executable,
-            "-m",
-            "imdsmock",
-            *(["-w"] if watch else []),
-            "-c",
-            str(self.file),
-        ]
-        self.proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        self.url = f"http://127.0.0.1:{port}/latest/meta-data/instance-id"
-        self.err = ""
-
-    def get(self) -> str:
-        """The instance id served now ("" when nothing answers)."""
-        try:
-            with urllib.request.urlopen(self.url, timeout=1) as resp:
-                return str(resp.read().decode())
-        except (urllib.error.URLError, ConnectionError):
-            return ""
-
-    def wait_for(self, instance_id: str, timeout: float) -> None:
-        """Poll until ``instance_id`` is served."""
-        deadline = time.monotonic() + timeout
-        while self.get() != instance_id:
-            assert self.proc.poll() is None, "exited"
-            assert time.monotonic() < deadline, f"never served {instance_id}"
-            time.sleep(0.05)
-
-    def __enter__(self) -> _MockOnFile:
-        try:
-            self.wait_for("i-1234567890abcdef0", 15)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.err = str(self.proc.communicate(timeout=5)[1])
+ID_PATH = "/latest/meta-data/instance-id"
 
 
 def _watched_reload(tmp_path: Path, second: dict[str, Any]) -> str:
-    """Under `imdsmock -w`, rewrite the file with ``second`` (and a new instance id), wait
-    until that id is served; the process's stderr."""
-    with _MockOnFile(tmp_path, watch=True) as mock:
-        changed = {**second, "server": {**mock.server, **second.get("server", {})}}
+    """Under `imdsmock -w -c FILE`, rewrite the file with ``second`` (and a new instance id),
+    wait until that id is served; the process's stderr."""
+    file = tmp_path / "imdsmock.yaml"
+    write(file, {})
+    with mock_process(["-w", "-c", str(file)]) as mp:
+        changed = {**second, "server": {**BASE["server"], **second.get("server", {})}}
         changed["instance"] = {**second.get("instance", {}), "instance-id": "i-0000000000000beef"}
-        write(mock.file, changed)
-        mock.wait_for("i-0000000000000beef", 5)
-    return mock.err
+        write(file, changed)
+        mp.wait_for_get(ID_PATH, b"i-0000000000000beef")
+        return mp.stop()
 
 
 def test_imdsmock_watch_flag_polls_the_file(tmp_path: Path) -> None:
@@ -233,19 +179,19 @@ def test_an_unreadable_file_on_sighup_is_one_reload_error_and_the_mock_lives(
     tmp_path: Path,
 ) -> None:
     """A file that cannot be read (a symlink loop) on SIGHUP logs the one reload error; later SIGHUPs do no harm."""
-    with _MockOnFile(tmp_path, watch=False) as mock:
-        mock.file.unlink()
-        mock.file.symlink_to(mock.file.name)  # reading it fails with ELOOP
-        mock.proc.send_signal(signal.SIGHUP)
-        assert mock.proc.stderr is not None
-        first = ""
-        while str(mock.file) not in first:
-            first = mock.proc.stderr.readline()
-            assert first, "exited"
-        mock.proc.send_signal(signal.SIGHUP)
-        assert mock.proc.stderr.readline()  # the second SIGHUP is answered, not fatal
-        assert mock.get() == "i-1234567890abcdef0"
-    assert "failed, keeping the previous one" in first, first
+    file = tmp_path / "imdsmock.yaml"
+    write(file, {})
+    with mock_process(["-c", str(file)]) as mp:
+        file.unlink()
+        file.symlink_to(file.name)  # reading it fails with ELOOP
+        failed = "failed, keeping the previous one"
+        mp.proc.send_signal(signal.SIGHUP)
+        mp.wait_for_stderr(failed)
+        mp.proc.send_signal(signal.SIGHUP)
+        mp.wait_for_stderr(failed, count=2)  # the second SIGHUP is answered, not fatal
+        assert mp.get(ID_PATH) == (200, b"i-1234567890abcdef0")
+    first = next(line for line in mp.stderr_lines if failed in line)
+    assert f"reload from {file} failed" in first, first
 
 
 def test_watcher_loop_reloads_on_change_and_on_request(watched: tuple[App, Watcher, Path]) -> None:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mockprocess import IMDSMOCK
+
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 
@@ -121,7 +123,7 @@ class Topology:
 
     def route(self, ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``imdsmock route ARGS`` inside ``ns``, through the real ``imdsmock`` CLI."""
-        return self.sh(ns, sys.executable, "-m", "imdsmock", "route", *args, check=check)
+        return self.sh(ns, *IMDSMOCK.argv, "route", *args, check=check)
 
     def spawn(self, ns: str, argv: Sequence[str]) -> subprocess.Popen[str]:
         """Start a background process in ``ns``; it is stopped in teardown."""
@@ -137,9 +139,7 @@ class Topology:
 
     def mock(self, ns: str, host: str, port: int, *extra: str) -> subprocess.Popen[str]:
         """Start the real mock (``python -m imdsmock``) in ``ns`` and wait until it answers."""
-        proc = self.spawn(
-            ns, [sys.executable, "-m", "imdsmock", "--host", host, "--port", str(port), *extra]
-        )
+        proc = self.spawn(ns, [*IMDSMOCK.argv, "--host", host, "--port", str(port), *extra])
         url_host = f"[{host}]" if ":" in host else host
         url = f"http://{url_host}:{port}/latest/meta-data/instance-id"
         deadline = time.monotonic() + 15
