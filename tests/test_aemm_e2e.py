@@ -32,12 +32,13 @@ def epoch(stamp: str) -> float:
 
 
 def test_spot_stop_with_delay_appears_after_the_delay(tmp_path: Path) -> None:
-    """`ec2-metadata-mock spot -a stop -d 1`: 404, then the stop notice two minutes ahead."""
-    with aemm("spot", "-a", "stop", "-d", "1", home=tmp_path) as mock:
+    """`ec2-metadata-mock spot -a stop -d 3`: 404, then the stop notice two minutes ahead."""
+    # The delay counts from the process start; 3 s leaves room for a slow start on a busy machine.
+    with aemm("spot", "-a", "stop", "-d", "3", home=tmp_path) as mock:
         status, _ = get(mock, "/latest/meta-data/spot/instance-action")
         assert status == 404
         assert "spot/" not in get(mock, "/latest/meta-data/")[1].split("\n")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 8
         while status == 404 and time.monotonic() < deadline:
             time.sleep(0.05)
             status, body = get(mock, "/latest/meta-data/spot/instance-action")

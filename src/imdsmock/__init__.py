@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from imdsmock._version import __version__
+from imdsmock._version import __version__ as __version__
 
 __all__ = [
     "Config",
