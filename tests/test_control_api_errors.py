@@ -233,6 +233,22 @@ def test_read_only_control_documents_refuse_writes_with_405(
     assert body["allowed"] == ["GET"]
 
 
+@pytest.mark.parametrize("target", ["/openapi.json", "/v1/certificate?%ff"])
+def test_control_documents_answer_head_and_ignore_the_query(
+    control: tuple[str, int], target: str
+) -> None:
+    """The OpenAPI document and the certificate answer HEAD with their headers and no body,
+    whatever the query; an API route answers HEAD with 405."""
+    answer = _raw(control, f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) > 0
+    assert body == b""
+    status, _, head_text = _request(control, "HEAD", "/v1/state")
+    assert status == 405
+    assert "Allow: GET" in head_text
+
+
 @pytest.mark.parametrize(
     ("method", "target", "body", "field"),
     [

@@ -10,31 +10,68 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from openapi_spec_validator import validate
 
-from imdsmock.control.openapi import document
-from imdsmock.control.routes import ROUTES
+from imdsmock.config.options import OPTIONS
+from imdsmock.control import handlers
+from imdsmock.control.openapi import Operation, document
+from imdsmock.control.routes import ROUTES, Route
 from imdsmock.core.clock import ManualClock
+from imdsmock.core.faults import KINDS, MAX_LATENCY_MS, STATUSES
 from support import make_config, serve
+
+DOCUMENTED = [route for route in ROUTES if route.doc is not None]
 
 
 def test_openapi_document_validates() -> None:
     """The served description is a valid OpenAPI 3.0 document."""
-    validate(document())
+    validate(document(ROUTES))
 
 
 def test_openapi_document_describes_every_route() -> None:
-    """Every route of the control route table appears in the document, and nothing else."""
-    paths = document()["paths"]
-    described = {
-        (method.upper(), path)
-        for path, ops in paths.items()
-        for method in ops
-        if method != "parameters"
-    }
-    routed = set()
-    for method, pattern, _ in ROUTES:
-        path = pattern.pattern.replace("([^/]+)", "{id}").replace("(.+)", "{path}")
-        routed.add((method, path))
-    assert routed | {("GET", "/v1/certificate")} == described
+    """Every described route of the control route table appears in the document under its
+    method and path template, and nothing else does (the document's own addresses not)."""
+    paths = document(ROUTES)["paths"]
+    described = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+    assert described == {(route.method, route.path) for route in DOCUMENTED}
+    assert "/openapi.json" not in paths
+    assert ("GET", "/v1/certificate") in described
+
+
+def test_a_route_added_to_the_table_appears_in_the_document() -> None:
+    """The document is generated from the route table: a new route shows up, with the path
+    parameter its template names and the body and answer its Operation gives."""
+    extra = Route(
+        "POST",
+        "/v1/things/{id}",
+        handlers.state,
+        Operation(summary="Poke thing", status=202, body={"type": "object"}, not_found=True),
+    )
+    doc = document((*ROUTES, extra))
+    validate(doc)
+    op = doc["paths"]["/v1/things/{id}"]["post"]
+    assert op["operationId"] == "poke_thing"
+    assert [p["name"] for p in op["parameters"]] == ["id"]
+    assert op["requestBody"]["content"]["application/json"]["schema"] == {"type": "object"}
+    assert set(op["responses"]) == {"202", "400", "401", "404"}
+    assert "/v1/things/{id}" not in document(ROUTES)["paths"]
+    assert extra.pattern.fullmatch("/v1/things/t-1") is not None
+    assert extra.pattern.fullmatch("/v1/things/a/b") is None
+
+
+def test_openapi_schemas_carry_the_declared_options_and_fault_vocabulary() -> None:
+    """The Options and Fault schemas hold the allowed values and ranges the server checks."""
+    schemas = document(ROUTES)["components"]["schemas"]
+    options = schemas["Options"]["properties"]
+    assert list(options) == [option.name for option in OPTIONS]
+    for option in OPTIONS:
+        if option.bounds is None:
+            assert options[option.name]["enum"] == list(option.choices)
+        else:
+            bounds = (options[option.name]["minimum"], options[option.name]["maximum"])
+            assert bounds == option.bounds
+    fault = schemas["Fault"]["properties"]
+    assert fault["kind"]["enum"] == list(KINDS)
+    assert fault["status"]["enum"] == list(STATUSES)
+    assert fault["latency-ms"]["maximum"] == MAX_LATENCY_MS
 
 
 def test_live_control_api_serves_the_document_and_survives_fuzzing() -> None:
@@ -47,11 +84,11 @@ def test_live_control_api_serves_the_document_and_survives_fuzzing() -> None:
         url = r.app.control_url()
         assert url is not None
         with urllib.request.urlopen(url + "/openapi.json", timeout=5) as resp:
-            assert json.loads(resp.read()) == document()
+            assert json.loads(resp.read()) == document(ROUTES)
         schema = schemathesis.openapi.from_url(url + "/openapi.json")
         excluded = [schemathesis.checks.positive_data_acceptance]
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == len(ROUTES) + 1
+        assert len(operations) == len(DOCUMENTED)
         for operation in operations:
 
             @settings(

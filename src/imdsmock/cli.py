@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from imdsmock._version import __version__
 from imdsmock.config.dump import dump
 from imdsmock.config.load import load
+from imdsmock.config.options import OPTIONS
 from imdsmock.config.schema import SHORT_NAMES, Config
 from imdsmock.errors import ImdsMockError
 
@@ -90,11 +91,8 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
         help="EKS Pod Identity-style endpoint, e.g. 169.254.170.23:80 (repeatable)",
     )
     o = p.add_argument_group("instance metadata options")
-    o.add_argument("--http-tokens", help="optional | required (IMDSv2 only)")
-    o.add_argument("--http-endpoint", help="enabled | disabled (disabled: 403 everywhere)")
-    o.add_argument("--hop-limit", help="IP TTL of the token response, 1..64 (default 1)")
-    o.add_argument("--http-protocol-ipv6", help="enabled | disabled")
-    o.add_argument("--instance-metadata-tags", help="enabled | disabled (tags/instance)")
+    for option in OPTIONS:
+        o.add_argument(f"--{option.name}", help=option.flag_help())
     i = p.add_argument_group("instance")
     for name in (
         "instance-id",
@@ -133,7 +131,7 @@ def load_config(ns: argparse.Namespace) -> Config:
     """Flags (from an argparse namespace) > env > file > defaults."""
     flags: dict[str, Any] = {}
     for short in SHORT_NAMES:
-        value = getattr(ns, short.replace("-", "_"), None)
+        value = getattr(ns, short.replace("-", "_"))
         if value is not None:
             flags[short] = value
     for item in ns.set:

@@ -335,11 +335,11 @@ SHORT_NAMES: Mapping[str, str] = {
     "credentials-source": "credentials.source",
     "profile": "credentials.profile",
     "role-arn": "credentials.role-arn",
-    "http-tokens": "options.http-tokens",
-    "http-endpoint": "options.http-endpoint",
-    "hop-limit": "options.hop-limit",
-    "http-protocol-ipv6": "options.http-protocol-ipv6",
-    "instance-metadata-tags": "options.instance-metadata-tags",
+    # Every instance metadata option has its flag (imdsmock.config.options).
+    **{
+        name: f"options.{name}"
+        for name in (f.name.replace("_", "-") for f in dataclasses.fields(OptionsConfig))
+    },
     "instance-id": "instance.instance-id",
     "instance-type": "instance.instance-type",
     "region": "instance.region",

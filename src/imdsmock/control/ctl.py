@@ -1,9 +1,11 @@
 """``imdsmock ctl``: drive a running mock through its control API.
 
-Each subcommand is one control API call (see docs/control-api.md), made with urllib so
-the client needs nothing beyond the standard library. Output is a readable table or
-``key: value`` lines by default and the API's JSON with ``--json``. A rejected request
-prints the API's one-line error and exits 2; an unreachable mock exits 1.
+Each subcommand is one control API call, made with urllib so the client needs nothing
+beyond the standard library. Output is a readable table or ``key: value`` lines by default
+and the API's JSON with ``--json``. A rejected request prints the API's one-line error and
+exits 2; an unreachable mock exits 1. The instance metadata options and the fault kinds
+come from the declarations the server validates with, so a bad option value is refused
+here with the line the API and ``imdsmock --NAME`` give.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
+
+from imdsmock.config.options import OPTIONS
+from imdsmock.core.faults import KINDS, STATUSES
+from imdsmock.errors import ConfigError
 
 __all__ = ["main"]
 
@@ -82,22 +88,25 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument("id")
 
     o = sub.add_parser("options", help="show or change instance metadata options")
-    o.add_argument("--http-tokens", choices=("optional", "required"))
-    o.add_argument("--http-endpoint", choices=("enabled", "disabled"))
-    o.add_argument("--hop-limit", type=int)
-    o.add_argument("--http-protocol-ipv6", choices=("enabled", "disabled"))
-    o.add_argument("--instance-metadata-tags", choices=("enabled", "disabled"))
+    for option in OPTIONS:  # checked in _run, as the server checks them
+        metavar = "{" + ",".join(option.choices) + "}" if option.choices else None
+        o.add_argument(f"--{option.name}", dest=option.field, metavar=metavar)
 
     f = sub.add_parser("fault", help="inject faults").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
     fa = f.add_parser("add", help="add a fault rule")
-    fa.add_argument("kind", choices=("status", "latency", "reset", "hang"))
+    fa.add_argument("kind", choices=KINDS)
     fa.add_argument("--path", help="path glob (default *)")
     fa.add_argument("--client", help="client address or network")
     fa.add_argument("--count", type=int, help="only the next N matching requests")
     fa.add_argument("--probability", type=float, help="fault this share of matches (0..1]")
-    fa.add_argument("--status", type=int, help="429, 500 or 503 (kind status)")
+    statuses = [str(s) for s in STATUSES]
+    fa.add_argument(
+        "--status",
+        type=int,
+        help=f"{', '.join(statuses[:-1])} or {statuses[-1]} (kind status)",
+    )
     fa.add_argument("--latency-ms", type=int, help="added delay (kind latency)")
     f.add_parser("list")
     fr = f.add_parser("remove")
@@ -199,14 +208,14 @@ def _run(ns: argparse.Namespace) -> Any:
             return _call(ns, "GET", "/v1/scenarios")
         return _call(ns, "DELETE", "/v1/scenarios/" + quote(ns.id, safe=""))
     if cmd == "options":
-        names = (
-            "http_tokens",
-            "http_endpoint",
-            "hop_limit",
-            "http_protocol_ipv6",
-            "instance_metadata_tags",
-        )
-        changes = {n.replace("_", "-"): getattr(ns, n) for n in names if getattr(ns, n) is not None}
+        try:
+            changes = {
+                option.name: option.check(value)
+                for option in OPTIONS
+                if (value := getattr(ns, option.field)) is not None
+            }
+        except ConfigError as exc:
+            raise _Failed(400, str(exc)) from None
         if changes:
             return _call(ns, "PATCH", "/v1/options", changes)
         return _call(ns, "GET", "/v1/options")

@@ -1,74 +1,42 @@
-"""The OpenAPI 3.0 description of the control API, as data (served at ``/openapi.json``).
+"""The OpenAPI 3.0 description of the control API (served at ``/openapi.json``), built from
+its route table.
 
-Written by hand next to the route table in :mod:`imdsmock.control.routes`; a test validates it
-with openapi-spec-validator and fuzzes the live API against it with schemathesis.
+:func:`document` walks the routes (:data:`imdsmock.control.routes.ROUTES`): each route's
+path template is an OpenAPI path, its path parameters come from the template, and its
+:class:`Operation` says what it takes and answers. The shared schemas come from the
+declarations the server validates with: the instance metadata options
+(:data:`imdsmock.config.options.OPTIONS`) and the fault kinds, statuses and latency limit
+(:mod:`imdsmock.core.faults`). A test validates the document with openapi-spec-validator
+and fuzzes the live API against it with schemathesis.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from imdsmock._version import __version__
+from imdsmock.config.options import OPTIONS, MetadataOption
+from imdsmock.core.faults import KINDS, MAX_LATENCY_MS, STATUSES
 
-__all__ = ["document"]
+__all__ = ["ANY_OBJECT", "Documented", "Operation", "document", "query", "ref"]
 
-_ENABLED = {"type": "string", "enum": ["enabled", "disabled"]}
-_ANY_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+Schema = dict[str, Any]
+
+ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
+"""The schema of an answer described no closer: a JSON object."""
 
 
-def _ref(name: str) -> dict[str, Any]:
+def ref(name: str) -> Schema:
+    """A reference to one of the document's shared schemas (``Options``, ``Fault``...)."""
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERRORS = {
-    "400": {"$ref": "#/components/responses/Rejected"},
-    "401": {"$ref": "#/components/responses/Unauthorized"},
-}
-
-
-def _op(
-    summary: str,
-    response: dict[str, Any],
-    *,
-    status: str = "200",
-    body: dict[str, Any] | None = None,
-    body_required: bool = True,
-    params: list[dict[str, Any]] | None = None,
-    not_found: bool = False,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "operationId": summary.lower().replace(" ", "_").replace(",", "").replace("-", "_"),
-        "responses": {status: _json(response), **_ERRORS},
-    }
-    if not_found:
-        op["responses"]["404"] = {"$ref": "#/components/responses/NotFound"}
-    if body is not None:
-        op["requestBody"] = {
-            "required": body_required,
-            "content": {"application/json": {"schema": body}},
-        }
-    if params:
-        op["parameters"] = params
-    return op
-
-
-_PATH_PARAM = {
-    "name": "path",
-    "in": "path",
-    "required": True,
-    "description": "An IMDS path under the version root, e.g. meta-data/tags/instance/Owner",
-    "schema": {"type": "string", "pattern": "^(meta-data|dynamic|user-data)(/[^/\\s]+)*$"},
-}
-_ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def query(name: str, schema: Schema, description: str) -> Schema:
+    """An optional query parameter."""
     return {
         "name": name,
         "in": "query",
@@ -76,6 +44,99 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
         "description": description,
         "schema": schema,
     }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operation:
+    """How the document describes one route: what it takes and what it answers."""
+
+    summary: str
+    """A few words; the operationId is made from them unless ``operation_id`` is given."""
+    response: Schema = field(default_factory=lambda: ANY_OBJECT)
+    """The schema of a successful answer."""
+    status: int = 200
+    """The status of a successful answer."""
+    body: Schema | None = None
+    """The schema of the JSON request body; None: the route takes none."""
+    body_required: bool = True
+    """Whether the body may be left out."""
+    query: tuple[Schema, ...] = ()
+    """Query parameters (made by :func:`query`)."""
+    not_found: bool = False
+    """It answers 404 for an id or path that does not exist."""
+    rejects: bool = True
+    """It answers 400 for a rejected request."""
+    answers: str = "OK"
+    """The description of a successful answer."""
+    operation_id: str | None = None
+    """The operationId, when not made from the summary."""
+
+
+class Documented(Protocol):
+    """A route as the document needs it (:class:`imdsmock.control.routes.Route`)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def doc(self) -> Operation | None: ...
+
+
+def document(routes: Iterable[Documented]) -> dict[str, Any]:
+    """The OpenAPI document of ``routes`` (a route without ``doc`` is left out)."""
+    paths: dict[str, Any] = {}
+    for route in routes:
+        if route.doc is not None:
+            operation = _operation(route.path, route.content_type, route.doc)
+            paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return copy.deepcopy({**_DOCUMENT, "paths": paths, "components": _COMPONENTS})
+
+
+def _json(schema: Schema, description: str = "OK") -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _operation(path: str, content_type: str, doc: Operation) -> Schema:
+    op_id = doc.operation_id or re.sub(r"[ -]", "_", doc.summary.lower().replace(",", ""))
+    answer = {"description": doc.answers, "content": {content_type: {"schema": doc.response}}}
+    responses: Schema = {str(doc.status): answer}
+    if doc.rejects:
+        responses["400"] = {"$ref": "#/components/responses/Rejected"}
+    responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
+    if doc.not_found:
+        responses["404"] = {"$ref": "#/components/responses/NotFound"}
+    op: Schema = {"summary": doc.summary, "operationId": op_id, "responses": responses}
+    if doc.body is not None:
+        op["requestBody"] = {
+            "required": doc.body_required,
+            "content": {"application/json": {"schema": doc.body}},
+        }
+    params = [_PATH_PARAMS[name] for name in re.findall(r"\{(\w+)\}", path)] + list(doc.query)
+    if params:
+        op["parameters"] = params
+    return op
+
+
+_PATH_PARAMS: dict[str, Schema] = {
+    "path": {
+        "name": "path",
+        "in": "path",
+        "required": True,
+        "description": "An IMDS path under the version root, e.g. meta-data/tags/instance/Owner",
+        "schema": {"type": "string", "pattern": "^(meta-data|dynamic|user-data)(/[^/\\s]+)*$"},
+    },
+    "id": {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+}
+
+
+def _option_schema(option: MetadataOption) -> Schema:
+    if option.bounds is not None:
+        low, high = option.bounds
+        return {"type": "integer", "minimum": low, "maximum": high}
+    return {"type": "string", "enum": list(option.choices)}
 
 
 _SCHEMAS: dict[str, Any] = {
@@ -92,13 +153,7 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "Instance metadata options as ModifyInstanceMetadataOptions sets them.",
         "additionalProperties": False,
-        "properties": {
-            "http-tokens": {"type": "string", "enum": ["optional", "required"]},
-            "http-endpoint": _ENABLED,
-            "hop-limit": {"type": "integer", "minimum": 1, "maximum": 64},
-            "http-protocol-ipv6": _ENABLED,
-            "instance-metadata-tags": _ENABLED,
-        },
+        "properties": {option.name: _option_schema(option) for option in OPTIONS},
     },
     "Scenario": {
         "type": "object",
@@ -127,13 +182,13 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["kind"],
         "additionalProperties": False,
         "properties": {
-            "kind": {"type": "string", "enum": ["status", "latency", "reset", "hang"]},
+            "kind": {"type": "string", "enum": list(KINDS)},
             "path": {"type": "string", "description": "A glob over the request path."},
             "client": {"type": "string", "description": "An IP address or network."},
             "count": {"type": "integer", "minimum": 1, "nullable": True},
             "probability": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "maximum": 1},
-            "status": {"type": "integer", "enum": [429, 500, 503]},
-            "latency-ms": {"type": "integer", "minimum": 1, "maximum": 600000},
+            "status": {"type": "integer", "enum": list(STATUSES)},
+            "latency-ms": {"type": "integer", "minimum": 1, "maximum": MAX_LATENCY_MS},
         },
     },
     "FaultRule": {
@@ -180,137 +235,18 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
-_PATHS: dict[str, Any] = {
-    "/v1/state": {
-        "get": _op("Get state", _ANY_OBJECT),
+
+_COMPONENTS: dict[str, Any] = {
+    "schemas": _SCHEMAS,
+    "responses": {
+        "Rejected": _json(ref("Error"), "Rejected; nothing changed"),
+        "Unauthorized": _json(ref("Error"), "Missing or wrong bearer token"),
+        "NotFound": _json(ref("Error"), "No such path or id"),
     },
-    "/v1/metadata": {
-        "get": _op("List metadata edits", _ANY_OBJECT),
-        "patch": _op("Edit metadata", _ANY_OBJECT, body=_ref("Edits")),
-        "delete": _op("Reset metadata", _ANY_OBJECT),
-    },
-    "/v1/metadata/{path}": {
-        "get": _op("Get metadata", _ANY_OBJECT, params=[_PATH_PARAM], not_found=True),
-        "put": _op(
-            "Set metadata",
-            _ANY_OBJECT,
-            params=[_PATH_PARAM],
-            body={
-                "type": "object",
-                "required": ["value"],
-                "additionalProperties": False,
-                "properties": {"value": {"type": "string"}},
-            },
-        ),
-        "delete": _op("Delete metadata", _ANY_OBJECT, params=[_PATH_PARAM]),
-    },
-    "/v1/scenarios": {
-        "get": _op("List scenarios", _ANY_OBJECT),
-        "post": _op("Start scenario", _ANY_OBJECT, status="201", body=_ref("Scenario")),
-    },
-    "/v1/scenarios/{id}": {
-        "delete": _op("Cancel scenario", _ANY_OBJECT, params=[_ID_PARAM], not_found=True),
-    },
-    "/v1/options": {
-        "get": _op("Get options", _ref("Options")),
-        "patch": _op("Set options", _ref("Options"), body=_ref("Options")),
-    },
-    "/v1/faults": {
-        "get": _op(
-            "List faults",
-            {
-                "type": "object",
-                "properties": {"faults": {"type": "array", "items": _ref("FaultRule")}},
-            },
-        ),
-        "post": _op("Add fault", _ref("FaultRule"), status="201", body=_ref("Fault")),
-        "delete": _op("Clear faults", _ANY_OBJECT),
-    },
-    "/v1/faults/{id}": {
-        "delete": _op("Remove fault", _ANY_OBJECT, params=[_ID_PARAM], not_found=True),
-    },
-    "/v1/credentials/rotate": {
-        "post": _op("Rotate credentials", _ANY_OBJECT),
-    },
-    "/v1/credentials/expire": {
-        "post": _op(
-            "Expire credentials",
-            _ANY_OBJECT,
-            body={
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {"on": {"type": "boolean"}},
-            },
-            body_required=False,
-        ),
-    },
-    "/v1/credentials/fail": {
-        "post": _op(
-            "Fail credential refreshes",
-            _ANY_OBJECT,
-            body={
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {"count": {"type": "integer", "minimum": 0, "maximum": 1000}},
-            },
-            body_required=False,
-        ),
-    },
-    "/v1/clock": {
-        "get": _op("Get clock", _ref("Clock")),
-    },
-    "/v1/clock/advance": {
-        "post": _op(
-            "Advance clock",
-            _ref("Clock"),
-            body={
-                "type": "object",
-                "required": ["seconds"],
-                "additionalProperties": False,
-                "properties": {"seconds": {"type": "number", "minimum": 0}},
-            },
-        ),
-    },
-    "/v1/clock/reset": {
-        "post": _op("Reset clock", _ref("Clock")),
-    },
-    "/v1/requests": {
-        "get": _op(
-            "List requests",
-            {
-                "type": "object",
-                "properties": {"requests": {"type": "array", "items": _ref("LoggedRequest")}},
-            },
-            params=[
-                _query("method", {"type": "string"}, "Only this method."),
-                _query("path", {"type": "string"}, "Only paths starting with this."),
-                _query("status", {"type": "integer", "minimum": 0}, "Only this status."),
-                _query("client", {"type": "string"}, "Only this client address."),
-                _query("token", {"type": "boolean"}, "Only with (true) or without a token."),
-                _query("imdsv1", {"type": "boolean"}, "Only IMDSv1 data requests (true)."),
-                _query("limit", {"type": "integer", "minimum": 0}, "Only the newest N."),
-            ],
-        ),
-        "delete": _op("Clear requests", _ANY_OBJECT),
-    },
-    "/v1/reports/imdsv1": {
-        "get": _op("IMDSv1 report", _ANY_OBJECT),
-    },
-    "/v1/certificate": {
-        "get": {
-            "summary": "Identity signing certificate",
-            "operationId": "certificate",
-            "responses": {
-                "200": {
-                    "description": "PEM",
-                    "content": {"application/x-pem-file": {"schema": {"type": "string"}}},
-                },
-                "401": {"$ref": "#/components/responses/Unauthorized"},
-            },
-        }
-    },
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
 }
 
+# Key order as served: openapi, info, paths, components, security.
 _DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -322,20 +258,7 @@ _DOCUMENT: dict[str, Any] = {
             "rejected request changes nothing and answers 400."
         ),
     },
-    "paths": _PATHS,
-    "components": {
-        "schemas": _SCHEMAS,
-        "responses": {
-            "Rejected": _json(_ref("Error"), "Rejected; nothing changed"),
-            "Unauthorized": _json(_ref("Error"), "Missing or wrong bearer token"),
-            "NotFound": _json(_ref("Error"), "No such path or id"),
-        },
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-    },
+    "paths": {},
+    "components": {},
     "security": [{}, {"bearer": []}],
 }
-
-
-def document() -> dict[str, Any]:
-    """A fresh copy of the OpenAPI document."""
-    return copy.deepcopy(_DOCUMENT)

@@ -19,6 +19,7 @@ from typing import Any
 
 from imdsmock.config.build import from_mapping
 from imdsmock.config.dump import to_mapping
+from imdsmock.config.options import OPTIONS, find
 from imdsmock.config.schema import OptionsConfig
 from imdsmock.core.clock import Clock, ManualClock
 from imdsmock.core.faults import FaultBook
@@ -28,23 +29,8 @@ from imdsmock.errors import ConfigError, ImdsMockError
 from imdsmock.instance.credentials import fail_refreshes, rotate_now, serve_expired
 from imdsmock.signing.signer import Signer
 
-__all__ = ["OPTION_NAMES", "Controller", "UnknownIdError"]
+__all__ = ["Controller", "UnknownIdError"]
 
-# Option names as the control API spells them, with their EC2 API aliases
-# (as ModifyInstanceMetadataOptions spells them).
-OPTION_NAMES: Mapping[str, str] = {
-    "http-tokens": "http-tokens",
-    "http-endpoint": "http-endpoint",
-    "hop-limit": "hop-limit",
-    "http-protocol-ipv6": "http-protocol-ipv6",
-    "instance-metadata-tags": "instance-metadata-tags",
-    "HttpTokens": "http-tokens",
-    "HttpEndpoint": "http-endpoint",
-    "HttpPutResponseHopLimit": "hop-limit",
-    "http-put-response-hop-limit": "hop-limit",
-    "HttpProtocolIpv6": "http-protocol-ipv6",
-    "InstanceMetadataTags": "instance-metadata-tags",
-}
 _PATH = re.compile(r"(meta-data|dynamic|user-data)(/[^/\s]+)*")
 MAX_VALUE_BYTES = 64 * 1024
 # A manual clock moves at most ten years per call (keeps times representable).
@@ -68,13 +54,7 @@ def iso(when: float) -> str:
 
 def options_dict(options: OptionsConfig) -> dict[str, Any]:
     """Instance metadata options as the control API spells them."""
-    return {
-        "http-tokens": options.http_tokens,
-        "http-endpoint": options.http_endpoint,
-        "hop-limit": options.hop_limit,
-        "http-protocol-ipv6": options.http_protocol_ipv6,
-        "instance-metadata-tags": options.instance_metadata_tags,
-    }
+    return {option.name: getattr(options, option.field) for option in OPTIONS}
 
 
 def metadata_path(path: object) -> str:
@@ -211,19 +191,19 @@ class Controller:
     def set_options(self, **opts: Any) -> dict[str, Any]:
         """Change instance metadata options as ``ModifyInstanceMetadataOptions`` does.
 
-        Names: ``http_tokens`` (optional|required), ``http_endpoint`` (enabled|disabled),
-        ``hop_limit`` (1..64), ``http_protocol_ipv6`` and ``instance_metadata_tags``
-        (enabled|disabled); dashed and EC2 API spellings are accepted too.
+        Names and values are those of :data:`imdsmock.config.options.OPTIONS`
+        (``http_tokens``: optional|required, ``hop_limit``: 1..64, ...); dashed and EC2 API
+        spellings are accepted too.
         """
         changes: dict[str, Any] = {}
         for name, value in opts.items():
-            key = OPTION_NAMES.get(name) or OPTION_NAMES.get(name.replace("_", "-"))
-            if key is None:
-                allowed = "one of: " + ", ".join(sorted(set(OPTION_NAMES.values())))
+            option = find(name)
+            if option is None:
+                allowed = "one of: " + ", ".join(sorted(o.name for o in OPTIONS))
                 raise ConfigError(f"options.{name}", value, allowed)
             if value is None or isinstance(value, Mapping | list):
-                raise ConfigError(f"options.{key}", value, "a single value")
-            changes[key] = value
+                raise ConfigError(option.key, value, "a single value")
+            changes[option.name] = value
 
         def change(snap: Snapshot) -> Snapshot:
             merged = {**options_dict(snap.config.options), **changes}

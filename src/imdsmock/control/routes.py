@@ -4,8 +4,12 @@ Pure: :func:`handle` takes a parsed :class:`ControlRequest` and returns a
 :class:`ControlResponse`; the listener in :mod:`imdsmock.serve.control` only moves bytes.
 Bodies are JSON. Errors are JSON too: ``{"error": "...", "field": "...", "allowed": [...]}``
 with 400 for a rejected request (which changed nothing), 401 without the bearer token,
-404 for an unknown route or id and 405 for a wrong method. The routes are described by
-the OpenAPI document served at ``/openapi.json`` (:mod:`imdsmock.control.openapi`).
+404 for an unknown route or id and 405 for a wrong method.
+
+:data:`ROUTES` is the one list of routes: each names its method, its path (an OpenAPI path
+template), the function in :mod:`imdsmock.control.handlers` that answers it, and how the
+OpenAPI document served at ``/openapi.json`` describes it (:mod:`imdsmock.control.openapi`
+builds the document from this table).
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote
 
-from imdsmock.control.openapi import document
-from imdsmock.control.operations import Controller, UnknownIdError
+from imdsmock.control import handlers as h
+from imdsmock.control.handlers import REQUEST_FILTERS, BadRequest, Call, Handler
+from imdsmock.control.openapi import Operation, document, query, ref
+from imdsmock.control.operations import MAX_FAIL_COUNT, Controller, UnknownIdError
 from imdsmock.errors import ConfigError, ImdsMockError
 
-__all__ = ["ROUTES", "ControlRequest", "ControlResponse", "handle"]
+__all__ = ["ROUTES", "ControlRequest", "ControlResponse", "Route", "handle"]
 
 
 class ControlRequest(NamedTuple):
@@ -42,231 +48,195 @@ class ControlResponse(NamedTuple):
     allow: str | None = None
 
 
-class _Bad(Exception):
-    """A malformed request (not a rejected value): bad JSON, wrong body shape."""
-
-    def __init__(self, field: str, message: str, allowed: list[str]) -> None:
-        super().__init__(message)
-        self.field = field
-        self.allowed = allowed
-
-
-class _Call(NamedTuple):
-    controller: Controller
-    params: tuple[str, ...]
-    query: Mapping[str, str]
-    body: bytes
-
-
-Handler = Callable[[_Call], tuple[int, Any]]
-
-
-def _json(status: int, data: Any) -> ControlResponse:
-    return ControlResponse(status, json.dumps(data, indent=2).encode() + b"\n")
-
-
-def _error(
-    status: int, message: str, field: str | None = None, allowed: list[str] | None = None
-) -> ControlResponse:
-    return _json(status, {"error": message, "field": field, "allowed": allowed or []})
-
-
-def _object(call: _Call, *, required: bool = True) -> dict[str, Any]:
-    if not call.body.strip():
-        if required:
-            raise _Bad("body", "a JSON object body is required", ["a JSON object"])
-        return {}
-    try:
-        data = json.loads(call.body)
-    except (ValueError, UnicodeDecodeError):
-        raise _Bad("body", "the body is not valid JSON", ["a JSON object"]) from None
-    if not isinstance(data, dict):
-        raise _Bad("body", "the body must be a JSON object", ["a JSON object"])
-    return data
-
-
-def _only(data: Mapping[str, Any], keys: tuple[str, ...]) -> None:
-    for key in data:
-        if key not in keys:
-            raise ConfigError(key, data[key], "one of the keys: " + ", ".join(keys))
-
-
-# -- handlers ------------------------------------------------------------------------------
-
-
-def _state(call: _Call) -> tuple[int, Any]:
-    return 200, call.controller.state()
-
-
-def _metadata_edits(call: _Call) -> tuple[int, Any]:
-    return 200, {"metadata": dict(call.controller.snapshot.edits)}
-
-
-def _metadata_patch(call: _Call) -> tuple[int, Any]:
-    return 200, {"metadata": call.controller.edit_metadata(_object(call))}
-
-
-def _metadata_reset(call: _Call) -> tuple[int, Any]:
-    call.controller.reset_metadata()
-    return 200, {"metadata": {}}
-
-
-def _metadata_get(call: _Call) -> tuple[int, Any]:
-    value = call.controller.get_metadata(call.params[0])
-    if value is None:
-        return 404, {"error": "nothing is served at this path", "field": "path", "allowed": []}
-    return 200, {"path": call.params[0], "value": value}
-
-
-def _metadata_put(call: _Call) -> tuple[int, Any]:
-    data = _object(call)
-    _only(data, ("value",))
-    if "value" not in data:
-        raise ConfigError("value", None, "a string")
-    call.controller.set_metadata(call.params[0], data["value"])
-    return 200, {"path": call.params[0], "value": data["value"]}
-
-
-def _metadata_delete(call: _Call) -> tuple[int, Any]:
-    call.controller.delete_metadata(call.params[0])
-    return 200, {"path": call.params[0], "value": None}
-
-
-def _scenarios(call: _Call) -> tuple[int, Any]:
-    return 200, {"scenarios": call.controller.scenarios()}
-
-
-def _scenario_start(call: _Call) -> tuple[int, Any]:
-    return 201, call.controller.start_scenario(_object(call))
-
-
-def _scenario_cancel(call: _Call) -> tuple[int, Any]:
-    call.controller.cancel_scenario(call.params[0])
-    return 200, {"cancelled": call.params[0]}
-
-
-def _options(call: _Call) -> tuple[int, Any]:
-    return 200, call.controller.options()
-
-
-def _options_patch(call: _Call) -> tuple[int, Any]:
-    return 200, call.controller.set_options(**_object(call))
-
-
-def _faults(call: _Call) -> tuple[int, Any]:
-    return 200, {"faults": call.controller.faults()}
-
-
-def _fault_add(call: _Call) -> tuple[int, Any]:
-    return 201, call.controller.add_fault(_object(call))
-
-
-def _faults_clear(call: _Call) -> tuple[int, Any]:
-    call.controller.clear_faults()
-    return 200, {"faults": []}
-
-
-def _fault_remove(call: _Call) -> tuple[int, Any]:
-    call.controller.remove_fault(call.params[0])
-    return 200, {"removed": call.params[0]}
-
-
-def _creds_rotate(call: _Call) -> tuple[int, Any]:
-    _only(_object(call, required=False), ())
-    return 200, call.controller.rotate_credentials()
-
-
-def _creds_expire(call: _Call) -> tuple[int, Any]:
-    data = _object(call, required=False)
-    _only(data, ("on",))
-    return 200, call.controller.expire_credentials(data.get("on", True))
-
-
-def _creds_fail(call: _Call) -> tuple[int, Any]:
-    data = _object(call, required=False)
-    _only(data, ("count",))
-    return 200, call.controller.fail_credentials(data.get("count", 1))
-
-
-def _clock(call: _Call) -> tuple[int, Any]:
-    return 200, call.controller.clock()
-
-
-def _clock_advance(call: _Call) -> tuple[int, Any]:
-    data = _object(call)
-    _only(data, ("seconds",))
-    if "seconds" not in data:
-        raise ConfigError("seconds", None, "a number of seconds")
-    return 200, call.controller.advance_clock(data["seconds"])
-
-
-def _clock_reset(call: _Call) -> tuple[int, Any]:
-    _only(_object(call, required=False), ())
-    return 200, call.controller.reset_clock()
-
-
-_FILTERS = ("method", "path", "status", "client", "token", "imdsv1", "limit")
-
-
-def _requests(call: _Call) -> tuple[int, Any]:
-    filters: dict[str, Any] = {}
-    for key, value in call.query.items():
-        if key not in _FILTERS:
-            raise ConfigError(key, value, "one of the filters: " + ", ".join(_FILTERS))
-        if key in ("status", "limit"):
-            if not re.fullmatch(r"[0-9]{1,6}", value):
-                raise ConfigError(key, value, "a whole number")
-            filters[key] = int(value)
-        elif key in ("token", "imdsv1"):
-            if value not in ("true", "false"):
-                raise ConfigError(key, value, "one of: true, false")
-            filters[key] = value == "true"
-        else:
-            filters[key] = value
-    return 200, {"requests": call.controller.requests(**filters)}
-
-
-def _requests_clear(call: _Call) -> tuple[int, Any]:
-    call.controller.clear_requests()
-    return 200, {"requests": []}
-
-
-def _report_v1(call: _Call) -> tuple[int, Any]:
-    return 200, {"clients": call.controller.imdsv1_report()}
-
-
-_SEG = r"([^/]+)"
-_ANY = r"(.+)"
-
-ROUTES: tuple[tuple[str, re.Pattern[str], Handler], ...] = tuple(
-    (method, re.compile(pattern), fn)
-    for method, pattern, fn in (
-        ("GET", r"/v1/state", _state),
-        ("GET", r"/v1/metadata", _metadata_edits),
-        ("PATCH", r"/v1/metadata", _metadata_patch),
-        ("DELETE", r"/v1/metadata", _metadata_reset),
-        ("GET", rf"/v1/metadata/{_ANY}", _metadata_get),
-        ("PUT", rf"/v1/metadata/{_ANY}", _metadata_put),
-        ("DELETE", rf"/v1/metadata/{_ANY}", _metadata_delete),
-        ("GET", r"/v1/scenarios", _scenarios),
-        ("POST", r"/v1/scenarios", _scenario_start),
-        ("DELETE", rf"/v1/scenarios/{_SEG}", _scenario_cancel),
-        ("GET", r"/v1/options", _options),
-        ("PATCH", r"/v1/options", _options_patch),
-        ("GET", r"/v1/faults", _faults),
-        ("POST", r"/v1/faults", _fault_add),
-        ("DELETE", r"/v1/faults", _faults_clear),
-        ("DELETE", rf"/v1/faults/{_SEG}", _fault_remove),
-        ("POST", r"/v1/credentials/rotate", _creds_rotate),
-        ("POST", r"/v1/credentials/expire", _creds_expire),
-        ("POST", r"/v1/credentials/fail", _creds_fail),
-        ("GET", r"/v1/clock", _clock),
-        ("POST", r"/v1/clock/advance", _clock_advance),
-        ("POST", r"/v1/clock/reset", _clock_reset),
-        ("GET", r"/v1/requests", _requests),
-        ("DELETE", r"/v1/requests", _requests_clear),
-        ("GET", r"/v1/reports/imdsv1", _report_v1),
-    )
+# A path template's parameters as they match: an IMDS path takes the rest, an id one segment.
+_PARAMETERS = {"path": "(.+)", "id": "([^/]+)"}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One control route: method, path template, handler, and its OpenAPI description."""
+
+    method: str
+    path: str
+    """An OpenAPI path template: ``/v1/metadata/{path}``, ``/v1/faults/{id}``."""
+    handler: Handler
+    doc: Operation | None
+    """How the OpenAPI document describes the route; None leaves it out."""
+    static: bool = False
+    """A fixed document: answers HEAD as GET and ignores the query."""
+    content_type: str = "application/json"
+    """The answer's type: JSON data, or the handler's text as is."""
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parts = re.split(r"\{(\w+)\}", self.path)
+        regex = "".join(_PARAMETERS[p] if i % 2 else re.escape(p) for i, p in enumerate(parts))
+        object.__setattr__(self, "pattern", re.compile(regex))
+
+
+def _openapi(call: Call) -> tuple[int, Any]:
+    return 200, document(ROUTES)
+
+
+def _object_of(required: tuple[str, ...] = (), /, **properties: Any) -> dict[str, Any]:
+    """A JSON object of exactly these properties (``required`` ones must be there)."""
+    head: dict[str, Any] = {"type": "object"}
+    if required:
+        head["required"] = list(required)
+    return {**head, "additionalProperties": False, "properties": properties}
+
+
+def _list_of(key: str, item: str) -> dict[str, Any]:
+    return {"type": "object", "properties": {key: {"type": "array", "items": ref(item)}}}
+
+
+_FILTER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer", "minimum": 0},
+    "boolean": {"type": "boolean"},
+}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/state", h.state, Operation(summary="Get state")),
+    Route("GET", "/v1/metadata", h.metadata_edits, Operation(summary="List metadata edits")),
+    Route(
+        "PATCH",
+        "/v1/metadata",
+        h.metadata_patch,
+        Operation(summary="Edit metadata", body=ref("Edits")),
+    ),
+    Route("DELETE", "/v1/metadata", h.metadata_reset, Operation(summary="Reset metadata")),
+    Route(
+        "GET",
+        "/v1/metadata/{path}",
+        h.metadata_get,
+        Operation(summary="Get metadata", not_found=True),
+    ),
+    Route(
+        "PUT",
+        "/v1/metadata/{path}",
+        h.metadata_put,
+        Operation(
+            summary="Set metadata",
+            body=_object_of(("value",), value={"type": "string"}),
+        ),
+    ),
+    Route("DELETE", "/v1/metadata/{path}", h.metadata_delete, Operation(summary="Delete metadata")),
+    Route("GET", "/v1/scenarios", h.scenarios, Operation(summary="List scenarios")),
+    Route(
+        "POST",
+        "/v1/scenarios",
+        h.scenario_start,
+        Operation(summary="Start scenario", status=201, body=ref("Scenario")),
+    ),
+    Route(
+        "DELETE",
+        "/v1/scenarios/{id}",
+        h.scenario_cancel,
+        Operation(summary="Cancel scenario", not_found=True),
+    ),
+    Route(
+        "GET", "/v1/options", h.options, Operation(summary="Get options", response=ref("Options"))
+    ),
+    Route(
+        "PATCH",
+        "/v1/options",
+        h.options_patch,
+        Operation(summary="Set options", response=ref("Options"), body=ref("Options")),
+    ),
+    Route(
+        "GET",
+        "/v1/faults",
+        h.faults,
+        Operation(summary="List faults", response=_list_of("faults", "FaultRule")),
+    ),
+    Route(
+        "POST",
+        "/v1/faults",
+        h.fault_add,
+        Operation(summary="Add fault", response=ref("FaultRule"), status=201, body=ref("Fault")),
+    ),
+    Route("DELETE", "/v1/faults", h.faults_clear, Operation(summary="Clear faults")),
+    Route(
+        "DELETE",
+        "/v1/faults/{id}",
+        h.fault_remove,
+        Operation(summary="Remove fault", not_found=True),
+    ),
+    Route(
+        "POST",
+        "/v1/credentials/rotate",
+        h.credentials_rotate,
+        Operation(summary="Rotate credentials"),
+    ),
+    Route(
+        "POST",
+        "/v1/credentials/expire",
+        h.credentials_expire,
+        Operation(
+            summary="Expire credentials",
+            body=_object_of(on={"type": "boolean"}),
+            body_required=False,
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/credentials/fail",
+        h.credentials_fail,
+        Operation(
+            summary="Fail credential refreshes",
+            body=_object_of(count={"type": "integer", "minimum": 0, "maximum": MAX_FAIL_COUNT}),
+            body_required=False,
+        ),
+    ),
+    Route("GET", "/v1/clock", h.clock, Operation(summary="Get clock", response=ref("Clock"))),
+    Route(
+        "POST",
+        "/v1/clock/advance",
+        h.clock_advance,
+        Operation(
+            summary="Advance clock",
+            response=ref("Clock"),
+            body=_object_of(("seconds",), seconds={"type": "number", "minimum": 0}),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/clock/reset",
+        h.clock_reset,
+        Operation(summary="Reset clock", response=ref("Clock")),
+    ),
+    Route(
+        "GET",
+        "/v1/requests",
+        h.requests,
+        Operation(
+            summary="List requests",
+            response=_list_of("requests", "LoggedRequest"),
+            query=tuple(
+                query(name, _FILTER_SCHEMAS[kind], description)
+                for name, (kind, description) in REQUEST_FILTERS.items()
+            ),
+        ),
+    ),
+    Route("DELETE", "/v1/requests", h.requests_clear, Operation(summary="Clear requests")),
+    Route("GET", "/v1/reports/imdsv1", h.report_imdsv1, Operation(summary="IMDSv1 report")),
+    Route(
+        "GET",
+        "/v1/certificate",
+        h.certificate,
+        Operation(
+            summary="Identity signing certificate",
+            operation_id="certificate",
+            response={"type": "string"},
+            answers="PEM",
+            rejects=False,
+        ),
+        static=True,
+        content_type="application/x-pem-file",
+    ),
+    Route("GET", "/openapi.json", _openapi, None, static=True),
+    Route("GET", "/v1/openapi.json", _openapi, None, static=True),
 )
 
 
@@ -278,31 +248,24 @@ def handle(
         return _error(401, "missing or wrong bearer token", "Authorization", ["Bearer <token>"])
     path, _, raw_query = request.target.partition("?")
     method = request.method
-    if path in ("/openapi.json", "/v1/openapi.json"):
-        if method not in ("GET", "HEAD"):
-            return _method_not_allowed("GET")
-        return _json(200, document())
-    if path == "/v1/certificate":
-        if method not in ("GET", "HEAD"):
-            return _method_not_allowed("GET")
-        pem = controller.certificate().encode()
-        return ControlResponse(200, pem, "application/x-pem-file")
     allowed: list[str] = []
-    for route_method, pattern, fn in ROUTES:
-        m = pattern.fullmatch(path)
+    for route in ROUTES:
+        m = route.pattern.fullmatch(path)
         if m is None:
             continue
-        if route_method != method:
-            allowed.append(route_method)
+        if route.method != method and not (route.static and method == "HEAD"):
+            allowed.append(route.method)
             continue
+        query: dict[str, str] = {}
         try:
             params = tuple(unquote(p, errors="strict") for p in m.groups())
-            query = {k: v[-1] for k, v in parse_qs(raw_query, errors="strict").items()}
+            if not route.static:
+                query = {k: v[-1] for k, v in parse_qs(raw_query, errors="strict").items()}
         except UnicodeDecodeError:
             return _error(400, "the URL is not valid UTF-8", "path", [])
         try:
-            status, data = fn(_Call(controller, params, query, request.body))
-        except _Bad as exc:
+            status, data = route.handler(Call(controller, params, query, request.body))
+        except BadRequest as exc:
             return _error(400, str(exc), exc.field, exc.allowed)
         except UnknownIdError as exc:
             return _error(404, str(exc), "id", [])
@@ -310,10 +273,22 @@ def handle(
             return _error(400, str(exc), exc.key, _allowed(exc.allowed))
         except ImdsMockError as exc:
             return _error(400, str(exc))
+        if route.content_type != "application/json":
+            return ControlResponse(status, data.encode(), route.content_type)
         return _json(status, data)
     if allowed:
         return _method_not_allowed(", ".join(sorted(set(allowed))))
     return _error(404, f"no such control route: {path}", "path", ["see /openapi.json"])
+
+
+def _json(status: int, data: Any) -> ControlResponse:
+    return ControlResponse(status, json.dumps(data, indent=2).encode() + b"\n")
+
+
+def _error(
+    status: int, message: str, field: str | None = None, allowed: list[str] | None = None
+) -> ControlResponse:
+    return _json(status, {"error": message, "field": field, "allowed": allowed or []})
 
 
 def _method_not_allowed(allow: str) -> ControlResponse:

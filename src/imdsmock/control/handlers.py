@@ -1,0 +1,220 @@
+"""What each control route does: one function per route, from a parsed call to a status and
+JSON-ready data, by calling the :class:`~imdsmock.control.operations.Controller`.
+
+The route table that maps methods and paths to these (and describes them in the OpenAPI
+document) is :data:`imdsmock.control.routes.ROUTES`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, NamedTuple
+
+from imdsmock.control.operations import Controller
+from imdsmock.errors import ConfigError
+
+__all__ = ["REQUEST_FILTERS", "BadRequest", "Call", "Handler"]
+
+
+class BadRequest(Exception):
+    """A malformed request (not a rejected value): bad JSON, wrong body shape."""
+
+    def __init__(self, field: str, message: str, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.field = field
+        self.allowed = allowed
+
+
+class Call(NamedTuple):
+    """One routed request: the controller, the path's parameters, the query and the body."""
+
+    controller: Controller
+    params: tuple[str, ...]
+    query: Mapping[str, str]
+    body: bytes
+
+
+Handler = Callable[[Call], tuple[int, Any]]
+
+
+def _object(call: Call, *, required: bool = True) -> dict[str, Any]:
+    if not call.body.strip():
+        if required:
+            raise BadRequest("body", "a JSON object body is required", ["a JSON object"])
+        return {}
+    try:
+        data = json.loads(call.body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body", "the body is not valid JSON", ["a JSON object"]) from None
+    if not isinstance(data, dict):
+        raise BadRequest("body", "the body must be a JSON object", ["a JSON object"])
+    return data
+
+
+def _only(data: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    for key in data:
+        if key not in keys:
+            raise ConfigError(key, data[key], "one of the keys: " + ", ".join(keys))
+
+
+def state(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.state()
+
+
+def metadata_edits(call: Call) -> tuple[int, Any]:
+    return 200, {"metadata": dict(call.controller.snapshot.edits)}
+
+
+def metadata_patch(call: Call) -> tuple[int, Any]:
+    return 200, {"metadata": call.controller.edit_metadata(_object(call))}
+
+
+def metadata_reset(call: Call) -> tuple[int, Any]:
+    call.controller.reset_metadata()
+    return 200, {"metadata": {}}
+
+
+def metadata_get(call: Call) -> tuple[int, Any]:
+    """The value served at the path now; 404 when nothing is."""
+    value = call.controller.get_metadata(call.params[0])
+    if value is None:
+        return 404, {"error": "nothing is served at this path", "field": "path", "allowed": []}
+    return 200, {"path": call.params[0], "value": value}
+
+
+def metadata_put(call: Call) -> tuple[int, Any]:
+    data = _object(call)
+    _only(data, ("value",))
+    if "value" not in data:
+        raise ConfigError("value", None, "a string")
+    call.controller.set_metadata(call.params[0], data["value"])
+    return 200, {"path": call.params[0], "value": data["value"]}
+
+
+def metadata_delete(call: Call) -> tuple[int, Any]:
+    call.controller.delete_metadata(call.params[0])
+    return 200, {"path": call.params[0], "value": None}
+
+
+def scenarios(call: Call) -> tuple[int, Any]:
+    return 200, {"scenarios": call.controller.scenarios()}
+
+
+def scenario_start(call: Call) -> tuple[int, Any]:
+    return 201, call.controller.start_scenario(_object(call))
+
+
+def scenario_cancel(call: Call) -> tuple[int, Any]:
+    call.controller.cancel_scenario(call.params[0])
+    return 200, {"cancelled": call.params[0]}
+
+
+def options(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.options()
+
+
+def options_patch(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.set_options(**_object(call))
+
+
+def faults(call: Call) -> tuple[int, Any]:
+    return 200, {"faults": call.controller.faults()}
+
+
+def fault_add(call: Call) -> tuple[int, Any]:
+    return 201, call.controller.add_fault(_object(call))
+
+
+def faults_clear(call: Call) -> tuple[int, Any]:
+    call.controller.clear_faults()
+    return 200, {"faults": []}
+
+
+def fault_remove(call: Call) -> tuple[int, Any]:
+    call.controller.remove_fault(call.params[0])
+    return 200, {"removed": call.params[0]}
+
+
+def credentials_rotate(call: Call) -> tuple[int, Any]:
+    _only(_object(call, required=False), ())
+    return 200, call.controller.rotate_credentials()
+
+
+def credentials_expire(call: Call) -> tuple[int, Any]:
+    """Serve expired credentials (``on``, default true) or normal ones again."""
+    data = _object(call, required=False)
+    _only(data, ("on",))
+    return 200, call.controller.expire_credentials(data.get("on", True))
+
+
+def credentials_fail(call: Call) -> tuple[int, Any]:
+    """Fail the next ``count`` (default 1) credential fetches."""
+    data = _object(call, required=False)
+    _only(data, ("count",))
+    return 200, call.controller.fail_credentials(data.get("count", 1))
+
+
+def clock(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.clock()
+
+
+def clock_advance(call: Call) -> tuple[int, Any]:
+    data = _object(call)
+    _only(data, ("seconds",))
+    if "seconds" not in data:
+        raise ConfigError("seconds", None, "a number of seconds")
+    return 200, call.controller.advance_clock(data["seconds"])
+
+
+def clock_reset(call: Call) -> tuple[int, Any]:
+    _only(_object(call, required=False), ())
+    return 200, call.controller.reset_clock()
+
+
+# The request log's filters: name -> (the value's type, what it keeps).
+REQUEST_FILTERS: Mapping[str, tuple[Literal["string", "integer", "boolean"], str]] = {
+    "method": ("string", "Only this method."),
+    "path": ("string", "Only paths starting with this."),
+    "status": ("integer", "Only this status."),
+    "client": ("string", "Only this client address."),
+    "token": ("boolean", "Only with (true) or without a token."),
+    "imdsv1": ("boolean", "Only IMDSv1 data requests (true)."),
+    "limit": ("integer", "Only the newest N."),
+}
+
+
+def requests(call: Call) -> tuple[int, Any]:
+    """The request log, narrowed by the query's :data:`REQUEST_FILTERS`."""
+    filters: dict[str, Any] = {}
+    for key, value in call.query.items():
+        if key not in REQUEST_FILTERS:
+            allowed = "one of the filters: " + ", ".join(REQUEST_FILTERS)
+            raise ConfigError(key, value, allowed)
+        kind = REQUEST_FILTERS[key][0]
+        if kind == "integer":
+            if not re.fullmatch(r"[0-9]{1,6}", value):
+                raise ConfigError(key, value, "a whole number")
+            filters[key] = int(value)
+        elif kind == "boolean":
+            if value not in ("true", "false"):
+                raise ConfigError(key, value, "one of: true, false")
+            filters[key] = value == "true"
+        else:
+            filters[key] = value
+    return 200, {"requests": call.controller.requests(**filters)}
+
+
+def requests_clear(call: Call) -> tuple[int, Any]:
+    call.controller.clear_requests()
+    return 200, {"requests": []}
+
+
+def report_imdsv1(call: Call) -> tuple[int, Any]:
+    return 200, {"clients": call.controller.imdsv1_report()}
+
+
+def certificate(call: Call) -> tuple[int, Any]:
+    """The identity-signing certificate, as PEM text."""
+    return 200, call.controller.certificate()
