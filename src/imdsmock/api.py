@@ -10,8 +10,9 @@ on a free port of 127.0.0.1 in a background thread::
         imds.clock.advance(120)                    # no sleeping: time is a parameter
         imds.assert_no_imdsv1()
 
-The control operations are methods that call the one :class:`~imdsmock.controller.Controller`
-the control API and ``imdsmock ctl`` also use; nothing is implemented twice.
+The control operations are methods that call the one
+:class:`~imdsmock.control.operations.Controller` the control API and ``imdsmock ctl`` also
+use; nothing is implemented twice.
 """
 
 from __future__ import annotations
@@ -64,12 +65,12 @@ _FIELDS = {
 class MockIMDS:
     """A mock EC2 instance metadata service, served on 127.0.0.1 from a background thread.
 
-    ``config`` is a :class:`~imdsmock.config.Config`, a file-shaped mapping or a config
+    ``config`` is a :class:`~imdsmock.config.schema.Config`, a file-shaped mapping or a config
     file path; keyword ``overrides`` win over it and take the short names of the CLI
     (``http_tokens``, ``region``, ``user_data``, ``instance_id``...), any field of the
     ``instance``, ``options`` or ``credentials`` section (``tags``, ``iam_role``,
     ``hop_limit``...) or a whole section (``paths={...}``). The process environment is
-    not read unless passed as ``env``. Time runs on a :class:`~imdsmock.clock.ManualClock`
+    not read unless passed as ``env``. Time runs on a :class:`~imdsmock.core.clock.ManualClock`
     unless ``clock="system"`` (or any object with ``now()``) is given.
     """
 
@@ -226,7 +227,7 @@ class MockIMDS:
 
     @property
     def controller(self) -> Controller:
-        """The :class:`~imdsmock.controller.Controller` behind the control API, for this mock."""
+        """The :class:`~imdsmock.control.operations.Controller` behind the control API."""
         return self.app.controller
 
     def get_metadata(self, path: str) -> str | None:

@@ -1,10 +1,11 @@
 """The key tables of ``docs/configuration.md``, generated from the schema.
 
-Each key's type, default and one-line description come from :mod:`imdsmock.config.schema` (the
-description is the string under the field); its variable from :func:`~imdsmock.config.env_name`
-and ``SHORT_NAMES``; its AWS Go mock (AEMM) equivalent from the tables
-:mod:`imdsmock.aemm.config` translates with. The generated part sits between two markers
-in the document; the prose around it is written by hand.
+Each key's type, default and one-line description come from :mod:`imdsmock.config.schema`
+(the description is the string under the field; allowed values and ranges are the ones
+every other surface takes, see :mod:`imdsmock.config.options`); its variable from
+:func:`~imdsmock.config.schema.env_name` and ``SHORT_NAMES``; its AWS Go mock (AEMM)
+equivalent from the tables :mod:`imdsmock.aemm.config` translates with. The generated part
+sits between two markers in the document; the prose around it is written by hand.
 
 ``python -m imdsmock.configdoc`` prints the tables; ``--write FILE`` updates them in place;
 ``--check FILE`` exits 1 when the file is stale. A test runs the check.
@@ -69,7 +70,7 @@ class Row:
 
 
 def rows() -> list[Row]:
-    """Every key of :class:`~imdsmock.config.Config`, then an interface's keys."""
+    """Every key of :class:`~imdsmock.config.schema.Config`, then an interface's keys."""
     docs = _descriptions()
     out = list(_rows(Config, "", docs))
     out += _rows(InterfaceConfig, "instance.interfaces[].", docs)
