@@ -16,8 +16,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import Clock, ManualClock, SystemClock
@@ -47,9 +46,11 @@ __all__ = ["App", "Deferred"]
 log = logging.getLogger("imdsmock")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Deferred:
-    """What :meth:`App.reconfigure` was given but applies only after a restart."""
+class Deferred(NamedTuple):
+    """What :meth:`App.reconfigure` was given but applies only after a restart.
+
+    A named tuple: the class is defined at every start, where a dataclass costs more.
+    """
 
     listeners: bool
     """The IMDS listen addresses differ from those bound."""

@@ -15,8 +15,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from imdsmock.config.build import from_mapping
 from imdsmock.config.schema import DEFAULT_RANGE, RANGES, OptionsConfig, dashed
@@ -24,9 +23,12 @@ from imdsmock.config.schema import DEFAULT_RANGE, RANGES, OptionsConfig, dashed
 __all__ = ["OPTIONS", "MetadataOption", "find"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MetadataOption:
-    """One instance metadata option as the flags, the control API and its schema see it."""
+class MetadataOption(NamedTuple):
+    """One instance metadata option as the flags, the control API and its schema see it.
+
+    A named tuple, not a frozen dataclass: the ``imdsmock`` flags are built from it at every
+    start, and a dataclass costs several times more to define.
+    """
 
     name: str
     """The dashed name: the flag, the control API's field and the key under ``options``."""
