@@ -38,7 +38,7 @@ def run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
 
 def compose_command() -> list[str]:
     """``docker compose`` when the plugin is installed, else ``docker-compose``."""
-    if run(["docker", "compose", "version"]).returncode == 0:
+    if shutil.which("docker") and run(["docker", "compose", "version"]).returncode == 0:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
