@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from imdsmock.config.load import load
-from imdsmock.core.state import build_snapshot
+from imdsmock.core.snapshot import build_snapshot
+from imdsmock.core.state import Compiled
 from imdsmock.signing.store import load_signer
 
 LEAF_DIR = "meta-data/bench"
@@ -40,10 +41,13 @@ def write_root(directory: Path, config_file: Path) -> Path:
     cfg = load(file=config_file, env={})
     now = time.time()
     snapshot = build_snapshot(cfg, signer=load_signer(cfg.signing), started=now)
-    table = snapshot.table(now)
-    dirs = {rel.rsplit("/", 1)[0] if "/" in rel else "" for rel in table.entries}
+    compiled = Compiled(snapshot)
+    rels = compiled.table(now).entries
+    dirs = {rel.rsplit("/", 1)[0] if "/" in rel else "" for rel in rels}
     root = directory / f"root-{config_file.stem}"
-    for rel, entry in table.entries.items():
+    for rel in rels:
+        entry = compiled.lookup(rel, now)
+        assert entry is not None
         base = root / "latest" / rel if rel else root / "latest"
         target = base / "index.txt" if rel in dirs else base
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from imdsmock.app import App
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import Clock, ManualClock
-from imdsmock.core.state import Snapshot, build_snapshot
+from imdsmock.core.snapshot import Snapshot, build_snapshot
 from imdsmock.signing.keys import generate
 from imdsmock.signing.signer import Signer
 
@@ -148,7 +148,7 @@ def base_snapshot(config: Config | None = None) -> Snapshot:
 def offline_app(config: Config | None = None) -> App:
     """An :class:`App` that is built but not served, on a manual clock at :data:`EPOCH`.
 
-    For what a configuration serves (``app.state.snapshot.table(now)``), the pure handler
+    For what a configuration serves (``app.state.compiled.lookup(path, now)``), the handler
     fed in-process, and reloads, where no socket is needed.
     """
     return App(config or make_config(), clock=ManualClock(EPOCH))

@@ -235,7 +235,7 @@ def config_for(argv: list[str], env: dict[str, str] | None = None) -> Config:
 
 def served(cfg: Config, path: str, after: float = 0.0) -> str | None:
     """The body the configured instance serves at ``path`` (relative to /latest/)."""
-    entry = offline_app(cfg).state.snapshot.table(EPOCH + after).lookup(path)
+    entry = offline_app(cfg).state.compiled.lookup(path, EPOCH + after)
     return None if entry is None else entry.get.body.decode()
 
 

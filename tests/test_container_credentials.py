@@ -24,7 +24,7 @@ from botocore.utils import InstanceMetadataFetcher
 
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import ManualClock
-from support import ROOT, Running, make_config, serve
+from support import EPOCH, ROOT, Running, make_config, serve
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZGVmYXVsdDphcHAifQ.c2ln"
 ECS_URI = "/v2/credentials/6f1c2d9e-8a3b-4c5d-9e7f-0a1b2c3d4e5f"
@@ -123,10 +123,8 @@ def test_eks_endpoint_refuses_missing_or_wrong_tokens(
 
 def test_container_endpoints_answer_unavailable_while_refreshes_fail() -> None:
     """An armed fail_refreshes also fails container fetches (ECS 400, EKS 500), then heals."""
-    from imdsmock.instance.credentials import fail_refreshes
-
     with serve(_config()) as r:
-        r.app.state.swap(lambda s: fail_refreshes(s, 2))
+        r.app.state.failures.arm(2, "baskinc-role", EPOCH)
         ecs, eks = r.app.containers.urls("ecs")[0], r.app.containers.urls("eks")[0]
         assert _get(ecs, ECS_URI)[0] == 400
         assert _get(eks, "/v1/credentials", {"Authorization": TOKEN})[0] == 500
@@ -231,7 +229,7 @@ _ECS_SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     import boto3
     from imdsmock.core.clock import ManualClock
-    from imdsmock.instance.credentials import current_set
+    from imdsmock.core.credentials import current_set
     from support import make_config, serve
     cfg = make_config(server={"ecs-listen": ["169.254.170.2:80"]})
     with serve(cfg, ManualClock(time.time())) as r:

@@ -10,17 +10,13 @@ import boto3
 import pytest
 
 from imdsmock.core.clock import ManualClock
+from imdsmock.core.credentials import current_set, rotate_now, serve_expired
 from imdsmock.core.imds import Request, handle
-from imdsmock.core.state import Snapshot
+from imdsmock.core.snapshot import Snapshot
+from imdsmock.core.state import Compiled, State
 from imdsmock.core.tokens import TokenIssuer
 from imdsmock.errors import ConfigError
-from imdsmock.instance.credentials import (
-    UNAVAILABLE_CODE,
-    current_set,
-    fail_refreshes,
-    rotate_now,
-    serve_expired,
-)
+from imdsmock.instance.credentials import UNAVAILABLE_CODE
 from support import EPOCH, Running, base_snapshot, make_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
@@ -32,8 +28,12 @@ def _snapshot(**sections: object) -> Snapshot:
     return base_snapshot(make_config(**sections))
 
 
-def _doc(snapshot: Snapshot, now: float, path: str = ROLE_PATH) -> dict[str, str]:
-    response = handle(snapshot, Request("GET", path), now, TokenIssuer())
+def _compiled(served: Snapshot | State) -> Compiled:
+    return served.compiled if isinstance(served, State) else Compiled(served)
+
+
+def _doc(served: Snapshot | State, now: float, path: str = ROLE_PATH) -> dict[str, str]:
+    response = handle(_compiled(served), Request("GET", path), now, TokenIssuer())
     assert response.status == 200
     parsed: dict[str, str] = json.loads(response.body)
     return parsed
@@ -42,7 +42,7 @@ def _doc(snapshot: Snapshot, now: float, path: str = ROLE_PATH) -> dict[str, str
 def test_role_document_looks_like_ec2s() -> None:
     """The document has EC2's fields in EC2's order, ASIA keys, 40-char secrets, long tokens."""
     snap = _snapshot()
-    response = handle(snap, Request("GET", ROLE_PATH), EPOCH + 10, TokenIssuer())
+    response = handle(Compiled(snap), Request("GET", ROLE_PATH), EPOCH + 10, TokenIssuer())
     text = response.body.decode()
     assert text.startswith('{\n  "Code" : "Success",\n  "LastUpdated" : "')
     doc = json.loads(text)
@@ -71,7 +71,7 @@ def test_extended_path_adds_account_id_and_can_be_switched_off() -> None:
     assert doc["AccountId"] == "515336597381"
     assert list(doc)[-1] == "AccountId"
     off = _snapshot(credentials={"extended": False})
-    response = handle(off, Request("GET", EXTENDED_PATH), EPOCH, TokenIssuer())
+    response = handle(Compiled(off), Request("GET", EXTENDED_PATH), EPOCH, TokenIssuer())
     assert response.status == 404
 
 
@@ -127,27 +127,41 @@ def test_serve_expired_puts_expiration_in_the_past() -> None:
 
 def test_fail_refreshes_fails_exactly_n_fetches() -> None:
     """The next n role-document fetches answer EC2's failure document, then Success again."""
-    snap = fail_refreshes(_snapshot(), 2, EPOCH)
-    tokens = TokenIssuer()
+    state = State(_snapshot())
+    state.failures.arm(2, "baskinc-role", EPOCH)
     listing = handle(
-        snap, Request("GET", "/latest/meta-data/iam/security-credentials/"), EPOCH, tokens
+        state.compiled,
+        Request("GET", "/latest/meta-data/iam/security-credentials/"),
+        EPOCH,
+        TokenIssuer(),
     )
     assert listing.body == b"baskinc-role"  # listings are not fetches
-    codes = [_doc(snap, EPOCH, path)["Code"] for path in (ROLE_PATH, EXTENDED_PATH + "/")]
+    codes = [_doc(state, EPOCH, path)["Code"] for path in (ROLE_PATH, EXTENDED_PATH + "/")]
     assert codes == [UNAVAILABLE_CODE, UNAVAILABLE_CODE]
-    failed = json.loads(
-        handle(fail_refreshes(snap, 1, EPOCH), Request("GET", ROLE_PATH), EPOCH, tokens).body
-    )
+    assert _doc(state, EPOCH)["Code"] == "Success"
+    state.failures.arm(1, "baskinc-role", EPOCH)
+    failed = _doc(state, EPOCH)
     assert list(failed) == ["Code", "Message", "LastUpdated"]
     assert "EC2 cannot assume the role baskinc-role" in failed["Message"]
-    assert _doc(snap, EPOCH)["Code"] == "Success"
-    assert _doc(fail_refreshes(snap, 0), EPOCH)["Code"] == "Success"
+    state.failures.arm(1, "baskinc-role", EPOCH)
+    state.failures.arm(0, "baskinc-role", EPOCH)
+    assert _doc(state, EPOCH)["Code"] == "Success"
+
+
+def test_armed_failures_outlive_a_swap() -> None:
+    """Forced failures belong to the state, not to a snapshot: a swap (an edit, a reload,
+    a rotation) leaves them armed."""
+    state = State(_snapshot())
+    state.failures.arm(1, "baskinc-role", EPOCH)
+    state.swap(lambda s: rotate_now(s, EPOCH))
+    assert _doc(state, EPOCH)["Code"] == UNAVAILABLE_CODE
+    assert _doc(state, EPOCH)["Code"] == "Success"
 
 
 def test_fail_refreshes_rejects_negative_counts() -> None:
     """A negative count is a user error, reported in one line."""
     with pytest.raises(ConfigError, match="count is -1"):
-        fail_refreshes(_snapshot(), -1)
+        State(_snapshot()).failures.arm(-1, "baskinc-role", EPOCH)
 
 
 def test_current_set_follows_the_clock() -> None:
@@ -181,13 +195,13 @@ def test_rotation_is_visible_over_tcp(running: Running) -> None:
 
 
 def test_control_operations_apply_to_a_running_server() -> None:
-    """Swapping in rotate_now / fail_refreshes snapshots changes what clients get at once."""
+    """Swapping in a rotate_now snapshot, or arming failures, changes what clients get at once."""
     with serve(clock=ManualClock(EPOCH)) as r:
         _, before = r.get(ROLE_PATH)
         r.app.state.swap(lambda s: rotate_now(s, EPOCH + 5))
         _, after = r.get(ROLE_PATH)
         assert json.loads(before)["AccessKeyId"] != json.loads(after)["AccessKeyId"]
-        r.app.state.swap(lambda s: fail_refreshes(s, 1, EPOCH))
+        r.app.state.failures.arm(1, "baskinc-role", EPOCH)
         assert json.loads(r.get(ROLE_PATH)[1])["Code"] == UNAVAILABLE_CODE
         assert json.loads(r.get(ROLE_PATH)[1])["Code"] == "Success"
 

@@ -25,7 +25,8 @@ from moto.server import ThreadedMotoServer
 from imdsmock.cli import main
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import ManualClock
-from imdsmock.instance.credentials import UNAVAILABLE_CODE, rotate_now
+from imdsmock.core.credentials import rotate_now
+from imdsmock.instance.credentials import UNAVAILABLE_CODE
 from imdsmock.serve.awscreds import RETRY
 from support import Running, make_config, serve
 

@@ -287,7 +287,7 @@ def handler_inputs(draw: st.DrawFn) -> tuple[App, Request, float]:
 
 def check_handler(app: App, request: Request, now: float) -> None:
     """The fuzz property for one in-process request."""
-    response = handle(app.state.snapshot, request, now, app.state.tokens, app.gate)
+    response = handle(app.state.compiled, request, now, app.state.tokens, app.gate)
     assert response.status in IMDS_STATUSES, request
     assert response.head.startswith(b"HTTP/1.1 %d " % response.status)
     assert b"Content-Length: " in response.head + response.tail_close

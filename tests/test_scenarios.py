@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imdsmock.core.scenarios import with_scenarios
-from imdsmock.core.state import Snapshot
+from imdsmock.core.snapshot import Snapshot
+from imdsmock.core.state import Compiled
 from imdsmock.errors import ConfigError
 from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import Leaf
@@ -38,7 +39,7 @@ def snapshot(*specs: dict[str, Any]) -> Snapshot:
 
 def body(snap: Snapshot, path: str, now: float) -> str | None:
     """The body served at ``path`` at ``now``, or None for 404."""
-    entry = snap.table(now).lookup(path)
+    entry = Compiled(snap).lookup(path, now)
     return None if entry is None else entry.get.body.decode()
 
 
@@ -74,8 +75,9 @@ def test_spot_termination_time_optionally_halts_the_instance(
 ) -> None:
     """At the termination time a stop-serving instance halts; keep-serving answers on."""
     snap = snapshot({"type": "spot-interruption", "on-termination": on_termination})
-    assert not snap.halted(EPOCH + 119)
-    assert snap.halted(EPOCH + 120) is halted
+    compiled = Compiled(snap)
+    assert not compiled.halted(EPOCH + 119)
+    assert compiled.halted(EPOCH + 120) is halted
 
 
 def test_maintenance_events_move_from_scheduled_to_history() -> None:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from imdsmock.config.defaults import VERSIONS
 from imdsmock.core.imds import Request, handle
-from imdsmock.core.state import Snapshot
+from imdsmock.core.snapshot import Snapshot
+from imdsmock.core.state import Compiled
 from imdsmock.core.tokens import TokenIssuer
 from support import EPOCH, Running, base_snapshot, make_config, serve
 
@@ -39,17 +40,19 @@ def walk(fetch: Any, root: str) -> set[str]:
 
 def in_process(snapshot: Snapshot) -> Any:
     tokens = TokenIssuer()
+    compiled = Compiled(snapshot)
 
     def fetch(path: str) -> tuple[int, bytes]:
-        response = handle(snapshot, Request("GET", path), EPOCH, tokens)
+        response = handle(compiled, Request("GET", path), EPOCH, tokens)
         return response.status, response.body
 
     return fetch
 
 
 def expected_leaves(snapshot: Snapshot, version: str) -> set[str]:
-    table = snapshot.table(EPOCH)
     from imdsmock.core.table import listings
+
+    table = Compiled(snapshot).table(EPOCH)
 
     dirs = listings(p for p in table.entries if p)
     return {

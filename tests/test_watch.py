@@ -35,7 +35,7 @@ def loader(path: Path) -> Config:
 
 def body(app: App, path: str, after: float = 0.0) -> str | None:
     """What the app serves at ``path`` now (+after seconds), or None for 404."""
-    entry = app.state.snapshot.table(EPOCH + after).lookup(path)
+    entry = app.state.compiled.lookup(path, EPOCH + after)
     return None if entry is None else entry.get.body.decode()
 
 

@@ -36,7 +36,7 @@ from imdsmock.config.schema import (
     ServerConfig,
 )
 from imdsmock.core.clock import Clock, ManualClock, SystemClock
-from imdsmock.core.state import Snapshot, rebuild
+from imdsmock.core.snapshot import Snapshot, rebuild
 from imdsmock.errors import ConfigError, ImdsMockError
 from imdsmock.instance.model import facts
 from imdsmock.sdkenv import patched, sdk_environ
@@ -216,6 +216,7 @@ class MockIMDS:
             snapshot = rebuild(initial, cfg)
         app.state.swap(lambda _current: snapshot)
         app.state.tokens.revoke_all()
+        app.state.failures.clear()
         controller = self.controller
         controller.clear_faults()
         controller.clear_requests()

@@ -23,7 +23,8 @@ from imdsmock.core.clock import Clock, ManualClock, SystemClock
 from imdsmock.core.faults import FaultBook
 from imdsmock.core.gate import ClientGate
 from imdsmock.core.requestlog import RequestLog
-from imdsmock.core.state import Snapshot, State, build_snapshot, rebuild
+from imdsmock.core.snapshot import Snapshot, build_snapshot, rebuild
+from imdsmock.core.state import State
 from imdsmock.errors import ImdsMockError
 from imdsmock.instance.notices import GATED_PATHS
 from imdsmock.serve.listen import bind_sockets, url
@@ -343,14 +344,13 @@ async def _supervised(job: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
 
 def _freeze_startup(app: App) -> None:
-    """Compile the table in force now, collect start-up garbage, and freeze the rest.
+    """Collect start-up garbage, and freeze the rest.
 
-    What start-up built (modules, the event loop, the model, the compiled table) lives as
+    What start-up built (modules, the event loop, the model, the compiled tables) lives as
     long as the process; ``gc.freeze()`` moves it out of the cycle collector's reach, so
     no collection walks it again (fewer pages touched at idle, copy-on-write friendly).
     Only for a process that is the mock's own: it changes the collector process-wide.
     """
-    app.state.snapshot.table(app.clock.now())
     # The young generations hold the start-up garbage (measured: a full collection after
     # this one finds nothing) and take ~0.3 ms; a full one walks every object (~4 ms).
     gc.collect(1)

@@ -121,6 +121,16 @@ def test_reset_revokes_every_token() -> None:
         assert call(data, "GET", {"X-aws-ec2-metadata-token": token})[0] == 401
 
 
+def test_reset_forgets_armed_credential_failures() -> None:
+    """Credential fetches armed to fail before reset() succeed after it."""
+    with MockIMDS() as imds:
+        role = imds.url + "/latest/meta-data/iam/security-credentials/baskinc-role"
+        imds.fail_credentials(2)
+        assert json.loads(fetch(role)[1])["Code"] == "AssumeRoleUnauthorizedAccess"
+        imds.reset()
+        assert json.loads(fetch(role)[1])["Code"] == "Success"
+
+
 def test_on_the_system_clock_there_is_no_clock_to_advance() -> None:
     """clock='system' serves real time, and asking for the manual clock explains why not."""
     with MockIMDS(clock="system") as imds:

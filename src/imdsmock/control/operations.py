@@ -22,11 +22,12 @@ from imdsmock.config.dump import to_mapping
 from imdsmock.config.options import OPTIONS, find
 from imdsmock.config.schema import OptionsConfig
 from imdsmock.core.clock import Clock, ManualClock
+from imdsmock.core.credentials import rotate_now, serve_expired
 from imdsmock.core.faults import FaultBook
 from imdsmock.core.requestlog import RequestLog
-from imdsmock.core.state import Snapshot, State, rebuild
+from imdsmock.core.snapshot import Snapshot, rebuild
+from imdsmock.core.state import State
 from imdsmock.errors import ConfigError, ImdsMockError
-from imdsmock.instance.credentials import fail_refreshes, rotate_now, serve_expired
 from imdsmock.signing.signer import Signer
 
 __all__ = ["Controller", "UnknownIdError"]
@@ -140,7 +141,7 @@ class Controller:
     def get_metadata(self, path: str) -> str | None:
         """The value (or listing) served at ``path`` now; ``None`` when it would be 404."""
         rel = metadata_path(path)
-        entry = self.snapshot.table(self.now()).lookup(rel)
+        entry = self._state.compiled.lookup(rel, self.now())
         return None if entry is None else entry.get.body.decode("utf-8", "replace")
 
     def set_metadata(self, path: str, value: str) -> None:
@@ -290,8 +291,8 @@ class Controller:
             or not 0 <= count <= MAX_FAIL_COUNT
         ):
             raise ConfigError("count", count, f"an integer from 0 to {MAX_FAIL_COUNT}")
-        now = self.now()
-        snap = self._state.swap(lambda s: fail_refreshes(s, count, now))
+        snap = self.snapshot
+        self._state.failures.arm(count, snap.config.instance.iam_role or "", self.now())
         return self._credentials_state(snap)
 
     def _credentials_state(self, snap: Snapshot) -> dict[str, Any]:
@@ -301,6 +302,7 @@ class Controller:
             out["rotate-every"] = creds.config.rotate_every
             out["lifetime"] = creds.config.lifetime
             out.update(creds.describe())
+            out["failing"] = self._state.failures.remaining
         return out
 
     # -- clock --------------------------------------------------------------------------

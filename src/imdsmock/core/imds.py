@@ -1,8 +1,8 @@
-"""The IMDS behaviour: a pure function of snapshot, request and time.
+"""The IMDS behaviour: a function of the compiled snapshot, the request and the time.
 
 No sockets and no clock reads here; the server parses bytes into a :class:`Request`,
-calls :func:`handle` and writes the returned pre-rendered :class:`~imdsmock.wire.Response`.
-The rules follow real IMDS (real-imds.md §A3, §A4):
+calls :func:`handle` and writes the returned pre-rendered
+:class:`~imdsmock.core.wire.Response`. The rules follow real IMDS:
 
 * ``http-endpoint disabled`` -> 403 for everything;
 * ``PUT /latest/api/token``: ``X-Forwarded-For`` -> 403; TTL missing or outside
@@ -20,8 +20,9 @@ import re
 from typing import NamedTuple
 
 from imdsmock.config.defaults import VERSIONS
-from imdsmock.core.state import Snapshot
-from imdsmock.core.table import Entry
+from imdsmock.core.snapshot import Snapshot
+from imdsmock.core.state import Compiled
+from imdsmock.core.table import GATED, PER_EPOCH, ROLE_DOCUMENT, Entry, Table
 from imdsmock.core.tokens import MAX_TTL, MIN_TTL, TokenIssuer
 from imdsmock.core.wire import Response, error, render
 
@@ -66,19 +67,20 @@ TOKEN_PATH = "/latest/api/token"
 
 
 def handle(
-    snapshot: Snapshot,
+    compiled: Compiled,
     request: Request,
     now: float,
     tokens: TokenIssuer,
     gate: Gate | None = None,
 ) -> Response:
     """Answer one IMDS request."""
+    snapshot = compiled.snapshot
     options = snapshot.config.options
     head = request.method == "HEAD"
     if options.http_endpoint == "disabled":
         return FORBIDDEN_HEAD if head else FORBIDDEN
     path = request.path
-    table = snapshot.table(now)
+    table = compiled.table(now)
     entry = table.fast.get(path)
     if entry is None:
         if path == TOKEN_PATH or path == TOKEN_PATH + "/":
@@ -101,19 +103,26 @@ def handle(
     elif options.http_tokens == "required":
         return UNAUTHORIZED_HEAD if head else UNAUTHORIZED
     if entry is None:
-        entry = _lookup(snapshot, path, now)
+        entry = _lookup(table, path)
         if entry is None:
             return NOT_FOUND_HEAD if head else NOT_FOUND
-    if entry.gated and gate is not None and not gate.allows(request.client):
-        return NOT_FOUND_HEAD if head else NOT_FOUND
-    response = entry.head if head else entry.get
-    creds = snapshot.credentials
-    if creds is not None and creds.faults.remaining:
-        # An armed "fail the next N refreshes" answers EC2's failure document instead.
-        response = creds.faults.answer(path, response, head)
+    flags = entry.flags
+    if flags:
+        if flags & GATED and gate is not None and not gate.allows(request.client):
+            return NOT_FOUND_HEAD if head else NOT_FOUND
+        if flags & PER_EPOCH:
+            entry = compiled.per_epoch(entry, now)
+        failures = compiled.failures
+        if flags & ROLE_DOCUMENT and failures.remaining and failures.take():
+            # An armed "fail the next N refreshes" answers EC2's failure document instead.
+            response = failures.answer(head)
+        else:
+            response = entry.head if head else entry.get
+    else:
+        response = entry.head if head else entry.get
     if remaining is not None:
-        # Token-authenticated answers carry the token's remaining TTL (real-imds.md §A3),
-        # as one more header line after Content-Length.
+        # Token-authenticated answers carry the token's remaining TTL, as one more header
+        # line after Content-Length.
         return Response(
             response.status,
             response.head + _TTL_LINE % int(remaining),
@@ -131,8 +140,7 @@ def _normalize(path: str) -> str:
     return path
 
 
-def _lookup(snapshot: Snapshot, path: str, now: float) -> Entry | None:
-    table = snapshot.table(now)
+def _lookup(table: Table, path: str) -> Entry | None:
     if path in {"/", ""}:
         return table.root
     entry = table.fast.get(path)

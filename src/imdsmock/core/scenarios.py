@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imdsmock.core.state import Snapshot
+from imdsmock.core.snapshot import Snapshot
 from imdsmock.instance.notices import GATED_PATHS
 from imdsmock.instance.scenarios import Scenario, scenarios_timeline
 

@@ -1,126 +1,139 @@
-"""The served state: an immutable :class:`Snapshot`, swapped whole under one lock.
+"""The served state: the current snapshot compiled for serving, swapped whole under one lock.
 
-A snapshot is everything a request's answer depends on except the time: the configured
-instance (as a base tree of leaves), the options, the credential source and the timeline
-of scenario changes. ``Snapshot.table(now)`` returns the compiled table for the time
-segment holding ``now`` (scenario changes and credential rotations bound the segments);
-tables are compiled on first use and memoised, so the hot path is one comparison.
+A :class:`~imdsmock.core.snapshot.Snapshot` is a plain value. :class:`State` holds the
+current one as a :class:`Compiled` snapshot, built when it is installed: one table per
+timeline segment (a timeline with k changes compiles to k + 1 tables), so a request only
+picks the segment in force (one comparison while it lasts) and looks a path up. Nothing on
+the request path compiles a table. Credential documents change with every rotation epoch,
+and epochs never end: the tables mark those paths, and their answers come from the epoch's
+own small table (:class:`~imdsmock.core.credentials.EpochDocuments`).
 
-Live changes (the control API, config reloads) build a new snapshot and swap it in with
-:meth:`State.swap`; a request holds on to the snapshot it started with.
+Beside the snapshot, :class:`State` holds what changes under it at run time: the token
+issuer and the forced credential failures. A request holds on to the compiled snapshot it
+started with.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
+import bisect
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from imdsmock.config.schema import Config
-from imdsmock.core.table import Table, compile_table
+from imdsmock.core.credentials import EpochDocuments, EpochWindow, RefreshFailures
+from imdsmock.core.snapshot import Snapshot
+from imdsmock.core.table import PER_EPOCH, Entry, Table, compile_table
 from imdsmock.core.tokens import TokenIssuer
-from imdsmock.instance.credentials import CredentialSource, initial_source
 from imdsmock.instance.model import (
+    INSTANCE_CREDENTIALS,
     Leaf,
     apply_paths,
-    base_tree,
-    credential_leaves,
-    listing_overrides,
+    role_document_paths,
 )
-from imdsmock.instance.timeline import Timeline
-from imdsmock.signing.signer import Signer
 
-__all__ = ["Snapshot", "State", "build_snapshot", "rebuild"]
+__all__ = ["Compiled", "State"]
 
-_MEMO_LIMIT = 32
+_INF = float("inf")
 
 
-class _Window(NamedTuple):
-    # A named tuple: cheaper to build at start-up than a frozen dataclass (issue 9).
+class _Segment(NamedTuple):
+    # A named tuple: cheaper to build and read than a frozen dataclass.
     start: float
     end: float
     table: Table
     halted: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Snapshot:
-    """One immutable state of the instance (time aside)."""
+class Compiled:
+    """A snapshot compiled for serving: a table per timeline segment, documents per epoch.
 
-    config: Config
-    base: Mapping[str, Leaf]
-    listing_overrides: Mapping[str, str]
-    credentials: CredentialSource | None
-    timeline: Timeline = field(default_factory=Timeline)
-    # Paths changed at run time (control API), applied after config.paths.
-    edits: Mapping[str, str | None] = field(default_factory=dict)
-    # Paths only the first N clients may see (AEMM's --mock-ip-count).
-    gated: frozenset[str] = frozenset()
-    started: float = 0.0
-    signer: Signer | None = None
-    # The scenarios whose merged timeline this is (see imdsmock.scenarios.with_scenarios).
-    scenarios: tuple[Any, ...] = ()
-    _window: list[_Window | None] = field(default_factory=lambda: [None], compare=False)
-    _memo: dict[tuple[int, int], _Window] = field(default_factory=dict, compare=False)
+    ``failures`` and ``documents`` belong to the :class:`State` and are shared by every
+    snapshot it installs; a snapshot compiled on its own gets fresh ones.
+    """
+
+    __slots__ = ("_documents", "_epoch", "_points", "_segment", "_segments", "failures", "snapshot")
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        failures: RefreshFailures | None = None,
+        documents: EpochDocuments | None = None,
+    ) -> None:
+        self.snapshot = snapshot
+        self.failures = failures if failures is not None else RefreshFailures()
+        self._documents = documents if documents is not None else EpochDocuments()
+        self._points = snapshot.timeline.points
+        self._segments = _compile(snapshot)
+        self._segment = self._segments[0]
+        self._epoch = EpochWindow(_INF, -_INF, {})
 
     def table(self, now: float) -> Table:
-        """The compiled table in force at ``now``."""
-        w = self._window[0]
-        if w is None or not (w.start <= now < w.end):
-            w = self._compile(now)
-            self._window[0] = w
-        return w.table
+        """The table in force at ``now``."""
+        s = self._segment
+        if s.start <= now < s.end:
+            return s.table
+        return self._enter(now).table
 
     def halted(self, now: float) -> bool:
         """Whether the instance has stopped answering at ``now`` (terminated)."""
-        self.table(now)
-        w = self._window[0]
-        return w is not None and w.halted
+        s = self._segment
+        if s.start <= now < s.end:
+            return s.halted
+        return self._enter(now).halted
 
-    def _compile(self, now: float) -> _Window:
-        index, start, end = self.timeline.segment(now)
-        epoch = 0
-        if self.credentials is not None:
-            epoch = self.credentials.epoch(now)
-            cstart, cend = self.credentials.window(epoch)
-            start, end = max(start, cstart), min(end, cend)
-        key = (index, epoch)
-        cached = self._memo.get(key)
-        if cached is not None:
-            return _Window(start, end, cached.table, cached.halted)
-        tree = dict(self.base)
-        if self.credentials is not None:
-            role = self.config.instance.iam_role or ""
-            tree.update(
-                credential_leaves(
-                    self.config,
-                    self.credentials.issue(epoch, role),
-                    self.credentials.issue(epoch, "\0ec2-instance"),
-                )
-            )
-        halted = self.timeline.apply(tree, index)
-        apply_paths(tree, self.config.paths)
-        apply_paths(tree, self.edits)
+    def per_epoch(self, entry: Entry, now: float) -> Entry:
+        """The answer at ``now`` for a :data:`~imdsmock.core.table.PER_EPOCH` entry."""
+        w = self._epoch
+        if not w.start <= now < w.end:
+            w = self._epoch = self._documents.window(self.snapshot, now)
+        return w.entries[entry.key]
+
+    def lookup(self, rel: str, now: float) -> Entry | None:
+        """The answers at ``now`` for a path relative to a version root (``None``: 404)."""
+        entry = self.table(now).lookup(rel)
+        if entry is not None and entry.flags & PER_EPOCH:
+            return self.per_epoch(entry, now)
+        return entry
+
+    def _enter(self, now: float) -> _Segment:
+        s = self._segment = self._segments[bisect.bisect_right(self._points, now)]
+        return s
+
+
+def _compile(snapshot: Snapshot) -> tuple[_Segment, ...]:
+    """One table per segment of the snapshot's timeline, in time order."""
+    config = snapshot.config
+    # Credential documents are answered per epoch: the tree holds a marker leaf at their
+    # paths, and only the paths where the marker survives the changes, config.paths and
+    # edits answer per epoch (a path set or removed by the user is served as the user says).
+    marker = Leaf(b"")
+    credential_paths: tuple[str, ...] = ()
+    if snapshot.credentials is not None:
+        credential_paths = (*role_document_paths(config), INSTANCE_CREDENTIALS)
+    roles = frozenset(role_document_paths(config))
+    timeline = snapshot.timeline
+    points = timeline.points
+    segments = []
+    for index in range(len(points) + 1):
+        tree = dict(snapshot.base)
+        for path in credential_paths:
+            tree[path] = marker
+        halted = timeline.apply(tree, index)
+        apply_paths(tree, config.paths)
+        apply_paths(tree, snapshot.edits)
         table = compile_table(
             tree,
-            listing_overrides=_live_overrides(self.listing_overrides, tree),
-            gated=self.gated,
-            last_modified=self.started,
+            listing_overrides=_live_overrides(snapshot.listing_overrides, tree),
+            gated=snapshot.gated,
+            per_epoch=frozenset(p for p in credential_paths if tree.get(p) is marker),
+            role_documents=roles,
+            last_modified=snapshot.started,
         )
-        window = _Window(start, end, table, halted)
-        if len(self._memo) >= _MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[key] = window
-        return window
-
-    def evolve(self, **changes: object) -> Snapshot:
-        """A new snapshot with some fields replaced (and fresh memos)."""
-        changes.setdefault("_window", [None])
-        changes.setdefault("_memo", {})
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        start = points[index - 1] if index else -_INF
+        end = points[index] if index < len(points) else _INF
+        segments.append(_Segment(start, end, table, halted))
+    return tuple(segments)
 
 
 def _live_overrides(overrides: Mapping[str, str], tree: Mapping[str, Leaf]) -> dict[str, str]:
@@ -128,63 +141,38 @@ def _live_overrides(overrides: Mapping[str, str], tree: Mapping[str, Leaf]) -> d
     return {d: text for d, text in overrides.items() if any(p.startswith(d + "/") for p in tree)}
 
 
-def build_snapshot(
-    cfg: Config,
-    *,
-    signer: Signer,
-    started: float,
-    timeline: Timeline | None = None,
-    gated: frozenset[str] = frozenset(),
-) -> Snapshot:
-    """Config -> model -> snapshot (tables are compiled lazily, per time segment)."""
-    seed = cfg.credentials.seed.encode() if cfg.credentials.seed else os.urandom(32)
-    return Snapshot(
-        config=cfg,
-        base=base_tree(cfg, signer, started),
-        listing_overrides=listing_overrides(cfg),
-        credentials=initial_source(cfg.credentials, started, seed),
-        timeline=timeline or Timeline(),
-        gated=gated,
-        started=started,
-        signer=signer,
-    )
-
-
-def rebuild(snapshot: Snapshot, config: Config) -> Snapshot:
-    """The same instance under a new configuration (options switched, values changed).
-
-    Keeps what must not change with it: the signer, the start time, the credential seed
-    (so keys do not change because a tag did), the timeline and run-time edits.
-    """
-    creds = snapshot.credentials
-    if creds is not None:
-        creds = creds.with_config(config.credentials)
-    signer = snapshot.signer
-    assert signer is not None, "snapshots built by build_snapshot carry their signer"
-    return snapshot.evolve(
-        config=config,
-        base=base_tree(config, signer, snapshot.started),
-        listing_overrides=listing_overrides(config),
-        credentials=creds,
-    )
-
-
 class State:
-    """The current snapshot plus the token issuer; changes swap a whole new snapshot."""
+    """The current compiled snapshot, the token issuer and the forced credential failures.
 
-    __slots__ = ("_lock", "snapshot", "tokens")
+    Changes swap a whole new snapshot, compiled before it is installed.
+    """
+
+    __slots__ = ("_lock", "compiled", "documents", "failures", "tokens")
 
     def __init__(self, snapshot: Snapshot, tokens: TokenIssuer | None = None) -> None:
-        self.snapshot = snapshot
         self.tokens = tokens or TokenIssuer()
+        self.failures = RefreshFailures()
+        self.documents = EpochDocuments()
+        self.compiled = self._compile(snapshot)
         self._lock = threading.Lock()
 
-    def swap(self, change: Callable[[Snapshot], Snapshot]) -> Snapshot:
-        """Build a new snapshot from the current one and make it current, atomically.
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot in force."""
+        return self.compiled.snapshot
 
-        If ``change`` raises, nothing changes.
-        """
+    def swap(self, change: Callable[[Snapshot], Snapshot]) -> Snapshot:
+        """Build a new snapshot from the current one, compile it and make it current,
+        atomically. If ``change`` raises, nothing changes."""
         with self._lock:
-            new = change(self.snapshot)
-            self.snapshot = new
+            new = change(self.compiled.snapshot)
+            self.compiled = self._compile(new)
             return new
+
+    def prepare(self, now: float) -> None:
+        """Render the credential documents in force at ``now`` (and, with a ``defer`` set on
+        :attr:`documents`, the next epoch's), so that the first request finds them ready."""
+        self.documents.window(self.compiled.snapshot, now)
+
+    def _compile(self, snapshot: Snapshot) -> Compiled:
+        return Compiled(snapshot, failures=self.failures, documents=self.documents)

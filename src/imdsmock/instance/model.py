@@ -27,6 +27,7 @@ from imdsmock.instance.imdsjson import dumps, imds_time
 from imdsmock.signing.signer import Signer
 
 __all__ = [
+    "INSTANCE_CREDENTIALS",
     "OCTET",
     "TEXT",
     "Facts",
@@ -35,6 +36,7 @@ __all__ = [
     "base_tree",
     "credential_leaves",
     "facts",
+    "role_document_paths",
 ]
 
 TEXT = "text/plain"
@@ -323,20 +325,33 @@ def _hex_from(text: str, size: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:size]
 
 
-def credential_leaves(cfg: Config, creds: CredentialSet, instance_creds: CredentialSet) -> Tree:
-    """Role and instance-identity credential documents for one rotation epoch."""
-    inst = cfg.instance
-    t: Tree = {}
-    md = "meta-data/"
-    if inst.iam_role is not None:
-        doc = _credential_document(creds)
-        t[f"{md}iam/security-credentials/{inst.iam_role}"] = Leaf.text(dumps(doc))
-        if cfg.credentials.extended:
-            doc = {**doc, "AccountId": inst.account_id}
-            t[f"{md}iam/security-credentials-extended/{inst.iam_role}"] = Leaf.text(dumps(doc))
-    t[f"{md}identity-credentials/ec2/security-credentials/ec2-instance"] = Leaf.text(
-        dumps(_credential_document(instance_creds))
+INSTANCE_CREDENTIALS = "meta-data/identity-credentials/ec2/security-credentials/ec2-instance"
+
+
+def role_document_paths(cfg: Config) -> tuple[str, ...]:
+    """Where the role's credential documents are served: none without a role."""
+    role = cfg.instance.iam_role
+    if role is None:
+        return ()
+    if not cfg.credentials.extended:
+        return (f"meta-data/iam/security-credentials/{role}",)
+    return (
+        f"meta-data/iam/security-credentials/{role}",
+        f"meta-data/iam/security-credentials-extended/{role}",
     )
+
+
+def credential_leaves(cfg: Config, creds: CredentialSet, instance_creds: CredentialSet) -> Tree:
+    """Role and instance-identity credential documents for one rotation epoch.
+
+    The paths are :func:`role_document_paths` and :data:`INSTANCE_CREDENTIALS`.
+    """
+    t: Tree = {}
+    doc = _credential_document(creds)
+    for path in role_document_paths(cfg):
+        t[path] = Leaf.text(dumps(doc))
+        doc = {**doc, "AccountId": cfg.instance.account_id}  # the extended document
+    t[INSTANCE_CREDENTIALS] = Leaf.text(dumps(_credential_document(instance_creds)))
     return t
 
 

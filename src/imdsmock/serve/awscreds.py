@@ -3,7 +3,7 @@
 Opt-in (``credentials.source: profile``, ``pip install imdsmock[aws]``). A
 :class:`CredentialRefresher` runs beside the servers: it fetches a set with boto3 in a
 worker thread (never on the request path), swaps in a snapshot holding it
-(:class:`~imdsmock.credentials.FixedCredentials`), and fetches the next one
+(:class:`~imdsmock.instance.credentials.FixedCredentials`), and fetches the next one
 ``refresh-ahead`` seconds before it expires. If a fetch fails it logs one line saying
 why and keeps the last valid set, retrying every ``RETRY`` seconds; once that set has
 expired the role path answers what EC2 answers when it cannot get credentials.
@@ -19,7 +19,6 @@ import dataclasses
 import datetime
 import logging
 import re
-import threading
 from typing import Any
 
 from imdsmock.config.schema import CredentialsConfig
@@ -163,8 +162,9 @@ class CredentialRefresher:
         self.state = state
         self.clock = clock
         self.config = config
-        # Set by credentials.rotate_now (through the snapshot) to ask for a fetch now.
-        self.wake = threading.Event()
+        # The rotation generation of the last fetch: a snapshot whose source counts another
+        # (imdsmock.core.credentials.rotate_now) asks for a fetch now.
+        self._generation = 0
         self.fetches = 0
         self.last_error: str | None = None
         # botocore's DEBUG records carry STS response bodies (secret keys, tokens): keep
@@ -173,13 +173,6 @@ class CredentialRefresher:
             logger = logging.getLogger(name)
             if logger.getEffectiveLevel() < logging.INFO:
                 logger.setLevel(logging.INFO)
-        state.swap(self._attach)
-
-    def _attach(self, snapshot: Any) -> Any:
-        source = snapshot.credentials
-        if isinstance(source, FixedCredentials):
-            return snapshot.evolve(credentials=dataclasses.replace(source, wake=self.wake))
-        return snapshot
 
     def refresh(self) -> CredentialSet:
         """Fetch now and swap in the new set (blocking; raises ImdsMockError on failure)."""
@@ -210,14 +203,20 @@ class CredentialRefresher:
             return -1.0
         return current.expiration - self.config.refresh_ahead
 
+    def _asked(self) -> int:
+        """The rotation generation the snapshot asks for."""
+        source = self.state.snapshot.credentials
+        return source.generation if isinstance(source, FixedCredentials) else 0
+
     async def run(self) -> None:
-        """Fetch, then wait until due (or woken), forever; failures retry every RETRY s."""
+        """Fetch, then wait until due (or asked to rotate), forever; failures retry every
+        RETRY s."""
         retry_at = -1.0
         while True:
             now = self.clock.now()
-            woken = self.wake.is_set()
-            if woken or (now >= self._due() and now >= retry_at):
-                self.wake.clear()
+            asked = self._asked()
+            if asked != self._generation or (now >= self._due() and now >= retry_at):
+                self._generation = asked
                 try:
                     await asyncio.to_thread(self.refresh)
                     self.last_error = None

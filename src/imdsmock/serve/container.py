@@ -27,9 +27,11 @@ from typing import Literal
 from imdsmock.config.addresses import Listen, parse_listen
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import Clock
-from imdsmock.core.state import Snapshot, State
+from imdsmock.core.credentials import RefreshFailures, current_set
+from imdsmock.core.snapshot import Snapshot
+from imdsmock.core.state import State
 from imdsmock.errors import ConfigError
-from imdsmock.instance.credentials import current_set, role_arn
+from imdsmock.instance.credentials import role_arn
 from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import facts
 from imdsmock.serve.http import Answer, HTTPProtocol, Request, reason
@@ -50,8 +52,10 @@ def answer(
     authorization: str | None,
     now: float,
     expected_token: str | None,
+    failures: RefreshFailures | None = None,
 ) -> tuple[int, str, bytes]:
-    """Status, content type and body for one container-endpoint request."""
+    """Status, content type and body for one container-endpoint request; an armed
+    ``failures`` makes the fetch fail."""
     path = path.split("?", 1)[0]
     if method not in ("GET", "HEAD"):
         return _text(405, "Method Not Allowed")
@@ -75,8 +79,7 @@ def answer(
                 "(InvalidTokenException): The service account token is not valid, fault: client",
             )
     creds = current_set(snapshot, now)
-    faults = snapshot.credentials.faults if snapshot.credentials is not None else None
-    failing = faults is not None and faults.remaining > 0 and faults.take()
+    failing = failures is not None and failures.remaining > 0 and failures.take()
     if creds is None or creds.code != "Success" or failing:
         if kind == "ecs":
             return _ecs_error("InvalidIdInRequest", "CredentialsV2Request: Credentials not found")
@@ -132,6 +135,7 @@ class _Protocol(HTTPProtocol):
                 authorization=request.headers.get("authorization"),
                 now=ep.clock.now(),
                 expected_token=ep.token,
+                failures=ep.state.failures,
             )
         )
 

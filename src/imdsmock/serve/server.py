@@ -321,8 +321,8 @@ class IMDSProtocol(asyncio.Protocol):
         options = self._options
         now = options.clock.now()
         state = options.state
-        snapshot = state.snapshot
-        if snapshot.halted(now):
+        compiled = state.compiled
+        if compiled.halted(now):
             # A terminated instance answers nothing: drop the connection.
             self._closing = True
             transport.abort()
@@ -333,7 +333,7 @@ class IMDSProtocol(asyncio.Protocol):
             if fault is not None:
                 self._inject(fault, request, now)
                 return
-        response = handle(snapshot, request, now, state.tokens, options.gate)
+        response = handle(compiled, request, now, state.tokens, options.gate)
         self._write(response, options.keep_alive and keep)
         sink = options.sink
         if sink is not None:
@@ -352,7 +352,7 @@ class IMDSProtocol(asyncio.Protocol):
             self._write(response, False)
         elif fault.kind == "latency":
             state = options.state
-            response = handle(state.snapshot, request, now, state.tokens, options.gate)
+            response = handle(state.compiled, request, now, state.tokens, options.gate)
             self._closing = True  # nothing more is read from this connection
             if options.faults is not None:
                 options.faults.hold(transport)
@@ -487,8 +487,14 @@ class Server:
         return IMDSProtocol(self.options)
 
     async def start(self, socks: Sequence[socket.socket]) -> None:
-        """Serve on already-bound sockets."""
+        """Serve on already-bound sockets.
+
+        From now on the loop renders each next epoch's credential documents ahead of it.
+        """
         loop = asyncio.get_running_loop()
+        state = self.options.state
+        state.documents.defer = loop.call_soon_threadsafe
+        state.prepare(self.options.clock.now())
         for sock in socks:
             self._servers.append(await loop.create_server(self.protocol, sock=sock))
 
@@ -501,6 +507,7 @@ class Server:
 
     async def stop(self) -> None:
         """Stop accepting; in-flight responses are already written in one call."""
+        self.options.state.documents.defer = None
         for srv in self._servers:
             srv.close()
         for srv in self._servers:

@@ -1,0 +1,111 @@
+"""Snapshots are plain values; the state compiles one when it is installed.
+
+Nothing on the request path compiles a table: every timeline segment's table is built by
+the swap, and credential documents (which change every rotation epoch, forever) come from
+a small per-epoch table rendered ahead of the epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import CodeType, FrameType
+from typing import Any
+
+from imdsmock.core.credentials import rotate_now
+from imdsmock.core.imds import Request, handle
+from imdsmock.core.scenarios import with_scenarios
+from imdsmock.core.state import State
+from imdsmock.core.table import compile_table
+from imdsmock.core.tokens import TokenIssuer
+from imdsmock.instance.model import credential_leaves
+from imdsmock.instance.scenarios import parse_scenario
+from support import EPOCH, base_snapshot
+
+ROLE = "/latest/meta-data/iam/security-credentials/baskinc-role"
+SPOT = "/latest/meta-data/spot/instance-action"
+
+
+@contextmanager
+def calls_to(function: Callable[..., Any]) -> Iterator[list[str]]:
+    """Record the calls of ``function`` made by this thread in the body."""
+    code: CodeType = function.__code__
+    seen: list[str] = []
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is code:
+            seen.append(code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(None)
+
+
+def get(state: State, path: str, now: float) -> tuple[int, bytes]:
+    response = handle(state.compiled, Request("GET", path), now, TokenIssuer())
+    return response.status, response.body
+
+
+def test_an_installed_snapshot_answers_at_any_time_without_compiling() -> None:
+    """Once a snapshot is installed, requests in every timeline segment and in later
+    rotation epochs are answered without compiling a table."""
+    spot = parse_scenario({"type": "spot-interruption", "at": "+30s"}, EPOCH)
+    with calls_to(compile_table) as built:
+        state = State(with_scenarios(base_snapshot(), (spot,)))
+    assert len(built) == 2  # the segments before and after the notice
+    with calls_to(compile_table) as compiled:
+        answers = [
+            get(state, path, now)[0]
+            for now in (EPOCH, EPOCH + 30, EPOCH + 7200, EPOCH + 10**6, EPOCH)
+            for path in ("/latest/meta-data/instance-id", SPOT, ROLE)
+        ]
+    assert compiled == []
+    assert answers[:3] == [200, 404, 200]
+    assert answers[3:6] == [200, 200, 200]
+    assert answers[-3:] == [200, 404, 200]
+
+
+def test_the_next_epochs_credentials_are_rendered_before_its_first_request() -> None:
+    """When an epoch is first served, the next one's documents are rendered through the
+    deferral hook (the server's event loop), so its first request renders nothing."""
+    state = State(base_snapshot())
+    queued: list[Callable[[], object]] = []
+    state.documents.defer = queued.append
+    first = json.loads(get(state, ROLE, EPOCH)[1])
+    assert len(queued) == 1
+    queued.pop()()  # the loop runs the deferred step between requests
+    with calls_to(credential_leaves) as rendered:
+        second = json.loads(get(state, ROLE, EPOCH + 3600)[1])
+    assert rendered == []
+    assert second["AccessKeyId"] != first["AccessKeyId"]
+    assert second["LastUpdated"] == "2026-01-01T01:00:00Z"
+    assert len(queued) == 1  # and the epoch after it is on its way
+
+
+def test_credential_documents_are_kept_across_swaps_that_keep_the_credentials() -> None:
+    """A metadata edit installs a new snapshot but not new credentials: the rendered
+    documents are reused; a rotation renders new ones."""
+    state = State(base_snapshot())
+    before = get(state, ROLE, EPOCH)
+    state.swap(lambda s: s.evolve(edits={"meta-data/ami-id": "ami-0edited"}))
+    with calls_to(credential_leaves) as rendered:
+        assert get(state, ROLE, EPOCH) == before
+    assert rendered == []
+    state.swap(lambda s: rotate_now(s, EPOCH))
+    with calls_to(credential_leaves) as rendered:
+        after = json.loads(get(state, ROLE, EPOCH)[1])
+    assert rendered == ["credential_leaves"]
+    assert after["AccessKeyId"] != json.loads(before[1])["AccessKeyId"]
+
+
+def test_a_credential_path_the_user_sets_is_served_as_set() -> None:
+    """A role-document path given a value by paths: (or an edit) is served as that value
+    in every epoch, not as the epoch's document."""
+    state = State(base_snapshot())
+    state.swap(lambda s: s.evolve(edits={ROLE.removeprefix("/latest/"): "pinned"}))
+    assert get(state, ROLE, EPOCH) == (200, b"pinned")
+    assert get(state, ROLE, EPOCH + 7200) == (200, b"pinned")
