@@ -128,6 +128,41 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
+MISSPELT = [
+    ("same-section", ["--set", "instance.regoin=eu-west-1"], "instance.regoin", "'region'"),
+    ("underscores", ["--set", "instance.acount_id=1"], "instance.acount_id", "'account-id'"),
+    ("option", ["--set", "options.http-token=required"], "options.http-token", "'http-tokens'"),
+    ("other-section", ["--set", "server.region=eu-west-1"], "server.region", "'instance.region'"),
+    ("top-level", ["--set", "regoin=eu-west-1"], "regoin", "'instance.region'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "meant"), [m[1:] for m in MISSPELT], ids=[m[0] for m in MISSPELT]
+)
+def test_unknown_key_ends_with_the_close_match(
+    capsys: pytest.CaptureFixture[str], args: list[str], key: str, meant: str
+) -> None:
+    """An unknown key lists the known ones and ends with the closest, in its section or another."""
+    status, _, err = run_cli(["config", *args], capsys)
+    assert status == 2
+    assert err.startswith(f"imdsmock: error: {key} is ")
+    assert err.endswith(f"; did you mean {meant}?\n")
+    assert err.count("\n") == 1
+
+
+def test_unknown_key_far_from_any_has_no_guess(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key close to no known one is refused without a guess."""
+    file = tmp_path / "c.yaml"
+    file.write_text("instance:\n  zzzz: 1\n")
+    status, _, err = run_cli(["config", "-c", str(file)], capsys)
+    assert status == 2
+    assert "instance.zzzz is 1; expected a known key (one of: account-id," in err
+    assert "did you mean" not in err
+
+
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [

@@ -7,7 +7,9 @@ stderr; the control API turns it into a JSON error. Nothing else catches it.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ImdsMockError", "ServeError"]
+from collections.abc import Iterable
+
+__all__ = ["ConfigError", "ImdsMockError", "ServeError", "close_match", "did_you_mean"]
 
 
 class ImdsMockError(Exception):
@@ -17,15 +19,41 @@ class ImdsMockError(Exception):
 class ConfigError(ImdsMockError):
     """A configuration value is wrong: names the key, the value and what is allowed."""
 
-    def __init__(self, key: str, value: object, allowed: str) -> None:
+    def __init__(self, key: str, value: object, allowed: str, *, hint: str = "") -> None:
         self.key = key
         self.value = value
         self.allowed = allowed
         # A key read from a file may hold a newline or control characters: quote it then,
         # so the message stays one line (found by tests/test_fuzz.py).
         shown = key if key.isprintable() else repr(key)
-        super().__init__(f"{shown} is {value!r}; expected {allowed}")
+        super().__init__(f"{shown} is {value!r}; expected {allowed}{hint}")
 
 
 class ServeError(ImdsMockError):
     """The server cannot start (address in use, permission denied, ...)."""
+
+
+def close_match(word: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` that ``word`` most likely misspells, or None when none is close.
+
+    Case is ignored (``EU-WEST-1`` means ``eu-west-1``); closeness is :mod:`difflib`'s.
+    """
+    import difflib  # only on an error path: no start-up cost
+
+    by_folded: dict[str, str] = {}
+    for choice in choices:
+        by_folded.setdefault(choice.casefold(), choice)
+    folded = word.casefold()
+    if folded in by_folded:
+        return by_folded[folded]
+    found = difflib.get_close_matches(folded, list(by_folded), n=1, cutoff=0.6)
+    return by_folded[found[0]] if found else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'region'?"`` when one of ``choices`` is close to ``word``, else ``""``.
+
+    The end of a message about an unknown name (a key, a subcommand, a variable ...).
+    """
+    match = close_match(word, choices)
+    return "" if match is None or match == word else f"; did you mean {match!r}?"

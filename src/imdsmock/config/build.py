@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from imdsmock.config.rules import check
-from imdsmock.config.schema import DEFAULT_RANGE, RANGES, Config, dashed
-from imdsmock.errors import ConfigError
+from imdsmock.config.schema import DEFAULT_RANGE, RANGES, Config, dashed, leaf_keys
+from imdsmock.errors import ConfigError, close_match, did_you_mean
 
 __all__ = ["from_mapping"]
 
@@ -41,13 +41,30 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         f = fields.get(str(key).replace("_", "-"))
         if f is None:
             allowed = "one of: " + ", ".join(sorted(fields))
-            raise ConfigError(f"{prefix}{key}", value, f"a known key ({allowed})") from None
+            raise ConfigError(
+                f"{prefix}{key}",
+                value,
+                f"a known key ({allowed})",
+                hint=_meant(str(key).replace("_", "-"), fields),
+            ) from None
         kwargs[f.name] = _convert(hints[f.name], value, prefix + dashed(f.name))
     for f in fields.values():  # a required key left out (found by tests/test_fuzz.py)
         missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if missing and f.name not in kwargs:
             raise ConfigError(f"{prefix}{dashed(f.name)}", None, "a value (this key is required)")
     return cls(**kwargs)
+
+
+def _meant(key: str, fields: Mapping[str, Any]) -> str:
+    """A close key of the same section, else a key of another section that ``key`` names."""
+    hint = did_you_mean(key, fields)
+    if hint:
+        return hint
+    elsewhere: dict[str, str] = {}
+    for dotted in leaf_keys(Config):
+        elsewhere.setdefault(dotted.rpartition(".")[2], dotted)
+    match = close_match(key, elsewhere)
+    return "" if match is None else f"; did you mean {elsewhere[match]!r}?"
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
