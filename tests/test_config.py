@@ -11,7 +11,7 @@ import pytest
 from imdsmock.cli import main
 from imdsmock.config.load import load
 from imdsmock.config.schema import env_name
-from mockprocess import run_command
+from mockprocess import free_port, run_command
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -198,18 +198,38 @@ def test_unreadable_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "a file, not a directory" in err
 
 
-def test_port_in_use_is_one_line() -> None:
-    """Serving on a port already in use exits 2 with one line and no traceback."""
+# Listener -> (the arguments that put it on the taken PORT, the setting named in the error).
+IN_USE = [
+    ("imds", ["--port", "{taken}", "--control-port", "{free}"], {}, "--port or IMDSMOCK_PORT"),
+    ("imds-env", ["--control-port", "{free}"], {"IMDSMOCK_PORT": "{taken}"}, "--port or IMDSMOCK_PORT"),
+    ("control", ["--port", "{free}", "--control-port", "{taken}"], {}, "--control-port or IMDSMOCK_CONTROL_PORT"),
+    ("control-env", ["--port", "{free}"], {"IMDSMOCK_CONTROL_PORT": "{taken}"}, "--control-port or IMDSMOCK_CONTROL_PORT"),
+    ("listen", ["--port", "{free}", "--control-port", "{free2}", "--listen", "127.0.0.1:{taken}"], {}, "--listen or IMDSMOCK_LISTEN"),
+    ("ecs", ["--port", "{free}", "--control-port", "{free2}", "--ecs-listen", "127.0.0.1:{taken}"], {}, "--ecs-listen or IMDSMOCK_ECS_LISTEN"),
+    ("eks", ["--port", "{free}", "--control-port", "{free2}", "--eks-listen", "127.0.0.1:{taken}"], {}, "--eks-listen or IMDSMOCK_EKS_LISTEN"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "setting"), [u[1:] for u in IN_USE], ids=[u[0] for u in IN_USE]
+)
+def test_port_in_use_names_the_listeners_setting(
+    args: list[str], env: dict[str, str], setting: str
+) -> None:
+    """A listener whose port is taken exits 2 with one line naming that listener's flag and
+    variable (the control port's is --control-port, not --port)."""
     busy = _busy_port()
     try:
-        port = busy.getsockname()[1]
-        result = run_command(["--port", str(port)])
+        ports = {"taken": busy.getsockname()[1], "free": free_port(), "free2": free_port()}
+        result = run_command(
+            [a.format(**ports) for a in args], {k: v.format(**ports) for k, v in env.items()}
+        )
     finally:
         busy.close()
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"imdsmock: error: listen address 127.0.0.1:{port} is already in use; "
-        "choose another port (--port)"
+        f"imdsmock: error: listen address 127.0.0.1:{ports['taken']} is already in use; "
+        f"choose another port ({setting})"
     ]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from imdsmock.control.ctl import main
 from imdsmock.core.clock import ManualClock
-from mockprocess import run_command
+from mockprocess import mock_process, run_command
 from support import Running, control_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
@@ -266,6 +266,23 @@ def test_ctl_sends_the_bearer_token() -> None:
         assert main(["--url", url, "--token", "t0k", "options", "--hop-limit", "2"]) == 0
         assert r.app.controller.options()["hop-limit"] == 2
         assert main(["--url", url, "state"]) == 2
+
+
+def test_a_missing_or_wrong_token_says_how_to_give_one() -> None:
+    """Without the control token, or with a wrong one, imdsmock ctl exits 2 with one line that
+    names --token and IMDSMOCK_CONTROL_TOKEN; the variable then lets the call through."""
+    with mock_process(["--control-token", "t0k-9f2"]) as mp:
+        env = {"IMDSMOCK_CONTROL_URL": f"http://127.0.0.1:{mp.control_port}"}
+        line = (
+            "imdsmock ctl: error: missing or wrong bearer token; send the server's control "
+            "token as 'Authorization: Bearer TOKEN' (imdsmock ctl: --token or "
+            "IMDSMOCK_CONTROL_TOKEN)"
+        )
+        for extra in ([], ["--token", "wrong"]):
+            proc = run_command(["ctl", *extra, "state"], env)
+            assert (proc.returncode, proc.stderr.splitlines()) == (2, [line])
+        proc = run_command(["ctl", "state"], {**env, "IMDSMOCK_CONTROL_TOKEN": "t0k-9f2"})
+        assert proc.returncode == 0, proc.stderr
 
 
 def test_imdsmock_ctl_command_runs_as_a_subprocess(ctl: Ctl) -> None:

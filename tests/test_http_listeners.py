@@ -206,5 +206,5 @@ def test_a_bracketed_ipv6_host_in_use_is_named_once_bracketed() -> None:
         with pytest.raises(ServeError) as info:
             app.bind()
     assert str(info.value) == (
-        f"listen address [::1]:{port} is already in use; choose another port (--port)"
+        f"listen address [::1]:{port} is already in use; choose another port (--port or IMDSMOCK_PORT)"
     )

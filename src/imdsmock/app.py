@@ -27,7 +27,7 @@ from imdsmock.core.snapshot import Snapshot, build_snapshot, rebuild
 from imdsmock.core.state import State
 from imdsmock.errors import ImdsMockError
 from imdsmock.instance.notices import GATED_PATHS
-from imdsmock.serve.listen import bind_sockets, url
+from imdsmock.serve.listen import bind_sockets, imds_bindings, url
 from imdsmock.serve.server import Limits, Server
 from imdsmock.signing.signer import Signer
 from imdsmock.signing.store import load_signer
@@ -206,7 +206,7 @@ class App:
         control socket is kept on the app; ``server.control: false`` skips it.
         """
         config = self._start_config
-        socks = bind_sockets(config.server.listeners())
+        socks = bind_sockets(imds_bindings(config.server))
         try:
             if self.containers is not None:
                 self.containers.bind()

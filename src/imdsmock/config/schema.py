@@ -39,6 +39,7 @@ __all__ = [
     "dashed",
     "env_name",
     "leaf_keys",
+    "spelled",
 ]
 
 Enabled = Literal["enabled", "disabled"]
@@ -380,6 +381,18 @@ def dashed(name: str) -> str:
 def env_name(key: str) -> str:
     """The ``IMDSMOCK_*`` variable for a dotted key."""
     return "IMDSMOCK_" + re.sub(r"[.\-]", "_", key).upper()
+
+
+def spelled(key: str) -> str:
+    """How a user sets a key from the command line: ``--port or IMDSMOCK_PORT``.
+
+    A key with a short name gives its flag and variable; any other, ``--set`` and its own
+    variable (``--set server.idle-timeout=N or IMDSMOCK_SERVER_IDLE_TIMEOUT``).
+    """
+    for short, dotted in SHORT_NAMES.items():
+        if dotted == key:
+            return f"--{short} or {env_name(short)}"
+    return f"--set {key}=... or {env_name(key)}"
 
 
 def leaf_keys(cls: type = Config, prefix: str = "") -> list[str]:

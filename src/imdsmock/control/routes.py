@@ -240,12 +240,19 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+# How to give the token: the header, and imdsmock ctl's flag and variable.
+_TOKEN_MESSAGE = (
+    "missing or wrong bearer token; send the server's control token as "
+    "'Authorization: Bearer TOKEN' (imdsmock ctl: --token or IMDSMOCK_CONTROL_TOKEN)"
+)
+
+
 def handle(
     controller: Controller, request: ControlRequest, token: str | None = None
 ) -> ControlResponse:
     """Answer one control request; ``token``, when set, is the required bearer token."""
     if token is not None and not _authorized(request.authorization, token):
-        return _error(401, "missing or wrong bearer token", "Authorization", ["Bearer <token>"])
+        return _error(401, _TOKEN_MESSAGE, "Authorization", ["Bearer <token>"])
     path, _, raw_query = request.target.partition("?")
     method = request.method
     allowed: list[str] = []

@@ -24,7 +24,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from imdsmock.config.addresses import Listen, parse_listen
+from imdsmock.config.addresses import parse_listen
 from imdsmock.config.schema import Config
 from imdsmock.core.clock import Clock
 from imdsmock.core.credentials import RefreshFailures, current_set
@@ -35,7 +35,7 @@ from imdsmock.instance.credentials import role_arn
 from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import facts
 from imdsmock.serve.http import Answer, HTTPProtocol, Request, reason
-from imdsmock.serve.listen import bind_sockets, url
+from imdsmock.serve.listen import Binding, bind_sockets, url
 
 __all__ = ["EKS_PATH", "ContainerEndpoints", "Kind", "answer"]
 
@@ -167,10 +167,16 @@ class ContainerEndpoints:
         if self._socks:
             return
         server = self.config.server
-        pairs: list[tuple[Kind, Listen]] = [
-            ("ecs", parse_listen(s, "server.ecs-listen")) for s in server.ecs_listen
-        ] + [("eks", parse_listen(s, "server.eks-listen")) for s in server.eks_listen]
-        socks = bind_sockets([listen for _, listen in pairs])
+        kinds: tuple[tuple[Kind, str, tuple[str, ...]], ...] = (
+            ("ecs", "server.ecs-listen", server.ecs_listen),
+            ("eks", "server.eks-listen", server.eks_listen),
+        )
+        pairs = [
+            (kind, Binding(parse_listen(spec, key), key, key))
+            for kind, key, specs in kinds
+            for spec in specs
+        ]
+        socks = bind_sockets([binding for _, binding in pairs])
         self._socks = [(kind, sock) for (kind, _), sock in zip(pairs, socks, strict=True)]
 
     async def start(self) -> None:

@@ -24,7 +24,7 @@ from imdsmock.config.addresses import Listen
 from imdsmock.config.schema import ServerConfig
 from imdsmock.errors import ConfigError, ServeError
 from imdsmock.serve.http import MIB, Answer, HTTPProtocol, Request
-from imdsmock.serve.listen import bind_sockets
+from imdsmock.serve.listen import Binding, bind_sockets
 
 if TYPE_CHECKING:
     from imdsmock.control.operations import Controller
@@ -70,7 +70,8 @@ def bind_control(server: ServerConfig) -> tuple[socket.socket, str | None]:
             "address, without a token; set --control-token (or IMDSMOCK_CONTROL_TOKEN, "
             "--control-token-file) or keep --control-host 127.0.0.1"
         )
-    (sock,) = bind_sockets([Listen(host=server.control_host, port=server.control_port)])
+    listen = Listen(host=server.control_host, port=server.control_port)
+    (sock,) = bind_sockets([Binding(listen, "server.control-port", "server.control-host")])
     return sock, token
 
 

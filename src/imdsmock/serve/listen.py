@@ -6,12 +6,27 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from imdsmock.config.addresses import Listen
+from imdsmock.config.schema import ServerConfig, spelled
 from imdsmock.errors import ServeError
 
-__all__ = ["bind_sockets", "url"]
+__all__ = ["Binding", "bind_sockets", "imds_bindings", "url"]
+
+
+class Binding(NamedTuple):
+    """An address to bind and the configuration keys that chose it.
+
+    An address that cannot be had is reported with the flag and variable of those keys,
+    so the message names the setting to change (``--control-port``, not ``--port``).
+    """
+
+    listen: Listen
+    port_key: str
+    """The key that sets the port (``server.port``, ``server.ecs-listen``, ...)."""
+    host_key: str
+    """The key that sets the address."""
 
 
 def url(address: tuple[Any, ...]) -> str:
@@ -19,12 +34,20 @@ def url(address: tuple[Any, ...]) -> str:
     return f"http://{Listen(host=address[0], port=address[1])}"
 
 
-def bind_sockets(listens: Sequence[Listen]) -> list[socket.socket]:
+def imds_bindings(server: ServerConfig) -> list[Binding]:
+    """The IMDS listeners: ``host:port`` (``--host``/``--port``), then each ``--listen`` entry."""
+    first, *extra = server.listeners()
+    return [Binding(first, "server.port", "server.host")] + [
+        Binding(item, "server.listen", "server.listen") for item in extra
+    ]
+
+
+def bind_sockets(bindings: Sequence[Binding]) -> list[socket.socket]:
     """Bind every listener up front, so an address in use fails before anything serves."""
     socks: list[socket.socket] = []
     try:
-        for item in listens:
-            socks.append(_bind(item))
+        for binding in bindings:
+            socks.append(_bind(binding))
     except BaseException:
         for s in socks:
             s.close()
@@ -32,7 +55,8 @@ def bind_sockets(listens: Sequence[Listen]) -> list[socket.socket]:
     return socks
 
 
-def _bind(item: Listen) -> socket.socket:
+def _bind(binding: Binding) -> socket.socket:
+    item = binding.listen
     host = item.host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -45,21 +69,22 @@ def _bind(item: Listen) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ServeError(_bind_message(item, exc)) from None
+        raise ServeError(_bind_message(binding, exc)) from None
     return sock
 
 
-def _bind_message(item: Listen, exc: OSError) -> str:
+def _bind_message(binding: Binding, exc: OSError) -> str:
+    item, port, host = binding.listen, spelled(binding.port_key), spelled(binding.host_key)
     if exc.errno == errno.EADDRINUSE:
-        return f"listen address {item} is already in use; choose another port (--port)"
+        return f"listen address {item} is already in use; choose another port ({port})"
     if exc.errno == errno.EACCES:
         return (
             f"listen address {item} needs privilege (ports below 1024 need root or "
-            "CAP_NET_BIND_SERVICE); use a port >= 1024 or run with that capability"
+            f"CAP_NET_BIND_SERVICE); use a port >= 1024 ({port}) or run with that capability"
         )
     if exc.errno == errno.EADDRNOTAVAIL:
         return (
             f"listen address {item} is not an address of this machine; add it first "
-            "(see `imdsmock route up`) or listen on 127.0.0.1"
+            f"(see `imdsmock route up`) or listen on 127.0.0.1 ({host})"
         )
-    return f"cannot listen on {item}: {exc.strerror}"
+    return f"cannot listen on {item} ({host}): {exc.strerror}"
