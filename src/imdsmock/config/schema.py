@@ -248,6 +248,8 @@ class InstanceConfig:
     """Detailed monitoring (dynamic/fws/instance-monitoring)."""
     pending_time: str | None = None
     """Launch time as an IMDS timestamp (2024-01-02T03:04:05Z); null: when the server started."""
+    identity_document: Mapping[str, Any | None] = field(default_factory=dict)
+    """Identity-document fields served as given over the derived ones (signed too)."""
 
     def user_data_bytes(self) -> bytes | None:
         """The user data as bytes, or ``None`` when the instance has none."""
