@@ -13,6 +13,7 @@ from imdsmock.aemm import cli as aemm
 from imdsmock.aemm.config import RELAXED
 from imdsmock.cli import aemm_main
 from imdsmock.config.rules import RULES
+from imdsmock.config.scenarios import SpotInterruptionConfig, When
 from imdsmock.config.schema import Config
 from support import EPOCH, offline_app
 
@@ -68,13 +69,10 @@ def test_yaml_timestamps_schedule_like_the_flag(tmp_path: Path, when: str) -> No
     """An unquoted YAML timestamp (read as a datetime) triggers the mocks at that instant,
     as --mock-trigger-time with the same instant does; a naive one is UTC."""
     cfg = _config(tmp_path, f"mock-trigger-time: {when}\n", "aemm.yaml")
-    spot = next(s for s in cfg.scenarios if s["type"] == "spot-interruption")
+    spot = next(s for s in cfg.scenarios if isinstance(s, SpotInterruptionConfig))
     flag = aemm.parse(["--mock-trigger-time", "2030-01-01T00:00:00Z"], {}).config()
-    flag_spot = next(s for s in flag.scenarios if s["type"] == "spot-interruption")
-    if when.endswith("+02:00"):
-        assert spot["at"] == "2030-01-01T02:00:00+02:00"
-    else:
-        assert spot["at"] == flag_spot["at"]
+    flag_spot = next(s for s in flag.scenarios if isinstance(s, SpotInterruptionConfig))
+    assert spot.at == flag_spot.at == When(1893456000.0)
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,20 @@ def test_config_command_prints_effective_configuration(
     assert "s3cr3t" not in out
 
 
+def test_config_command_prints_yaml_timestamps_as_json_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scenario time written as an unquoted YAML timestamp is printed as RFC 3339 text by
+    `imdsmock config --format json` (not a traceback)."""
+    file = tmp_path / "c.yaml"
+    file.write_text("scenarios:\n  - {type: spot-interruption, at: 2030-01-01T00:00:00Z}\n")
+    status, out, _ = run_cli(["config", "--format", "json", "-c", str(file)], capsys)
+    assert status == 0
+    assert json.loads(out)["scenarios"] == [
+        {"type": "spot-interruption", "at": "2030-01-01T00:00:00+00:00"}
+    ]
+
+
 def test_set_flag_reaches_any_key(capsys: pytest.CaptureFixture[str]) -> None:
     """--set KEY=VALUE sets any key, including map entries such as a tag."""
     status, out, _ = run_cli(

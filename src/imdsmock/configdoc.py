@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from imdsmock.config import schema as config
+from imdsmock.config.scenarios import ScenarioConfig
 from imdsmock.config.schema import (
     DEFAULT_RANGE,
     RANGES,
@@ -201,6 +202,8 @@ def _type(tp: Any, key: str) -> str:
         item = args[0]
         if item is InterfaceConfig:
             return "list of interfaces"
+        if item == ScenarioConfig:
+            return "list of mappings"
         if typing.get_origin(item) is Mapping:
             return "list of mappings"
         return "list of strings"

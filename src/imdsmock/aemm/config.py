@@ -44,9 +44,9 @@ from imdsmock.aemm.defaults import (
 )
 from imdsmock.config.build import refusal
 from imdsmock.config.load import read_file
+from imdsmock.config.scenarios import ACTIONS, EVENT_CODES, EVENT_STATES, parse_time
 from imdsmock.errors import ConfigError
 from imdsmock.instance.imdsjson import dumps
-from imdsmock.instance.scenarios import ACTIONS, EVENT_CODES, EVENT_STATES, parse_time
 
 __all__ = [
     "DEFAULTS",
@@ -583,7 +583,7 @@ def _rfc3339(value: Any, key: str) -> str:
     if "T" not in text.upper():
         raise ConfigError(key, value, "an RFC 3339 time like 2020-01-07T01:03:47Z")
     try:
-        parse_time(text, 0.0, key)
+        parse_time(text, key)
     except ConfigError:
         raise ConfigError(key, value, "an RFC 3339 time like 2020-01-07T01:03:47Z") from None
     return text

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 from imdsmock.config.rules import check
+from imdsmock.config.scenarios import SCENARIOS, parse_scenarios
 from imdsmock.config.schema import DEFAULT_RANGE, RANGES, Config, dashed, leaf_keys
 from imdsmock.errors import ConfigError, close_match, did_you_mean
 
@@ -91,8 +92,10 @@ def _meant(key: str, fields: Mapping[str, Any]) -> str:
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
+    if tp == SCENARIOS:  # a list of mappings, each then validated as a scenario
+        return parse_scenarios(_convert(tuple[Mapping[str, Any], ...], value, key), key)
     if tp is Any:
-        return value  # validated by its owner (scenarios: imdsmock.instance.scenarios)
+        return value  # a scenario's field: validated by parse_scenarios
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):

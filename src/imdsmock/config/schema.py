@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from imdsmock.config.addresses import Listen, parse_listen
 from imdsmock.config.defaults import AEMM_PUBLIC_KEY
+from imdsmock.config.scenarios import ScenarioConfig
 
 __all__ = [
     "RANGES",
@@ -313,7 +314,7 @@ class Config:
     signing: SigningConfig = field(default_factory=SigningConfig)
     paths: Mapping[str, str | None] = field(default_factory=dict)
     """IMDS path (`meta-data/tags/instance/Owner`) -> value; null removes it. Applied last."""
-    scenarios: tuple[Mapping[str, Any], ...] = ()
+    scenarios: tuple[ScenarioConfig, ...] = ()
     """Timed changes: spot interruption, rebalance, events, Auto Scaling (docs/scenarios.md)."""
 
     def replace(self, **changes: Any) -> Config:
