@@ -14,7 +14,6 @@ import sys
 
 from imdsmock.app import App, run
 from imdsmock.config.load import load
-from imdsmock.config.scenarios import parse_scenario
 
 # bare and full are the benchmark's pair; the others switch one feature on, to find
 # which one costs (bench.ab --mode bare,log).
@@ -33,7 +32,7 @@ def main(argv: list[str]) -> int:
     features = FEATURES[mode]
     cfg = load(file=config_file, env={})
     if "timeline" in features:
-        spot = parse_scenario({"type": "spot-interruption", "at": "+1h"}, default_id="spot")
+        spot = {"type": "spot-interruption", "at": "+1h"}
         cfg = dataclasses.replace(cfg, scenarios=(*cfg.scenarios, spot))
     app = App(cfg)
     if "log" not in features:

@@ -430,6 +430,60 @@ def test_request_log_records_filters_and_clears(mock: Mock) -> None:
     assert mock.api("GET", "/v1/requests")[1]["requests"] == []
 
 
+def test_request_log_is_read_in_pages_newest_first(mock: Mock) -> None:
+    """`GET /v1/requests` answers the newest 100 by default and links the next, older page."""
+    for i in range(250):
+        mock.get(f"/latest/meta-data/p{i}")
+    status, page = mock.api("GET", "/v1/requests?path=/latest/meta-data/p")
+    assert status == 200
+    assert [e["path"] for e in page["requests"]] == [
+        f"/latest/meta-data/p{i}" for i in range(150, 250)
+    ]
+    pages = [page["requests"]]
+    while page["next"] is not None:
+        assert "path=%2Flatest%2Fmeta-data%2Fp" in page["next"]
+        page = mock.api("GET", page["next"])[1]
+        pages.append(page["requests"])
+    assert [len(p) for p in pages] == [100, 100, 50]
+    seqs = [e["seq"] for p in reversed(pages) for e in p]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 250
+    newer = mock.api("GET", f"/v1/requests?after={seqs[-3]}")[1]
+    assert [e["seq"] for e in newer["requests"]] == seqs[-2:]
+    assert newer["next"] is None
+    assert len(mock.api("GET", "/v1/requests?limit=1000")[1]["requests"]) == 250
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "-1"])
+def test_request_log_page_size_is_bounded(mock: Mock, limit: str) -> None:
+    """A page holds 1 to 1000 requests; another limit is a 400 naming the allowed range."""
+    status, body = mock.api("GET", f"/v1/requests?limit={limit}")
+    assert status == 400
+    assert body["field"] == "limit"
+
+
+def test_request_log_keeps_a_capped_path_and_user_agent(mock: Mock) -> None:
+    """A request with a long path and user agent is logged with both cut short and marked."""
+    path = "/latest/meta-data/" + "p" * 5000
+    agent = "agent/" + "a" * 3000
+    status, _, _ = mock.imds.request("GET", path, {"User-Agent": agent})
+    assert status == 404
+    (entry,) = mock.api("GET", "/v1/requests")[1]["requests"]
+    assert entry["path"] == path[:512] + "..."
+    assert entry["user-agent"] == agent[:256] + "..."
+    assert entry["status"] == 404
+
+
+def test_imdsv1_report_lists_the_busiest_hundred_groups(mock: Mock) -> None:
+    """The IMDSv1 report names at most the 100 busiest (client, user agent) groups."""
+    for i in range(105):
+        mock.imds.request("GET", "/latest/meta-data/ami-id", {"User-Agent": f"agent-{i}"})
+    mock.imds.request("GET", "/latest/meta-data/ami-id", {"User-Agent": "agent-7"})
+    groups = mock.api("GET", "/v1/reports/imdsv1")[1]["clients"]
+    assert len(groups) == 100
+    assert (groups[0]["user-agent"], groups[0]["requests"]) == ("agent-7", 2)
+
+
 def _boto_session(mock: Mock, env: pytest.MonkeyPatch) -> boto3.Session:
     env.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", mock.imds.url + "/")
     env.setenv("AWS_METADATA_SERVICE_TIMEOUT", "1")

@@ -208,6 +208,28 @@ def test_ctl_requests_filters_reach_the_request_log(ctl: Ctl) -> None:
     assert [e["path"] for e in json.loads(out)["requests"]] == ["/latest/meta-data/nope"]
 
 
+def test_ctl_requests_shows_a_page_and_follows_them_all(ctl: Ctl) -> None:
+    """`ctl requests` prints the newest page and says how to get older ones; --all follows
+    every page."""
+    for i in range(120):
+        ctl.mock.get(f"/latest/meta-data/p{i}")
+    status, out, err = ctl("requests")
+    assert status == 0
+    assert len(out.splitlines()) == 1 + 100
+    first_seq = out.splitlines()[1].split()[0]
+    assert f"older requests not shown: add --before {first_seq} for the next page" in err
+    status, out, err = ctl("requests", "--before", first_seq)
+    assert (status, len(out.splitlines()), err) == (0, 1 + 20, "")
+    status, out, err = ctl("--json", "requests", "--all", "--limit", "50")
+    assert status == 0
+    assert err == ""
+    answer = json.loads(out)
+    assert answer["next"] is None
+    assert [e["path"] for e in answer["requests"]] == [
+        f"/latest/meta-data/p{i}" for i in range(120)
+    ]
+
+
 def test_ctl_certificate_and_state_print_readably(ctl: Ctl) -> None:
     """`ctl certificate` prints the PEM; `ctl state` prints KEY: VALUE lines with JSON values."""
     status, out, _ = ctl("certificate")

@@ -136,7 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--status", type=int)
     r.add_argument("--client")
     r.add_argument("--imdsv1", action="store_true", help="only token-less data requests")
-    r.add_argument("--limit", type=int)
+    r.add_argument("--limit", type=int, help="the newest N (per page with --all)")
+    r.add_argument("--before", type=int, metavar="SEQ", help="only older than seq SEQ")
+    r.add_argument("--after", type=int, metavar="SEQ", help="only newer than seq SEQ")
+    r.add_argument("--all", action="store_true", help="follow every page, oldest first")
     r.add_argument("--clear", action="store_true", help="forget every entry")
 
     rep = sub.add_parser("report", help="reports").add_subparsers(
@@ -246,22 +249,48 @@ def _run(ns: argparse.Namespace) -> Any:
     if cmd == "requests":
         if ns.clear:
             return _call(ns, "DELETE", "/v1/requests")
-        query = {
-            k: v
-            for k, v in (
-                ("method", ns.method),
-                ("path", ns.path),
-                ("status", ns.status),
-                ("client", ns.client),
-                ("limit", ns.limit),
-                ("imdsv1", "true" if ns.imdsv1 else None),
-            )
-            if v is not None
-        }
-        return _call(ns, "GET", "/v1/requests" + ("?" + urlencode(query) if query else ""))
+        return _requests(ns)
     if cmd == "report":
         return _call(ns, "GET", "/v1/reports/imdsv1")
     return _call(ns, "GET", "/v1/certificate")
+
+
+def _requests(ns: argparse.Namespace) -> Any:
+    """The request log: one page (and on stderr how to get the next), or with ``--all``
+    every page, followed from the newest back and printed oldest first."""
+    # Pages of the largest size when following them all (imported only then: start-up).
+    page = ns.limit
+    if ns.all and page is None:
+        from imdsmock.core.requestlog import PAGE_MAX as page
+    query = {
+        k: v
+        for k, v in (
+            ("method", ns.method),
+            ("path", ns.path),
+            ("status", ns.status),
+            ("client", ns.client),
+            ("limit", page),
+            ("imdsv1", "true" if ns.imdsv1 else None),
+            ("before", ns.before),
+            ("after", ns.after),
+        )
+        if v is not None
+    }
+    data = _call(ns, "GET", "/v1/requests" + ("?" + urlencode(query) if query else ""))
+    pages = [data["requests"]]
+    following = data.get("next")
+    while ns.all and following:
+        data = _call(ns, "GET", following)
+        pages.append(data["requests"])
+        following = data.get("next")
+    rows = [row for page in reversed(pages) for row in page]
+    if following:
+        print(
+            f"{PROG}: older requests not shown: add --before {rows[0]['seq']} "
+            "for the next page, or --all",
+            file=sys.stderr,
+        )
+    return {"requests": rows, "next": following} if ns.json else {"requests": rows}
 
 
 # -- readable output ------------------------------------------------------------------------------

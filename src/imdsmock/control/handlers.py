@@ -11,8 +11,10 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
+from urllib.parse import urlencode
 
 from imdsmock.control.operations import Controller
+from imdsmock.core.requestlog import PAGE_DEFAULT, PAGE_MAX
 from imdsmock.errors import ConfigError
 
 __all__ = ["REQUEST_FILTERS", "BadRequest", "Call", "Handler"]
@@ -181,12 +183,15 @@ REQUEST_FILTERS: Mapping[str, tuple[Literal["string", "integer", "boolean"], str
     "client": ("string", "Only this client address."),
     "token": ("boolean", "Only with (true) or without a token."),
     "imdsv1": ("boolean", "Only IMDSv1 data requests (true)."),
-    "limit": ("integer", "Only the newest N."),
+    "limit": ("integer", f"Only the newest N (default {PAGE_DEFAULT}, at most {PAGE_MAX})."),
+    "before": ("integer", "Only requests whose seq is below this (the next page: `next`)."),
+    "after": ("integer", "Only requests whose seq is above this (those since a seq seen)."),
 }
 
 
 def requests(call: Call) -> tuple[int, Any]:
-    """The request log, narrowed by the query's :data:`REQUEST_FILTERS`."""
+    """One page of the request log, narrowed by the query's :data:`REQUEST_FILTERS`, and the
+    URL of the next (older) page, or null."""
     filters: dict[str, Any] = {}
     for key, value in call.query.items():
         if key not in REQUEST_FILTERS:
@@ -194,7 +199,7 @@ def requests(call: Call) -> tuple[int, Any]:
             raise ConfigError(key, value, allowed)
         kind = REQUEST_FILTERS[key][0]
         if kind == "integer":
-            if not re.fullmatch(r"[0-9]{1,6}", value):
+            if not re.fullmatch(r"[0-9]{1,18}", value):
                 raise ConfigError(key, value, "a whole number")
             filters[key] = int(value)
         elif kind == "boolean":
@@ -203,7 +208,13 @@ def requests(call: Call) -> tuple[int, Any]:
             filters[key] = value == "true"
         else:
             filters[key] = value
-    return 200, {"requests": call.controller.requests(**filters)}
+    if not 1 <= filters.get("limit", PAGE_DEFAULT) <= PAGE_MAX:
+        raise ConfigError("limit", call.query["limit"], f"a whole number from 1 to {PAGE_MAX}")
+    entries, before = call.controller.request_page(**filters)
+    following = None
+    if before is not None:
+        following = "/v1/requests?" + urlencode({**call.query, "before": str(before)})
+    return 200, {"requests": entries, "next": following}
 
 
 def requests_clear(call: Call) -> tuple[int, Any]:

@@ -223,11 +223,12 @@ class Controller:
         """Start a scenario now or at a time (spot, rebalance, maintenance, Auto Scaling)."""
         # The scenario machinery is imported when the first scenario starts, not at
         # start-up (start-up time counts); a mock configured with scenarios has it already.
-        from imdsmock.core.scenarios import started, with_scenarios
+        from imdsmock.core.scenarios import with_scenarios
+        from imdsmock.instance.scenarios import parse_scenario
 
         if not isinstance(data, Mapping):
             raise ConfigError("scenario", data, "a JSON object with a type")
-        scenario = started(data, self.now())
+        scenario = parse_scenario(data, self.now())
 
         def change(snap: Snapshot) -> Snapshot:
             return with_scenarios(snap, (*snap.scenarios, scenario))
@@ -337,6 +338,12 @@ class Controller:
     def requests(self, **filters: Any) -> list[dict[str, Any]]:
         """Logged requests, oldest first (filters as :meth:`RequestLog.entries`)."""
         return [e.to_dict() for e in self._requests.entries(**filters)]
+
+    def request_page(self, **filters: Any) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of logged requests and the ``before`` of the next (as
+        :meth:`RequestLog.page`)."""
+        entries, before = self._requests.page(**filters)
+        return [e.to_dict() for e in entries], before
 
     def clear_requests(self) -> None:
         """Forget every logged request."""

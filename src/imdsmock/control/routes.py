@@ -212,7 +212,17 @@ ROUTES: tuple[Route, ...] = (
         h.requests,
         Operation(
             summary="List requests",
-            response=_list_of("requests", "LoggedRequest"),
+            response={
+                "type": "object",
+                "properties": {
+                    "requests": {"type": "array", "items": ref("LoggedRequest")},
+                    "next": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "The URL of the next (older) page; null on the last.",
+                    },
+                },
+            },
             query=tuple(
                 query(name, _FILTER_SCHEMAS[kind], description)
                 for name, (kind, description) in REQUEST_FILTERS.items()

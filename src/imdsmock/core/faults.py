@@ -33,7 +33,10 @@ Kind = Literal["status", "latency", "reset", "hang"]
 KINDS: tuple[Kind, ...] = ("status", "latency", "reset", "hang")
 STATUSES = (429, 500, 503)
 MAX_LATENCY_MS = 600_000
-_QUIET_LIMIT = 4096  # paths remembered as matching no rule (any client can send any path)
+# Paths remembered as matching no rule: at most this many, each at most this long (any
+# client can send any path; a longer one is matched afresh each time). ~1.5 MB when full.
+_QUIET_LIMIT = 4096
+_QUIET_PATH_MAX = 256
 _KEYS = ("kind", "path", "client", "count", "probability", "status", "latency-ms")
 
 
@@ -237,6 +240,6 @@ class FaultBook:
                 else:
                     self._left[fault.id] = left - 1
                 return fault
-        if not covered and len(quiet) < _QUIET_LIMIT:
+        if not covered and len(quiet) < _QUIET_LIMIT and len(path) <= _QUIET_PATH_MAX:
             quiet.add(path)
         return None

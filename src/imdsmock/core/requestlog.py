@@ -14,6 +14,13 @@ CloudWatch metric EC2 offers for finding IMDSv1 callers (real-imds.md §A3).
 chooses, once at start-up, either :meth:`RequestLog.record` alone or a sink that records
 and then prints the entry as one access-log line on stderr, so the server makes the same
 single call per request whether the flag is on or off.
+
+The log is bounded in bytes as well as in entries: an entry keeps at most
+:data:`HEAD_MAX` bytes of what the client sent. A request whose head is larger reaches
+the log through :func:`capped` (the server does it, knowing the head's size from its
+parse), which keeps a shortened path and user agent. Reading the log back is bounded
+too: :meth:`RequestLog.page` looks at each entry at most once and returns at most
+:data:`PAGE_MAX` of them.
 """
 
 from __future__ import annotations
@@ -28,9 +35,29 @@ from typing import Any, NamedTuple, TextIO
 from imdsmock.core.imds import TOKEN_PATH, Request
 from imdsmock.core.wire import Response
 
-__all__ = ["Entry", "RequestLog", "Sink"]
+__all__ = [
+    "HEAD_MAX",
+    "PAGE_DEFAULT",
+    "PAGE_MAX",
+    "REPORT_MAX",
+    "Entry",
+    "RequestLog",
+    "Sink",
+    "capped",
+]
 
 DEFAULT_SIZE = 10_000
+# A logged request holds at most HEAD_MAX bytes of strings from the client (path, user
+# agent, token): a larger one is logged as capped() makes it, with the path cut to
+# PATH_MAX characters and the user agent to AGENT_MAX, each marked with a trailing "...".
+HEAD_MAX = 1024
+PATH_MAX = 512
+AGENT_MAX = 256
+# Entries one page of the log holds unless asked for fewer, and at most.
+PAGE_DEFAULT = 100
+PAGE_MAX = 1000
+# Groups the IMDSv1 report lists at most (the busiest).
+REPORT_MAX = 100
 
 
 class Entry(NamedTuple):
@@ -52,11 +79,7 @@ class Entry(NamedTuple):
     @property
     def imdsv1(self) -> bool:
         """A token-less data request: what real EC2 counts as IMDSv1 use."""
-        return (
-            not self.token
-            and self.method in ("GET", "HEAD")
-            and not self.path.startswith(TOKEN_PATH)
-        )
+        return _imdsv1(self.method, self.path, self.token)
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as JSON-ready data."""
@@ -94,6 +117,22 @@ _Raw = tuple[int, float, Request, int]
 Sink = Callable[[Request, Response, float], None]
 
 
+def capped(request: Request) -> Request:
+    """``request`` as the log keeps one whose head is over :data:`HEAD_MAX` bytes: the path
+    and user agent shortened, the token only as sent (``""``) or not, no token TTL."""
+    path, agent = request.path, request.user_agent
+    if len(path) > PATH_MAX:
+        path = path[:PATH_MAX] + "..."
+    if agent is not None and len(agent) > AGENT_MAX:
+        agent = agent[:AGENT_MAX] + "..."
+    return request._replace(
+        path=path,
+        token=None if request.token is None else "",
+        token_ttl=None,
+        user_agent=agent,
+    )
+
+
 def _entry(seq: int, now: float, req: Request, status: int) -> Entry:
     return Entry(
         seq=seq,
@@ -105,6 +144,37 @@ def _entry(seq: int, now: float, req: Request, status: int) -> Entry:
         user_agent=req.user_agent,
         token=req.token is not None,
     )
+
+
+def _imdsv1(method: str, path: str, token: bool) -> bool:
+    return not token and method in ("GET", "HEAD") and not path.startswith(TOKEN_PATH)
+
+
+def _matcher(
+    *,
+    method: str | None,
+    path: str | None,
+    status: int | None,
+    client: str | None,
+    token: bool | None,
+    imdsv1: bool | None,
+) -> Callable[[_Raw], bool]:
+    """A test of one raw entry against the filters of :meth:`RequestLog.entries`."""
+    method = None if method is None else method.upper()
+
+    def match(raw: _Raw) -> bool:
+        _, _, req, got = raw
+        sent = req.token is not None
+        return (
+            (method is None or req.method == method)
+            and (path is None or req.path.startswith(path))
+            and (status is None or got == status)
+            and (client is None or req.client == client)
+            and (token is None or sent == token)
+            and (imdsv1 is None or imdsv1 == _imdsv1(req.method, req.path, sent))
+        )
+
+    return match
 
 
 def _body_size(response: Response) -> int:
@@ -185,22 +255,55 @@ class RequestLog:
 
         ``limit`` keeps the newest ``limit`` matches.
         """
-        out = [
-            e
-            for e in self
-            if (method is None or e.method == method.upper())
-            and (path is None or e.path.startswith(path))
-            and (status is None or e.status == status)
-            and (client is None or e.client == client)
-            and (token is None or e.token == token)
-            and (imdsv1 is None or e.imdsv1 == imdsv1)
-        ]
+        match = _matcher(
+            method=method, path=path, status=status, client=client, token=token, imdsv1=imdsv1
+        )
+        out = [_entry(*raw) for raw in list(self._entries) if match(raw)]
         if limit is not None:
             out = out[-limit:] if limit > 0 else []
         return out
 
+    def page(
+        self,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        status: int | None = None,
+        client: str | None = None,
+        token: bool | None = None,
+        imdsv1: bool | None = None,
+        limit: int = PAGE_DEFAULT,
+        before: int | None = None,
+        after: int | None = None,
+    ) -> tuple[list[Entry], int | None]:
+        """The newest ``limit`` entries matching the filters (as :meth:`entries`) whose seq is
+        above ``after`` and below ``before``, oldest first; and the ``before`` of the next,
+        older page, or None when no older entry matches.
+
+        The work is bounded: each entry is looked at once at most, and only the page's
+        entries are built.
+        """
+        match = _matcher(
+            method=method, path=path, status=status, client=client, token=token, imdsv1=imdsv1
+        )
+        found: list[_Raw] = []
+        more = False
+        for raw in reversed(list(self._entries)):
+            seq = raw[0]
+            if after is not None and seq <= after:
+                break  # older entries have lower seqs
+            if (before is not None and seq >= before) or not match(raw):
+                continue
+            if len(found) >= limit:
+                more = True
+                break
+            found.append(raw)
+        found.reverse()
+        return [_entry(*raw) for raw in found], (found[0][0] if more and found else None)
+
     def imdsv1_report(self) -> list[dict[str, Any]]:
-        """Token-less data requests grouped by client and user agent, busiest first."""
+        """Token-less data requests grouped by client and user agent: the
+        :data:`REPORT_MAX` busiest groups, busiest first."""
         groups: dict[tuple[str, str | None], dict[str, Any]] = {}
         for e in self:
             if not e.imdsv1:
@@ -225,4 +328,5 @@ class RequestLog:
             g["last"] = e.time
             if e.path not in g["paths"] and len(g["paths"]) < 10:
                 g["paths"].append(e.path)
-        return sorted(groups.values(), key=lambda g: (-g["requests"], g["client"]))
+        busiest = sorted(groups.values(), key=lambda g: (-g["requests"], g["client"]))
+        return busiest[:REPORT_MAX]

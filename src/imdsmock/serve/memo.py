@@ -1,5 +1,7 @@
 """What the IMDS listener remembers about requests it parsed: shared path strings, and
-whole parses by their exact bytes (the parse memo). Process-wide and bounded.
+whole parses by their exact bytes (the parse memo). Process-wide, and each bounded by the
+bytes it holds (any client can send any path): what a full one costs is stated in
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -13,15 +15,22 @@ __all__ = [
     "PARSED_BUDGET",
     "PARSED_MAX_BYTES",
     "PATHS",
+    "PATHS_BUDGET",
     "Parsed",
     "path_of",
     "remember",
 ]
 
 # Request lines repeat: one shared str per distinct path and method (the request log
-# keeps thousands of requests, and these keep it from holding a copy of each).
+# keeps thousands of requests, and these keep it from holding a copy of each). Bounded by
+# bytes: each entry costs its key and its str (each the path's length plus ~40 bytes of
+# object header) and a dict slot; 4 MiB holds ~19,000 paths of 50 bytes (10,000 leaves fit).
+# A path longer than PATHS_MAX_BYTES is not shared: no client repeats one.
 PATHS: dict[bytes, str] = {}
-PATHS_LIMIT = 16384  # about 2.5 MB when full; 10,000 leaves fit
+PATHS_BUDGET = 4 * 1024 * 1024
+PATHS_ENTRY_COST = 120  # bytes beyond twice the path: object headers, dict slot
+PATHS_MAX_BYTES = 1024
+_paths_bytes = 0  # what PATHS holds, as counted against PATHS_BUDGET
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH")}
 
 
@@ -43,12 +52,13 @@ class Parsed(NamedTuple):
 # check the same GET. When a packet holds exactly one request, with no body, and the
 # parser starts it between messages, parsing the same bytes again gives the same result;
 # so the answer skips httptools and its five Python callbacks (see docs/performance.md).
-# Bounded by bytes: 6 MiB counting each entry's key and ~200 bytes of dict slot and
-# tuple, i.e. ~17,000 typical SDK requests (10,000 leaves fit). A request with a body,
-# pipelined requests, or a packet that splits a request are parsed as usual, never stored.
+# Bounded by bytes: an entry costs its key, the strings of its Parsed (parts of the key:
+# at most as long again) and ~350 bytes of object headers, tuple and dict slot; 12 MiB
+# holds ~13,000 SDK requests of 300 bytes (10,000 leaves fit). A request with a body, pipelined
+# requests, or a packet that splits a request are parsed as usual, never stored.
 PARSED: dict[bytes, Parsed] = {}
-PARSED_BUDGET = 6 * 1024 * 1024
-PARSED_ENTRY_COST = 200  # bytes beyond the key: dict slot, Parsed tuple
+PARSED_BUDGET = 12 * 1024 * 1024
+PARSED_ENTRY_COST = 350  # bytes beyond twice the key: object headers, tuple, dict slot
 PARSED_MAX_BYTES = 2048  # a longer packet is never stored
 # When full, the memo is emptied at most this often (seconds); in between nothing new is
 # stored. Clients that never repeat (a random token per request) would otherwise make
@@ -61,7 +71,7 @@ _parsed_bytes = 0  # what PARSED holds, as counted against PARSED_BUDGET
 def remember(data: bytes, parsed: Parsed) -> None:
     """Store one parse in the memo (see PARSED), within its bounds."""
     global _parsed_refresh_at, _parsed_bytes  # noqa: PLW0603 - one memo per process
-    cost = len(data) + PARSED_ENTRY_COST
+    cost = 2 * len(data) + PARSED_ENTRY_COST
     if _parsed_bytes + cost > PARSED_BUDGET:
         now = time.monotonic()
         if now < _parsed_refresh_at:
@@ -75,11 +85,18 @@ def remember(data: bytes, parsed: Parsed) -> None:
 
 def path_of(url: bytes) -> str:
     """The request target as str (shared per distinct target, see PATHS)."""
+    global _paths_bytes  # noqa: PLW0603 - one table per process
     try:
         path = url.decode("ascii")
     except UnicodeDecodeError:
         path = url.decode("latin-1")
-    if len(PATHS) >= PATHS_LIMIT:  # any client can send any path: stay bounded
+    size = len(url)
+    if size > PATHS_MAX_BYTES:
+        return path
+    cost = 2 * size + PATHS_ENTRY_COST
+    if _paths_bytes + cost > PATHS_BUDGET:
         PATHS.clear()
+        _paths_bytes = 0
     PATHS[url] = path
+    _paths_bytes += cost
     return path

@@ -24,8 +24,10 @@ import httptools
 from imdsmock.core.clock import Clock
 from imdsmock.core.faults import Fault, FaultBook
 from imdsmock.core.imds import Gate, Request, handle
+from imdsmock.core.requestlog import HEAD_MAX as LOGGED_HEAD_MAX
+from imdsmock.core.requestlog import capped
 from imdsmock.core.state import State
-from imdsmock.core.wire import Response, error, render
+from imdsmock.core.wire import Response, error
 from imdsmock.serve.httpparse import Refused, feed
 from imdsmock.serve.memo import (
     METHODS,
@@ -74,11 +76,7 @@ class Limits:
         self.open = 0
 
 
-# Bytes that are not a well-formed HTTP request (a header line without a colon, as a
-# multi-line header value makes, bad framing, a bad request line) are refused before
-# IMDS sees them, in plain text like Go's net/http; IMDS's own 400 (a bad token TTL)
-# keeps its XHTML page.
-_BAD_REQUEST_CLOSE = render(400, b"400 Bad Request", content_type="text/plain; charset=utf-8")
+_BAD_REQUEST_CLOSE = error(400)
 _TOO_LARGE = error(431)
 # Injected faults (imdsmock.core.faults): pre-rendered answers, and "no answer" for the log.
 _FAULT_STATUS = {status: error(status) for status in (429, 500, 503)}
@@ -100,7 +98,8 @@ class ServeOptions:
     clock: Clock
     # Real IMDS closes every connection after the answer; keep-alive is opt-in.
     keep_alive: bool = False
-    # Called with every answered request (the request log), or None.
+    # Called with every answered request (the request log), or None; a request whose head
+    # is over the log's HEAD_MAX bytes is passed as requestlog.capped() makes it.
     sink: RequestSink | None = None
     # Per-client gating of the scenario paths (AEMM's --mock-ip-count), or None.
     gate: Gate | None = None
@@ -311,7 +310,7 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _answer(self, parsed: Parsed) -> None:
         """Answer one parsed request (from the parser, or from the parse memo)."""
-        method, path, token, token_ttl, forwarded, user_agent, keep, _ = parsed
+        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes = parsed
         if parsed is self._asked:
             # The same remembered parse again (a client repeating itself on this
             # connection): the same Request, not a new tuple of the same fields.
@@ -335,17 +334,18 @@ class IMDSProtocol(asyncio.Protocol):
         if faults is not None and faults.rules:  # an empty tuple costs one test
             fault = faults.take(path, self._client)
             if fault is not None:
-                self._inject(fault, request, now)
+                self._inject(fault, request, head_bytes, now)
                 return
         response = handle(compiled, request, now, state.tokens, options.gate)
         self._write(response, options.keep_alive and keep)
         sink = options.sink
         if sink is not None:
-            sink(request, response, now)
+            # The request log keeps a request of a few head bytes whole, a larger one capped.
+            sink(request if head_bytes <= LOGGED_HEAD_MAX else capped(request), response, now)
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _inject(self, fault: Fault, request: Request, now: float) -> None:
+    def _inject(self, fault: Fault, request: Request, head_bytes: int, now: float) -> None:
         """Answer (or not) as the fault says; the connection closes afterwards."""
         transport = self._transport
         assert transport is not None
@@ -375,7 +375,8 @@ class IMDSProtocol(asyncio.Protocol):
             if options.faults is not None:
                 options.faults.hold(transport)
         if options.sink is not None:
-            options.sink(request, response, now)
+            logged = request if head_bytes <= LOGGED_HEAD_MAX else capped(request)
+            options.sink(logged, response, now)
 
     def _write(self, response: Response, keep: bool) -> None:
         transport = self._transport

@@ -1,0 +1,83 @@
+"""What an outsider can make the mock hold: memory and descriptors stay within the bounds
+docs/reliability.md states, measured on a real server process.
+
+Every test starts ``imdsmock`` as its own process (its RSS and descriptor limit are its own)
+and talks to it over loopback with raw sockets.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+from mockprocess import MockProcess, mock_process
+
+RELIABILITY = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
+ID_REQUEST = b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def documented_mb(row: str) -> int:
+    """The bound docs/reliability.md states in MB in the table row named ``row``."""
+    text = RELIABILITY.read_text(encoding="utf-8")
+    found = re.search(r"^\| " + re.escape(row) + r" \|.*\*\*(\d+) MB\*\*", text, re.MULTILINE)
+    assert found is not None, f"docs/reliability.md has no bound for {row!r}"
+    return int(found.group(1))
+
+
+def exchange(mp: MockProcess, data: bytes) -> bytes:
+    """Send ``data`` to the IMDS listener on a new connection; all it answers until it closes."""
+    out = b""
+    with socket.create_connection(("127.0.0.1", mp.port), timeout=10) as sock:
+        sock.sendall(data)
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+def warm(mp: MockProcess) -> int:
+    """Serve a few ordinary requests (so start-up allocations are done); the RSS then, KiB."""
+    for _ in range(50):
+        assert exchange(mp, ID_REQUEST).startswith(b"HTTP/1.1 200 ")
+    return mp.rss_kib()
+
+
+def test_distinct_long_paths_and_agents_keep_memory_bounded() -> None:
+    """Thousands of distinct multi-KB paths, user agents and tokens (with a fault rule set)
+    grow RSS by at most the bound on caches and the request log, and a page of the log read
+    back stays small."""
+    bound_kib = documented_mb("caches and the request log, together") * 1024
+    with mock_process() as mp:
+        rule = b'{"kind": "status", "status": 503, "path": "/never/*"}'
+        assert mp.control("POST", "/v1/faults", rule)[0] == 201
+        idle = warm(mp)
+        for i in range(3000):
+            path = b"/latest/meta-data/%d/" % i + b"p" * 5000
+            agent = b"agent-%d/" % i + b"a" * 5000
+            token = b"%d" % i + b"t" * 3000
+            head = (
+                b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUser-Agent: " + agent
+                + b"\r\nX-aws-ec2-metadata-token: " + token + b"\r\n\r\n"
+            )  # fmt: skip
+            assert exchange(mp, head).startswith(b"HTTP/1.1 401 ")
+        grown = mp.rss_kib() - idle
+        assert grown <= bound_kib, f"RSS grew {grown} KiB, more than {bound_kib} KiB"
+        status, body = mp.control("GET", "/v1/requests?limit=1000")
+        assert status == 200
+        assert len(body) < 1024 * 1024, len(body)
+
+
+def test_megabyte_paths_under_a_raised_head_limit_keep_memory_bounded() -> None:
+    """With max-header-bytes at 1 MiB, a few hundred distinct ~1 MB paths grow RSS by at
+    most the bound on caches and the request log."""
+    bound_kib = documented_mb("caches and the request log, together") * 1024
+    with mock_process(["--set", "server.max-header-bytes=1048576"]) as mp:
+        idle = warm(mp)
+        for i in range(200):
+            path = b"/latest/meta-data/%d/" % i + b"p" * 1_000_000
+            assert exchange(mp, b"GET " + path + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404 ")
+        grown = mp.rss_kib() - idle
+        assert grown <= bound_kib, f"RSS grew {grown} KiB, more than {bound_kib} KiB"
+        status, body = mp.control("GET", "/v1/requests")
+        assert status == 200
+        assert len(body) < 256 * 1024, len(body)
