@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = ["AEMM_PUBLIC_KEY", "AEMM_USER_DATA", "VERSIONS"]
 
-# From amazon-ec2-metadata-mock's defaults (pkg/config/defaults); an example key, not a secret.
+# AWS's Go mock's default public key: an example key, not a secret.
 AEMM_PUBLIC_KEY = (
     "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC/JxGByvHDHgQAU+0nRFWdvMPi22OgNUn9ansrI8QN1ZJGxD1ML8"
     "DRnJ3Q3zFKqqjGucfNWW0xpVib+ttkIBp8G9P/EOcX9C3FF63O3SnnIUHJsp5faRAZsTJPx0G5HUbvhBvnAcCtSqQg"
@@ -22,7 +22,7 @@ AEMM_PUBLIC_KEY = (
 # The Go mock's default user data (base64 "MTIzNCxqb2huLHJlYm9vdCx0cnVlCg==").
 AEMM_USER_DATA = b"1234,john,reboot,true\n"
 
-# Metadata versions as real IMDS lists them at "/" (real-imds.md §A2), oldest first.
+# Metadata versions as real IMDS lists them at "/", oldest first.
 VERSIONS: tuple[str, ...] = (
     "1.0",
     "2007-01-19",

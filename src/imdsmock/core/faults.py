@@ -4,7 +4,7 @@ A :class:`Fault` is frozen data: which requests (a path glob, optionally a clien
 or network), how often (the next ``count`` matches and/or with a ``probability``), and what
 happens (``kind``):
 
-* ``status`` -- answer 429 (how real IMDS throttles, real-imds.md §A10), 500 or 503;
+* ``status`` -- answer 429 (how real IMDS throttles), 500 or 503;
 * ``latency`` -- answer normally, ``latency-ms`` later;
 * ``reset`` -- drop the connection without an answer (TCP RST);
 * ``hang`` -- never answer; the client times out (like a dropped hop-limited packet).

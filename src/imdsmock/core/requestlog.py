@@ -8,7 +8,7 @@ someone reads the log (the control API, ``imdsmock ctl requests``, the pytest pl
 An entry records the method, the path, the status, the client address, the user agent
 and whether an IMDSv2 token was sent -- never the token itself. The IMDSv1 report groups
 token-less data requests by client and user agent, like the ``MetadataNoToken``
-CloudWatch metric EC2 offers for finding IMDSv1 callers (real-imds.md §A3).
+CloudWatch metric EC2 offers for finding IMDSv1 callers.
 
 ``--log-requests`` adds a second consumer of the same record: :meth:`RequestLog.sink`
 chooses, once at start-up, either :meth:`RequestLog.record` alone or a sink that records
@@ -63,8 +63,8 @@ REPORT_MAX = 100
 class Entry(NamedTuple):
     """One logged request (the token value itself is never kept).
 
-    A named tuple, not a frozen dataclass: the class is built at every start-up (a
-    dataclass costs ~0.5 ms there, issue 9) and an entry per access-log line.
+    A named tuple, not a frozen dataclass: the class is built at every start-up (a frozen
+    dataclass is slower to define) and an entry per access-log line.
     """
 
     seq: int

@@ -3,7 +3,7 @@
 A :class:`Response` holds everything but the ``Date`` header, which the server adds from
 a once-a-second cache: ``head + date_line + tail``. Header order, ``Server: EC2ws``,
 ``Connection: close``, ``Accept-Ranges``, bodies without a trailing newline and the
-XHTML error pages follow captured real responses (real-imds.md §A1, §A3).
+XHTML error pages follow captured real responses.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Response(NamedTuple):
     tail_close: bytes
     tail_keep: bytes
     # When non-zero, the server sends this response with IP TTL / hop limit set to it
-    # (the IMDSv2 token response, real-imds.md §A5).
+    # (the IMDSv2 token response).
     hop_limit: int = 0
 
     @property

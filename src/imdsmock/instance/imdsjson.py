@@ -3,7 +3,7 @@
 Real IMDS pretty-prints its JSON documents with two-space indentation, a space on both
 sides of the colon (``"Code" : "Success"``) and lists kept on one line
 (``[ "a", "b" ]``); shell scripts that parse credentials with whitespace splitting depend on
-it (real-imds.md §0.3, §A7, §A8).
+it.
 """
 
 from __future__ import annotations

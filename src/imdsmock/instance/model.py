@@ -57,8 +57,6 @@ class Leaf:
 
 
 Tree = dict[str, Leaf]
-# Listings whose entries are not simply the children's names (public-keys: "0=name").
-LISTING_OVERRIDES_KEY = "\0listings"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,8 +3,8 @@
 A :class:`Timeline` is a sorted list of :class:`Change` s (at time *t*, set or remove
 these paths). Between two change points the instance does not move, so each segment is
 compiled once into its own table and ``bisect`` picks the segment for a request's time
-(STYLE.md §4, §5). Scenarios (spot interruption, rebalance, maintenance events, Auto
-Scaling) compile to timelines in :mod:`imdsmock.instance.scenarios`.
+(:mod:`imdsmock.core.state`). Scenarios (spot interruption, rebalance, maintenance events,
+Auto Scaling) compile to timelines in :mod:`imdsmock.instance.scenarios`.
 """
 
 from __future__ import annotations
