@@ -22,6 +22,7 @@ from typing import Any
 
 from imdsmock.app import App
 from imdsmock.config.load import load
+from imdsmock.config.scenarios import parse_scenario
 
 ID_PATH = "/latest/meta-data/instance-id"
 HOST = b"Host: 127.0.0.1:8080\r\n"
@@ -62,7 +63,7 @@ def _app(mode: str) -> App:
     cfg = load(env={})
     cfg = cfg.replace(server=dataclasses.replace(cfg.server, keep_alive=True))
     if mode == "full":
-        spot = {"type": "spot-interruption", "at": "+1h"}
+        spot = parse_scenario({"type": "spot-interruption", "at": "+1h"}, default_id="spot")
         cfg = dataclasses.replace(cfg, scenarios=(*cfg.scenarios, spot))
     app = App(cfg)
     if mode == "bare":

@@ -14,6 +14,7 @@ import sys
 
 from imdsmock.app import App, run
 from imdsmock.config.load import load
+from imdsmock.config.scenarios import parse_scenario
 
 # bare and full are the benchmark's pair; the others switch one feature on, to find
 # which one costs (bench.ab --mode bare,log).
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
     features = FEATURES[mode]
     cfg = load(file=config_file, env={})
     if "timeline" in features:
-        spot = {"type": "spot-interruption", "at": "+1h"}
+        spot = parse_scenario({"type": "spot-interruption", "at": "+1h"}, default_id="spot")
         cfg = dataclasses.replace(cfg, scenarios=(*cfg.scenarios, spot))
     app = App(cfg)
     if "log" not in features:

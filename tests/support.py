@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 from imdsmock.api import MockIMDS
@@ -152,3 +154,21 @@ def offline_app(config: Config | None = None) -> App:
     fed in-process, and reloads, where no socket is needed.
     """
     return App(config or make_config(), clock=ManualClock(EPOCH))
+
+
+@contextlib.contextmanager
+def calls_to(function: Callable[..., Any]) -> Iterator[list[str]]:
+    """Record the calls of ``function`` made by this thread in the body (by profiling
+    calls, not by replacing anything)."""
+    code: CodeType = function.__code__
+    seen: list[str] = []
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is code:
+            seen.append(code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(None)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import calendar
 import contextlib
 import json
 import signal
+import socket
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from mockprocess import EC2_METADATA_MOCK, MockProcess, mock_process, run_command
+from mockprocess import EC2_METADATA_MOCK, Command, MockProcess, mock_process, run_command
 
 
 def aemm(*args: str, home: Path) -> contextlib.AbstractContextManager[MockProcess]:
@@ -199,3 +206,142 @@ def test_cli_bad_input_exits_2_with_one_line(argv: list[str], tmp_path: Path) ->
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("ec2-metadata-mock: error: ")
+
+
+# The installed console script, as a user (or AEMM's own suite, through a shim) runs it.
+INSTALLED = Command((str(Path(sys.executable).parent / "ec2-metadata-mock"),), aemm=True)
+MAC_77 = "/latest/meta-data/network/interfaces/macs/0e:49:61:0f:c3:77/"
+PRODUCT_CODES = ["4i20ezfza3p7xx2kt2g8weu2u"]
+
+
+def _aemm_integ_config() -> dict[str, Any]:
+    """AWS's Go mock's own end-to-end test config (a 10-digit account in the identity
+    document, a path key it does not read), with a product code override added."""
+    document = {
+        "accountId": "9876543210",
+        "imageId": "ami-0b69ea66ff7391e80",
+        "availabilityZone": "us-east-1f",
+        "ramdiskId": None,
+        "kernelId": None,
+        "devpayProductCodes": None,
+        "marketplaceProductCodes": PRODUCT_CODES,
+        "version": "2017-09-30",
+        "privateIp": "10.0.7.10",
+        "billingProducts": None,
+        "instanceId": "i-0fedcba0987654321",
+        "pendingTime": "2019-10-31T07:02:24Z",
+        "architecture": "x86_64",
+        "instanceType": "m4.xlarge",
+        "region": "us-east-1",
+    }
+    return {
+        "metadata": {
+            "paths": {"ipv4-associations": MAC_77 + "ipv4-associations/192.0.2.54"},
+            "values": {"mac": "0e:49:61:0f:c3:77", "public-ipv4": "54.92.157.77"},
+        },
+        "spot": {"action": "terminate", "time": "2020-01-07T01:03:47Z"},
+        "dynamic": {"values": {"instance-identity-document": document}},
+        "userdata": {"paths": {"userdata": "/latest/user-data"}, "values": {"userdata": "1234"}},
+    }
+
+
+def test_the_go_mocks_own_test_config_starts_warns_once_and_serves_it_as_given(
+    tmp_path: Path,
+) -> None:
+    """With AEMM's test config the installed drop-in starts, warns once that real EC2 would
+    require 12 digits, and serves the account and the product codes as given, in a document
+    whose signature verifies."""
+    file = tmp_path / "aemm-config-integ.json"
+    file.write_text(json.dumps(_aemm_integ_config()))
+    with mock_process(["-c", str(file)], {"HOME": str(tmp_path)}, command=INSTALLED) as mock:
+        status, document = mock.get("/latest/dynamic/instance-identity/document")
+        signature = base64.b64decode(mock.get("/latest/dynamic/instance-identity/signature")[1])
+        owner = get(mock, MAC_77 + "owner-id")
+        err = mock.stop()
+    assert status == 200
+    served = json.loads(document)
+    assert served["accountId"] == "9876543210"
+    assert served["marketplaceProductCodes"] == PRODUCT_CODES
+    assert served["instanceId"] == "i-0fedcba0987654321"
+    assert owner == (200, "9876543210")
+    warnings = [line for line in err.splitlines() if "real EC2 would require" in line]
+    assert warnings == [
+        "imdsmock.aemm: dynamic.values.instance-identity-document.accountId is '9876543210'; "
+        "real EC2 would require 12 digits (served as given)"
+    ]
+    assert (
+        "imdsmock.aemm: unknown config key metadata.paths.ipv4-associations ignored; "
+        "did you mean 'mac-ipv4-associations'?"
+    ) in err.splitlines()
+    # The certificate of the key the drop-in signed with (the same cache under $HOME).
+    pem = run_command(["cert"], {"HOME": str(tmp_path)}).stdout
+    key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(signature, document, padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_unknown_config_keys_are_one_warning_each_and_the_mock_serves(tmp_path: Path) -> None:
+    """Misspelt keys in the config file start the mock (as the Go mock does), each with one
+    warning line naming the key and its close match; the misspelt values take no effect."""
+    file = tmp_path / "aemm.json"
+    file.write_text(
+        json.dumps({"spot": {"acton": "stop"}, "metadata": {"values": {"instance-idd": "i-0"}}})
+    )
+    with aemm("-c", str(file), home=tmp_path) as mock:
+        action = json.loads(get(mock, "/latest/meta-data/spot/instance-action")[1])["action"]
+        err = mock.stop()
+    assert action == "terminate"
+    lines = [line for line in err.splitlines() if "unknown config key" in line]
+    assert lines == [
+        "imdsmock.aemm: unknown config key spot.acton ignored; did you mean 'action'?",
+        "imdsmock.aemm: unknown config key metadata.values.instance-idd ignored; "
+        "did you mean 'instance-id'?",
+    ]
+
+
+def test_a_multi_line_token_header_gets_the_plain_400(tmp_path: Path) -> None:
+    """The Go mock's suite sends the XHTML body of a refused token PUT as the token: a header
+    value spanning lines, answered with the plain-text ``400 Bad Request``."""
+    with aemm("-I", home=tmp_path) as mock:
+        put = mock.request(
+            "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "0"}
+        )
+        assert put[0] == 400
+        token = put[1]
+        assert token.count(b"\n") > 1
+        with socket.create_connection(("127.0.0.1", mock.port), timeout=5) as sock:
+            sock.sendall(
+                b"GET /latest/meta-data HTTP/1.1\r\nHost: x\r\n"
+                b"X-aws-ec2-metadata-token: " + token + b"\r\n\r\n"
+            )
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in head
+    assert body == b"400 Bad Request"
+
+
+def test_help_describes_every_flag(tmp_path: Path) -> None:
+    """`ec2-metadata-mock --help` gives every root flag a description, as the Go mock does."""
+    done = run_command(["--help"], {"HOME": str(tmp_path)}, command=INSTALLED)
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    flags = [
+        ("-n STR, --hostname STR", "address to listen on"),
+        ("-p STR, --port STR", "port to listen on"),
+        ("-c STR, --config-file STR", "config file"),
+        ("-s, --save-config-to-file", "save the merged configuration"),
+        ("-w, --watch-config-file", "reload the config file"),
+        ("-d INT, --mock-delay-sec INT", "seconds after start before the spot notice"),
+        ("--mock-trigger-time STR", "RFC 3339 time at which the spot notice"),
+        ("-x INT, --mock-ip-count INT", "how many distinct client IPs"),
+        ("-I, --imdsv2", "require an IMDSv2 token"),
+        ("--rebalance-delay-sec INT", "seconds after start before the rebalance"),
+        ("--rebalance-trigger-time STR", "RFC 3339 time at which the rebalance"),
+        ("--asg-termination-delay-sec INT", "seconds after start before target-lifecycle"),
+        ("--asg-termination-trigger-time STR", "RFC 3339 time at which target-lifecycle"),
+    ]
+    for flag, words in flags:
+        assert f"{flag} {words}" in text, flag

@@ -79,6 +79,20 @@ def test_config_command_prints_effective_configuration(
     assert "s3cr3t" not in out
 
 
+def test_config_command_prints_yaml_timestamps_as_json_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A scenario time written as an unquoted YAML timestamp is printed as RFC 3339 text by
+    `imdsmock config --format json` (not a traceback)."""
+    file = tmp_path / "c.yaml"
+    file.write_text("scenarios:\n  - {type: spot-interruption, at: 2030-01-01T00:00:00Z}\n")
+    status, out, _ = run_cli(["config", "--format", "json", "-c", str(file)], capsys)
+    assert status == 0
+    assert json.loads(out)["scenarios"] == [
+        {"type": "spot-interruption", "at": "2030-01-01T00:00:00+00:00"}
+    ]
+
+
 def test_set_flag_reaches_any_key(capsys: pytest.CaptureFixture[str]) -> None:
     """--set KEY=VALUE sets any key, including map entries such as a tag."""
     status, out, _ = run_cli(
@@ -113,6 +127,7 @@ BAD = [
     ("rotation", ["--set", "credentials.rotate-every=21500"], "credentials.rotate-every"),
     ("set-syntax", ["--set", "novalue"], "--set 'novalue' is not KEY=VALUE"),
     ("bad-account", ["--account-id", "12"], "instance.account-id is '12'; expected 12 digits"),
+    ("bad-pending-time", ["--set", "instance.pending-time=2019-10-31T07:02:24.000Z"], "instance.pending-time is '2019-10-31T07:02:24.000Z'; expected an IMDS timestamp"),
 ]  # fmt: skip
 
 
@@ -241,3 +256,26 @@ def test_unknown_flag_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "unrecognized arguments: --no-such-flag" in err
     assert "Traceback" not in err
+
+
+def test_a_relaxed_rule_keeps_a_servable_value_and_reports_it() -> None:
+    """A rule named in ``relaxed`` keeps a value that can still be served and passes the
+    error it would have raised to ``warn``; a value that cannot be served is still refused."""
+    from imdsmock.config.build import from_mapping
+    from imdsmock.errors import ConfigError
+
+    seen: list[ConfigError] = []
+    relaxed = {"instance.account-id", "instance.mac"}
+    raw = {"instance": {"account-id": "0123456789", "mac": "0E:49:61:0F:C3:11"}}
+    cfg = from_mapping(raw, relaxed=relaxed, warn=seen.append)
+    assert (cfg.instance.account_id, cfg.instance.mac) == ("0123456789", "0E:49:61:0F:C3:11")
+    assert [str(e) for e in seen] == [
+        "instance.account-id is '0123456789'; expected 12 digits",
+        "instance.mac is '0E:49:61:0F:C3:11'; expected a lower-case MAC address like "
+        "0e:49:61:0f:c3:11",
+    ]
+    with pytest.raises(ConfigError) as refused:
+        from_mapping({"instance": {"mac": "0e/49"}}, relaxed=relaxed, warn=seen.append)
+    assert refused.value.key == "instance.mac"
+    with pytest.raises(ConfigError):
+        from_mapping(raw)

@@ -84,6 +84,8 @@ def small_limits() -> Iterator[Running]:
         b"GET / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
         b"GET\r\n\r\n",
+        b"GET /latest/meta-data/ HTTP/1.1\r\nX-aws-ec2-metadata-token: a\n<!DOCTYPE html>\r\n\r\n",
+        b"GET /latest/meta-data/ HTTP/1.1\r\nX-aws-ec2-metadata-token: a\r\n b\r\n\r\n",
     ],
     ids=[
         "binary",
@@ -98,14 +100,19 @@ def small_limits() -> Iterator[Running]:
         "length-and-chunked",
         "bad-chunk",
         "no-target",
+        "multi-line-token",
+        "folded-token",
     ],
 )
 def test_malformed_requests_get_400_and_close(running: Running, data: bytes) -> None:
-    """A malformed request line, header or framing is answered 400 and the connection closed."""
+    """A malformed request line, header or framing is answered with a plain-text
+    ``400 Bad Request`` (as Go's net/http answers it, not IMDS's XHTML page) and closed."""
     answer = exchange(running, data)
     assert status_of(answer) == 400
     assert answer.count(b"HTTP/1.1 ") == 1
     assert b"Connection: close" in answer
+    assert b"\r\nContent-Type: text/plain; charset=utf-8\r\n" in answer
+    assert answer.endswith(b"\r\n\r\n400 Bad Request")
     assert b"Traceback" not in answer
     assert running.get("/latest/meta-data/instance-id") == (200, INSTANCE_ID)
 

@@ -5,27 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imdsmock.core.scenarios import with_scenarios
+from imdsmock.config.scenarios import FIELDS, parse_scenario
+from imdsmock.core.scenarios import started, with_scenarios
 from imdsmock.core.snapshot import Snapshot
 from imdsmock.core.state import Compiled
 from imdsmock.errors import ConfigError
 from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import Leaf
 from imdsmock.instance.scenarios import (
-    _FIELDS,
     AsgLifecycle,
     MaintenanceEvent,
     SpotInterruption,
-    config_scenarios,
-    parse_scenario,
 )
 from imdsmock.instance.timeline import Change, Timeline
+from mockprocess import mock_process, run_command
 from support import EPOCH, base_snapshot, make_config, serve
 
 MD = "meta-data/"
@@ -34,7 +34,7 @@ MD = "meta-data/"
 def snapshot(*specs: dict[str, Any]) -> Snapshot:
     """The default instance started at EPOCH with these scenarios."""
     base = base_snapshot()
-    return with_scenarios(base, tuple(parse_scenario(s, EPOCH) for s in specs))
+    return with_scenarios(base, tuple(started(s, EPOCH) for s in specs))
 
 
 def body(snap: Snapshot, path: str, now: float) -> str | None:
@@ -188,7 +188,7 @@ def test_asg_lifecycle_states_follow_their_schedule() -> None:
 def test_bad_scenarios_name_the_field(spec: dict[str, Any], key: str) -> None:
     """A bad scenario raises ConfigError naming the field, the value and what is allowed."""
     with pytest.raises(ConfigError) as caught:
-        parse_scenario(spec, EPOCH)
+        started(spec, EPOCH)
     assert caught.value.key == key
     assert "expected" in str(caught.value)
 
@@ -207,7 +207,7 @@ def test_bad_scenarios_name_the_field(spec: dict[str, Any], key: str) -> None:
 )
 def test_times_are_relative_absolute_or_epoch(text: object, expected: float) -> None:
     """`at` accepts now, +N[s|m|h], RFC 3339 and epoch seconds."""
-    scenario = parse_scenario({"type": "rebalance-recommendation", "at": text}, EPOCH)
+    scenario = started({"type": "rebalance-recommendation", "at": text}, EPOCH)
     assert scenario.at == expected
 
 
@@ -219,7 +219,7 @@ def test_scenarios_describe_themselves_as_json() -> None:
         {"type": "maintenance-event", "id": "m", "not-before-deadline": "+9d"},
         {"type": "asg-lifecycle", "id": "g", "state": "InService"},
     ]
-    parsed = [parse_scenario(s, EPOCH) for s in specs]
+    parsed = [started(s, EPOCH) for s in specs]
     assert [type(p) for p in parsed][::3] == [SpotInterruption, AsgLifecycle]
     assert isinstance(parsed[2], MaintenanceEvent)
     described = [p.describe() for p in parsed]
@@ -243,11 +243,11 @@ def test_config_scenarios_run_in_the_real_server() -> None:
         assert json.loads(data)["action"] == "terminate"
 
 
-def test_bad_config_scenario_fails_at_start() -> None:
-    """An invalid scenarios[i] entry stops the start with a ConfigError naming its index."""
-    cfg = make_config(scenarios=[{"type": "spot-interruption", "action": "reboot"}])
-    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.action"), serve(cfg):
-        pass
+def test_bad_config_scenario_fails_when_the_config_is_loaded() -> None:
+    """An invalid scenarios[i] entry is a ConfigError naming its index when the
+    configuration is loaded, before anything starts."""
+    with pytest.raises(ConfigError, match=r"scenarios\[0\]\.action is 'reboot'"):
+        make_config(scenarios=[{"type": "spot-interruption", "action": "reboot"}])
 
 
 @pytest.mark.parametrize(
@@ -266,32 +266,69 @@ def test_bad_config_scenario_fails_at_start() -> None:
 def test_more_bad_scenarios_name_the_field(spec: dict[str, Any], key: str) -> None:
     """Ids, event ids, descriptions and ASG state lists are validated too."""
     with pytest.raises(ConfigError) as caught:
-        parse_scenario(spec, EPOCH)
+        started(spec, EPOCH)
     assert caught.value.key == key
 
 
 def test_other_time_spellings() -> None:
     """Durations accept 2m; times accept datetimes (YAML), naive RFC 3339 (UTC), epoch text."""
-    spot = parse_scenario({"type": "spot-interruption", "notice-seconds": "2m"}, EPOCH)
+    spot = started({"type": "spot-interruption", "notice-seconds": "2m"}, EPOCH)
     assert isinstance(spot, SpotInterruption)
     assert spot.termination == EPOCH + 120
     naive = dt.datetime(2026, 1, 1, 0, 0, 10)
     for value in (naive, "2026-01-01T00:00:10", str(EPOCH + 10), "+10000ms"):
-        assert parse_scenario({"type": "rebalance-recommendation", "at": value}, EPOCH).at == (
-            EPOCH + 10
-        )
+        assert started({"type": "rebalance-recommendation", "at": value}, EPOCH).at == (EPOCH + 10)
 
 
 def test_duplicate_ids_and_non_mapping_entries_are_refused() -> None:
     """Two scenarios with one id, or a config entry that is not a mapping, are errors."""
-    one = parse_scenario({"type": "rebalance-recommendation", "id": "x"}, EPOCH)
+    one = started({"type": "rebalance-recommendation", "id": "x"}, EPOCH)
     base = base_snapshot()
     with pytest.raises(ConfigError, match=r"scenario\.id is 'x'"):
         with_scenarios(base, (one, one))
-    with pytest.raises(ConfigError, match=r"scenarios\[0\]"):
-        config_scenarios(("spot",), EPOCH)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"scenarios\[0\] is 'spot'"):
+        make_config(scenarios=["spot"])
     with pytest.raises(ConfigError, match="scenario is 'spot'"):
-        parse_scenario("spot", EPOCH)  # type: ignore[arg-type]
+        parse_scenario("spot")  # type: ignore[arg-type]
+
+
+BAD_SCENARIO_FILES = {
+    "action": "scenarios:\n  - {type: spot-interruption, action: reboot}\n",
+    "type": "scenarios:\n  - {type: nap}\n",
+    "time": "scenarios:\n  - {type: asg-lifecycle, states: [{at: tomorrow, state: Standby}]}\n",
+    "unknown-key": "scenarios:\n  - {type: rebalance-recommendation, colour: red}\n",
+    "not-a-mapping": "scenarios: [spot]\n",
+}
+
+
+@pytest.mark.parametrize("text", BAD_SCENARIO_FILES.values(), ids=BAD_SCENARIO_FILES.keys())
+def test_config_and_serve_refuse_a_bad_scenario_with_the_same_line(
+    tmp_path: Path, text: str
+) -> None:
+    """`imdsmock config` and `imdsmock serve` refuse the same bad scenario file: exit 2,
+    and the same one line naming the scenario's key."""
+    file = tmp_path / "bad.yaml"
+    file.write_text(text)
+    shown = run_command(["config", "-c", str(file)])
+    served = run_command(["serve", "-c", str(file), "--port", "0", "--control-port", "0"])
+    assert (shown.returncode, served.returncode) == (2, 2)
+    assert shown.stderr == served.stderr
+    assert len(shown.stderr.splitlines()) == 1
+    assert shown.stderr.startswith("imdsmock: error: scenarios[0]")
+
+
+def test_config_and_serve_accept_the_same_scenario_file(tmp_path: Path) -> None:
+    """A scenario file `imdsmock config` accepts (printing the scenario as written) is the
+    one `imdsmock serve` serves."""
+    file = tmp_path / "good.yaml"
+    file.write_text("scenarios:\n  - {type: spot-interruption, at: now, action: Stop}\n")
+    shown = run_command(["config", "-c", str(file)])
+    assert shown.returncode == 0
+    assert "- type: spot-interruption\n  at: now\n  action: Stop\n" in shown.stdout
+    with mock_process(["-c", str(file)]) as mp:
+        status, data = mp.get("/latest/meta-data/spot/instance-action")
+    assert status == 200
+    assert json.loads(data)["action"] == "stop"
 
 
 def test_stop_serving_instance_drops_connections_at_termination_time() -> None:
@@ -311,7 +348,7 @@ def test_stop_serving_instance_drops_connections_at_termination_time() -> None:
 def test_out_of_range_times_are_config_errors(value: object) -> None:
     """Times IMDS cannot print (past year 9999, negative, NaN, not a time) are refused."""
     with pytest.raises(ConfigError, match=r"scenario\.at is"):
-        parse_scenario({"type": "spot-interruption", "at": value}, EPOCH)
+        started({"type": "spot-interruption", "at": value}, EPOCH)
 
 
 _LEAF = st.one_of(
@@ -329,12 +366,12 @@ _VALUE = st.recursive(
     ),
     max_leaves=8,
 )
-_FIELD_NAMES = sorted({"id", "at", *(f for fields in _FIELDS.values() for f in fields)})
+_FIELD_NAMES = sorted({"id", "at", *(f for fields in FIELDS.values() for f in fields)})
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.sampled_from(sorted(_FIELDS)),
+    st.sampled_from(sorted(FIELDS)),
     st.dictionaries(st.sampled_from(_FIELD_NAMES), _VALUE, max_size=6),
 )
 def test_any_scenario_mapping_parses_or_fails_with_one_line(
@@ -342,7 +379,7 @@ def test_any_scenario_mapping_parses_or_fails_with_one_line(
 ) -> None:
     """Any mapping gives a scenario that compiles and describes itself, or one ConfigError line."""
     try:
-        scenario = parse_scenario({**data, "type": kind}, EPOCH)
+        scenario = started({**data, "type": kind}, EPOCH)
     except ConfigError as exc:
         message = str(exc)
     else:

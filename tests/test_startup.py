@@ -12,6 +12,7 @@ from support import make_config, serve, status_from
 # Parts a default start leaves unimported (issue 9: start-up time and memory).
 OPTIONAL = (
     "imdsmock.instance.scenarios",
+    "imdsmock.core.scenarios",
     "imdsmock.serve.awscreds",
     "imdsmock.serve.container",
     "imdsmock.control.operations",

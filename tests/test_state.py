@@ -8,41 +8,19 @@ a small per-epoch table rendered ahead of the epoch.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import CodeType, FrameType
-from typing import Any
+from collections.abc import Callable
 
 from imdsmock.core.credentials import rotate_now
 from imdsmock.core.imds import Request, handle
-from imdsmock.core.scenarios import with_scenarios
+from imdsmock.core.scenarios import started, with_scenarios
 from imdsmock.core.state import State
 from imdsmock.core.table import compile_table
 from imdsmock.core.tokens import TokenIssuer
 from imdsmock.instance.model import credential_leaves
-from imdsmock.instance.scenarios import parse_scenario
-from support import EPOCH, base_snapshot
+from support import EPOCH, base_snapshot, calls_to
 
 ROLE = "/latest/meta-data/iam/security-credentials/baskinc-role"
 SPOT = "/latest/meta-data/spot/instance-action"
-
-
-@contextmanager
-def calls_to(function: Callable[..., Any]) -> Iterator[list[str]]:
-    """Record the calls of ``function`` made by this thread in the body."""
-    code: CodeType = function.__code__
-    seen: list[str] = []
-
-    def profile(frame: FrameType, event: str, arg: object) -> None:
-        if event == "call" and frame.f_code is code:
-            seen.append(code.co_name)
-
-    sys.setprofile(profile)
-    try:
-        yield seen
-    finally:
-        sys.setprofile(None)
 
 
 def get(state: State, path: str, now: float) -> tuple[int, bytes]:
@@ -53,7 +31,7 @@ def get(state: State, path: str, now: float) -> tuple[int, bytes]:
 def test_an_installed_snapshot_answers_at_any_time_without_compiling() -> None:
     """Once a snapshot is installed, requests in every timeline segment and in later
     rotation epochs are answered without compiling a table."""
-    spot = parse_scenario({"type": "spot-interruption", "at": "+30s"}, EPOCH)
+    spot = started({"type": "spot-interruption", "at": "+30s"}, EPOCH)
     with calls_to(compile_table) as built:
         state = State(with_scenarios(base_snapshot(), (spot,)))
     assert len(built) == 2  # the segments before and after the notice

@@ -13,12 +13,12 @@ import yaml
 
 from imdsmock.app import App
 from imdsmock.config.load import load
+from imdsmock.config.scenarios import parse_scenario
 from imdsmock.config.schema import Config
-from imdsmock.core.scenarios import with_scenarios
-from imdsmock.instance.scenarios import parse_scenario
+from imdsmock.core.scenarios import started, with_scenarios
 from imdsmock.watch import Watcher
 from mockprocess import mock_process
-from support import EPOCH, make_config, offline_app, serve
+from support import EPOCH, calls_to, make_config, offline_app, serve
 
 BASE = {"server": {"host": "127.0.0.1", "port": 0, "control": False}}
 
@@ -93,7 +93,7 @@ def test_broken_file_keeps_the_previous_config_and_logs_one_line(
 def test_reload_keeps_scenarios_started_at_run_time(watched: tuple[App, Watcher, Path]) -> None:
     """Scenarios added at run time (control API) survive a reload; config ones are replaced."""
     app, watcher, file = watched
-    runtime = parse_scenario({"type": "asg-lifecycle", "id": "live", "state": "InService"}, EPOCH)
+    runtime = started({"type": "asg-lifecycle", "id": "live", "state": "InService"}, EPOCH)
     app.state.swap(lambda s: with_scenarios(s, (*s.scenarios, runtime)))
     write(file, {"scenarios": [{"type": "rebalance-recommendation"}]})
     assert watcher.reload()
@@ -102,6 +102,28 @@ def test_reload_keeps_scenarios_started_at_run_time(watched: tuple[App, Watcher,
     write(file, {})
     assert watcher.reload()
     assert [s.id for s in app.state.snapshot.scenarios] == ["live"]
+
+
+def test_a_reload_parses_each_scenario_of_the_file_once(
+    watched: tuple[App, Watcher, Path],
+) -> None:
+    """A reload parses the file's scenarios once, when the file is loaded; the scenarios
+    the running configuration holds are not parsed again."""
+    app, watcher, file = watched
+    two = [{"type": "rebalance-recommendation"}, {"type": "asg-lifecycle", "state": "InService"}]
+    write(file, {"scenarios": two})
+    assert watcher.reload()
+    write(file, {"scenarios": two, "instance": {"tags": {"Name": "two"}}})
+    with calls_to(parse_scenario) as parsed:
+        assert watcher.reload()
+    assert len(parsed) == 2
+    assert sorted(s.id for s in app.state.snapshot.scenarios) == ["config-0", "config-1"]
+    assert body(app, "meta-data/tags/instance/Name") == "two"
+    with calls_to(parse_scenario) as parsed:
+        app.reconfigure(loader(file))
+        assert parsed == ["parse_scenario", "parse_scenario"]  # by the loader alone
+        app.reconfigure(app.config)
+    assert parsed == ["parse_scenario", "parse_scenario"]
 
 
 def test_every_reload_names_start_only_settings_that_differ_from_the_running_ones(

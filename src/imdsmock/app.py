@@ -23,7 +23,7 @@ from imdsmock.core.clock import Clock, ManualClock, SystemClock
 from imdsmock.core.faults import FaultBook
 from imdsmock.core.gate import ClientGate
 from imdsmock.core.requestlog import RequestLog
-from imdsmock.core.snapshot import Snapshot, build_snapshot, rebuild
+from imdsmock.core.snapshot import build_snapshot
 from imdsmock.core.state import State
 from imdsmock.errors import ImdsMockError
 from imdsmock.instance.notices import GATED_PATHS
@@ -96,10 +96,9 @@ class App:
             config, signer=self.signer, started=self.started, gated=GATED_PATHS
         )
         if config.scenarios:
-            from imdsmock.core.scenarios import with_scenarios
-            from imdsmock.instance.scenarios import config_scenarios
+            from imdsmock.core.scenarios import configured
 
-            snapshot = with_scenarios(snapshot, config_scenarios(config.scenarios, self.started))
+            snapshot = configured(snapshot)
         self.state = State(snapshot)
         # Per-client gating of the scenario paths (--mock-ip-count); reset by the control API.
         self.gate = ClientGate(config.server.mock_ip_count)
@@ -179,8 +178,11 @@ class App:
         the returned :class:`Deferred` names what differs from it. A configuration that
         cannot be built raises :class:`~imdsmock.errors.ImdsMockError` and changes nothing.
         """
+        # The scenario machinery is imported on the first reload, not at start-up.
+        from imdsmock.core.scenarios import reconfigured
+
         before = self.config
-        self.state.swap(lambda snap: _reconfigured(snap, config))
+        self.state.swap(lambda snap: reconfigured(snap, config))
         server = config.server
         if server.mock_ip_count != self.gate.limit:
             self.gate.reset(server.mock_ip_count)
@@ -286,23 +288,6 @@ class App:
     def addresses(self) -> list[str]:
         """URLs of the IMDS listeners."""
         return [url(address) for address in self.server.addresses()]
-
-
-def _reconfigured(snapshot: Snapshot, config: Config) -> Snapshot:
-    """The same instance under ``config``: rebuilt tree and the new config's scenarios.
-
-    Scenarios started at run time (control API) are kept; the old configuration's own
-    scenarios are replaced by the new one's (relative times count from the start).
-    """
-    # Imported on the first reload, not at start-up.
-    from imdsmock.core.scenarios import with_scenarios
-    from imdsmock.instance.scenarios import config_scenarios
-
-    started = snapshot.started
-    old_ids = {s.id for s in config_scenarios(snapshot.config.scenarios, started)}
-    kept = tuple(s for s in snapshot.scenarios if s.id not in old_ids)
-    fresh = config_scenarios(config.scenarios, started)
-    return with_scenarios(rebuild(snapshot, config), fresh + kept)
 
 
 # A background job that fails is restarted after this many seconds, doubling up to the cap.

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from imdsmock.config import schema as config
+from imdsmock.config.scenarios import ScenarioConfig
 from imdsmock.config.schema import (
     DEFAULT_RANGE,
     RANGES,
@@ -51,6 +52,7 @@ _AEMM_KEYS: Mapping[str, tuple[str, ...]] = {
     "options.http-tokens": ("imdsv2",),
     "instance.user-data-base64": ("userdata.values.userdata",),
     "instance.monitoring": ("dynamic.values.fws-instance-monitoring",),
+    "instance.identity-document": ("dynamic.values.instance-identity-document",),
 }
 # Keys that only a config file (or the Python API) can set: their values are structures.
 _FILE_ONLY = frozenset({"instance.interfaces", "scenarios"})
@@ -200,10 +202,14 @@ def _type(tp: Any, key: str) -> str:
         item = args[0]
         if item is InterfaceConfig:
             return "list of interfaces"
+        if item == ScenarioConfig:
+            return "list of mappings"
         if typing.get_origin(item) is Mapping:
             return "list of mappings"
         return "list of strings"
     if origin is Mapping:
+        if Any in typing.get_args(args[1]):
+            return "mapping of JSON values"
         return "mapping of strings" + (" or null" if typing.get_args(args[1]) else "")
     raise TypeError(f"no description of type {tp!r} ({key})")  # a new kind of field
 
@@ -254,13 +260,13 @@ def _flag(key: str, tp: Any) -> str:
 def _aemm() -> dict[str, str]:
     """Our key -> its AEMM equivalents: config key, ``AEMM_*`` variable, flag."""
     from imdsmock.aemm.cli import (
-        _GLOBAL as AEMM_FLAGS,  # the Go mock's root flags: (short, long, key, kind)
+        _GLOBAL as AEMM_FLAGS,  # the Go mock's root flags
     )
     from imdsmock.aemm.config import ENV_KEYS
     from imdsmock.aemm.config import env_name as aemm_env
     from imdsmock.aemm.defaults import DOCUMENT_KEYS, META
 
-    flags = {key: "/".join(f"`{n}`" for n in (s, long) if n) for s, long, key, _ in AEMM_FLAGS}
+    flags = {f.key: "/".join(f"`{n}`" for n in (f.short, f.long) if n) for f in AEMM_FLAGS}
     variables = set(ENV_KEYS)
     spellings: dict[str, list[str]] = {}
 

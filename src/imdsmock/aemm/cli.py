@@ -18,13 +18,20 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 from imdsmock._version import __version__
-from imdsmock.aemm.config import find_config_file, merge, saved_config_path, translate
+from imdsmock.aemm.config import (
+    RELAXED,
+    as_given,
+    find_config_file,
+    merge,
+    saved_config_path,
+    translate,
+)
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
-from imdsmock.errors import ImdsMockError
+from imdsmock.errors import ConfigError, ImdsMockError
 
 __all__ = ["Invocation", "main", "parse"]
 
@@ -37,22 +44,94 @@ _COMMANDS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "events": ("events", ("se", "scheduledevents")),
     "asglifecycle": ("asglifecycle", ("autoscaling", "asg")),
 }
-# Root flags: (short, long, dotted key, kind).
-_GLOBAL: tuple[tuple[str | None, str, str, str], ...] = (
-    ("-n", "--hostname", "server.hostname", "str"),
-    ("-p", "--port", "server.port", "str"),
-    ("-c", "--config-file", "config-file", "str"),
-    ("-s", "--save-config-to-file", "save-config-to-file", "bool"),
-    ("-w", "--watch-config-file", "watch-config-file", "bool"),
-    ("-d", "--mock-delay-sec", "mock-delay-sec", "int"),
-    (None, "--mock-trigger-time", "mock-trigger-time", "str"),
-    ("-x", "--mock-ip-count", "mock-ip-count", "int"),
-    ("-I", "--imdsv2", "imdsv2", "bool"),
-    (None, "--rebalance-delay-sec", "rebalance-delay-sec", "int"),
-    (None, "--rebalance-trigger-time", "rebalance-trigger-time", "str"),
-    (None, "--asg-termination-delay-sec", "asg-termination-delay-sec", "int"),
+
+
+class Flag(NamedTuple):
+    """One root flag: its names, the dotted AEMM key it sets, its kind and help line."""
+
+    short: str | None
+    long: str
+    key: str
+    kind: str
+    help: str
+
+
+# The Go mock's root flags, with its meaning of each (its defaults in brackets).
+_GLOBAL: tuple[Flag, ...] = (
+    Flag("-n", "--hostname", "server.hostname", "str", "address to listen on [0.0.0.0]"),
+    Flag("-p", "--port", "server.port", "str", "port to listen on [1338]"),
+    Flag(
+        "-c",
+        "--config-file",
+        "config-file",
+        "str",
+        "config file (JSON, YAML or TOML) [$HOME/aemm-config.json, .yaml, .yml or .toml]",
+    ),
+    Flag(
+        "-s",
+        "--save-config-to-file",
+        "save-config-to-file",
+        "bool",
+        "save the merged configuration to $HOME/.ec2-metadata-mock/.aemm-config-used.json",
+    ),
+    Flag(
+        "-w",
+        "--watch-config-file",
+        "watch-config-file",
+        "bool",
+        "reload the config file in use when it changes",
+    ),
+    Flag(
+        "-d",
+        "--mock-delay-sec",
+        "mock-delay-sec",
+        "int",
+        "seconds after start before the spot notice and the scheduled event appear [0]",
+    ),
+    Flag(
+        None,
+        "--mock-trigger-time",
+        "mock-trigger-time",
+        "str",
+        "RFC 3339 time at which the spot notice and scheduled event appear (wins over -d)",
+    ),
+    Flag(
+        "-x",
+        "--mock-ip-count",
+        "mock-ip-count",
+        "int",
+        "how many distinct client IPs see spot, rebalance, events and Auto Scaling; -1: all [2]",
+    ),
+    Flag("-I", "--imdsv2", "imdsv2", "bool", "require an IMDSv2 token on every request"),
+    Flag(
+        None,
+        "--rebalance-delay-sec",
+        "rebalance-delay-sec",
+        "int",
+        "seconds after start before the rebalance recommendation appears [0]",
+    ),
+    Flag(
+        None,
+        "--rebalance-trigger-time",
+        "rebalance-trigger-time",
+        "str",
+        "RFC 3339 time at which the rebalance recommendation appears (wins over the delay)",
+    ),
+    Flag(
+        None,
+        "--asg-termination-delay-sec",
+        "asg-termination-delay-sec",
+        "int",
+        "seconds after start before target-lifecycle-state turns Terminated [0]",
+    ),
     # A timestamp here (the Go mock declares it int64 and cannot parse one).
-    (None, "--asg-termination-trigger-time", "asg-termination-trigger-time", "str"),
+    Flag(
+        None,
+        "--asg-termination-trigger-time",
+        "asg-termination-trigger-time",
+        "str",
+        "RFC 3339 time at which target-lifecycle-state turns Terminated (wins over the delay)",
+    ),
 )
 _LOCAL: Mapping[str, tuple[tuple[str, str, str, str], ...]] = {
     "spot": (
@@ -69,8 +148,8 @@ _LOCAL: Mapping[str, tuple[tuple[str, str, str, str], ...]] = {
     ),
     "asglifecycle": (),
 }
-_BOOLS = {short for short, _l, _k, kind in _GLOBAL if kind == "bool" and short} | {
-    long for _s, long, _k, kind in _GLOBAL if kind == "bool"
+_BOOLS = {f.short for f in _GLOBAL if f.kind == "bool" and f.short} | {
+    f.long for f in _GLOBAL if f.kind == "bool"
 }
 
 
@@ -83,12 +162,21 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_globals(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("global flags")
-    for short, long, key, kind in _GLOBAL:
-        names = [n for n in (short, long) if n]
-        if kind == "bool":
-            g.add_argument(*names, dest=key, action="store_const", const=True, default=None)
+    for flag in _GLOBAL:
+        names = [n for n in (flag.short, flag.long) if n]
+        if flag.kind == "bool":
+            g.add_argument(
+                *names,
+                dest=flag.key,
+                action="store_const",
+                const=True,
+                default=None,
+                help=flag.help,
+            )
         else:
-            g.add_argument(*names, dest=key, default=None, metavar=kind.upper())
+            g.add_argument(
+                *names, dest=flag.key, default=None, metavar=flag.kind.upper(), help=flag.help
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,18 +229,33 @@ class Invocation:
         self.env = env
         self.file = find_config_file(flags.get("config-file"), env)
 
-    def merged(self) -> dict[str, Any]:
+    def merged(self, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Defaults < file < AEMM_* < flags, AEMM-shaped (what -s saves)."""
         flags = {k: v for k, v in self.flags.items() if k != "config-file"}
-        merged = merge(file=self.file, env=self.env, flags=flags)
+        merged = merge(file=self.file, env=self.env, flags=flags, warn=warn)
         merged["config-file"] = self.file or ""
         return merged
 
-    def config(self) -> Config:
-        """Our validated configuration (IMDSMOCK_* variables still apply on top)."""
-        ours = translate(self.merged(), self.mode)
+    def load(self, warn: Callable[[str], None] = log.warning) -> tuple[dict[str, Any], Config]:
+        """The merged AEMM config and our validated configuration (``IMDSMOCK_*``
+        variables still apply on top); each value served as given although real EC2
+        would refuse it, and each key AEMM does not read, is one line to ``warn``."""
+        merged = self.merged(warn)
+        translation = translate(merged, self.mode)
+        for line in translation.warnings:
+            warn(line)
+
+        def relaxed(error: ConfigError) -> None:
+            key = translation.origins.get(error.key, error.key)
+            warn(as_given(key, error.value, error.allowed))
+
         imdsmock_env = {k: v for k, v in self.env.items() if k.startswith("IMDSMOCK_")}
-        return load(env=imdsmock_env, base=ours)
+        cfg = load(env=imdsmock_env, base=translation.config, relaxed=RELAXED, warn=relaxed)
+        return merged, cfg
+
+    def config(self) -> Config:
+        """Our validated configuration (warnings logged)."""
+        return self.load()[1]
 
 
 def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Invocation:
@@ -192,18 +295,17 @@ class Serve(Protocol):
 
 
 def _serve(inv: Invocation, serve: Serve) -> int:
-    merged = inv.merged()
     if inv.file is not None and not Path(inv.file).exists():
         log.warning("config file %s not found; using flags, AEMM_* and defaults", inv.file)
-    cfg = inv.config()
+    merged, cfg = inv.load()
     if _truthy(merged.get("save-config-to-file")):
         _save(inv, merged)
 
     def reload() -> Config:
-        fresh = inv.merged()
+        fresh, cfg = inv.load()
         if _truthy(fresh.get("save-config-to-file")):
             _save(inv, fresh)
-        return inv.config()
+        return cfg
 
     def ready(a: Any) -> None:
         what = "all mocks" if inv.mode == "root" else f"the {inv.mode} mock"

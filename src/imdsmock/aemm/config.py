@@ -11,7 +11,11 @@ consistent), ``paths`` overrides for the rest and for moved paths, and ``scenari
 the mode's spot / rebalance / events / Auto Scaling behaviour.
 
 A value equal to AEMM's default is not an override: a config saved by AEMM (``-s``) loads
-here without pinning AEMM's inconsistent defaults.
+here without pinning AEMM's inconsistent defaults. AEMM serves any string as a value and
+ignores keys it does not read; so does this translation, with a warning line for each: a
+value real EC2 would refuse is served as given (the rules in :data:`RELAXED` become
+warnings, and a value our instance cannot hold is served at its path), an unknown key is
+named with its closest known one.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import difflib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +42,18 @@ from imdsmock.aemm.defaults import (
     SCENARIO_PATHS,
     USER_DATA,
 )
+from imdsmock.config.build import refusal
 from imdsmock.config.load import read_file
+from imdsmock.config.scenarios import ACTIONS, EVENT_CODES, EVENT_STATES, parse_time
 from imdsmock.errors import ConfigError
 from imdsmock.instance.imdsjson import dumps
-from imdsmock.instance.scenarios import ACTIONS, EVENT_CODES, EVENT_STATES, parse_time
 
 __all__ = [
     "DEFAULTS",
     "MODES",
+    "RELAXED",
+    "Translation",
+    "as_given",
     "env_layer",
     "find_config_file",
     "merge",
@@ -52,6 +62,36 @@ __all__ = [
 ]
 
 MODES = ("root", "spot", "events", "asglifecycle")
+
+# The configuration rules (imdsmock.config.rules) that AWS's Go mock does not apply: it
+# serves any string there, so a value breaking one is served as given, with a warning
+# saying what real EC2 would require. The others still refuse the value: the Go mock
+# refuses it too, or the key is imdsmock's own (no AEMM key reaches it), or the value
+# could not be served (a MAC, public IP or role name that is not one path segment).
+RELAXED = frozenset(
+    {
+        "instance.instance-id",
+        "instance.account-id",
+        "instance.region",
+        "instance.availability-zone",
+        "instance.availability-zone:region",
+        "instance.mac",
+        "instance.local-ipv4",
+        "instance.public-ipv4",
+        "instance.ipv6",
+        "instance.user-data",
+        "instance.iam-role",
+    }
+)
+
+
+def as_given(key: str, value: Any, expected: str) -> str:
+    """The warning for a value served as given although real EC2 would refuse it."""
+    return f"{_label(key)} is {value!r}; real EC2 would require {expected} (served as given)"
+
+
+def _label(key: str) -> str:
+    return key if key.isprintable() else repr(key)  # keep a message one line
 
 
 def _flat_keys(node: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -113,6 +153,44 @@ _OBJECT_KEYS = frozenset(
 )
 
 
+def _known(defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The key tree of AEMM's config: a mapping per section, None for a leaf; the
+    children of ``paths`` and ``values`` are leaves (their values may be objects)."""
+    out: dict[str, Any] = {}
+    for key, value in defaults.items():
+        if key in ("paths", "values"):
+            out[key] = dict.fromkeys(value)
+        elif isinstance(value, Mapping):
+            out[key] = _known(value)
+        else:
+            out[key] = None
+    return out
+
+
+_KNOWN = _known(DEFAULTS)
+# Values without a default (the signatures) are keys all the same.
+_KNOWN["dynamic"]["values"] = dict.fromkeys(DYNAMIC)
+
+
+def unknown_keys(data: Mapping[Any, Any]) -> Iterator[str]:
+    """One warning per key of a config file that AEMM does not read, with a close match."""
+    yield from _unknown(data, _KNOWN, "")
+
+
+def _unknown(data: Mapping[Any, Any], known: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    for key, value in data.items():
+        name = str(key)
+        if name not in known:
+            yield f"unknown config key {_label(prefix + name)} ignored{_hint(name, known)}"
+        elif isinstance(known[name], Mapping) and isinstance(value, Mapping):
+            yield from _unknown(value, known[name], f"{prefix}{name}.")
+
+
+def _hint(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def find_config_file(flag: str | None, env: Mapping[str, str]) -> str | None:
     """``-c``, else ``AEMM_CONFIG_FILE``, else ``$HOME/aemm-config.{json,yaml,yml,toml}``."""
     if flag:
@@ -133,21 +211,29 @@ def merge(
     file: str | os.PathLike[str] | None,
     env: Mapping[str, str],
     flags: Mapping[str, Any],
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Defaults < config file < ``AEMM_*`` < flags, as one AEMM-shaped mapping.
 
     A missing file is ignored (AEMM only warns); a malformed one raises ConfigError.
+    Keys and ``AEMM_*`` variables AEMM does not read are ignored, as AEMM does, each
+    with one line to ``warn`` naming the closest known one.
     """
     merged: dict[str, Any] = json.loads(json.dumps(DEFAULTS))
     if file is not None and Path(file).exists():
         data = read_file(file)
-        unknown = sorted(set(data) - set(DEFAULTS), key=str)
-        if unknown:
-            # AEMM ignores unknown keys silently; naming them saves a user's afternoon.
-            name = str(unknown[0])
-            label = name if name.isprintable() else repr(name)  # keep the error one line
-            raise ConfigError(label, data[unknown[0]], "a key of " + ", ".join(DEFAULTS))
+        lines = list(unknown_keys(data))
         _merge(merged, data)
+    else:
+        lines = []
+    lines += [
+        f"unknown variable {_label(var)} ignored{_hint(var, ENV_KEYS)}"
+        for var in sorted(env)
+        if var.startswith("AEMM_") and var not in ENV_KEYS and var != "AEMM_CONFIG_FILE"
+    ]
+    for line in lines:
+        if warn is not None:
+            warn(line)
     _merge(merged, env_layer(env))
     for key, value in flags.items():
         if value is not None:
@@ -166,8 +252,21 @@ def saved_config_path(env: Mapping[str, str]) -> Path:
 # Translation: the merged AEMM mapping -> our file-shaped configuration.
 
 
-def translate(merged: Mapping[str, Any], mode: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Translation:
+    """Our file-shaped configuration for an AEMM one, and what to tell the user."""
+
+    config: dict[str, Any]
+    """Our configuration, file-shaped (``imdsmock.config.load.load(base=...)``)."""
+    origins: dict[str, str] = field(default_factory=dict)
+    """Our instance key -> the AEMM key that set it (for messages)."""
+    warnings: list[str] = field(default_factory=list)
+    """Values served as given although real EC2 would refuse them."""
+
+
+def translate(merged: Mapping[str, Any], mode: str) -> Translation:
     """Our configuration (file-shaped) for the merged AEMM config in ``mode``."""
+    out = Translation(config={})
     instance: dict[str, Any] = {}
     paths: dict[str, str | None] = {}
     meta = _section(merged, "metadata")
@@ -186,7 +285,20 @@ def translate(merged: Mapping[str, Any], mode: str) -> dict[str, Any]:
             if changed or mode_has_extra(key):
                 paths[path] = _text(value)
         elif changed:
-            _put(instance, bdm, tags, ours=ours, value=value, key=f"metadata.values.{key}")
+            aemm_key = f"metadata.values.{key}"
+            name, fact = _fact(ours, value)
+            problem = _refused(name, fact)
+            if problem is not None:
+                # Not a value our instance can hold: the Go mock serves it, so do we.
+                out.warnings.append(as_given(aemm_key, value, problem))
+                paths[path] = _text(value)
+            elif name.startswith("bdm."):
+                bdm[name[4:]] = fact
+            elif name.startswith("tag."):
+                tags[name[4:]] = fact
+            else:
+                instance[name] = fact
+                out.origins[f"instance.{name}"] = aemm_key
     if bdm:
         instance["block-device-mapping"] = {
             "ami": "/dev/xvda",
@@ -200,22 +312,25 @@ def translate(merged: Mapping[str, Any], mode: str) -> dict[str, Any]:
     for key, path in SCENARIO_PATHS.items():
         if _path(moved.get(key, "/latest/" + path), f"metadata.paths.{key}") != path:
             raise ConfigError(f"metadata.paths.{key}", moved[key], f"/latest/{path} (fixed here)")
-    _dynamic(_section(merged, "dynamic"), instance, paths)
+    _dynamic(_section(merged, "dynamic"), instance, paths, out)
     _userdata(_section(merged, "userdata"), instance, paths)
+    out.origins["instance.user-data"] = "userdata.values.userdata"
     server = _section(merged, "server")
-    out: dict[str, Any] = {
-        "server": {
-            "host": _str(server.get("hostname"), "server.hostname") or "0.0.0.0",
-            "port": _int(server.get("port"), "server.port", 0, 65535),
-            "mock-ip-count": _int(merged.get("mock-ip-count"), "mock-ip-count", -1, 2**31),
-            # One process per port, as AEMM: no second (control) listener by default.
-            "control": False,
-        },
-        "options": {"http-tokens": "required" if _bool(merged, "imdsv2") else "optional"},
-        "instance": instance,
-        "paths": paths,
-        "scenarios": scenarios(merged, mode),
-    }
+    out.config.update(
+        {
+            "server": {
+                "host": _str(server.get("hostname"), "server.hostname") or "0.0.0.0",
+                "port": _int(server.get("port"), "server.port", 0, 65535),
+                "mock-ip-count": _int(merged.get("mock-ip-count"), "mock-ip-count", -1, 2**31),
+                # One process per port, as AEMM: no second (control) listener by default.
+                "control": False,
+            },
+            "options": {"http-tokens": "required" if _bool(merged, "imdsv2") else "optional"},
+            "instance": instance,
+            "paths": paths,
+            "scenarios": scenarios(merged, mode),
+        }
+    )
     return out
 
 
@@ -224,34 +339,35 @@ def mode_has_extra(key: str) -> bool:
     return key.startswith("elastic-inference")
 
 
-def _put(
-    instance: dict[str, Any],
-    bdm: dict[str, str],
-    tags: dict[str, str],
-    *,
-    ours: str,
-    value: Any,
-    key: str,
-) -> None:
+def _fact(ours: str, value: Any) -> tuple[str, Any]:
+    """Our key for an AEMM value (``bdm.X``, ``tag.X`` or an instance key) and the value
+    in our shape: one item a line for the list keys, text for the rest."""
     text = _text(value)
     section, _, name = ours.partition(".")
-    if section == "bdm":
-        bdm[name] = text
-    elif section == "tag":
-        tags[name] = text
-    elif ours == "public-key":
-        instance["public-keys"] = {"test": text}
-    elif name in ("product-codes", "security-groups", "security-group-ids") or name.endswith(
+    if section in ("bdm", "tag"):
+        return ours, text
+    if ours == "public-key":
+        return "public-keys", {"test": text}
+    if name in ("product-codes", "security-groups", "security-group-ids") or name.endswith(
         "cidr-blocks"
     ):
-        instance[name] = [line.strip() for line in text.splitlines() if line.strip()]
-    elif name in ("ami-launch-index", "placement-partition-number"):
-        instance[name] = _int(text, key, 0, 10000)
-    else:
-        instance[name] = text
+        return name, [line.strip() for line in text.splitlines() if line.strip()]
+    return name, text
 
 
-def _dynamic(dynamic: Mapping[str, Any], instance: dict[str, Any], paths: dict[str, Any]) -> None:
+def _refused(name: str, value: Any) -> str | None:
+    """What our instance key allows, when it cannot hold ``value`` even with AEMM's rules."""
+    if name.startswith(("bdm.", "tag.")):
+        return None
+    return refusal(f"instance.{name}", value, relaxed=RELAXED)
+
+
+def _dynamic(
+    dynamic: Mapping[str, Any],
+    instance: dict[str, Any],
+    paths: dict[str, Any],
+    out: Translation,
+) -> None:
     values = _section(dynamic, "values", "dynamic.")
     moved = _section(dynamic, "paths", "dynamic.")
     for key, (path, default) in DYNAMIC.items():
@@ -260,17 +376,47 @@ def _dynamic(dynamic: Mapping[str, Any], instance: dict[str, Any], paths: dict[s
         if key == "instance-identity-document" and _differs(value, default):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"dynamic.values.{key}", value, "an object")
-            for field, ours in DOCUMENT_KEYS.items():
-                if field in value and _differs(value[field], DOCUMENT[field]):
-                    instance[ours] = value[field]
+            _document(value, instance, out)
         elif key == "fws-instance-monitoring" and _differs(value, default):
-            instance["monitoring"] = _text(value)
+            problem = _refused("monitoring", _text(value))
+            if problem is None:
+                instance["monitoring"] = _text(value)
+            else:
+                out.warnings.append(as_given(f"dynamic.values.{key}", value, problem))
+                paths[path] = _text(value)
         elif value is not None and _differs(value, default):
             paths[path] = _text(value)
         if new_path != path:
             paths[path] = None
             if value is not None:
                 paths[new_path] = _text(value)
+
+
+def _document(given: Mapping[str, Any], instance: dict[str, Any], out: Translation) -> None:
+    """The user's identity document: every changed field is served as given.
+
+    A field naming an instance fact (``accountId``, ``privateIp``, ...) changes that fact,
+    so meta-data, credentials and the document agree; any other field (and one whose
+    value the fact cannot hold) goes into the document as given. The document is signed
+    as served.
+    """
+    extra: dict[str, Any] = {}
+    for name, value in given.items():
+        field_name = str(name)
+        if field_name in DOCUMENT and not _differs(value, DOCUMENT[field_name]):
+            continue  # AEMM's default: not an override
+        aemm_key = f"dynamic.values.instance-identity-document.{field_name}"
+        ours = DOCUMENT_KEYS.get(field_name)
+        problem = None if ours is None else _refused(ours, value)
+        if ours is not None and problem is None:
+            instance[ours] = value
+            out.origins[f"instance.{ours}"] = aemm_key
+            continue
+        if problem is not None:
+            out.warnings.append(as_given(aemm_key, value, problem))
+        extra[field_name] = value
+    if extra:
+        instance["identity-document"] = extra
 
 
 def _userdata(section: Mapping[str, Any], instance: dict[str, Any], paths: dict[str, Any]) -> None:
@@ -437,7 +583,7 @@ def _rfc3339(value: Any, key: str) -> str:
     if "T" not in text.upper():
         raise ConfigError(key, value, "an RFC 3339 time like 2020-01-07T01:03:47Z")
     try:
-        parse_time(text, 0.0, key)
+        parse_time(text, key)
     except ConfigError:
         raise ConfigError(key, value, "an RFC 3339 time like 2020-01-07T01:03:47Z") from None
     return text

@@ -4,7 +4,8 @@ Values from a file arrive typed (YAML ints, lists, mappings); values from the en
 and flags arrive as strings ("5", "a,b", "true"). Both convert here, each field by its
 type hint; a value that does not fit raises :class:`~imdsmock.errors.ConfigError` naming
 the key, the value and what is allowed. Then :func:`~imdsmock.config.rules.check` applies
-the rules that span fields, so nothing downstream validates again.
+the rules that span fields (some of which a caller may relax into warnings), so nothing
+downstream validates again.
 """
 
 from __future__ import annotations
@@ -13,21 +14,44 @@ import dataclasses
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 from imdsmock.config.rules import check
+from imdsmock.config.scenarios import SCENARIOS, parse_scenarios
 from imdsmock.config.schema import DEFAULT_RANGE, RANGES, Config, dashed, leaf_keys
 from imdsmock.errors import ConfigError, close_match, did_you_mean
 
-__all__ = ["from_mapping"]
+__all__ = ["from_mapping", "refusal"]
 
 
-def from_mapping(raw: Mapping[str, Any]) -> Config:
-    """Validate a nested mapping (file-shaped, dashed keys) into a :class:`Config`."""
+def from_mapping(
+    raw: Mapping[str, Any],
+    *,
+    relaxed: Collection[str] = (),
+    warn: Callable[[ConfigError], None] | None = None,
+) -> Config:
+    """Validate a nested mapping (file-shaped, dashed keys) into a :class:`Config`.
+
+    ``relaxed`` names rules (:data:`~imdsmock.config.rules.RULES`) whose broken values
+    are kept and passed to ``warn`` instead of refused.
+    """
     cfg: Config = _build(Config, raw, "")
-    check(cfg)
+    check(cfg, relaxed=relaxed, warn=warn)
     return cfg
+
+
+def refusal(key: str, value: Any, *, relaxed: Collection[str] = ()) -> str | None:
+    """What ``key`` allows, when a configuration setting only it to ``value`` is refused.
+
+    None when the value is accepted (relaxed rules count as accepting).
+    """
+    section, _, name = key.partition(".")
+    try:
+        from_mapping({section: {name: value}}, relaxed=relaxed)
+    except ConfigError as exc:
+        return exc.allowed
+    return None
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
@@ -68,8 +92,10 @@ def _meant(key: str, fields: Mapping[str, Any]) -> str:
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
+    if tp == SCENARIOS:  # a list of mappings, each then validated as a scenario
+        return parse_scenarios(_convert(tuple[Mapping[str, Any], ...], value, key), key)
     if tp is Any:
-        return value  # validated by its owner (scenarios: imdsmock.instance.scenarios)
+        return value  # a scenario's field: validated by parse_scenarios
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):

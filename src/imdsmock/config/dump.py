@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from imdsmock.config.scenarios import ScenarioConfig
 from imdsmock.config.schema import SECRET_KEYS, Config, dashed
 
 __all__ = ["dump", "to_mapping"]
@@ -16,6 +18,8 @@ def to_mapping(cfg: Config, *, secrets: bool = False) -> dict[str, Any]:
     """The configuration as a file-shaped mapping (dashed keys); secrets masked."""
 
     def walk(obj: Any, prefix: str) -> Any:
+        if isinstance(obj, ScenarioConfig):
+            return walk(obj.source, prefix)  # as written
         if dataclasses.is_dataclass(obj):
             out = {}
             for f in dataclasses.fields(obj):
@@ -40,7 +44,14 @@ def dump(cfg: Config, fmt: Literal["yaml", "json"] = "yaml") -> str:
     """Render the effective configuration for ``imdsmock config``."""
     data = to_mapping(cfg)
     if fmt == "json":
-        return json.dumps(data, indent=2)
+        return json.dumps(data, indent=2, default=_json_value)
     import yaml
 
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def _json_value(value: object) -> str:
+    # A scenario time written as a YAML timestamp is a datetime: JSON has RFC 3339 text.
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON-able")

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,16 @@ def load(
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
     base: Mapping[str, Any] | None = None,
+    relaxed: Collection[str] = (),
+    warn: Callable[[ConfigError], None] | None = None,
 ) -> Config:
     """Merge the sources (flags > env > file > base > defaults) and validate once.
 
     ``flags`` maps dotted keys or short names to values; ``None`` values are ignored, so
     an argparse namespace with unset options can be passed as is. ``env`` defaults to
-    ``os.environ``; the config file may also be named by ``IMDSMOCK_CONFIG``.
+    ``os.environ``; the config file may also be named by ``IMDSMOCK_CONFIG``. Values
+    breaking a rule named in ``relaxed`` are kept and passed to ``warn``
+    (:func:`imdsmock.config.rules.check`).
     """
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
@@ -48,7 +52,7 @@ def load(
     _merge(raw, _from_env(env))
     if flags:
         _merge(raw, _from_flags(flags))
-    return from_mapping(raw)
+    return from_mapping(raw, relaxed=relaxed, warn=warn)
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:

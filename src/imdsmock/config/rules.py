@@ -1,8 +1,12 @@
 """The rules that span fields: the configured facts must make a possible instance.
 
-:func:`check` runs once, after :mod:`imdsmock.config.build` has typed every value; the
-first broken rule raises :class:`~imdsmock.errors.ConfigError` naming the key, the value
-and what is allowed.
+Each rule is data (:data:`RULES`): a name, what it requires, and a function finding the
+values that break it. :func:`check` runs them once, after :mod:`imdsmock.config.build` has
+typed every value; the first broken rule raises :class:`~imdsmock.errors.ConfigError`
+naming the key, the value and what is allowed. A caller may name rules to relax
+(``ec2-metadata-mock`` relaxes the ones AWS's Go mock does not apply): a value breaking a
+relaxed rule is kept and reported to ``warn`` instead, as long as it can still be served
+(a MAC or role name must stay one path segment, for instance).
 """
 
 from __future__ import annotations
@@ -11,129 +15,312 @@ import base64
 import binascii
 import ipaddress
 import re
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 
-from imdsmock.config.addresses import check_ip, parse_listen
-from imdsmock.config.schema import Config, CredentialsConfig
+from imdsmock.config.addresses import parse_listen
+from imdsmock.config.schema import Config
 from imdsmock.errors import ConfigError
 
-__all__ = ["check"]
+__all__ = ["RULES", "Broken", "Rule", "check"]
 
 _TAG_KEY = re.compile(r"^[A-Za-z0-9+\-=._:@]+$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
+_ZONE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$")
+_SEGMENT = re.compile(r"^[^/\s]+$")
 _USER_DATA_LIMIT = 16 * 1024
 
 
-def check(cfg: Config) -> None:
-    """Raise :class:`ConfigError` for the first rule ``cfg`` breaks."""
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """A value that breaks a rule: its key, the value, what is allowed, and whether it
+    could still be served as given (when the rule is relaxed)."""
+
+    key: str
+    value: object
+    expected: str
+    servable: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rule:
+    """One check on a whole configuration."""
+
+    name: str
+    """Stable name (the key it checks), used to relax it."""
+    requires: str
+    """What it requires, in words (the documentation's table)."""
+    find: Callable[[Config], Iterator[Broken]]
+    """The values that break it."""
+
+
+def check(
+    cfg: Config,
+    *,
+    relaxed: Collection[str] = (),
+    warn: Callable[[ConfigError], None] | None = None,
+) -> None:
+    """Raise :class:`ConfigError` for the first rule ``cfg`` breaks.
+
+    A servable value breaking a rule named in ``relaxed`` is passed to ``warn`` (as the
+    error it would have raised) and kept.
+    """
+    for rule in RULES:
+        for broken in rule.find(cfg):
+            error = ConfigError(broken.key, broken.value, broken.expected)
+            if rule.name not in relaxed or not broken.servable:
+                raise error
+            if warn is not None:
+                warn(error)
+
+
+def _is_ip(value: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == version
+    except ValueError:
+        return False
+
+
+def _segment(value: str) -> bool:
+    """Usable as one segment of an IMDS path (it names a directory there)."""
+    return _SEGMENT.match(value) is not None and value not in (".", "..")
+
+
+def _pattern(name: str, pattern: re.Pattern[str], expected: str) -> Rule:
+    """A rule that one optional instance field matches ``pattern``."""
+    field = name.removeprefix("instance.").replace("-", "_")
+
+    def find(cfg: Config) -> Iterator[Broken]:
+        value = getattr(cfg.instance, field)
+        if value is not None and not pattern.match(value):
+            yield Broken(name, value, expected)
+
+    return Rule(name=name, requires=expected, find=find)
+
+
+def _zone_in_region(cfg: Config) -> Iterator[Broken]:
     inst = cfg.instance
-    if not _INSTANCE_ID.match(inst.instance_id):
-        raise ConfigError(
-            "instance.instance-id", inst.instance_id, "i- followed by 8 or 17 hex digits"
+    zone, region = inst.availability_zone, inst.region
+    if zone is not None and region is not None and _ZONE.match(zone) and zone[:-1] != region:
+        yield Broken(
+            "instance.availability-zone", zone, f"a zone of region {region} (e.g. {region}a)"
         )
-    if not _ACCOUNT.match(inst.account_id):
-        raise ConfigError("instance.account-id", inst.account_id, "12 digits")
-    if inst.region is not None and not _REGION.match(inst.region):
-        raise ConfigError("instance.region", inst.region, "a region name like us-east-1")
-    if inst.availability_zone is not None:
-        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]", inst.availability_zone):
-            raise ConfigError(
-                "instance.availability-zone", inst.availability_zone, "a zone like us-east-1a"
-            )
-        if inst.region is not None and inst.availability_zone[:-1] != inst.region:
-            raise ConfigError(
-                "instance.availability-zone",
-                inst.availability_zone,
-                f"a zone of region {inst.region} (e.g. {inst.region}a)",
-            )
+
+
+def _macs(cfg: Config) -> Iterator[Broken]:
+    inst = cfg.instance
+    expected = "a lower-case MAC address like 0e:49:61:0f:c3:11"
     for key, mac in [("instance.mac", inst.mac)] + [
         (f"instance.interfaces[{i}].mac", e.mac) for i, e in enumerate(inst.interfaces)
     ]:
         if not _MAC.match(mac):
-            raise ConfigError(key, mac, "a lower-case MAC address like 0e:49:61:0f:c3:11")
-    check_ip("instance.local-ipv4", inst.local_ipv4, 4)
-    if inst.public_ipv4 is not None:
-        check_ip("instance.public-ipv4", inst.public_ipv4, 4)
-    if inst.ipv6 is not None:
-        check_ip("instance.ipv6", inst.ipv6, 6)
-    for name in inst.tags:
+            yield Broken(key, mac, expected, _segment(mac))
+
+
+def _ip(name: str, version: int, *, segment: bool = False) -> Rule:
+    field = name.removeprefix("instance.").replace("-", "_")
+    expected = f"an IPv{version} address"
+
+    def find(cfg: Config) -> Iterator[Broken]:
+        value = getattr(cfg.instance, field)
+        if value is not None and not _is_ip(value, version):
+            yield Broken(name, value, expected, _segment(value) if segment else True)
+
+    return Rule(name=name, requires=expected, find=find)
+
+
+def _local_ipv4(cfg: Config) -> Iterator[Broken]:
+    inst = cfg.instance
+    if not _is_ip(inst.local_ipv4, 4):
+        # Interfaces without addresses of their own count on from it.
+        derived = any(not eni.local_ipv4s for eni in inst.interfaces)
+        yield Broken("instance.local-ipv4", inst.local_ipv4, "an IPv4 address", not derived)
+
+
+def _tag_keys(cfg: Config) -> Iterator[Broken]:
+    for name in cfg.instance.tags:
         if not _TAG_KEY.match(name) or name in (".", "..", "_index"):
-            raise ConfigError(
+            yield Broken(
                 f"instance.tags.{name}",
                 name,
                 "a tag key of letters, digits and + - = . , _ : @ (not ., .., _index)",
+                False,
             )
+
+
+def _user_data_base64(cfg: Config) -> Iterator[Broken]:
+    inst = cfg.instance
     if inst.user_data_base64 is not None and inst.user_data is None:
         try:
             base64.b64decode(inst.user_data_base64, validate=True)
         except (binascii.Error, ValueError):
-            raise ConfigError(
-                "instance.user-data-base64", inst.user_data_base64, "valid base64"
-            ) from None
-    data = inst.user_data_bytes()
+            yield Broken("instance.user-data-base64", inst.user_data_base64, "valid base64", False)
+
+
+def _user_data_size(cfg: Config) -> Iterator[Broken]:
+    data = cfg.instance.user_data_bytes()
     if data is not None and len(data) > _USER_DATA_LIMIT:
-        raise ConfigError("instance.user-data", f"{len(data)} bytes", "at most 16384 bytes")
-    if inst.iam_role is not None and not re.fullmatch(r"[\w+=,.@-]{1,64}", inst.iam_role):
-        raise ConfigError("instance.iam-role", inst.iam_role, "an IAM role name (1-64 chars)")
+        yield Broken("instance.user-data", f"{len(data)} bytes", "at most 16384 bytes")
+
+
+def _iam_role(cfg: Config) -> Iterator[Broken]:
+    role = cfg.instance.iam_role
+    if role is not None and not re.fullmatch(r"[\w+=,.@-]{1,64}", role):
+        yield Broken("instance.iam-role", role, "an IAM role name (1-64 chars)", _segment(role))
+
+
+def _pending_time(cfg: Config) -> Iterator[Broken]:
+    # Parsed, not only shown: iam/info, credentials and the document count from it.
+    when = cfg.instance.pending_time
+    if when is None:
+        return
+    try:
+        time.strptime(when, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        yield Broken(
+            "instance.pending-time", when, "an IMDS timestamp like 2024-01-02T03:04:05Z", False
+        )
+
+
+def _rotate_every(cfg: Config) -> Iterator[Broken]:
     creds = cfg.credentials
     if creds.rotate_every > creds.lifetime - 300:
-        raise ConfigError(
+        yield Broken(
             "credentials.rotate-every",
             creds.rotate_every,
             f"at most credentials.lifetime - 300 = {creds.lifetime - 300} (EC2 rotates "
             "at least 5 minutes before expiry)",
+            False,
         )
-    _check_credentials(creds)
+
+
+def _role_arn(cfg: Config) -> Iterator[Broken]:
+    arn = cfg.credentials.role_arn
+    if arn is not None and not re.fullmatch(
+        r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", arn
+    ):
+        yield Broken(
+            "credentials.role-arn",
+            arn,
+            "a role ARN like arn:aws:iam::123456789012:role/name",
+            False,
+        )
+
+
+def _role_session_name(cfg: Config) -> Iterator[Broken]:
+    name = cfg.credentials.role_session_name
+    if not re.fullmatch(r"[\w+=,.@-]{2,64}", name):
+        expected = "2-64 characters of letters, digits and + = , . @ _ -"
+        yield Broken("credentials.role-session-name", name, expected, False)
+
+
+def _refresh_ahead(cfg: Config) -> Iterator[Broken]:
+    creds = cfg.credentials
+    if creds.source == "profile" and creds.refresh_ahead >= creds.duration_seconds:
+        yield Broken(
+            "credentials.refresh-ahead",
+            creds.refresh_ahead,
+            f"less than credentials.duration-seconds ({creds.duration_seconds})",
+            False,
+        )
+
+
+def _ecs_relative_uri(cfg: Config) -> Iterator[Broken]:
+    uri = cfg.credentials.ecs_relative_uri
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", uri):
+        yield Broken("credentials.ecs-relative-uri", uri, "a path like /v2/credentials/ID", False)
+
+
+def _paths(cfg: Config) -> Iterator[Broken]:
     for path in cfg.paths:
         if not re.fullmatch(r"(meta-data|dynamic|user-data)(/[^/\s]+)*", path):
-            raise ConfigError(
-                f"paths.{path}", path, "a path under meta-data/, dynamic/ or user-data"
-            )
-    cfg.server.listeners()  # validates every listen entry
-    for spec in cfg.server.ecs_listen:
-        parse_listen(spec, "server.ecs-listen")
-    for spec in cfg.server.eks_listen:
-        parse_listen(spec, "server.eks-listen")
+            expected = "a path under meta-data/, dynamic/ or user-data"
+            yield Broken(f"paths.{path}", path, expected, False)
+
+
+def _listeners(cfg: Config) -> Iterator[Broken]:
+    server = cfg.server
+    specs = [("server.listen", s) for s in server.listen]
+    specs += [("server.ecs-listen", s) for s in server.ecs_listen]
+    specs += [("server.eks-listen", s) for s in server.eks_listen]
+    for key, spec in specs:
+        try:
+            parse_listen(spec, key)
+        except ConfigError as exc:
+            yield Broken(exc.key, exc.value, exc.allowed, False)
+
+
+def _hosts(cfg: Config) -> Iterator[Broken]:
     for key, host in (
         ("server.host", cfg.server.host),
         ("server.control-host", cfg.server.control_host),
     ):
-        _check_host(key, host)
+        if host in ("", "localhost") or re.fullmatch(r"[A-Za-z0-9.-]+", host):
+            continue
+        if not (_is_ip(host.strip("[]"), 4) or _is_ip(host.strip("[]"), 6)):
+            yield Broken(key, host, "an IP address or host name", False)
 
 
-def _check_credentials(creds: CredentialsConfig) -> None:
-    if creds.role_arn is not None and not re.fullmatch(
-        r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", creds.role_arn
-    ):
-        raise ConfigError(
-            "credentials.role-arn",
-            creds.role_arn,
-            "a role ARN like arn:aws:iam::123456789012:role/name",
-        )
-    if not re.fullmatch(r"[\w+=,.@-]{2,64}", creds.role_session_name):
-        raise ConfigError(
-            "credentials.role-session-name",
-            creds.role_session_name,
-            "2-64 characters of letters, digits and + = , . @ _ -",
-        )
-    if creds.source == "profile" and creds.refresh_ahead >= creds.duration_seconds:
-        raise ConfigError(
-            "credentials.refresh-ahead",
-            creds.refresh_ahead,
-            f"less than credentials.duration-seconds ({creds.duration_seconds})",
-        )
-    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", creds.ecs_relative_uri):
-        raise ConfigError(
-            "credentials.ecs-relative-uri", creds.ecs_relative_uri, "a path like /v2/credentials/ID"
-        )
-
-
-def _check_host(key: str, host: str) -> None:
-    if host in ("", "localhost") or re.fullmatch(r"[A-Za-z0-9.-]+", host):
-        return
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        raise ConfigError(key, host, "an IP address or host name") from None
+# In the order they run: the first broken rule is the one reported.
+RULES: tuple[Rule, ...] = (
+    _pattern("instance.instance-id", _INSTANCE_ID, "i- followed by 8 or 17 hex digits"),
+    _pattern("instance.account-id", _ACCOUNT, "12 digits"),
+    _pattern("instance.region", _REGION, "a region name like us-east-1"),
+    _pattern("instance.availability-zone", _ZONE, "a zone like us-east-1a"),
+    Rule(
+        name="instance.availability-zone:region",
+        requires="a zone of instance.region",
+        find=_zone_in_region,
+    ),
+    Rule(
+        name="instance.mac",
+        requires="a lower-case MAC address (also interfaces[].mac)",
+        find=_macs,
+    ),
+    Rule(name="instance.local-ipv4", requires="an IPv4 address", find=_local_ipv4),
+    _ip("instance.public-ipv4", 4, segment=True),
+    _ip("instance.ipv6", 6),
+    Rule(name="instance.tags", requires="tag keys EC2 allows", find=_tag_keys),
+    Rule(name="instance.user-data-base64", requires="valid base64", find=_user_data_base64),
+    Rule(name="instance.user-data", requires="at most 16384 bytes", find=_user_data_size),
+    Rule(name="instance.iam-role", requires="an IAM role name (1-64 chars)", find=_iam_role),
+    Rule(
+        name="instance.pending-time",
+        requires="an IMDS timestamp like 2024-01-02T03:04:05Z",
+        find=_pending_time,
+    ),
+    Rule(
+        name="credentials.rotate-every",
+        requires="at most credentials.lifetime - 300",
+        find=_rotate_every,
+    ),
+    Rule(name="credentials.role-arn", requires="a role ARN", find=_role_arn),
+    Rule(
+        name="credentials.role-session-name",
+        requires="2-64 characters of letters, digits and + = , . @ _ -",
+        find=_role_session_name,
+    ),
+    Rule(
+        name="credentials.refresh-ahead",
+        requires="less than credentials.duration-seconds",
+        find=_refresh_ahead,
+    ),
+    Rule(
+        name="credentials.ecs-relative-uri",
+        requires="a path like /v2/credentials/ID",
+        find=_ecs_relative_uri,
+    ),
+    Rule(name="paths", requires="paths under meta-data/, dynamic/ or user-data", find=_paths),
+    Rule(
+        name="server.listen",
+        requires="HOST:PORT or [IPV6]:PORT (also ecs-listen, eks-listen)",
+        find=_listeners,
+    ),
+    Rule(
+        name="server.host", requires="an IP address or host name (also control-host)", find=_hosts
+    ),
+)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from imdsmock.config.addresses import Listen, parse_listen
 from imdsmock.config.defaults import AEMM_PUBLIC_KEY
+from imdsmock.config.scenarios import ScenarioConfig
 
 __all__ = [
     "RANGES",
@@ -248,6 +249,8 @@ class InstanceConfig:
     """Detailed monitoring (dynamic/fws/instance-monitoring)."""
     pending_time: str | None = None
     """Launch time as an IMDS timestamp (2024-01-02T03:04:05Z); null: when the server started."""
+    identity_document: Mapping[str, Any | None] = field(default_factory=dict)
+    """Identity-document fields served as given over the derived ones (signed too)."""
 
     def user_data_bytes(self) -> bytes | None:
         """The user data as bytes, or ``None`` when the instance has none."""
@@ -311,7 +314,7 @@ class Config:
     signing: SigningConfig = field(default_factory=SigningConfig)
     paths: Mapping[str, str | None] = field(default_factory=dict)
     """IMDS path (`meta-data/tags/instance/Owner`) -> value; null removes it. Applied last."""
-    scenarios: tuple[Mapping[str, Any], ...] = ()
+    scenarios: tuple[ScenarioConfig, ...] = ()
     """Timed changes: spot interruption, rebalance, events, Auto Scaling (docs/scenarios.md)."""
 
     def replace(self, **changes: Any) -> Config:

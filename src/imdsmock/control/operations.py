@@ -223,12 +223,11 @@ class Controller:
         """Start a scenario now or at a time (spot, rebalance, maintenance, Auto Scaling)."""
         # The scenario machinery is imported when the first scenario starts, not at
         # start-up (start-up time counts); a mock configured with scenarios has it already.
-        from imdsmock.core.scenarios import with_scenarios
-        from imdsmock.instance.scenarios import parse_scenario
+        from imdsmock.core.scenarios import started, with_scenarios
 
         if not isinstance(data, Mapping):
             raise ConfigError("scenario", data, "a JSON object with a type")
-        scenario = parse_scenario(data, self.now())
+        scenario = started(data, self.now())
 
         def change(snap: Snapshot) -> Snapshot:
             return with_scenarios(snap, (*snap.scenarios, scenario))

@@ -149,7 +149,10 @@ def _parse_time(text: str) -> float:
 
 
 def identity_document(inst: InstanceConfig, f: Facts) -> dict[str, object]:
-    """The instance identity document, fields in the order EC2 prints them."""
+    """The instance identity document, fields in the order EC2 prints them.
+
+    ``instance.identity-document`` fields replace derived ones in place; new ones follow.
+    """
     return {
         "accountId": inst.account_id,
         "architecture": inst.architecture,
@@ -166,7 +169,7 @@ def identity_document(inst: InstanceConfig, f: Facts) -> dict[str, object]:
         "ramdiskId": inst.ramdisk_id,
         "region": f.region,
         "version": "2017-09-30",
-    }
+    } | dict(inst.identity_document)
 
 
 def base_tree(cfg: Config, signer: Signer, started: float) -> Tree:

@@ -1,10 +1,13 @@
 """Scenarios: an instance whose life moves (spot, rebalance, maintenance, Auto Scaling).
 
-Each scenario is a frozen dataclass that compiles to a :class:`~imdsmock.timeline.Timeline`
-of changes at absolute times; nothing here reads a clock or starts a timer. The state in
-force at time *t* is the base tree plus every change with ``at <= t`` (STYLE.md §5).
+A scenario configured (:mod:`imdsmock.config.scenarios`, validated when the configuration
+is loaded or the control API is asked) is placed in time by :func:`place`: its relative
+times count from an origin (the start of the mock, or the request). A placed scenario is a
+frozen dataclass that compiles to a :class:`~imdsmock.instance.timeline.Timeline` of
+changes at absolute times; nothing here reads a clock or starts a timer. The state in
+force at time *t* is the base tree plus every change with ``at <= t``.
 
-What real EC2 does, and what is copied here (real-imds.md §A6):
+What real EC2 does, and what is copied here:
 
 * a spot interruption notice appears at ``at`` as ``spot/instance-action``
   (``{"action" : ..., "time" : ...}``) and ``spot/termination-time``; the time in it is
@@ -19,16 +22,18 @@ What real EC2 does, and what is copied here (real-imds.md §A6):
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import hashlib
-import math
-import re
-import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imdsmock.config.scenarios import (
+    AsgLifecycleConfig,
+    MaintenanceEventConfig,
+    RebalanceRecommendationConfig,
+    ScenarioConfig,
+    SpotInterruptionConfig,
+    When,
+)
 from imdsmock.errors import ConfigError
 from imdsmock.instance.imdsjson import dumps, event_time, imds_time
 from imdsmock.instance.model import Leaf
@@ -43,43 +48,15 @@ from imdsmock.instance.notices import (
 from imdsmock.instance.timeline import Change, Timeline
 
 __all__ = [
-    "ACTIONS",
-    "ASG_STATES",
-    "EVENT_CODES",
-    "EVENT_STATES",
     "AsgLifecycle",
     "MaintenanceEvent",
     "RebalanceRecommendation",
     "Scenario",
     "SpotInterruption",
-    "config_scenarios",
-    "parse_scenario",
-    "parse_time",
+    "place",
     "scenarios_timeline",
 ]
 
-
-ACTIONS = ("hibernate", "stop", "terminate")
-ON_TERMINATION = ("keep-serving", "stop-serving")
-EVENT_CODES = (
-    "instance-reboot",
-    "instance-retirement",
-    "instance-stop",
-    "system-maintenance",
-    "system-reboot",
-)
-EVENT_STATES = ("active", "canceled", "completed")
-# Target lifecycle states of an Auto Scaling instance (real-imds.md §A6).
-ASG_STATES = (
-    "Detached",
-    "InService",
-    "Standby",
-    "Terminated",
-    "Warmed:Hibernated",
-    "Warmed:Running",
-    "Warmed:Stopped",
-    "Warmed:Terminated",
-)
 WEEK = 7 * 86400.0
 
 
@@ -299,229 +276,50 @@ def scenarios_timeline(scenarios: tuple[Scenario, ...]) -> Timeline:
     return timeline
 
 
-def config_scenarios(raw: tuple[Mapping[str, Any], ...], started: float) -> tuple[Scenario, ...]:
-    """The ``scenarios:`` list of a configuration, relative times counted from ``started``.
+def place(config: ScenarioConfig, origin: float) -> Scenario:
+    """The scenario at absolute times, its relative times counted from ``origin``.
 
-    Scenarios without an ``id`` get ``config-<index>``, so a reload of the same file
-    yields the same ids.
+    Unset times and ids are derived here: an event's window starts when it is announced
+    and lasts a week, its EventId comes from the scenario id.
     """
-    out = []
-    for index, item in enumerate(raw):
-        key = f"scenarios[{index}]"
-        if not isinstance(item, Mapping):
-            raise ConfigError(key, item, "a mapping with a type (spot-interruption, ...)")
-        data = dict(item)
-        data.setdefault("id", f"config-{index}")
-        out.append(parse_scenario(data, started, key=key))
-    return tuple(out)
-
-
-# ---------------------------------------------------------------------------------------
-# Parsing: JSON / config shapes -> scenarios, validated once.
-
-_FIELDS: Mapping[str, frozenset[str]] = {
-    "spot-interruption": frozenset(
-        {"action", "time", "notice-seconds", "rebalance-lead-seconds", "on-termination"}
-    ),
-    "rebalance-recommendation": frozenset({"notice-time"}),
-    "maintenance-event": frozenset(
-        {
-            "code",
-            "state",
-            "not-before",
-            "not-after",
-            "not-before-deadline",
-            "event-id",
-            "description",
-            "complete-at",
-            "cancel-at",
-        }
-    ),
-    "asg-lifecycle": frozenset({"states", "state"}),
-}
-_COMMON = frozenset({"type", "id", "at"})
-_RELATIVE = re.compile(r"^\s*\+\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_scenario(data: Mapping[str, Any], now: float, *, key: str = "scenario") -> Scenario:
-    """Validate one scenario mapping; relative times (``now``, ``+30s``) count from ``now``.
-
-    Raises :class:`~imdsmock.errors.ConfigError` naming the field, its value and what is
-    allowed.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(key, data, "a mapping with a type (spot-interruption, ...)")
-    d = {str(k).replace("_", "-"): v for k, v in data.items()}
-    kind = d.get("type")
-    if kind not in _FIELDS:
-        raise ConfigError(f"{key}.type", kind, "one of: " + ", ".join(_FIELDS))
-    kind = str(kind)
-    allowed = _FIELDS[kind] | _COMMON
-    for name, value in d.items():
-        if name not in allowed:
-            known = ", ".join(sorted(allowed))
-            label = name if name.isprintable() else repr(name)  # keep the error one line
-            raise ConfigError(f"{key}.{label}", value, f"a known key ({known})")
-    ident = _id(d.get("id"), kind, key)
-    at = parse_time(d.get("at", "now"), now, f"{key}.at")
-    if kind == "spot-interruption":
-        notice = _seconds(d.get("notice-seconds", 120), f"{key}.notice-seconds")
-        lead = d.get("rebalance-lead-seconds")
+    if isinstance(config, SpotInterruptionConfig):
         return SpotInterruption(
-            id=ident,
-            at=at,
-            action=_choice(d.get("action", "terminate"), ACTIONS, f"{key}.action"),
-            time=_optional_time(d.get("time"), now, f"{key}.time"),
-            notice_seconds=notice,
-            rebalance_lead_seconds=(
-                None if lead is None else _seconds(lead, f"{key}.rebalance-lead-seconds")
-            ),
-            on_termination=_choice(
-                d.get("on-termination", "keep-serving"), ON_TERMINATION, f"{key}.on-termination"
-            ),
+            id=config.id,
+            at=config.at.at(origin),
+            action=config.action,
+            time=_at(config.time, origin),
+            notice_seconds=config.notice_seconds,
+            rebalance_lead_seconds=config.rebalance_lead_seconds,
+            on_termination=config.on_termination,
         )
-    if kind == "rebalance-recommendation":
+    if isinstance(config, RebalanceRecommendationConfig):
         return RebalanceRecommendation(
-            id=ident,
+            id=config.id, at=config.at.at(origin), notice_time=_at(config.notice_time, origin)
+        )
+    if isinstance(config, MaintenanceEventConfig):
+        at = config.at.at(origin)
+        not_before = at if config.not_before is None else config.not_before.at(origin)
+        not_after = not_before + WEEK if config.not_after is None else config.not_after.at(origin)
+        event_id = config.event_id
+        if event_id is None:
+            event_id = "instance-event-" + hashlib.sha256(config.id.encode()).hexdigest()[:17]
+        return MaintenanceEvent(
+            id=config.id,
             at=at,
-            notice_time=_optional_time(d.get("notice-time"), now, f"{key}.notice-time"),
+            code=config.code,
+            state=config.state,
+            not_before=not_before,
+            not_after=not_after,
+            not_before_deadline=_at(config.not_before_deadline, origin),
+            event_id=event_id,
+            description=config.description,
+            complete_at=_at(config.complete_at, origin),
+            cancel_at=_at(config.cancel_at, origin),
         )
-    if kind == "maintenance-event":
-        return _event(d, ident, at, now, key)
-    return _asg(d, ident, at, now, key)
+    assert isinstance(config, AsgLifecycleConfig)
+    states = sorted(((when.at(origin), state) for when, state in config.states), key=lambda s: s[0])
+    return AsgLifecycle(id=config.id, states=tuple(states))
 
 
-def _event(d: Mapping[str, Any], ident: str, at: float, now: float, key: str) -> MaintenanceEvent:
-    not_before = _optional_time(d.get("not-before"), now, f"{key}.not-before")
-    not_before = at if not_before is None else not_before
-    not_after = _optional_time(d.get("not-after"), now, f"{key}.not-after")
-    not_after = not_before + WEEK if not_after is None else not_after
-    # not-after before not-before is served as given (AWS's Go mock accepts it too).
-    complete_at = _optional_time(d.get("complete-at"), now, f"{key}.complete-at")
-    cancel_at = _optional_time(d.get("cancel-at"), now, f"{key}.cancel-at")
-    if complete_at is not None and cancel_at is not None:
-        raise ConfigError(f"{key}.cancel-at", d.get("cancel-at"), "unset when complete-at is set")
-    event_id = d.get("event-id")
-    if event_id is None:
-        event_id = "instance-event-" + hashlib.sha256(ident.encode()).hexdigest()[:17]
-    elif not isinstance(event_id, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,64}", event_id):
-        raise ConfigError(
-            f"{key}.event-id", event_id, "an id like instance-event-0d59937288b749b32"
-        )
-    description = d.get("description")
-    if description is not None and not isinstance(description, str):
-        raise ConfigError(f"{key}.description", description, "a string")
-    return MaintenanceEvent(
-        id=ident,
-        at=at,
-        code=_choice(d.get("code", "system-reboot"), EVENT_CODES, f"{key}.code"),
-        state=_choice(d.get("state", "active"), EVENT_STATES, f"{key}.state"),
-        not_before=not_before,
-        not_after=not_after,
-        not_before_deadline=_optional_time(
-            d.get("not-before-deadline"), now, f"{key}.not-before-deadline"
-        ),
-        event_id=event_id,
-        description=description,
-        complete_at=complete_at,
-        cancel_at=cancel_at,
-    )
-
-
-def _asg(d: Mapping[str, Any], ident: str, at: float, now: float, key: str) -> AsgLifecycle:
-    raw = d.get("states")
-    if raw is None:
-        if "state" not in d:
-            raise ConfigError(f"{key}.states", None, "a list of {at, state} (or one state)")
-        raw = [{"at": d.get("at", "now"), "state": d["state"]}]
-    elif "state" in d:
-        raise ConfigError(f"{key}.state", d["state"], "unset when states is given")
-    if not isinstance(raw, list | tuple) or not raw:
-        raise ConfigError(f"{key}.states", raw, "a non-empty list of {at, state}")
-    states = []
-    for i, item in enumerate(raw):
-        where = f"{key}.states[{i}]"
-        if not isinstance(item, Mapping) or set(item) - {"at", "state"}:
-            raise ConfigError(where, item, "a mapping with at and state")
-        when = parse_time(item.get("at", "now"), now, f"{where}.at")
-        states.append((when, _choice(item.get("state"), ASG_STATES, f"{where}.state")))
-    del at  # the states carry their own times
-    return AsgLifecycle(id=ident, states=tuple(sorted(states, key=lambda s: s[0])))
-
-
-def _id(value: Any, kind: str, key: str) -> str:
-    if value is None:
-        return f"{kind}-{secrets.token_hex(4)}"
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", value):
-        raise ConfigError(f"{key}.id", value, "1-64 letters, digits, . _ : -")
-    return value
-
-
-def _choice(value: Any, allowed: tuple[str, ...], key: str) -> str:
-    if isinstance(value, str):
-        for option in allowed:
-            if option.lower() == value.strip().lower():
-                return option
-    raise ConfigError(key, value, "one of: " + ", ".join(allowed))
-
-
-def _seconds(value: Any, key: str) -> float:
-    if isinstance(value, str) and _RELATIVE.match("+" + value.strip()):
-        return _relative(_RELATIVE.match("+" + value.strip()))  # "30s", "2m"
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-        raise ConfigError(key, value, "a number of seconds >= 0 (or like 30s, 2m)")
-    return float(value)
-
-
-def _relative(m: re.Match[str] | None) -> float:
-    assert m is not None
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-
-
-def _optional_time(value: Any, now: float, key: str) -> float | None:
-    return None if value is None else parse_time(value, now, key)
-
-
-def parse_time(value: Any, now: float, key: str) -> float:
-    """A time: ``now``, ``+30s`` / ``+2m`` / ``+1h`` (from ``now``), RFC 3339, or epoch seconds."""
-    when = _time(value, now)
-    # Before the year 10000: IMDS timestamps have four-digit years.
-    if when is None or not 0 <= when < _YEAR_10000:
-        raise ConfigError(
-            key, value, "now, +SECONDS (e.g. +30s, +2m), an RFC 3339 time or epoch seconds"
-        )
-    return when
-
-
-_YEAR_10000 = 253402300800.0
-
-
-def _time(value: Any, now: float) -> float | None:
-    if isinstance(value, dt.datetime):
-        when = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return when.timestamp()
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if math.isfinite(value) else None
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.lower() == "now":
-        return now
-    m = _RELATIVE.match(text)
-    if m is not None:
-        return now + _relative(m)
-    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
-        return float(text)
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("z", "Z"))
-    except ValueError:
-        return None
-    if "T" not in text.upper():
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
-
-
-def replace(scenario: Scenario, **changes: Any) -> Scenario:
-    """A copy of a scenario with some fields changed."""
-    return dataclasses.replace(scenario, **changes)
+def _at(when: When | None, origin: float) -> float | None:
+    return None if when is None else when.at(origin)

@@ -27,7 +27,7 @@ from imdsmock.core.imds import Gate, Request, handle
 from imdsmock.core.requestlog import HEAD_MAX as LOGGED_HEAD_MAX
 from imdsmock.core.requestlog import capped
 from imdsmock.core.state import State
-from imdsmock.core.wire import Response, error
+from imdsmock.core.wire import Response, error, render
 from imdsmock.serve.httpparse import Refused, feed
 from imdsmock.serve.memo import (
     METHODS,
@@ -76,7 +76,11 @@ class Limits:
         self.open = 0
 
 
-_BAD_REQUEST_CLOSE = error(400)
+# Bytes that are not a well-formed HTTP request (a header line without a colon, as a
+# multi-line header value makes, bad framing, a bad request line) are refused before
+# IMDS sees them, in plain text like Go's net/http; IMDS's own 400 (a bad token TTL)
+# keeps its XHTML page.
+_BAD_REQUEST_CLOSE = render(400, b"400 Bad Request", content_type="text/plain; charset=utf-8")
 _TOO_LARGE = error(431)
 # Injected faults (imdsmock.core.faults): pre-rendered answers, and "no answer" for the log.
 _FAULT_STATUS = {status: error(status) for status in (429, 500, 503)}
