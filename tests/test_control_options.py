@@ -108,8 +108,9 @@ def test_every_allowed_option_value_is_taken_by_the_cli_ctl_and_the_api(
 
 
 def test_serve_and_ctl_flags_show_the_declared_values(capsys: pytest.CaptureFixture[str]) -> None:
-    """`imdsmock --help` gives each option's allowed values or range, `imdsmock ctl options
-    --help` each option's choices, as the declaration has them."""
+    """`imdsmock --help` and `imdsmock ctl options --help` give each option's choices (or its
+    value's name) the same way, and the serve help its allowed values or range, as the
+    declaration has them."""
     with pytest.raises(SystemExit):
         cli_main(["--help"])
     serve_help = " ".join(capsys.readouterr().out.split())
@@ -117,10 +118,11 @@ def test_serve_and_ctl_flags_show_the_declared_values(capsys: pytest.CaptureFixt
         ctl_main(["options", "--help"])
     ctl_help = capsys.readouterr().out
     for option in OPTIONS:
-        assert f"--{option.name} {option.name.upper().replace('-', '_')}" in serve_help
         assert option.flag_help() in serve_help
         assert option.allowed() in option.flag_help()
         if option.choices:
-            assert f"--{option.name} {{{','.join(option.choices)}}}" in ctl_help
+            usage = f"--{option.name} {{{','.join(option.choices)}}}"
         else:
-            assert f"--{option.name} {option.name.upper().replace('-', '_')}" in ctl_help
+            usage = f"--{option.name} {option.name.upper().replace('-', '_')}"
+        assert usage in serve_help
+        assert usage in ctl_help

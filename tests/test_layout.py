@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("imdsmock.aemm",),  # the Go mock's interface mapped onto Config
     ("imdsmock.sdkenv", "imdsmock.app"),  # assembly
     ("imdsmock.watch", "imdsmock.api"),  # reloads; the Python API
+    ("imdsmock.completion",),  # shell completion scripts, from the parsers it is given
     ("imdsmock.cli", "imdsmock.pytest_plugin", "imdsmock.configdoc"),  # entry points
     ("imdsmock.__main__", "imdsmock"),  # the package itself (lazy public names)
 )

@@ -37,7 +37,7 @@ from imdsmock.config.schema import (
 )
 from imdsmock.core.clock import Clock, ManualClock, SystemClock
 from imdsmock.core.snapshot import Snapshot, rebuild
-from imdsmock.errors import ConfigError, ImdsMockError
+from imdsmock.errors import ConfigError, ImdsMockError, did_you_mean
 from imdsmock.instance.model import facts
 from imdsmock.sdkenv import patched, sdk_environ
 
@@ -380,9 +380,25 @@ class MockIMDS:
         elif source is not None:
             file = source
         flags: dict[str, Any] = dict(_LISTEN)
+        keywords: dict[str, str] = {}
         for name, value in overrides.items():
-            flags[_flag_key(name, value)] = value
-        return load(file=file, env=self._env, flags=flags, base=base)
+            key = _flag_key(name, value)
+            flags[key] = value
+            keywords[key] = name
+        try:
+            return load(file=file, env=self._env, flags=flags, base=base)
+        except ConfigError as exc:
+            raise _as_keyword(exc, keywords) from None
+
+
+def _as_keyword(exc: ConfigError, keywords: Mapping[str, str]) -> ConfigError:
+    """An error about a keyword override, naming the keyword (``account_id``), not its key."""
+    for key, name in keywords.items():
+        if exc.key == key:
+            return exc.renamed(name)
+        if exc.key.startswith((f"{key}.", f"{key}[")):
+            return exc.renamed(name + exc.key[len(key) :])
+    return exc
 
 
 def _dashed(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -399,5 +415,7 @@ def _flag_key(name: str, value: object) -> str:
     for section, names in _FIELDS.items():
         if name in names:
             return f"{section}.{dashed}"
-    allowed = "a short option (" + ", ".join(sorted(SHORT_NAMES)) + "), a section or a field"
-    raise ConfigError(name, value, allowed)
+    shorts = sorted(short.replace("-", "_") for short in SHORT_NAMES)
+    allowed = "a short option (" + ", ".join(shorts) + "), a section or a field"
+    known = [*shorts, *_SECTIONS, *(field for names in _FIELDS.values() for field in names)]
+    raise ConfigError(name, value, allowed, hint=did_you_mean(name, known))

@@ -2,7 +2,9 @@
 
 ``imdsmock`` with no subcommand serves. Subcommands: ``serve``, ``config`` (print the
 effective configuration), ``cert`` (print the identity-signing certificate), ``route``
-(make 169.254.169.254 reach the mock), ``ctl`` (drive a running mock), ``version``.
+(make 169.254.169.254 reach the mock), ``ctl`` (drive a running mock), ``version``,
+``completion`` (a bash or zsh completion script). Serve options may stand before ``serve``,
+``config`` and ``cert`` too (``imdsmock --region eu-west-1 config``).
 
 Bad input ends with one line on stderr and exit status 2; never a traceback.
 """
@@ -14,14 +16,15 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from imdsmock._version import __version__
+from imdsmock.config.argparsing import Parser, first_positional
 from imdsmock.config.dump import dump
 from imdsmock.config.load import load
 from imdsmock.config.options import OPTIONS
 from imdsmock.config.schema import SHORT_NAMES, Config
-from imdsmock.errors import ImdsMockError
+from imdsmock.errors import ImdsMockError, did_you_mean
 
 if TYPE_CHECKING:
     from imdsmock.app import App
@@ -29,13 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["aemm_main", "main", "serve_parser"]
 
 PROG = "imdsmock"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors in one line and exits 2 (its default code)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _add_serve_options(p: argparse.ArgumentParser) -> None:
@@ -91,8 +87,9 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
         help="EKS Pod Identity-style endpoint, e.g. 169.254.170.23:80 (repeatable)",
     )
     o = p.add_argument_group("instance metadata options")
-    for option in OPTIONS:
-        o.add_argument(f"--{option.name}", help=option.flag_help())
+    for option in OPTIONS:  # checked by the configuration, as from a file or the API
+        metavar = "{" + ",".join(option.choices) + "}" if option.choices else None
+        o.add_argument(f"--{option.name}", metavar=metavar, help=option.flag_help())
     i = p.add_argument_group("instance")
     for name in (
         "instance-id",
@@ -116,10 +113,11 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
 
 def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The parser of ``imdsmock [serve]``."""
-    p = _Parser(
+    p = Parser(
         prog=prog,
         description="A faithful EC2 instance metadata service (IMDS) for local use.",
-        epilog="Subcommands: serve (default), config, cert, route, ctl, version. "
+        epilog="Subcommands: serve (default), config, cert, route, ctl, version, completion; "
+        "serve options may come before config, cert and serve too. "
         "Every option has an IMDSMOCK_* environment variable (e.g. IMDSMOCK_PORT).",
     )
     p.add_argument("-v", "--version", action="version", version=__version__)
@@ -185,27 +183,60 @@ def _ready(prog: str) -> Callable[[App], None]:
     return ready
 
 
-def _cmd_config(argv: Sequence[str]) -> int:
+def _config_parser() -> argparse.ArgumentParser:
     p = serve_parser(f"{PROG} config")
     p.description = "Print the effective configuration (flags > env > file > defaults)."
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
-    ns = p.parse_args(argv)
+    return p
+
+
+def _cmd_config(argv: Sequence[str]) -> int:
+    ns = _config_parser().parse_args(argv)
     print(dump(load_config(ns), ns.format), end="" if ns.format == "yaml" else "\n")
     return 0
+
+
+def _cert_parser() -> argparse.ArgumentParser:
+    p = serve_parser(f"{PROG} cert")
+    p.description = "Print the PEM certificate that verifies the identity-document signatures."
+    return p
 
 
 def _cmd_cert(argv: Sequence[str]) -> int:
     from imdsmock.signing.store import load_signer
 
-    p = serve_parser(f"{PROG} cert")
-    p.description = "Print the PEM certificate that verifies the identity-document signatures."
-    ns = p.parse_args(argv)
+    ns = _cert_parser().parse_args(argv)
     print(load_signer(load_config(ns).signing).certificate_pem(), end="")
     return 0
 
 
+def _version_parser() -> argparse.ArgumentParser:
+    return Parser(prog=f"{PROG} version", description="Print the version.")
+
+
 def _cmd_version(argv: Sequence[str]) -> int:
+    _version_parser().parse_args(argv)
     print(__version__)
+    return 0
+
+
+def _completion_parser() -> argparse.ArgumentParser:
+    from imdsmock.completion import SHELLS
+
+    p = Parser(
+        prog=f"{PROG} completion",
+        description="Print a shell completion script: "
+        "`source <(imdsmock completion bash)` (or zsh) in your shell's rc file.",
+    )
+    p.add_argument("shell", choices=SHELLS)
+    return p
+
+
+def _cmd_completion(argv: Sequence[str]) -> int:
+    from imdsmock.completion import script
+
+    ns = _completion_parser().parse_args(argv)
+    print(script(ns.shell, PROG, command_parsers()), end="")
     return 0
 
 
@@ -229,7 +260,51 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "route": _cmd_route,
     "ctl": _cmd_ctl,
     "version": _cmd_version,
+    "completion": _cmd_completion,
 }
+# The subcommands that take the serve options, which may stand before them as well.
+_SERVE_OPTIONS_BEFORE = frozenset({"serve", "config", "cert"})
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The parser of ``imdsmock`` itself (key ``""``) and of each subcommand, for completion."""
+    from imdsmock.control.ctl import build_parser as ctl_parser
+    from imdsmock.netsetup.cli import build_parser as route_parser
+
+    return {
+        "": serve_parser(),
+        "serve": serve_parser(f"{PROG} serve"),
+        "config": _config_parser(),
+        "cert": _cert_parser(),
+        "route": route_parser(),
+        "ctl": ctl_parser(),
+        "version": _version_parser(),
+        "completion": _completion_parser(),
+    }
+
+
+def _split(args: list[str]) -> tuple[str, list[str]]:
+    """The subcommand and its arguments; serve options before it go to it too.
+
+    ``imdsmock --region X config`` is ``imdsmock config --region X``. A word where the
+    subcommand would stand that is none is refused with the close match; serve options
+    before a subcommand that does not take them are refused.
+    """
+    at = first_positional(serve_parser(), args)
+    if at is None:
+        return "serve", args
+    word, before = args[at], args[:at]
+    if word not in COMMANDS:
+        raise ImdsMockError(
+            f"unknown command {word!r}; expected one of: {', '.join(COMMANDS)}"
+            + did_you_mean(word, COMMANDS)
+        )
+    if before and word not in _SERVE_OPTIONS_BEFORE:
+        raise ImdsMockError(
+            f"{before[0]} is a serve option, which '{PROG} {word}' does not take; "
+            f"give serve options to serve, config or cert"
+        )
+    return word, [*before, *args[at + 1 :]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,11 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("IMDSMOCK_LOG_LEVEL", "INFO").upper(),
         format="%(name)s: %(message)s",
     )
-    command = COMMANDS.get(args[0]) if args else None
     try:
-        if command is not None:
-            return command(args[1:])
-        return _cmd_serve(args)
+        name, rest = _split(args)
+        return COMMANDS[name](rest)
     except ImdsMockError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

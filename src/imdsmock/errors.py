@@ -23,10 +23,15 @@ class ConfigError(ImdsMockError):
         self.key = key
         self.value = value
         self.allowed = allowed
+        self.hint = hint
         # A key read from a file may hold a newline or control characters: quote it then,
         # so the message stays one line (found by tests/test_fuzz.py).
         shown = key if key.isprintable() else repr(key)
         super().__init__(f"{shown} is {value!r}; expected {allowed}{hint}")
+
+    def renamed(self, key: str) -> ConfigError:
+        """The same error, naming the key as the user spelled it (``account_id``)."""
+        return ConfigError(key, self.value, self.allowed, hint=self.hint)
 
 
 class ServeError(ImdsMockError):
@@ -36,7 +41,8 @@ class ServeError(ImdsMockError):
 def close_match(word: str, choices: Iterable[str]) -> str | None:
     """The one of ``choices`` that ``word`` most likely misspells, or None when none is close.
 
-    Case is ignored (``EU-WEST-1`` means ``eu-west-1``); closeness is :mod:`difflib`'s.
+    Case is ignored (``EU-WEST-1`` means ``eu-west-1``); a unique abbreviation means the
+    choice it starts; otherwise closeness is :mod:`difflib`'s.
     """
     import difflib  # only on an error path: no start-up cost
 
@@ -46,6 +52,9 @@ def close_match(word: str, choices: Iterable[str]) -> str | None:
     folded = word.casefold()
     if folded in by_folded:
         return by_folded[folded]
+    started = [choice for choice in by_folded if folded and choice.startswith(folded)]
+    if len(started) == 1:  # a unique abbreviation: 'spot' for 'spot-interruption'
+        return by_folded[started[0]]
     found = difflib.get_close_matches(folded, list(by_folded), n=1, cutoff=0.6)
     return by_folded[found[0]] if found else None
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -60,7 +60,7 @@ def imds_server(pytestconfig: pytest.Config) -> Iterator[MockIMDS]:
     try:
         server = MockIMDS(file).start()
     except ImdsMockError as exc:
-        pytest.fail(f"imdsmock: {exc}", pytrace=False)
+        _fail(exc)
     try:
         yield server
     finally:
@@ -88,7 +88,7 @@ def imds(
         for scenario in scenarios:
             imds_server.start_scenario(scenario)
     except ImdsMockError as exc:
-        pytest.fail(f"imdsmock: {exc}", pytrace=False)
+        _fail(exc)
     if apply_env:
         values = imds_server.environ()
         for name in cleared(os.environ, values):
@@ -96,6 +96,11 @@ def imds(
         for name, value in values.items():
             monkeypatch.setenv(name, value)
     return imds_server
+
+
+def _fail(exc: Exception) -> NoReturn:
+    """Fail the test with the error's one line, shown once (not chained to the error)."""
+    raise pytest.fail.Exception(f"imdsmock: {exc}", pytrace=False) from None
 
 
 def _options(request: pytest.FixtureRequest) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,16 +53,20 @@ def test_every_config_source_gives_the_same_instance(kind: str, tmp_path: Path) 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"colour": "red"}, "colour is 'red'; expected a short option ("),
-        ({"http_tokens": "sometimes"}, "options.http-tokens is 'sometimes'; expected one of"),
+        ({"colour": "red"}, "colour is 'red'; expected a short option (account_id, "),
+        ({"regoin": "eu-west-1"}, "a section or a field; did you mean 'region'?"),
+        ({"http_tokens": "sometimes"}, "http_tokens is 'sometimes'; expected one of"),
+        ({"account_id": "12"}, "account_id is '12'; expected 12 digits"),
+        ({"tags": {"bad key": "x"}}, "tags.bad key is 'bad key'; expected a tag key"),
         ({"clock": "sundial"}, "clock is 'sundial'; expected one of: manual, system"),
     ],
-    ids=["unknown-key", "bad-value", "bad-clock"],
+    ids=["unknown-key", "misspelt-key", "bad-value", "keyword-spelling", "entry", "bad-clock"],
 )
 def test_a_bad_override_raises_one_config_error_line(
-    overrides: dict[str, str], message: str
+    overrides: dict[str, Any], message: str
 ) -> None:
-    """A wrong keyword names the key, the value and what is allowed, in one line."""
+    """A wrong keyword names the keyword as written (account_id), the value and what is
+    allowed, in one line."""
     with pytest.raises(ConfigError) as caught:
         MockIMDS(**overrides)
     assert message in str(caught.value)

@@ -38,7 +38,8 @@ def test_xdist_workers_each_run_their_own_mock(user_project: RunPytest, tmp_path
 def test_bad_marker_values_fail_their_test_in_one_line(
     user_project: RunPytest, tmp_path: Path
 ) -> None:
-    """A wrong option, scenario or parameter names the key, the value and what is allowed."""
+    """A wrong option, scenario or parameter fails its test with one line, shown once, naming
+    the keyword as written (account_id), the value, what is allowed and the close match."""
     tests = """
         import pytest
 
@@ -58,20 +59,33 @@ def test_bad_marker_values_fail_their_test_in_one_line(
         def test_bad_param(imds):
             pass
 
+        @pytest.mark.imds(account_id="12")
+        def test_bad_account(imds):
+            pass
+
+        @pytest.mark.imds(regoin="eu-west-1")
+        def test_misspelt(imds):
+            pass
+
         def test_still_fine_afterwards(imds):
             assert imds.config.options.http_tokens == "optional"
     """
     result = user_project({"test_bad.py": tests})
     assert result.returncode == 1
-    assert "4 errors" in result.stdout
+    assert "6 errors" in result.stdout
     assert "1 passed" in result.stdout
     for line in (
-        "imdsmock: options.http-tokens is 'sometimes'; expected one of: optional, required",
+        "imdsmock: http_tokens is 'sometimes'; expected one of: optional, required",
         "imdsmock: scenario.type is 'meteor-strike'; expected one of: spot-interruption",
         "imdsmock: @pytest.mark.imds takes keywords only, got ('required',)",
         "imdsmock: an indirect `imds` parameter is 'required'; expected a dict of options",
+        "imdsmock: account_id is '12'; expected 12 digits\n",
+        "imdsmock: regoin is 'eu-west-1'; expected a short option (account_id, ",
     ):
-        assert line in result.stdout
+        assert result.stdout.count(line) == 1, line
+    assert "a section or a field; did you mean 'region'?\n" in result.stdout
+    assert "account-id" not in result.stdout
+    assert "During handling" not in result.stdout
     assert "Traceback" not in result.stdout
 
 

@@ -108,7 +108,9 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         text = _scalar_text(value)
         if text.lower() not in [a.lower() for a in args]:
-            raise ConfigError(key, value, "one of: " + ", ".join(args))
+            raise ConfigError(
+                key, value, "one of: " + ", ".join(args), hint=did_you_mean(text, args)
+            )
         return next(a for a in args if a.lower() == text.lower())
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key + ".")  # type: ignore[arg-type]

@@ -18,11 +18,11 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from imdsmock.errors import ConfigError
+from imdsmock.errors import ConfigError, did_you_mean
 
 __all__ = [
     "ACTIONS",
@@ -205,14 +205,18 @@ def parse_scenario(
     d = {str(k).replace("_", "-"): v for k, v in data.items()}
     kind = d.get("type")
     if kind not in FIELDS:
-        raise ConfigError(f"{key}.type", kind, "one of: " + ", ".join(FIELDS))
+        raise ConfigError(
+            f"{key}.type", kind, "one of: " + ", ".join(FIELDS), hint=_meant(kind, FIELDS)
+        )
     kind = str(kind)
     allowed = FIELDS[kind] | _COMMON
     for name, value in d.items():
         if name not in allowed:
             known = ", ".join(sorted(allowed))
             label = name if name.isprintable() else repr(name)  # keep the error one line
-            raise ConfigError(f"{key}.{label}", value, f"a known key ({known})")
+            raise ConfigError(
+                f"{key}.{label}", value, f"a known key ({known})", hint=_meant(name, allowed)
+            )
     ident = _id(d.get("id", default_id), kind, key)
     at = parse_time(d.get("at", "now"), f"{key}.at", now)
     if kind == "spot-interruption":
@@ -313,7 +317,11 @@ def _choice(value: Any, allowed: tuple[str, ...], key: str) -> str:
         for option in allowed:
             if option.lower() == value.strip().lower():
                 return option
-    raise ConfigError(key, value, "one of: " + ", ".join(allowed))
+    raise ConfigError(key, value, "one of: " + ", ".join(allowed), hint=_meant(value, allowed))
+
+
+def _meant(value: object, allowed: Iterable[str]) -> str:
+    return did_you_mean(value, allowed) if isinstance(value, str) else ""
 
 
 def _seconds(value: Any, key: str) -> float:

@@ -17,22 +17,18 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote, urlencode
 
+from imdsmock.config.argparsing import Parser
 from imdsmock.config.options import OPTIONS
 from imdsmock.core.faults import KINDS, STATUSES
 from imdsmock.errors import ConfigError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 PROG = "imdsmock ctl"
 DEFAULT_URL = "http://127.0.0.1:1339"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 class _Failed(Exception):
@@ -41,8 +37,9 @@ class _Failed(Exception):
         self.status = status
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Drive a running imdsmock through its control API.")
+def build_parser() -> argparse.ArgumentParser:
+    """The ``imdsmock ctl`` parser (its subcommands are the control API's calls)."""
+    p = Parser(prog=PROG, description="Drive a running imdsmock through its control API.")
     p.add_argument(
         "--url",
         default=os.environ.get("IMDSMOCK_CONTROL_URL", DEFAULT_URL),
@@ -54,12 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         help="bearer token (env IMDSMOCK_CONTROL_TOKEN)",
     )
     p.add_argument("--json", action="store_true", help="print the API's JSON")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     sub.add_parser("state", help="configuration, options, scenarios, faults, clock")
 
     md = sub.add_parser("metadata", help="get, set or delete any IMDS path").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", required=True, parser_class=Parser
     )
     g = md.add_parser("get", help="the value served at PATH")
     g.add_argument("path")
@@ -72,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     md.add_parser("reset", help="drop every run-time edit")
 
     sc = sub.add_parser("scenario", help="start, list or cancel scenarios").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", required=True, parser_class=Parser
     )
     st = sc.add_parser(
         "start",
@@ -93,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         o.add_argument(f"--{option.name}", dest=option.field, metavar=metavar)
 
     f = sub.add_parser("fault", help="inject faults").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", required=True, parser_class=Parser
     )
     fa = f.add_parser("add", help="add a fault rule")
     fa.add_argument("kind", choices=KINDS)
@@ -114,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_parser("clear")
 
     c = sub.add_parser("credentials", help="rotate, expire or fail credentials").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", required=True, parser_class=Parser
     )
     c.add_parser("rotate", help="issue a new set now")
     ce = c.add_parser("expire", help="serve already-expired credentials")
@@ -123,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     cf.add_argument("count", type=int, nargs="?", default=1)
 
     k = sub.add_parser("clock", help="show, advance or reset the (manual) clock").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", required=True, parser_class=Parser
     )
     k.add_parser("show")
     ka = k.add_parser("advance")
@@ -143,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--clear", action="store_true", help="forget every entry")
 
     rep = sub.add_parser("report", help="reports").add_subparsers(
-        dest="action", required=True, parser_class=_Parser
+        dest="action", required=True, parser_class=Parser
     )
     rep.add_parser("imdsv1", help="IMDSv1 use grouped by client and user agent")
 
@@ -337,7 +334,7 @@ def _readable(data: Any) -> str:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``imdsmock ctl``; returns the exit status."""
-    ns = _parser().parse_args(argv)
+    ns = build_parser().parse_args(argv)
     try:
         data = _run(ns)
     except _Failed as exc:

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from imdsmock.control.operations import Controller
 from imdsmock.core.requestlog import PAGE_DEFAULT, PAGE_MAX
-from imdsmock.errors import ConfigError
+from imdsmock.errors import ConfigError, did_you_mean
 
 __all__ = ["REQUEST_FILTERS", "BadRequest", "Call", "Handler"]
 
@@ -58,7 +58,8 @@ def _object(call: Call, *, required: bool = True) -> dict[str, Any]:
 def _only(data: Mapping[str, Any], keys: tuple[str, ...]) -> None:
     for key in data:
         if key not in keys:
-            raise ConfigError(key, data[key], "one of the keys: " + ", ".join(keys))
+            allowed = "one of the keys: " + ", ".join(keys)
+            raise ConfigError(key, data[key], allowed, hint=did_you_mean(key, keys))
 
 
 def state(call: Call) -> tuple[int, Any]:
@@ -196,7 +197,7 @@ def requests(call: Call) -> tuple[int, Any]:
     for key, value in call.query.items():
         if key not in REQUEST_FILTERS:
             allowed = "one of the filters: " + ", ".join(REQUEST_FILTERS)
-            raise ConfigError(key, value, allowed)
+            raise ConfigError(key, value, allowed, hint=did_you_mean(key, REQUEST_FILTERS))
         kind = REQUEST_FILTERS[key][0]
         if kind == "integer":
             if not re.fullmatch(r"[0-9]{1,18}", value):

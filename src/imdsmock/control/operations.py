@@ -27,7 +27,7 @@ from imdsmock.core.faults import FaultBook
 from imdsmock.core.requestlog import RequestLog
 from imdsmock.core.snapshot import Snapshot, rebuild
 from imdsmock.core.state import State
-from imdsmock.errors import ConfigError, ImdsMockError
+from imdsmock.errors import ConfigError, ImdsMockError, did_you_mean
 from imdsmock.signing.signer import Signer
 
 __all__ = ["Controller", "UnknownIdError"]
@@ -200,8 +200,11 @@ class Controller:
         for name, value in opts.items():
             option = find(name)
             if option is None:
-                allowed = "one of: " + ", ".join(sorted(o.name for o in OPTIONS))
-                raise ConfigError(f"options.{name}", value, allowed)
+                names = sorted(o.name for o in OPTIONS)
+                hint = did_you_mean(name.replace("_", "-"), names)
+                raise ConfigError(
+                    f"options.{name}", value, "one of: " + ", ".join(names), hint=hint
+                )
             if value is None or isinstance(value, Mapping | list):
                 raise ConfigError(option.key, value, "a single value")
             changes[option.name] = value
