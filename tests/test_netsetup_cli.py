@@ -287,6 +287,12 @@ NAT_TABLES = [
         id="foreign-rule",
     ),
     pytest.param("table ip nat {\n\tchain DOCKER {\n\t}\n}\n", False, id="foreign-chain"),
+    pytest.param(
+        "table ip nat {\n\tchain OUTPUT {\n\t\ttype nat hook output priority -100;"
+        " policy drop;\n\t}\n}\n",
+        False,
+        id="foreign-policy",
+    ),
 ]
 
 
@@ -294,7 +300,8 @@ NAT_TABLES = [
 def test_nat_table_is_deletable_only_when_it_holds_nothing_but_ours(
     text: str, only_ours: bool
 ) -> None:
-    """A foreign rule or chain keeps an iptables-nft nat table alive on ``down``."""
+    """A foreign rule, chain or chain policy keeps an iptables-nft nat table alive on
+    ``down``."""
     assert detect.nat_table_only_ours(text) is only_ours
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -22,6 +23,8 @@ from mockprocess import IMDSMOCK
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
+#: ``ip`` by full path, so a PATH of wrapped tools never wraps ``ip netns exec`` itself.
+IP = shutil.which("ip") or "ip"
 
 #: Run inside a namespace: print how boto3 resolved credentials, as JSON.
 BOTO3_PROBE = """
@@ -76,7 +79,7 @@ class Topology:
     def ns(self, role: str) -> str:
         """A fresh namespace named ``<prefix><role>`` with ``lo`` up."""
         name = f"{self.prefix}{role}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run([IP, "netns", "add", name], check=True)
         self.namespaces.append(name)
         self.sh(name, "ip", "link", "set", "lo", "up")
         return name
@@ -86,7 +89,7 @@ class Topology:
         self.links += 1
         ifa, ifb = f"{self.prefix}{self.links}a", f"{self.prefix}{self.links}b"
         subprocess.run(
-            ["ip", "link", "add", ifa, "netns", a, "type", "veth", "peer", ifb, "netns", b],
+            [IP, "link", "add", ifa, "netns", a, "type", "veth", "peer", ifb, "netns", b],
             check=True,
         )
         for ns, ifname, addr in ((a, ifa, a_addr), (b, ifb, b_addr)):
@@ -95,6 +98,15 @@ class Topology:
             self.sh(ns, "ip", "link", "set", ifname, "up")
         return ifa, ifb
 
+    def settle(self, ns: str, timeout: float = 10) -> None:
+        """Wait until no IPv6 address of ``ns`` is still tentative (duplicate address
+        detection adds addresses and local routes for a while after a link comes up)."""
+        deadline = time.monotonic() + timeout
+        while "tentative" in self.sh(ns, "ip", "-6", "addr").stdout:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"addresses in {ns} still tentative after {timeout} s")
+            time.sleep(0.1)
+
     def etc(self, ns: str, name: str, text: str) -> None:
         """Write ``/etc/netns/NS/NAME``: ``ip netns exec`` bind-mounts it over ``/etc/NAME``."""
         folder = Path("/etc/netns") / ns
@@ -102,14 +114,19 @@ class Topology:
         (folder / name).write_text(text, encoding="ascii")
 
     def sh(
-        self, ns: str, *argv: str, check: bool = True, timeout: float = 60
+        self,
+        ns: str,
+        *argv: str,
+        check: bool = True,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` inside ``ns`` and capture its output."""
+        """Run ``argv`` inside ``ns`` and capture its output (``env``: instead of ours)."""
         done = subprocess.run(
-            ["ip", "netns", "exec", ns, *argv],
+            [IP, "netns", "exec", ns, *argv],
             capture_output=True,
             text=True,
-            env=self.env,
+            env=self.env if env is None else env,
             timeout=timeout,
             check=False,
         )
@@ -121,18 +138,25 @@ class Topology:
         """Run this interpreter inside ``ns`` (``-c CODE`` or ``-m MODULE ...``)."""
         return self.sh(ns, sys.executable, *args, **kw)  # type: ignore[arg-type]
 
-    def route(self, ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def route(
+        self, ns: str, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``imdsmock route ARGS`` inside ``ns``, through the real ``imdsmock`` CLI."""
-        return self.sh(ns, *IMDSMOCK.argv, "route", *args, check=check)
+        return self.sh(ns, *IMDSMOCK.argv, "route", *args, check=check, env=env)
 
-    def spawn(self, ns: str, argv: Sequence[str]) -> subprocess.Popen[str]:
-        """Start a background process in ``ns``; it is stopped in teardown."""
+    def spawn(
+        self, ns: str, argv: Sequence[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """Start a background process in ``ns``; it is stopped in teardown.
+
+        ``ip netns exec`` execs the command, so the process is the command itself.
+        """
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *argv],
+            [IP, "netns", "exec", ns, *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=self.env,
+            env=self.env if env is None else env,
         )
         self.processes.append(proc)
         return proc
@@ -170,12 +194,133 @@ class Topology:
                     proc.communicate()
         for ns in reversed(self.namespaces):
             pids = subprocess.run(
-                ["ip", "netns", "pids", ns], check=False, capture_output=True, text=True
+                [IP, "netns", "pids", ns], check=False, capture_output=True, text=True
             )
             for pid in pids.stdout.split():
                 os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(["ip", "netns", "del", ns], check=False)
+            subprocess.run([IP, "netns", "del", ns], check=False)
             shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+
+
+def snapshot(topo: Topology, ns: str) -> str:
+    """Everything routing could touch: addresses, routes, nftables (with iptables-nft) and
+    the legacy nat rules of both families.
+
+    Packet counters are dropped; they move with traffic, not with rule changes. Legacy
+    tables are read with ``-S``, which loads an empty table if absent, so "absent" and
+    "empty" compare equal there (the kernel cannot unload a legacy table per namespace).
+    """
+    parts = [
+        topo.sh(ns, "ip", "-o", "addr", "show").stdout,
+        topo.sh(ns, "ip", "route", "show", "table", "all").stdout,
+        topo.sh(ns, "nft", "list", "ruleset").stdout,
+        topo.sh(ns, "iptables-legacy", "-w", "-t", "nat", "-S").stdout,
+        topo.sh(ns, "ip6tables-legacy", "-w", "-t", "nat", "-S").stdout,
+    ]
+    text = "\n".join(parts)
+    text = re.sub(r"^#.*$", "", text, flags=re.MULTILINE)
+    text = re.sub(r"\[\d+:\d+\]", "[counters]", text)
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", text)
+
+
+def existing_rules(topo: Topology, ns: str, backend: str) -> None:
+    """Rules and an alias a workstation already has (Docker-like), which must survive."""
+    if backend == "nft":
+        topo.sh(ns, "nft", "add", "table", "ip", "mine")
+        topo.sh(
+            ns, "nft", "add", "chain", "ip", "mine", "out", "{ type nat hook output priority 0; }"
+        )
+        topo.sh(ns, "nft", "add", "rule", "ip", "mine", "out", "ip daddr 10.99.0.0/16 return")
+    else:
+        program = "iptables-legacy" if backend == "iptables-legacy" else "iptables-nft"
+        topo.sh(
+            ns, program, "-w", "-t", "nat", "-A", "OUTPUT", "-d", "10.99.0.0/16", "-j", "RETURN"
+        )
+    topo.sh(ns, "ip", "addr", "add", "169.254.170.2/32", "dev", "lo")
+
+
+#: Every tool a plan runs; :class:`FaultyTools` wraps each of them.
+WRAPPED = (
+    "ip",
+    "iptables",
+    "ip6tables",
+    "iptables-nft",
+    "ip6tables-nft",
+    "iptables-legacy",
+    "ip6tables-legacy",
+    "nft",
+)
+
+WRAPPER = """#!/bin/sh
+# Counts every call of the wrapped tools; call FAIL fails, call AFTER runs and then fails,
+# call SLEEP first sleeps (to be signalled); every other call runs the real tool.
+d={folder}
+n=$(( $(cat "$d/count") + 1 ))
+echo "$n" > "$d/count"
+echo "$n {name} $*" >> "$d/calls"
+if [ "$n" = "$(cat "$d/fail")" ]; then
+  echo "{name}: injected failure at call $n" >&2
+  exit 1
+fi
+if [ "$n" = "$(cat "$d/sleep")" ]; then
+  echo $$ > "$d/sleeping.tmp" && mv "$d/sleeping.tmp" "$d/sleeping"
+  sleep 60
+fi
+if [ "$n" = "$(cat "$d/after")" ]; then
+  {real} "$@"
+  echo "{name}: injected failure after running call $n" >&2
+  exit 1
+fi
+exec {real} "$@"
+"""
+
+
+class FaultyTools:
+    """A directory of ``ip``, ``iptables``-family and ``nft`` wrappers to put first on PATH.
+
+    Each call is counted across all of them; :meth:`arm` makes call N fail as a real tool
+    fails (exit status 1, a line on stderr, nothing changed), run and then fail, or sleep so
+    a test can signal the process mid-plan.
+    """
+
+    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+        folder.mkdir()
+        self.folder = folder
+        for name in WRAPPED:
+            real = shutil.which(name)
+            assert real is not None, f"{name} is needed for the routing tests"
+            wrapper = folder / name
+            wrapper.write_text(WRAPPER.format(folder=folder, name=name, real=real))
+            wrapper.chmod(0o755)
+        self.env = {**env, "PATH": f"{folder}{os.pathsep}{env['PATH']}"}
+        self.arm()
+
+    def arm(self, *, fail: int = 0, after: int = 0, sleep: int = 0) -> None:
+        """Restart the count; call ``fail`` fails, ``after`` runs then fails, ``sleep``
+        sleeps (0: none)."""
+        for name, value in (("count", 0), ("fail", fail), ("after", after), ("sleep", sleep)):
+            (self.folder / name).write_text(f"{value}\n")
+        (self.folder / "calls").write_text("")
+        (self.folder / "sleeping").unlink(missing_ok=True)
+
+    @property
+    def calls(self) -> list[str]:
+        """The calls since :meth:`arm`, one ``N tool args`` line each."""
+        return (self.folder / "calls").read_text().splitlines()
+
+    def wait_until_sleeping(self, timeout: float = 15) -> int:
+        """Wait until the armed call is asleep; its process id (that of its group too)."""
+        deadline = time.monotonic() + timeout
+        while not (self.folder / "sleeping").exists():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no call slept; calls: {self.calls}")
+            time.sleep(0.02)
+        return int((self.folder / "sleeping").read_text())
+
+    def changing_calls(self) -> list[int]:
+        """The numbers of the calls since :meth:`arm` that change something (not reads)."""
+        verbs = {"add", "del", "delete", "-N", "-A", "-I", "-D", "-F", "-X", "-f"}
+        return [int(line.split()[0]) for line in self.calls if verbs & set(line.split()[2:])]
 
 
 def client_env(tmp: Path) -> dict[str, str]:

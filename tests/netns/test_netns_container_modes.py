@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from netns_topology import BOTO3_PROBE, Topology
+from netns_topology import BOTO3_PROBE, FaultyTools, Topology, snapshot
 
 SCRIPT = str(Path(__file__).resolve().parents[2] / "src/imdsmock/netsetup/imdsmock-route.sh")
 HOSTS = "127.0.0.1 localhost\n10.200.0.2 imds\n"
@@ -162,3 +162,39 @@ def test_mock_holding_the_link_local_address_serves_apps_on_its_network(topo: To
 
     assert method_of(topo.py(app, "-c", BOTO3_PROBE).stdout) == "iam-role"
     assert "IMDSMOCK" not in nat_rules(topo, app)
+
+
+@pytest.mark.parametrize("backend", ["iptables-nft", "iptables-legacy", "nft"])
+def test_sidecar_failing_or_stopped_at_any_step_leaves_the_namespace_as_it_was(
+    topo: Topology, tmp_path: Path, backend: str
+) -> None:
+    """On an internal network (a route is added too), the sidecar's Nth call failing, for
+    every N, exits 1 with one line and the app's namespace as before; SIGTERM while a step
+    hangs does the same with exit 143; stopped when ready, it restores it too."""
+    _, app = bridge_network(topo, gateway=False)
+    tools = FaultyTools(tmp_path / "tools", topo.env)
+    topo.settle(app)
+    before = snapshot(topo, app)
+    argv = [*SIDECARS["python"], "--backend", backend]
+    proc = topo.spawn(app, argv, env=tools.env)
+    wait_for_line(proc, "ready")
+    total, changing = len(tools.calls), tools.changing_calls()
+    assert snapshot(topo, app) != before
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert snapshot(topo, app) == before
+    for n in range(1, total + 1):
+        tools.arm(fail=n)
+        done = topo.sh(app, *argv, check=False, env=tools.env, timeout=20)
+        assert done.returncode == 1, tools.calls[n - 1]
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert snapshot(topo, app) == before, f"not restored after {tools.calls[n - 1]}"
+    tools.arm(sleep=changing[-1])
+    proc = topo.spawn(app, argv, env=tools.env)
+    tools.wait_until_sleeping()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "sidecar interrupted by SIGTERM; rolled back" in err
+    assert snapshot(topo, app) == before

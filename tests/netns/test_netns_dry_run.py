@@ -9,8 +9,10 @@ from __future__ import annotations
 import pytest
 from netns_topology import Topology
 
-from imdsmock.netsetup import linux
-from imdsmock.netsetup.detect import EMPTY, IPTABLES_LEGACY, IPTABLES_NFT, NFT, Firewall
+from imdsmock.netsetup import goals
+from imdsmock.netsetup.converge import converge
+from imdsmock.netsetup.detect import IPTABLES_LEGACY, IPTABLES_NFT, NFT, Firewall
+from imdsmock.netsetup.layout import Layout
 from imdsmock.netsetup.linux import Target
 from imdsmock.netsetup.plan import render
 
@@ -30,6 +32,11 @@ MOCK = (
 )
 
 
+def text(fw: Firewall, start: Layout, goal: Layout) -> str:
+    """The dry-run text of the steps from ``start`` to ``goal`` with ``fw``."""
+    return render(tuple(step.command for step in converge((fw,), start, goal)))
+
+
 @pytest.mark.parametrize("fw", FIREWALLS)
 def test_dry_run_of_up_prints_the_plan_and_changes_nothing(topo: Topology, fw: Firewall) -> None:
     """``up --dry-run`` prints the full plan for the backend and leaves the namespace as it was."""
@@ -37,7 +44,7 @@ def test_dry_run_of_up_prints_the_plan_and_changes_nothing(topo: Topology, fw: F
     before = topo.sh(ns, "nft", "list", "ruleset").stdout
     args = ("up", "--dry-run", "--backend", fw.name, "--credentials-port", "1339", "--ipv6")
     out = topo.route(ns, *args).stdout
-    assert out == render(linux.up_plan(fw, HOST, EMPTY).steps)
+    assert out == text(fw, Layout(), goals.up_goal((fw,), fw, HOST, Layout(), None))
     assert topo.sh(ns, "nft", "list", "ruleset").stdout == before
     assert "169.254" not in topo.sh(ns, "ip", "addr").stdout
 
@@ -51,7 +58,7 @@ def test_dry_run_of_down_prints_exactly_the_removal(topo: Topology, fw: Firewall
     )
     topo.route(ns, "up", "--backend", fw.name)
     out = topo.route(ns, "down", "--dry-run").stdout
-    expected = render(linux.firewall_plan(fw, HOST[:1], EMPTY).undo)
+    expected = text(fw, goals.firewall_goal(fw, HOST[:1], Layout()), Layout())
     if fw is IPTABLES_NFT:
         expected += "nft delete table ip nat\n"
     expected += "ip -4 addr del 169.254.169.254/32 dev lo\n"
@@ -71,7 +78,7 @@ def test_dry_run_of_container_and_sidecar_prints_the_dnat(
     if action == "container":
         args += ["--", "false"]
     done = topo.route(ns, *args)
-    assert done.stdout == render(linux.container_plan(fw, MOCK, EMPTY).steps)
+    assert done.stdout == text(fw, Layout(), goals.firewall_goal(fw, MOCK, Layout()))
 
 
 def test_dry_run_of_the_shell_entrypoint_prints_its_commands(topo: Topology) -> None:
@@ -80,7 +87,7 @@ def test_dry_run_of_the_shell_entrypoint_prints_its_commands(topo: Topology) -> 
     ns, peer = topo.ns("dr"), topo.ns("pe")
     dev, _ = topo.link(ns, "10.200.0.3/24", peer, "10.200.0.2/24")
     script = topo.route(ns, "script", "--path").stdout.strip()
-    env = ("env", "IMDSMOCK_HOST=0.0.0.0", "IMDSMOCK_ROUTE_TO=10.200.0.2")
+    env: tuple[str, ...] = ("env", "IMDSMOCK_HOST=0.0.0.0", "IMDSMOCK_ROUTE_TO=10.200.0.2")
     env += ("IMDSMOCK_CREDENTIALS_PORT=1339",)
     out = topo.sh(ns, *env, "dash", script, "--dry-run", "--", "false").stdout
     dnat = "-p tcp -m tcp --dport 80 -j DNAT --to-destination"

@@ -2,50 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from netns_topology import Topology
+from netns_topology import Topology, existing_rules, snapshot
 
 INSTANCE_ID = "i-1234567890abcdef0"
 BACKENDS = ("iptables-nft", "iptables-legacy", "nft")
-
-
-def snapshot(topo: Topology, ns: str) -> str:
-    """Everything ``up`` could touch: addresses, routes, nftables (with iptables-nft) and
-    the legacy nat rules of both families.
-
-    Packet counters are dropped; they move with traffic, not with rule changes. Legacy
-    tables are read with ``-S``, which loads an empty table if absent, so "absent" and
-    "empty" compare equal there (the kernel cannot unload a legacy table per namespace).
-    """
-    parts = [
-        topo.sh(ns, "ip", "-o", "addr", "show").stdout,
-        topo.sh(ns, "ip", "route", "show", "table", "all").stdout,
-        topo.sh(ns, "nft", "list", "ruleset").stdout,
-        topo.sh(ns, "iptables-legacy", "-w", "-t", "nat", "-S").stdout,
-        topo.sh(ns, "ip6tables-legacy", "-w", "-t", "nat", "-S").stdout,
-    ]
-    text = "\n".join(parts)
-    text = re.sub(r"^#.*$", "", text, flags=re.MULTILINE)
-    text = re.sub(r"\[\d+:\d+\]", "[counters]", text)
-    return re.sub(r"counter packets \d+ bytes \d+", "counter", text)
-
-
-def existing_rules(topo: Topology, ns: str, backend: str) -> None:
-    """Rules and an alias a workstation already has (Docker-like), which must survive."""
-    if backend == "nft":
-        topo.sh(ns, "nft", "add", "table", "ip", "mine")
-        topo.sh(
-            ns, "nft", "add", "chain", "ip", "mine", "out", "{ type nat hook output priority 0; }"
-        )
-        topo.sh(ns, "nft", "add", "rule", "ip", "mine", "out", "ip daddr 10.99.0.0/16 return")
-    else:
-        program = "iptables-legacy" if backend == "iptables-legacy" else "iptables-nft"
-        topo.sh(
-            ns, program, "-w", "-t", "nat", "-A", "OUTPUT", "-d", "10.99.0.0/16", "-j", "RETURN"
-        )
-    topo.sh(ns, "ip", "addr", "add", "169.254.170.2/32", "dev", "lo")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -125,3 +86,55 @@ def test_route_status_with_nft_shows_our_table_and_down_twice_is_harmless(
     assert topo.route(ws, "down", "--backend", "nft").stdout == (
         "imdsmock route: nothing to remove\n"
     )
+
+
+def test_up_without_ipv6_after_up_with_it_removes_the_ipv6_route(topo: Topology) -> None:
+    """``up`` converges to what it is asked: after ``up --ipv6``, a plain ``up`` changes
+    something (not "already in place"), and the IPv6 alias and rules are gone."""
+    ws = topo.ns("ws")
+    before = snapshot(topo, ws)
+    topo.route(ws, "up", "--ipv6")
+    assert "fd00:ec2::254" in topo.sh(ws, "ip", "-6", "addr", "show", "dev", "lo").stdout
+    plain = topo.route(ws, "up")
+    assert "already in place" not in plain.stdout
+    assert "fd00:ec2::254" not in topo.sh(ws, "ip", "-6", "addr", "show", "dev", "lo").stdout
+    assert "IMDSMOCK" not in topo.sh(ws, "ip6tables", "-w", "-t", "nat", "-S").stdout
+    assert "already in place" in topo.route(ws, "up").stdout
+    topo.route(ws, "down")
+    assert snapshot(topo, ws) == before
+
+
+def test_switching_backends_leaves_nothing_behind_in_the_previous_one(topo: Topology) -> None:
+    """``up --backend nft`` then ``up --backend iptables-legacy`` removes our nft table, and
+    ``down`` restores the namespace as it was before the first ``up``."""
+    ws = topo.ns("ws")
+    before = snapshot(topo, ws)
+    topo.route(ws, "up", "--backend", "nft")
+    topo.route(ws, "up", "--backend", "iptables-legacy")
+    assert "imdsmock" not in topo.sh(ws, "nft", "list", "ruleset").stdout
+    assert "IMDSMOCK" in topo.sh(ws, "iptables-legacy", "-w", "-t", "nat", "-S").stdout
+    topo.route(ws, "down")
+    assert snapshot(topo, ws) == before
+
+
+def test_the_mock_must_be_an_address_of_this_namespace(topo: Topology) -> None:
+    """``--mock`` naming an address the namespace does not have is one line, exit 2, and
+    nothing changes; an address of one of its interfaces is routed to."""
+    ws, peer = topo.ns("ws"), topo.ns("pe")
+    topo.link(ws, "10.77.0.1/24", peer, "10.77.0.2/24")
+    topo.settle(ws)
+    before = snapshot(topo, ws)
+    refused = topo.route(ws, "up", "--mock", "10.77.0.2:1338", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "imdsmock route: error: --mock host is '10.77.0.2', which is not an address of this "
+        "machine (or network namespace); expected a loopback address such as 127.0.0.1 or one "
+        "of its addresses (10.77.0.1), where the mock listens\n"
+    )
+    assert snapshot(topo, ws) == before
+    topo.mock(ws, "10.77.0.1", 1338)
+    topo.route(ws, "up", "--mock", "10.77.0.1:1338")
+    url = "http://169.254.169.254/latest/meta-data/instance-id"
+    assert topo.sh(ws, "curl", "-s", "-m", "2", url).stdout == INSTANCE_ID
+    topo.route(ws, "down")
+    assert snapshot(topo, ws) == before

@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
         return _main(argv)
     except NetsetupError as exc:
         print(f"imdsmock route: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except SystemExit as exc:  # --help and --version from argparse
         return exc.code if isinstance(exc.code, int) else 0
 
@@ -159,7 +159,7 @@ def _main(argv: list[str]) -> int:
             return 0
         container.exec_command(command)
         return 0  # pragma: no cover - exec does not return
-    installed = container.install(options_c, dry_run=args.dry_run)
+    installed = container.install(options_c, dry_run=args.dry_run, what="sidecar")
     if not args.dry_run:
         container.idle_until_stopped(installed)
     return 0

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from imdsmock.netsetup import detect, linux
-from imdsmock.netsetup.errors import NetsetupError
+from imdsmock.netsetup import detect, goals, layout, linux, txn
+from imdsmock.netsetup.converge import converge
+from imdsmock.netsetup.errors import CommandFailed, NetsetupError
 from imdsmock.netsetup.linux import ECS_CREDENTIALS, IMDS_V4, Target
-from imdsmock.netsetup.plan import Plan, Runner, apply, render, run
+from imdsmock.netsetup.plan import Runner, render, run
 
 DEFAULT_PORT = 1338
 DEFAULT_TIMEOUT = 30.0
@@ -146,33 +147,66 @@ def targets(address: str, options: ContainerOptions) -> tuple[Target, ...]:
     return tuple(found)
 
 
-def plan(options: ContainerOptions, runner: Runner = run) -> tuple[tuple[Target, ...], Plan]:
-    """Wait for the mock, look at this namespace, and build the plan (nothing applied).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Installed:
+    """What :func:`install` changed: the backend it used and the namespace before it."""
 
-    Returns the routed targets (with the mock's resolved address) and the plan.
-    """
-    address = wait_for_address(options.mock_host, options.timeout)
+    scope: layout.Scope
+    before: layout.Layout
+
+
+def plan(
+    options: ContainerOptions, address: str, runner: Runner = run, what: str = "container"
+) -> tuple[tuple[Target, ...], txn.Change]:
+    """Look at this namespace and build the change to the mock at ``address`` (nothing
+    applied): the routed targets and the change."""
     fw = detect.detect_firewall(options.backend, runner=runner)
-    observed = detect.observe(fw, runner)
+    scope = (fw,)
+    before = layout.observe(scope, runner, routes=True)
     wanted = targets(address, options)
     toward = detect.route_to(address, runner)
-    routes = tuple(
-        linux.route_plan(t.address, detect.route_to(t.address, runner), toward) for t in wanted
+    routes = frozenset(
+        route
+        for t in wanted
+        if (route := linux.host_route(t.address, detect.route_to(t.address, runner), toward))
     )
-    return wanted, linux.container_plan(fw, wanted, observed, routes)
+    goal = goals.firewall_goal(fw, wanted, before, routes)
+    change = txn.Change(
+        what=what,
+        backend=fw.name,
+        scope=scope,
+        before=before,
+        steps=converge(scope, before, goal),
+        journal=False,
+        routes=True,
+    )
+    return wanted, change
 
 
-def install(options: ContainerOptions, *, dry_run: bool = False, runner: Runner = run) -> Plan:
-    """Build the plan and apply it (or print it, with ``dry_run``); returns it for undo."""
-    wanted, built = plan(options, runner)
-    if dry_run:
-        sys.stdout.write(render(built.steps) or "# nothing to do: already in place\n")
-        return built
-    detect.require_net_admin("container")
-    apply(built.steps, runner)
+def install(
+    options: ContainerOptions,
+    *,
+    dry_run: bool = False,
+    runner: Runner = run,
+    what: str = "container",
+) -> Installed:
+    """Build the change and apply it (or print it, with ``dry_run``).
+
+    Waiting for the mock's name ends at a signal as usual; once the change starts, a
+    failed step, SIGINT, SIGTERM or SIGHUP rolls the namespace back to how it was.
+    """
+    address = wait_for_address(options.mock_host, options.timeout)
+    with txn.StopSignals(what) as stop:
+        wanted, change = plan(options, address, runner, what)
+        if dry_run:
+            text = render(tuple(step.command for step in change.steps))
+            sys.stdout.write(text or "# nothing to do: already in place\n")
+            return Installed(scope=change.scope, before=change.before)
+        detect.require_net_admin(what)
+        txn.commit(change, stop, runner)
     routes = ", ".join(f"{t.address}:{t.port} -> {t.to}" for t in wanted)
     print(f"imdsmock route: {routes}", file=sys.stderr, flush=True)
-    return built
+    return Installed(scope=change.scope, before=change.before)
 
 
 def exec_command(command: Sequence[str]) -> None:
@@ -187,8 +221,8 @@ def exec_command(command: Sequence[str]) -> None:
         raise NetsetupError(f"cannot run {command[0]!r}: {exc.strerror}") from exc
 
 
-def idle_until_stopped(installed: Plan, runner: Runner = run) -> None:
-    """Sidecar: say ``ready``, sleep until SIGTERM or SIGINT, then undo what was installed.
+def idle_until_stopped(installed: Installed, runner: Runner = run) -> None:
+    """Sidecar: say ``ready``, sleep until SIGTERM or SIGINT, then restore the namespace.
 
     The signals are blocked and collected with ``sigwait`` so this also works as PID 1,
     where the kernel ignores signals that have no handler.
@@ -197,4 +231,6 @@ def idle_until_stopped(installed: Plan, runner: Runner = run) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     print("imdsmock route sidecar: ready", flush=True)
     signal.sigwait(stop)
-    apply(installed.undo, runner)
+    trouble = txn.restore(installed.scope, installed.before, runner, routes=True)
+    if trouble:
+        raise CommandFailed(f"sidecar: removing its rules and routes did not finish ({trouble})")

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from imdsmock.netsetup.errors import NetsetupError
-from imdsmock.netsetup.plan import Runner, cmd, run
+from imdsmock.netsetup.errors import CommandFailed, NetsetupError
+from imdsmock.netsetup.plan import Runner, cmd, run, why_failed
 
 #: Name of our iptables chain (nat table) and of our nftables table (family ``inet``).
 CHAIN = "IMDSMOCK"
@@ -87,6 +87,11 @@ def detect_firewall(
         return fw
     if which("iptables") is not None:
         version = runner(cmd("iptables", "--version"))
+        if version.returncode != 0:
+            raise CommandFailed(
+                "cannot tell which backend iptables uses: iptables --version: "
+                f"{why_failed(version)}; nothing was changed"
+            )
         variant = parse_iptables_variant(version.stdout + version.stderr)
         return Firewall(kind="iptables", variant=variant, v4="iptables", v6="ip6tables")
     if choice == "auto" and which("nft") is not None:
@@ -148,9 +153,9 @@ BUILTIN_NAT_CHAINS = frozenset({"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"})
 def nat_table_only_ours(list_text: str) -> bool:
     """Whether an iptables-nft ``nat`` table (``nft list table ip nat``) holds only our parts.
 
-    True when its only chains are the built-in ones and ours, and its only rules are in our
-    chain or jump to it: then removing our parts leaves a table that iptables-nft created
-    for us and that ``down`` may delete.
+    True when its only chains are the built-in ones (with policy accept) and ours, and its
+    only rules are in our chain or jump to it: then removing our parts leaves a table that
+    iptables-nft created for us and that ``down`` may delete.
     """
     chain = ""
     for raw in list_text.splitlines():
@@ -160,6 +165,8 @@ def nat_table_only_ours(list_text: str) -> bool:
             chain = found.group(1)
             if chain not in BUILTIN_NAT_CHAINS | {CHAIN}:
                 return False
+        elif line.startswith("type ") and "policy accept" not in line:
+            return False  # a policy someone chose
         elif (
             line
             and not line.startswith(("table ", "type ", "}", "#"))
@@ -182,6 +189,17 @@ def parse_addresses(ip_o_addr_text: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def local_addresses(runner: Runner = run) -> frozenset[str]:
+    """The addresses of every interface in this namespace (without prefix length)."""
+    shown = runner(cmd("ip", "-o", "addr", "show"))
+    if shown.returncode != 0:
+        raise CommandFailed(
+            f"cannot list this machine's addresses: ip -o addr show: {why_failed(shown)}; "
+            "nothing was changed"
+        )
+    return frozenset(prefix.split("/")[0] for prefix in parse_addresses(shown.stdout))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RouteInfo:
     """How the kernel would route to an address: ``via`` gateway (maybe none) and ``dev``."""
@@ -202,77 +220,25 @@ def parse_route_get(text: str) -> RouteInfo | None:
     return RouteInfo(dev=dev.group(1), via=via.group(1) if via else None)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Observed:
-    """What is in place in this network namespace before a plan is built."""
-
-    addresses: frozenset[str] = frozenset()
-    chain4: ChainState = ChainState()
-    chain6: ChainState = ChainState()
-    nft_rules: tuple[str, ...] | None = None
-    readable: bool = True
-    nat_tables: frozenset[str] | None = None
-    nat_only_ours: frozenset[str] = frozenset()
-
-
-EMPTY = Observed()
-
-
-def observe(fw: Firewall, runner: Runner = run) -> Observed:
-    """Look at loopback addresses and our chain or table, without changing anything.
-
-    Reading iptables needs CAP_NET_ADMIN; when it cannot be read the result says
-    ``readable=False`` and plans are built as if nothing were in place.
-    """
-    addrs = runner(cmd("ip", "-o", "addr", "show", "dev", "lo"))
-    addresses = parse_addresses(addrs.stdout) if addrs.returncode == 0 else frozenset()
-    if fw.kind == "nft":
-        listing = runner(cmd("nft", "list", "table", "inet", NFT_TABLE))
-        if listing.returncode == 0:
-            return Observed(addresses=addresses, nft_rules=parse_nft_table(listing.stdout))
-        readable = "No such file" in listing.stderr
-        return Observed(addresses=addresses, readable=readable)
-    v4 = runner(cmd(fw.v4, "-w", "-t", "nat", "-S"))
-    v6 = runner(cmd(fw.v6, "-w", "-t", "nat", "-S"))
-    tables, only_ours = _observe_nat_tables(fw, runner)
-    return Observed(
-        addresses=addresses,
-        chain4=parse_iptables_rules(v4.stdout) if v4.returncode == 0 else ChainState(),
-        chain6=parse_iptables_rules(v6.stdout) if v6.returncode == 0 else ChainState(),
-        readable=v4.returncode == 0,
-        nat_tables=tables,
-        nat_only_ours=only_ours,
-    )
-
-
-def _observe_nat_tables(
-    fw: Firewall, runner: Runner
-) -> tuple[frozenset[str] | None, frozenset[str]]:
-    # iptables-nft creates the nf_tables table "ip nat" / "ip6 nat" on first use and
-    # iptables cannot delete it again; nft can, so with nft at hand `down` can be exact.
-    if fw.variant != "nf_tables":
-        return None, frozenset()
-    listed = runner(cmd("nft", "list", "tables"))
-    if listed.returncode != 0:
-        return None, frozenset()
-    tables = parse_nft_tables(listed.stdout)
-    only_ours: set[str] = set()
-    for table in NAT_TABLES.values():
-        if table in tables:
-            shown = runner(cmd("nft", "list", "table", *table.split()))
-            if shown.returncode == 0 and nat_table_only_ours(shown.stdout):
-                only_ours.add(table)
-    return tables, frozenset(only_ours)
-
-
 #: The nf_tables tables iptables-nft uses for the nat table, per IP family.
 NAT_TABLES = {4: "ip nat", 6: "ip6 nat"}
 
 
 def route_to(address: str, runner: Runner = run) -> RouteInfo | None:
-    """How this namespace routes to ``address`` now (``None``: unroutable or local)."""
+    """How this namespace routes to ``address`` now (``None``: unroutable or local).
+
+    "Network is unreachable" is an answer; any other failure of ``ip route get`` is not,
+    and stops the plan before it changes anything.
+    """
     result = runner(cmd("ip", "route", "get", address))
-    return parse_route_get(result.stdout) if result.returncode == 0 else None
+    if result.returncode == 0:
+        return parse_route_get(result.stdout)
+    if "unreachable" in result.stderr.lower():
+        return None
+    raise CommandFailed(
+        f"cannot tell how {address} is routed: ip route get {address}: "
+        f"{why_failed(result)}; nothing was changed"
+    )
 
 
 def has_net_admin(status_path: str = "/proc/self/status") -> bool:

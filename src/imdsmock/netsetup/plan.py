@@ -8,12 +8,16 @@ it. Builders return plans; :func:`apply` runs them; :func:`render` prints them f
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imdsmock.netsetup.errors import NetsetupError
+from imdsmock.netsetup.errors import CommandFailed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,29 +72,61 @@ class Result:
 Runner = Callable[[Command], Result]
 
 
+_RUNNING: set[subprocess.Popen[str]] = set()
+
+
 def run(command: Command) -> Result:
-    """Run one command, capturing its output; a missing program is exit status 127."""
+    """Run one command, capturing its output; a missing program is exit status 127.
+
+    Standard input is the command's text, or empty: a firewall tool never reads the
+    terminal. It runs in a process group of its own, which :func:`stop_running` can kill
+    whole (a wrapper script and what it started).
+    """
     try:
-        done = subprocess.run(
+        child = subprocess.Popen(
             command.argv,
-            input=command.stdin,
-            capture_output=True,
+            stdin=subprocess.DEVNULL if command.stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
+            process_group=0,
         )
     except FileNotFoundError:
         return Result(returncode=127, stdout="", stderr=f"{command.argv[0]}: not found")
-    return Result(returncode=done.returncode, stdout=done.stdout, stderr=done.stderr)
+    _RUNNING.add(child)
+    try:
+        stdout, stderr = child.communicate(command.stdin)
+    finally:
+        _RUNNING.discard(child)
+    return Result(returncode=child.returncode, stdout=stdout, stderr=stderr)
+
+
+def stop_running() -> None:
+    """Kill the commands :func:`run` is waiting for (from a signal handler, to roll back).
+
+    The kernel applies each iptables, nft or ip change whole or not at all, so a killed
+    command leaves either its change or nothing; the rollback looks before it undoes.
+    """
+    for child in list(_RUNNING):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def why_failed(result: Result) -> str:
+    """The line that says why a command failed: its first error line, else its last line."""
+    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines()]
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if re.search(r"\berror\b", line, re.IGNORECASE)]
+    why = (errors or lines or [f"exit status {result.returncode}"])[0 if errors else -1]
+    return why if len(why) <= 200 else why[:197] + "..."
 
 
 def apply(steps: tuple[Command, ...], runner: Runner = run) -> None:
-    """Run ``steps`` in order and stop at the first failure with a :class:`NetsetupError`."""
+    """Run ``steps`` in order and stop at the first failure with :class:`CommandFailed`."""
     for step in steps:
         result = runner(step)
         if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            why = detail[-1] if detail else f"exit status {result.returncode}"
-            raise NetsetupError(f"command failed: {shlex.join(step.argv)}: {why}")
+            raise CommandFailed(f"command failed: {shlex.join(step.argv)}: {why_failed(result)}")
 
 
 def render(steps: tuple[Command, ...]) -> str:

@@ -2,12 +2,14 @@
 
 Our chain and nft table are ours by name, but an address on ``lo`` may have been there
 before ``up`` (added by hand, or by an earlier tool); only addresses ``up`` itself added are
-recorded and later removed. The file is keyed by network namespace, because ``/run`` is
-shared between namespaces.
+recorded and later removed. The record is written before each change is applied, so it
+names everything a change in progress may have made, even when the process is killed.
+The file is keyed by network namespace, because ``/run`` is shared between namespaces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -22,11 +24,26 @@ DEFAULT_RUN_DIR = "/run/imdsmock"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """What ``up`` used and made: backend, addresses added to ``lo``, nat tables created."""
+    """What ``up`` used and made.
+
+    ``backend`` is the firewall of the last ``up``; ``backends`` every firewall that may
+    hold our chain or table; ``added`` the addresses put on ``lo``; ``created`` the
+    iptables-nft ``nat`` tables that did not exist before the first ``up``.
+    """
 
     backend: str
     added: tuple[str, ...] = ()
     created: tuple[str, ...] = ()
+    backends: tuple[str, ...] = ()
+
+    def merged(self, other: Record) -> Record:
+        """Everything either record names (``other``'s backend is the current one)."""
+        return Record(
+            backend=other.backend,
+            added=tuple(dict.fromkeys(self.added + other.added)),
+            created=tuple(dict.fromkeys(self.created + other.created)),
+            backends=tuple(dict.fromkeys(self.backends + other.backends)),
+        )
 
 
 def path() -> Path:
@@ -39,30 +56,45 @@ def load() -> Record | None:
     """The record, or ``None`` when ``up`` has not run in this namespace."""
     try:
         data = json.loads(path().read_text(encoding="utf-8"))
+        backend = str(data["backend"])
+        return Record(
+            backend=backend,
+            added=tuple(str(a) for a in data["added"]),
+            created=tuple(str(t) for t in data.get("created", ())),
+            backends=tuple(str(b) for b in data.get("backends", (backend,))),
+        )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, KeyError) as exc:
         raise NetsetupError(f"cannot read {path()}: {exc}; delete it to start over") from exc
-    return Record(
-        backend=str(data["backend"]),
-        added=tuple(str(a) for a in data["added"]),
-        created=tuple(str(t) for t in data.get("created", ())),
-    )
 
 
 def save(record: Record) -> None:
-    """Write the record (creating the directory, mode 0700)."""
+    """Write the record whole (a new file renamed over the old; directory mode 0700)."""
     target = path()
+    body = {
+        "backend": record.backend,
+        "backends": list(record.backends),
+        "added": list(record.added),
+        "created": list(record.created),
+    }
+    fresh = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        body = {
-            "backend": record.backend,
-            "added": list(record.added),
-            "created": list(record.created),
-        }
-        target.write_text(json.dumps(body) + "\n", encoding="utf-8")
+        fresh.write_text(json.dumps(body) + "\n", encoding="utf-8")
+        os.replace(fresh, target)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            fresh.unlink()
         raise NetsetupError(f"cannot write {target}: {exc}") from exc
+
+
+def put(record: Record | None) -> None:
+    """Save ``record``, or remove the file when it is ``None``."""
+    if record is None:
+        clear()
+    else:
+        save(record)
 
 
 def clear() -> None:
