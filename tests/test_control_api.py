@@ -40,7 +40,8 @@ class Mock:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
         try:
             data = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=data, headers=headers or {})
+            sent = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers={**sent, **(headers or {})})
             resp = conn.getresponse()
             raw = resp.read()
         finally:

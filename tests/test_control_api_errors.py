@@ -60,7 +60,9 @@ def _status_and_json(answer: bytes) -> tuple[int, dict[str, Any], str]:
 def _request(
     address: tuple[str, int], method: str, target: str, body: bytes = b"", extra: str = ""
 ) -> tuple[int, dict[str, Any], str]:
-    head = f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    kind = "Content-Type: application/json\r\n" if body else ""
+    head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{kind}Content-Length: {len(body)}\r\n"
+    head += f"{extra}\r\n"
     return _status_and_json(_raw(address, head.encode("latin-1") + body))
 
 
@@ -73,7 +75,7 @@ def test_control_listener_answers_an_upgrade_request_once_as_plain_http(
     """A request asking to upgrade (e.g. to WebSocket) is answered once as HTTP/1.1, then closed."""
     answer = _raw(
         control,
-        b"GET /v1/clock HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"GET /v1/clock HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
     )
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.count(b"HTTP/1.1 ") == 1
@@ -112,7 +114,7 @@ def test_control_request_head_over_16_kib_gets_431(
 
 def test_control_head_request_gets_headers_without_body(control: tuple[str, int]) -> None:
     """HEAD on a control route answers the GET's headers and no body."""
-    answer = _raw(control, b"HEAD /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = _raw(control, b"HEAD /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert b"Content-Length: 0" not in head
@@ -239,7 +241,7 @@ def test_control_documents_answer_head_and_ignore_the_query(
 ) -> None:
     """The OpenAPI document and the certificate answer HEAD with their headers and no body,
     whatever the query; an API route answers HEAD with 405."""
-    answer = _raw(control, f"HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    answer = _raw(control, f"HEAD {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) > 0

@@ -11,12 +11,14 @@ import http.server
 import io
 import json
 import logging
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -81,16 +83,18 @@ def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def _profile_config(**extra: object) -> Config:
-    """Real credentials from profile 'src': 900 s sets, refreshed 300 s ahead; plus ``extra``."""
+def _profile_config(*, server: dict[str, object] | None = None, **extra: object) -> Config:
+    """Real credentials from profile 'src': 900 s sets, refreshed 300 s ahead; plus ``extra``
+    (credentials keys) and ``server`` keys."""
     return make_config(
+        server=server or {},
         credentials={
             "source": "profile",
             "profile": "src",
             "duration-seconds": 900,
             "refresh-ahead": 300,
             **extra,
-        }
+        },
     )
 
 
@@ -218,6 +222,61 @@ def test_no_secret_appears_in_logs_or_config_output(
         "my-secret-seed",
     ):
         assert secret not in everything
+
+
+def _raw_get(port: int, target: str, host: str, extra: str = "") -> tuple[int, bytes]:
+    """GET ``target`` with exactly this Host header; the status and the body."""
+    request = f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        answer = b"".join(iter(lambda: s.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_real_credentials_are_served_only_to_ip_addresses_localhost_and_allowed_names(
+    profile_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With real credentials the IMDS, ECS and EKS listeners answer a Host name a rebinding
+    page could hold with an empty 403 (and the target's host counts in absolute form); IP
+    addresses, localhost and server.allowed-hosts are served; each refused name is logged
+    once, naming the setting. With fake credentials IMDS answers any name."""
+    with serve() as fake:
+        assert _raw_get(fake.port, ROLE_PATH, "evil.example")[0] == 200
+    server = {
+        "allowed-hosts": ["imds"],
+        "ecs-listen": ["127.0.0.1:0"],
+        "eks-listen": ["127.0.0.1:0"],
+    }
+    cfg = _profile_config(server=server, **ASSUME, **{"container-token": "pod"})
+    caplog.set_level(logging.WARNING)
+    with serve(cfg, ManualClock(time.time())) as r:
+        refresher = r.app.refresher
+        assert refresher is not None
+        _wait(lambda: refresher.fetches >= 1)
+        assert r.app.containers is not None
+        (ecs,), (eks,) = r.app.containers.urls("ecs"), r.app.containers.urls("eks")
+        listeners = [
+            (r.port, ROLE_PATH, ""),
+            (urlsplit(ecs).port or 0, cfg.credentials.ecs_relative_uri, ""),
+            (urlsplit(eks).port or 0, "/v1/credentials", "Authorization: pod\r\n"),
+        ]
+        for port, path, extra in listeners:
+            for host in ("evil.example", "evil.example:80", "169.254.169.254.evil.example"):
+                for _ in range(2):
+                    status, body = _raw_get(port, path, host, extra)
+                    assert status == 403, (port, host)
+                    assert b"AccessKey" not in body
+            status, body = _raw_get(port, "http://evil.example" + path, "169.254.169.254", extra)
+            assert status == 403
+            for host in ("169.254.169.254", f"127.0.0.1:{port}", "localhost", "[::1]:80", "imds"):
+                status, body = _raw_get(port, path, host, extra)
+                assert status == 200, (port, host)
+                assert json.loads(body)["AccessKeyId"].startswith("ASIA")
+        assert r.get("/latest/meta-data/instance-id")[0] == 200  # the usual client
+    refusals = [m for m in caplog.messages if m.startswith("refused a request for Host")]
+    assert len(refusals) == 3 * 2  # evil.example and the IP-looking name, per listener
+    assert all("server.allowed-hosts" in m and "real credentials" in m for m in refusals)
 
 
 def test_profile_settings_are_validated() -> None:

@@ -66,7 +66,7 @@ def _head(answer: bytes) -> tuple[str, list[str]]:
 
 
 def _get(path: str, extra: bytes = b"", method: bytes = b"GET") -> bytes:
-    return method + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n"
+    return method + b" " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra + b"\r\n"
 
 
 ECS_PATH = "/v2/credentials/{id}"
@@ -155,16 +155,6 @@ def _fetch(url: str, headers: dict[str, str] | None = None) -> bytes:
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
         body: bytes = r.read()
     return body
-
-
-@pytest.fixture
-def loopback6() -> None:
-    """Skip on a machine without an IPv6 loopback."""
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError as exc:  # pragma: no cover - a host without IPv6
-        pytest.skip(f"no IPv6 loopback: {exc}")
 
 
 @pytest.mark.usefixtures("loopback6")

@@ -27,6 +27,7 @@ from imdsmock.core.snapshot import build_snapshot
 from imdsmock.core.state import State
 from imdsmock.errors import ImdsMockError
 from imdsmock.instance.notices import GATED_PATHS
+from imdsmock.serve.hosts import HostRule
 from imdsmock.serve.listen import bind_sockets, imds_bindings, url
 from imdsmock.serve.server import Limits, Server
 from imdsmock.signing.signer import Signer
@@ -107,6 +108,10 @@ class App:
         # and changes them.
         self.requests = RequestLog()
         self.faults = FaultBook()
+        # The Host names answered (server.allowed-hosts): by the control API always, by the
+        # IMDS and container listeners while they serve real credentials.
+        self.hosts = HostRule(config.server.allowed_hosts)
+        real = config.credentials.source == "profile"
         self.server = Server(
             self.state,
             self.clock,
@@ -120,6 +125,7 @@ class App:
                 idle_timeout=float(config.server.idle_timeout),
                 max_header_bytes=config.server.max_header_bytes,
             ),
+            hosts=self.hosts if real else None,
         )
         # Coroutines run beside the servers while serving (e.g. the config-file watcher).
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -136,7 +142,9 @@ class App:
         if server.ecs_listen or server.eks_listen or creds.container_token_file is not None:
             from imdsmock.serve.container import ContainerEndpoints
 
-            self.containers = ContainerEndpoints(self.state, self.clock, config)
+            self.containers = ContainerEndpoints(
+                self.state, self.clock, config, hosts=self.hosts if real else None
+            )
         self.refresher: CredentialRefresher | None = None
         if config.credentials.source == "profile":
             from imdsmock.serve.awscreds import CredentialRefresher
@@ -186,6 +194,8 @@ class App:
         server = config.server
         if server.mock_ip_count != self.gate.limit:
             self.gate.reset(server.mock_ip_count)
+        if server.allowed_hosts != self.hosts.allowed:
+            self.hosts.allow(server.allowed_hosts)
         if server.log_requests != before.server.log_requests:
             # New connections take the new sink; open ones finish with the old one.
             self.server.sink = self.requests.sink(access_log=server.log_requests)
@@ -251,7 +261,7 @@ class App:
 
             sock, token = self._control
             self._control_server = await self._loop.create_server(
-                lambda: ControlProtocol(self.controller, token), sock=sock
+                lambda: ControlProtocol(self.controller, token, self.hosts), sock=sock
             )
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -63,6 +63,13 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--control-token", help="bearer token for the control API")
     g.add_argument("--control-token-file", metavar="FILE", help="file holding that token")
     g.add_argument(
+        "--allowed-hosts",
+        action="append",
+        metavar="NAME",
+        help="a host name answered besides IP addresses and localhost, e.g. imds, .internal "
+        "(with subdomains) or * (repeatable; a DNS rebinding guard)",
+    )
+    g.add_argument(
         "--clock", help="system | manual (time moves only by `imdsmock ctl clock advance`)"
     )
     g.add_argument(

@@ -33,6 +33,11 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
 _ZONE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$")
 _SEGMENT = re.compile(r"^[^/\s]+$")
 _USER_DATA_LIMIT = 16 * 1024
+# A DNS name (labels of letters, digits, - and _, as compose service names are spelt),
+# optionally led by "." (it and its subdomains), or "*".
+_ALLOWED_HOST = re.compile(
+    r"\*|\.?[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +270,24 @@ def _hosts(cfg: Config) -> Iterator[Broken]:
             yield Broken(key, host, "an IP address or host name", False)
 
 
+def _control_token(cfg: Config) -> Iterator[Broken]:
+    token = cfg.server.control_token
+    if token is not None and not token.strip():
+        expected = "a token that is not blank (leave it unset for none)"
+        yield Broken("server.control-token", token, expected, False)
+
+
+def _allowed_hosts(cfg: Config) -> Iterator[Broken]:
+    for i, name in enumerate(cfg.server.allowed_hosts):
+        ip = _is_ip(name, 4) or _is_ip(name, 6)
+        if len(name) > 253 or not (_ALLOWED_HOST.fullmatch(name) or ip):
+            expected = (
+                "a host name such as imds, .domain for it and its subdomains, or * for any "
+                "(no scheme, no port)"
+            )
+            yield Broken(f"server.allowed-hosts[{i}]", name, expected, False)
+
+
 # In the order they run: the first broken rule is the one reported.
 RULES: tuple[Rule, ...] = (
     _pattern("instance.instance-id", _INSTANCE_ID, "i- followed by 8 or 17 hex digits"),
@@ -322,5 +345,11 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         name="server.host", requires="an IP address or host name (also control-host)", find=_hosts
+    ),
+    Rule(name="server.control-token", requires="not blank", find=_control_token),
+    Rule(
+        name="server.allowed-hosts",
+        requires="host names, .domain names or * (no scheme, no port)",
+        find=_allowed_hosts,
     ),
 )

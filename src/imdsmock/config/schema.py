@@ -66,6 +66,10 @@ class ServerConfig:
     """Bearer token the control API demands; required on a non-loopback control-host."""
     control_token_file: str | None = None
     """A file holding the control API token (instead of control-token)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names answered besides IP addresses and localhost (a DNS rebinding guard):
+    `name`, `.domain` (it and its subdomains), `*` (any). The control API checks always,
+    IMDS and container listeners while serving real credentials."""
     control: bool = True
     """Run the control API listener at all; false disables it."""
     clock: Literal["system", "manual"] = "system"
@@ -332,6 +336,7 @@ SHORT_NAMES: Mapping[str, str] = {
     "control-port": "server.control-port",
     "control-token": "server.control-token",
     "control-token-file": "server.control-token-file",
+    "allowed-hosts": "server.allowed-hosts",
     "clock": "server.clock",
     "log-requests": "server.log-requests",
     "ecs-listen": "server.ecs-listen",

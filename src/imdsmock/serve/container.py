@@ -34,6 +34,7 @@ from imdsmock.errors import ConfigError
 from imdsmock.instance.credentials import role_arn
 from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import facts
+from imdsmock.serve.hosts import HostRule
 from imdsmock.serve.http import Answer, HTTPProtocol, Request, reason
 from imdsmock.serve.listen import Binding, bind_sockets, url
 
@@ -124,6 +125,14 @@ class _Protocol(HTTPProtocol):
         self._endpoints = endpoints
         self._kind = kind
 
+    def screen(self, request: Request) -> Answer | None:
+        hosts = self._endpoints.hosts
+        host = request.headers.get("host")
+        if hosts is None or hosts.allows(host):
+            return None
+        hosts.refused(self.log, self._kind.upper(), host, credentials=True)
+        return self.error(403, "")
+
     def handle(self, request: Request) -> Answer:
         ep = self._endpoints
         return _answer(
@@ -154,10 +163,14 @@ def _answer(status: int, content_type: str, body: bytes) -> Answer:
 class ContainerEndpoints:
     """The ECS- and EKS-style listeners configured in ``server.ecs-listen``/``eks-listen``."""
 
-    def __init__(self, state: State, clock: Clock, config: Config) -> None:
+    def __init__(
+        self, state: State, clock: Clock, config: Config, *, hosts: HostRule | None = None
+    ) -> None:
         self.state = state
         self.clock = clock
         self.config = config
+        # The Host values answered, or None for any (see imdsmock.serve.hosts).
+        self.hosts = hosts
         self.token = _expected_token(config)
         self._socks: list[tuple[Kind, socket.socket]] = []
         self._servers: list[asyncio.AbstractServer] = []

@@ -6,6 +6,13 @@ it. Binding it to any other address needs a bearer token (``--control-token``,
 ``Authorization: Bearer <token>``. Each connection answers one request and closes
 (:mod:`imdsmock.serve.http`).
 
+Browsers on the same machine reach loopback too, so before any route is looked at a request
+is refused (403) when its ``Host`` is not an IP address, ``localhost`` or an allowed name
+(DNS rebinding), when it carries an ``Origin`` other than the API's own (a cross-site
+page; ``null`` included), and (415) when it has a body that is not ``application/json``
+(the content types a page may send without asking first are not JSON). See
+:mod:`imdsmock.serve.hosts`.
+
 The route table (:mod:`imdsmock.control.routes`, and through it the controller and the OpenAPI
 document) is imported when the first request is answered, not when the listener is bound:
 most runs never call the control API, and start-up time counts.
@@ -23,6 +30,7 @@ from typing import TYPE_CHECKING
 from imdsmock.config.addresses import Listen
 from imdsmock.config.schema import ServerConfig
 from imdsmock.errors import ConfigError, ServeError
+from imdsmock.serve.hosts import SETTING, HostRule, quote, same_origin
 from imdsmock.serve.http import MIB, Answer, HTTPProtocol, Request
 from imdsmock.serve.listen import Binding, bind_sockets
 
@@ -44,9 +52,10 @@ def is_loopback(host: str) -> bool:
 
 
 def control_token(server: ServerConfig) -> str | None:
-    """The control token from the configuration or its file (None when unset)."""
-    if server.control_token:
-        return server.control_token
+    """The control token from the configuration or its file (None when unset), without
+    the whitespace around it (a header value loses it too)."""
+    if server.control_token is not None:
+        return server.control_token.strip()  # never blank: the configuration refuses that
     if server.control_token_file:
         path = Path(server.control_token_file)
         try:
@@ -83,10 +92,45 @@ class ControlProtocol(HTTPProtocol):
     max_body = MIB
     idle_timeout = 30.0
 
-    def __init__(self, controller: Controller, token: str | None) -> None:
+    def __init__(self, controller: Controller, token: str | None, hosts: HostRule) -> None:
         super().__init__()
         self._controller = controller
         self._token = token
+        self._hosts = hosts
+
+    def screen(self, request: Request) -> Answer | None:
+        headers = request.headers
+        host = headers.get("host")
+        if not self._hosts.allows(host):
+            self._hosts.refused(self.log, "control", host, credentials=False)
+            return _refusal(
+                403,
+                f"Host {quote(host or '')} is not allowed here; expected an IP address, localhost "
+                f"or a name in {SETTING}",
+                "Host",
+                ["an IP address", "localhost", "a name in server.allowed-hosts"],
+            )
+        origin = headers.get("origin")
+        if origin is not None and not same_origin(origin, host):
+            own = f"http://{host}" if host else None
+            return _refusal(
+                403,
+                f"Origin {quote(origin)} is not the control API's own; expected "
+                f"{own or 'no Origin'} (requests from other sites are refused)",
+                "Origin",
+                [own] if own else [],
+            )
+        if request.body:
+            kind = headers.get("content-type")
+            if kind is None or kind.partition(";")[0].strip().lower() != "application/json":
+                return _refusal(
+                    415,
+                    f"Content-Type is {quote(kind) if kind is not None else 'missing'}; "
+                    "expected application/json for a request body",
+                    "Content-Type",
+                    ["application/json"],
+                )
+        return None
 
     def handle(self, request: Request) -> Answer:
         from imdsmock.control.routes import (  # on first use (see the module docstring)
@@ -101,8 +145,13 @@ class ControlProtocol(HTTPProtocol):
         return _answer(response.status, response.content_type, response.body, response.allow)
 
     def error(self, status: int, message: str) -> Answer:
-        body = json.dumps({"error": message, "field": None, "allowed": []}).encode() + b"\n"
-        return _answer(status, "application/json", body)
+        return _refusal(status, message, None, [])
+
+
+def _refusal(status: int, message: str, field: str | None, allowed: list[str]) -> Answer:
+    """The control API's JSON error, on one line."""
+    body = json.dumps({"error": message, "field": field, "allowed": allowed}).encode() + b"\n"
+    return _answer(status, "application/json", body)
 
 
 def _answer(status: int, content_type: str, body: bytes, allow: str | None = None) -> Answer:

@@ -23,6 +23,7 @@ from typing import ClassVar, NamedTuple
 
 import httptools
 
+from imdsmock.serve.hosts import absolute_form
 from imdsmock.serve.httpparse import Refused, feed
 
 __all__ = ["Answer", "HTTPProtocol", "Request", "reason", "render"]
@@ -41,7 +42,8 @@ class Request(NamedTuple):
     method: str
     target: str
     headers: Mapping[str, str]
-    """Header names lower-cased; a name sent twice keeps its last value."""
+    """Header names lower-cased, values without the whitespace around them; a name sent
+    twice keeps its last value. An absolute-form target's authority is the ``host``."""
     body: bytes
 
 
@@ -127,6 +129,11 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     def error(self, status: int, message: str) -> Answer:
         """The answer for a request the protocol refuses: ``status`` and why, in words."""
 
+    def screen(self, request: Request) -> Answer | None:
+        """An answer refusing ``request`` before :meth:`handle` sees it, or None to handle
+        it (a listener's checks of where a request comes from; by default none)."""
+        return None
+
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,7 +164,14 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_head(len(name) + len(value))
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        key = name.decode("latin-1").lower()
+        # httptools strips the whitespace before a value, not after it.
+        self._headers[key] = value.strip(b" \t").decode("latin-1")
+        limit = self.max_body
+        if key == "content-length" and limit is not None and int(value) > limit:
+            # Refused now, not after the body arrived (or the idle deadline passed).
+            # httptools has checked the value: digits, at most 2**64 - 1.
+            raise Refused((413, f"body too large (at most {_amount(limit)})"))
 
     def on_body(self, body: bytes) -> None:
         limit = self.max_body
@@ -171,9 +185,14 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
         if self._answered:
             return
         method = self._parser.get_method().decode("ascii", "replace")
-        request = Request(method, self._url.decode("latin-1"), self._headers, bytes(self._body))
+        target = self._url.decode("latin-1")
+        if not target.startswith("/"):
+            authority, target = absolute_form(target)
+            if authority is not None:  # RFC 9112: the target's host wins over Host
+                self._headers["host"] = authority
+        request = Request(method, target, self._headers, bytes(self._body))
         try:
-            answer = self.handle(request)
+            answer = self.screen(request) or self.handle(request)
         except Exception:  # a bug must not kill the listener; the client gets a 500
             self.log.exception("request %s %s failed", request.method, request.target)
             answer = self.error(500, INTERNAL)

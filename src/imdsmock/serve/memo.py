@@ -45,6 +45,7 @@ class Parsed(NamedTuple):
     user_agent: str | None
     keep_alive: bool  # what HTTP says (version, Connection header), not the server option
     header_bytes: int  # counted against Limits.max_header_bytes
+    host: str | None  # the Host header, or the authority of an absolute-form target
 
 
 # Parsed requests, by their exact bytes. Clients repeat themselves byte for byte: an SDK
@@ -84,14 +85,16 @@ def remember(data: bytes, parsed: Parsed) -> None:
 
 
 def path_of(url: bytes) -> str:
-    """The request target as str (shared per distinct target, see PATHS)."""
+    """The request target as str (shared per distinct target, see PATHS). A target that
+    does not start with ``/`` (absolute-form, ``*``) is not shared: the server reads more
+    than the path from it, and must see it each time."""
     global _paths_bytes  # noqa: PLW0603 - one table per process
     try:
         path = url.decode("ascii")
     except UnicodeDecodeError:
         path = url.decode("latin-1")
     size = len(url)
-    if size > PATHS_MAX_BYTES:
+    if size > PATHS_MAX_BYTES or path[:1] != "/":
         return path
     cost = 2 * size + PATHS_ENTRY_COST
     if _paths_bytes + cost > PATHS_BUDGET:

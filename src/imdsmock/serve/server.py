@@ -28,6 +28,7 @@ from imdsmock.core.requestlog import HEAD_MAX as LOGGED_HEAD_MAX
 from imdsmock.core.requestlog import capped
 from imdsmock.core.state import State
 from imdsmock.core.wire import Response, error, render
+from imdsmock.serve.hosts import HostRule, absolute_form
 from imdsmock.serve.httpparse import Refused, feed
 from imdsmock.serve.memo import (
     METHODS,
@@ -82,6 +83,7 @@ class Limits:
 # keeps its XHTML page.
 _BAD_REQUEST_CLOSE = render(400, b"400 Bad Request", content_type="text/plain; charset=utf-8")
 _TOO_LARGE = error(431)
+_HOST_REFUSED = error(403)  # no body: the same bytes answer HEAD
 # Injected faults (imdsmock.core.faults): pre-rendered answers, and "no answer" for the log.
 _FAULT_STATUS = {status: error(status) for status in (429, 500, 503)}
 _NO_ANSWER = Response(0, b"", b"", b"")
@@ -110,6 +112,9 @@ class ServeOptions:
     # Injected faults, checked before the IMDS handler, or None.
     faults: FaultBook | None = None
     limits: Limits = field(default_factory=Limits)
+    # The Host values answered, or None: every one (checked only while real credentials
+    # are served, see imdsmock.serve.hosts).
+    hosts: HostRule | None = None
 
 
 class _DateCache:
@@ -144,6 +149,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_fresh",
         "_header_bytes",
         "_hops",
+        "_host",
         "_loop",
         "_max_header_bytes",
         "_options",
@@ -184,6 +190,7 @@ class IMDSProtocol(asyncio.Protocol):
         self._token_ttl: str | None = None
         self._forwarded = False
         self._ua: str | None = None
+        self._host: str | None = None
         self._header_bytes = 0
         self._body_bytes = 0
 
@@ -271,14 +278,18 @@ class IMDSProtocol(asyncio.Protocol):
         if self._header_bytes > self._max_header_bytes:
             raise Refused(_TOO_LARGE)
         n = name.lower()
+        # A field value excludes the whitespace around it (httptools strips only the
+        # leading part): a token sent as "TOKEN " is the token.
         if n == b"x-aws-ec2-metadata-token":
-            self._token = value.decode("latin-1")
+            self._token = value.strip(b" \t").decode("latin-1")
         elif n == b"x-aws-ec2-metadata-token-ttl-seconds":
-            self._token_ttl = value.decode("latin-1")
+            self._token_ttl = value.strip(b" \t").decode("latin-1")
         elif n == b"x-forwarded-for":
             self._forwarded = True
         elif n == b"user-agent":
             self._ua = value.decode("latin-1")
+        elif n == b"host":
+            self._host = value.strip(b" \t").decode("latin-1")
         elif n == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
             raise Refused(_BAD_REQUEST_CLOSE)  # refuse now rather than wait for the body
 
@@ -290,8 +301,13 @@ class IMDSProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         url = self._url
         path = PATHS.get(url)
+        host = self._host
         if path is None:
             path = path_of(url)
+            if path[:1] != "/":  # absolute-form: the target names the host (RFC 9112)
+                authority, path = absolute_form(path)
+                if authority is not None:
+                    host = authority
         parser = self._parser
         raw_method = parser.get_method()
         # An upgrade (or CONNECT) is answered once as plain HTTP and ends the connection:
@@ -306,6 +322,7 @@ class IMDSProtocol(asyncio.Protocol):
             self._ua,
             keep,
             self._header_bytes,
+            host,
         )
         self._done += 1
         # After a request that ends the connection nothing more is parsed as new.
@@ -314,7 +331,7 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _answer(self, parsed: Parsed) -> None:
         """Answer one parsed request (from the parser, or from the parse memo)."""
-        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes = parsed
+        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes, host = parsed
         if parsed is self._asked:
             # The same remembered parse again (a client repeating itself on this
             # connection): the same Request, not a new tuple of the same fields.
@@ -327,6 +344,10 @@ class IMDSProtocol(asyncio.Protocol):
             return
         options = self._options
         now = options.clock.now()
+        hosts = options.hosts
+        if hosts is not None and not hosts.allows(host):
+            self._refuse_host(hosts, request, host, head_bytes, now)
+            return
         state = options.state
         compiled = state.compiled
         if compiled.halted(now):
@@ -348,6 +369,17 @@ class IMDSProtocol(asyncio.Protocol):
             sink(request if head_bytes <= LOGGED_HEAD_MAX else capped(request), response, now)
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _refuse_host(
+        self, hosts: HostRule, request: Request, host: str | None, head_bytes: int, now: float
+    ) -> None:
+        """Answer a request for a Host name not allowed 403, as real IMDS refuses a token
+        request that came through a proxy, log the name once and close."""
+        hosts.refused(log, "IMDS", host, credentials=True)
+        self._write(_HOST_REFUSED, False)
+        sink = self._options.sink
+        if sink is not None:
+            sink(request if head_bytes <= LOGGED_HEAD_MAX else capped(request), _HOST_REFUSED, now)
 
     def _inject(self, fault: Fault, request: Request, head_bytes: int, now: float) -> None:
         """Answer (or not) as the fault says; the connection closes afterwards."""
@@ -455,6 +487,7 @@ class Server:
         gate: Gate | None = None,
         faults: FaultBook | None = None,
         limits: Limits | None = None,
+        hosts: HostRule | None = None,
     ) -> None:
         self.options = ServeOptions(
             state=state,
@@ -465,6 +498,7 @@ class Server:
             faults=faults,
             # Shared by every connection of these listeners (the cap counts them all).
             limits=limits if limits is not None else Limits(),
+            hosts=hosts,
         )
         self._servers: list[asyncio.base_events.Server] = []
 
