@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -273,21 +275,39 @@ def test_ctl_unreachable_mock_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
 def test_ctl_pointed_at_a_non_json_server_reports_its_answer(
     running: Running, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An error answer that is not the API's JSON (here: the IMDS listener's 404 page) is
-    reported in one line with the status's text, exit 2."""
+    """An answer that is not the API's JSON (here: the IMDS listener's XHTML 404 page, and
+    its 200 text for a path it serves) is reported in one line naming the status and the
+    content type, exit 2."""
     status, _, err = _ctl(running.url, capsys, "state")
     assert status == 2
-    assert err.startswith("imdsmock ctl: error: ")
-    assert "404" in err
+    assert err == (
+        f"imdsmock ctl: error: {running.url} answered 404 Not Found (text/html), not the "
+        "control API's JSON: is it the control API's URL?\n"
+    )
 
 
-def test_ctl_sends_the_bearer_token() -> None:
-    """With --token the control API accepts the call; without it ctl reports the 401 and exits 2."""
-    with serve(control_config(**{"control-token": "t0k"}), ManualClock()) as r:
-        url = r.app.control_url() or ""
-        assert main(["--url", url, "--token", "t0k", "options", "--hop-limit", "2"]) == 0
-        assert r.app.controller.options()["hop-limit"] == 2
-        assert main(["--url", url, "state"]) == 2
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://127.0.0.1:1339", "127.0.0.1:1339", "http://", "http://h:99999", "http://[::1",
+     "http://h:0", "http://h/x?y=1", "http://h/ x", "http://h\n"],
+    ids=["ftp", "no-scheme", "no-host", "port-range", "bad-ipv6", "port-0", "query", "space",
+         "newline"],
+)  # fmt: skip
+def test_ctl_refuses_a_url_that_is_not_the_control_api_s(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--url (or IMDSMOCK_CONTROL_URL) must be http(s)://HOST[:PORT][/PATH]: anything else
+    is one line and exit 2 before any connection (ftp:// would hang)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["--url", url, "state"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imdsmock ctl: error: argument --url: ")
+    assert err.count("\n") == 1
+    proc = run_command(["ctl", "state"], {"IMDSMOCK_CONTROL_URL": url}, timeout=10)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert "IMDSMOCK_CONTROL_URL" in proc.stderr
 
 
 def test_a_missing_or_wrong_token_says_how_to_give_one() -> None:
@@ -312,3 +332,49 @@ def test_imdsmock_ctl_command_runs_as_a_subprocess(ctl: Ctl) -> None:
     proc = run_command(["ctl", "--json", "state"], {"IMDSMOCK_CONTROL_URL": ctl.url})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["clock"]["kind"] == "manual"
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "text"),
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n", 1, "cannot reach the control API at"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 15\r\n\r\n<html>\n</html>\n",
+            2,
+            "answered 200 OK (text/html), not the control API's JSON",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4\r\n\r\n{x\n\n",
+            2,
+            "answered 200 OK (application/json), not the control API's JSON",
+        ),
+        (
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 6\r\n\r\na\nb\nc\n",
+            2,
+            "answered 502 Bad Gateway (no content type)",
+        ),
+    ],
+    ids=["not-http", "html", "bad-json", "proxy-error"],
+)
+def test_ctl_pointed_at_another_server_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str], answer: bytes, code: int, text: str
+) -> None:
+    """Whatever another server answers (bytes that are not HTTP, HTML, broken JSON, a
+    proxy's error page), ctl prints one line: 'cannot reach' (exit 1) when it is not HTTP,
+    else the status and content type (exit 2)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def serve_once() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+        thread = threading.Thread(target=serve_once, daemon=True)
+        thread.start()
+        status, _, err = _ctl(f"http://127.0.0.1:{port}", capsys, "state")
+        thread.join(5)
+    assert status == code
+    assert err.count("\n") == 1
+    assert text in err

@@ -11,6 +11,7 @@ here with the line the API and ``imdsmock --NAME`` give.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from imdsmock.config.argparsing import Parser
 from imdsmock.config.options import OPTIONS
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description="Drive a running imdsmock through its control API.")
     p.add_argument(
         "--url",
+        type=_control_url,  # argparse applies it to the default (the variable) too
         default=os.environ.get("IMDSMOCK_CONTROL_URL", DEFAULT_URL),
         help=f"control API URL (default {DEFAULT_URL}, env IMDSMOCK_CONTROL_URL)",
     )
@@ -148,6 +150,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _control_url(text: str) -> str:
+    """The control API's base URL, checked: http(s), a host, a valid port, nothing else odd."""
+    shown = repr(text[:100] + ("..." if len(text) > 100 else ""))
+    expected = f"a URL like {DEFAULT_URL} (from --url or IMDSMOCK_CONTROL_URL)"
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a port that is not a number from 0 to 65535, a bad IPv6 literal
+        port_ok, parts = False, None
+    if (
+        parts is None
+        or not port_ok
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or not text.isprintable()
+        or " " in text
+    ):
+        raise argparse.ArgumentTypeError(f"{shown} is not {expected}")
+    return text
+
+
+# The content types the control API answers with; anything else is another server.
+_JSON, _PEM = "application/json", "application/x-pem-file"
+
+
+def _not_the_api(ns: argparse.Namespace, status: int, reason: str, kind: str) -> _Failed:
+    what = kind.partition(";")[0].strip() or "no content type"
+    return _Failed(
+        status,  # a wrong URL is bad input: exit 2
+        f"{ns.url} answered {status} {reason} ({what}), not the control API's JSON: "
+        "is it the control API's URL?",
+    )
+
+
 def _call(ns: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(ns.url.rstrip("/") + path, data=data, method=method)
@@ -159,17 +197,27 @@ def _call(ns: argparse.Namespace, method: str, path: str, body: Any = None) -> A
         with urllib.request.urlopen(req, timeout=10) as resp:
             raw = resp.read()
             kind = resp.headers.get("Content-Type", "")
+            status, reason = resp.status, resp.reason
     except urllib.error.HTTPError as exc:
         raw = exc.read()
         try:
             message = json.loads(raw)["error"]
         except (ValueError, KeyError, TypeError):
-            message = raw.decode("utf-8", "replace").strip() or exc.reason
+            kind = exc.headers.get("Content-Type", "")
+            raise _not_the_api(ns, exc.code, exc.reason, kind) from None
         raise _Failed(exc.code, str(message)) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        # Nothing listening, a timeout, or something that does not speak HTTP.
+        reason = getattr(exc, "reason", None) or type(exc).__name__
         raise _Failed(0, f"cannot reach the control API at {ns.url}: {reason}") from None
-    return json.loads(raw) if kind.startswith("application/json") else raw.decode()
+    if kind.startswith(_PEM):
+        return raw.decode("utf-8", "replace")
+    if kind.startswith(_JSON):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    raise _not_the_api(ns, status, reason, kind)
 
 
 def _value(text: str) -> Any:
