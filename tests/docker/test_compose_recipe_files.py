@@ -76,3 +76,18 @@ def test_recipe_grants_net_admin_only_to_the_container_that_routes(
     granted = {name for name, s in services.items() if "NET_ADMIN" in s.get("cap_add", [])}
     assert granted == privileged
     assert "user" not in services["imds"]  # the mock keeps the image's unprivileged user
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_service_names_the_app_reaches_the_mock_by_are_allowed_hosts(recipe: str) -> None:
+    """A URL in a recipe's environment that names the mock's service (http://imds:1338) has
+    that name in the mock's IMDSMOCK_ALLOWED_HOSTS, so it keeps being answered with real
+    credentials and on the control API."""
+    services = load(recipe)["services"]
+    allowed = services["imds"]["environment"].get("IMDSMOCK_ALLOWED_HOSTS", "")
+    names = {n.strip() for n in allowed.split(",") if n.strip()}
+    for service in services.values():
+        for value in (service.get("environment") or {}).values():
+            for host in re.findall(r"https?://([A-Za-z0-9_.-]+)", str(value)):
+                if host in services:
+                    assert host in names, (recipe, host)
