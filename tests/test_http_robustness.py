@@ -7,6 +7,7 @@ libraries let one send.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import socket
 import struct
@@ -180,6 +181,33 @@ def test_pipelined_requests_answered_in_order() -> None:
     assert parts[0].endswith(INSTANCE_ID)
     assert parts[1].endswith(b"ami-0a887e401f7654935")
     assert parts[2].endswith(b"m4.xlarge")
+
+
+def test_pipelined_requests_read_late_are_all_answered_in_order() -> None:
+    """With keep-alive, a client that pipelines megabytes of answers before reading any is
+    held back, not dropped: once it reads, every request is answered, in order."""
+    pkcs7 = b"GET /latest/dynamic/instance-identity/pkcs7 HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /latest/meta-data/instance-id HTTP/1.1\r\nConnection: close\r\n\r\n"
+    with serve(make_config(server={"keep-alive": True})) as r:
+        answer = exchange(r, pkcs7 * 3000 + last)  # ~6 MB of answers: more than any buffer
+    statuses = [int(part[:3]) for part in answer.split(b"HTTP/1.1 ")[1:]]
+    assert statuses == [200] * 3001
+    assert answer.endswith(INSTANCE_ID)
+
+
+def test_client_that_never_reads_is_dropped_at_the_deadline() -> None:
+    """A keep-alive client that pipelines requests and never reads its answers is dropped at
+    the idle deadline, its unsent answers with it."""
+    pkcs7 = b"GET /latest/dynamic/instance-identity/pkcs7 HTTP/1.1\r\nHost: x\r\n\r\n"
+    with serve(make_config(server={"keep-alive": True, "idle-timeout": 1})) as r:
+        sock = connect(r)
+        assert wait_for(lambda: r.app.server.limits.open == 1)
+        sock.setblocking(False)
+        with sock:
+            for _ in range(40):
+                with contextlib.suppress(BlockingIOError):
+                    sock.send(pkcs7 * 500)
+            assert wait_for(lambda: r.app.server.limits.open == 0, timeout=4)
 
 
 def test_pipelined_requests_without_keep_alive_get_one_answer(running: Running) -> None:

@@ -109,7 +109,8 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     max_body: ClassVar[int | None] = None
     """Bytes of body; more is answered 413. None: a body is read and dropped."""
     idle_timeout: ClassVar[float | None] = None
-    """Seconds a connection has to send its request before it is closed; None: no limit."""
+    """Seconds a connection may stay open (to send its request and read the answer) before
+    it is dropped; None: no limit."""
 
     def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
@@ -137,10 +138,12 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        stream: asyncio.Transport = transport  # type: ignore[assignment]
+        self._transport = stream
         if self.idle_timeout is not None:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.idle_timeout, transport.close)
+            # abort(), not close(): an answer still unread by then is dropped, not kept.
+            self._timer = loop.call_later(self.idle_timeout, stream.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

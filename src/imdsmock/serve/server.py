@@ -4,6 +4,11 @@ One :class:`IMDSProtocol` per connection, parsing with ``httptools`` (the C pars
 uses) and keeping only the headers IMDS cares about. Responses are pre-rendered; the
 server adds the ``Date`` line from a once-a-second cache and writes one buffer. Real IMDS
 closes every connection after the answer; keep-alive is opt-in.
+
+A client that sends requests faster than it reads the answers (pipelining with keep-alive)
+is held back rather than buffered for: once the transport's write buffer passes its high
+mark (``pause_writing``), the connection stops reading, answers nothing more and keeps
+what it has not parsed yet, until the client has read enough (``resume_writing``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024
 IDLE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 1024
+# A packet larger than this is parsed a slice at a time, so that parsing stops soon after
+# the client stops reading (see IMDSProtocol.pause_writing).
+SLICE_BYTES = 4096
 
 
 class Limits:
@@ -148,12 +156,14 @@ class IMDSProtocol(asyncio.Protocol):
         "_forwarded",
         "_fresh",
         "_header_bytes",
+        "_held",
         "_hops",
         "_host",
         "_loop",
         "_max_header_bytes",
         "_options",
         "_parser",
+        "_paused",
         "_request",
         "_shed",
         "_timer",
@@ -162,6 +172,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_transport",
         "_ua",
         "_url",
+        "_waiting",
     )
 
     def __init__(self, options: ServeOptions) -> None:
@@ -182,6 +193,11 @@ class IMDSProtocol(asyncio.Protocol):
         # The last parse answered (parsed or remembered) and its Request (see _answer).
         self._asked: Parsed | None = None
         self._request = _NO_REQUEST
+        # Back-pressure (see pause_writing): the client is not reading its answers; the
+        # requests parsed meanwhile, and the bytes not parsed yet.
+        self._paused = False
+        self._waiting: list[Parsed] = []
+        self._held = b""
         self._reset()
 
     def _reset(self) -> None:
@@ -240,6 +256,9 @@ class IMDSProtocol(asyncio.Protocol):
                     log.exception("request failed")
                     self._fail(_FAULT_STATUS[500])
                 return
+        if len(data) > SLICE_BYTES or self._held:
+            self._parse(data)
+            return
         done = self._done
         failure = feed(
             self._parser, data, malformed=_BAD_REQUEST_CLOSE, failed=_FAULT_STATUS[500], log=log
@@ -255,6 +274,27 @@ class IMDSProtocol(asyncio.Protocol):
             and self._asked is not None
         ):
             remember_parse(data, self._asked)
+
+    def pause_writing(self) -> None:
+        # The client is not reading: read nothing more and answer nothing more (_answer
+        # keeps what is parsed meanwhile, _parse what is not) until it has read enough.
+        self._paused = True
+        transport = self._transport
+        if transport is not None:
+            transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        waiting = self._waiting
+        while waiting and not self._paused:
+            self._answer(waiting.pop(0))
+        if self._paused or self._transport is None:
+            return
+        if self._held:
+            held, self._held = self._held, b""
+            self._parse(held)
+        if not self._paused and self._transport is not None:
+            self._transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         # Half-closed by the client: a delayed answer (latency fault) is still written;
@@ -342,6 +382,9 @@ class IMDSProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._closing:
             return
+        if self._paused:  # answered once the client reads (resume_writing)
+            self._waiting.append(parsed)
+            return
         options = self._options
         now = options.clock.now()
         hosts = options.hosts
@@ -380,6 +423,29 @@ class IMDSProtocol(asyncio.Protocol):
         sink = self._options.sink
         if sink is not None:
             sink(request if head_bytes <= LOGGED_HEAD_MAX else capped(request), _HOST_REFUSED, now)
+
+    def _parse(self, data: bytes) -> None:
+        """Parse ``data`` a slice at a time, keeping the rest once the client stops reading."""
+        if self._held:
+            data, self._held = self._held + data, b""
+        parser = self._parser
+        for start in range(0, len(data), SLICE_BYTES):
+            if self._closing:
+                return  # an answer ended the connection: the rest is not read
+            if self._paused:
+                self._held = data[start:]
+                self._fresh = False  # the parse memo is for whole packets only
+                return
+            failure = feed(
+                parser,
+                data[start : start + SLICE_BYTES],
+                malformed=_BAD_REQUEST_CLOSE,
+                failed=_FAULT_STATUS[500],
+                log=log,
+            )
+            if failure is not None:
+                self._fail(failure)
+                return
 
     def _inject(self, fault: Fault, request: Request, head_bytes: int, now: float) -> None:
         """Answer (or not) as the fault says; the connection closes afterwards."""
@@ -465,8 +531,10 @@ class IMDSProtocol(asyncio.Protocol):
             if left > 0:  # answered since the timer was armed: wait for the rest
                 self._timer = self._loop.call_later(left, self._idle)
                 return
+            # Abort, not close: an answer the client has not read by now is dropped, not
+            # kept until it reads (close() would wait for that).
             self._closing = True
-            self._transport.close()
+            self._transport.abort()
 
 
 class Server:
