@@ -638,6 +638,14 @@ BAD = [
     (["-d", "abc"], "mock-delay-sec is 'abc'"),
     (["-d", "-1"], "mock-delay-sec is '-1'"),
     (["-x", "-2"], "mock-ip-count is '-2'"),
+    (
+        ["-x", "2147483648"],
+        "mock-ip-count is '2147483648'; expected an integer from -1 to 2147483647",
+    ),
+    (
+        ["-d", "2147483648"],
+        "mock-delay-sec is '2147483648'; expected an integer from 0 to 2147483647",
+    ),
     (["-p", "70000"], "server.port is '70000'"),
     (["--mock-trigger-time", "2030-13-01T00:00:00Z"], "mock-trigger-time"),
     (["--asg-termination-trigger-time", "42"], "asg-termination-trigger-time is '42'"),

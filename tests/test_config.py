@@ -123,6 +123,7 @@ BAD = [
     ("zone-region", ["--region", "eu-west-1", "--availability-zone", "us-east-1a"], "a zone of region eu-west-1"),
     ("bad-listen", ["--listen", "nowhere"], "server.listen is 'nowhere'; expected HOST:PORT"),
     ("bad-port", ["--port", "70000"], "server.port is '70000'; expected an integer from 0 to 65535"),
+    ("int32-range", ["--set", "server.mock-ip-count=2147483648"], "server.mock-ip-count is '2147483648'; expected an integer from -1 to 2147483647"),
     ("bad-tag-key", ["--set", "instance.tags.bad key=x"], "instance.tags.bad key"),
     ("rotation", ["--set", "credentials.rotate-every=21500"], "credentials.rotate-every"),
     ("set-syntax", ["--set", "novalue"], "--set 'novalue' is not KEY=VALUE"),

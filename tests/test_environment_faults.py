@@ -2,7 +2,7 @@
 
 The real ``imdsmock`` command runs in a subprocess; the file is changed under it the way
 editors, config-management tools and people do, and clients keep asking meanwhile.
-(A port already in use is tests/test_config.py::test_port_in_use_is_one_line.)
+(A port already in use is tests/test_config.py::test_port_in_use_names_the_listeners_setting.)
 """
 
 from __future__ import annotations

@@ -321,7 +321,7 @@ def translate(merged: Mapping[str, Any], mode: str) -> Translation:
             "server": {
                 "host": _str(server.get("hostname"), "server.hostname") or "0.0.0.0",
                 "port": _int(server.get("port"), "server.port", 0, 65535),
-                "mock-ip-count": _int(merged.get("mock-ip-count"), "mock-ip-count", -1, 2**31),
+                "mock-ip-count": _int(merged.get("mock-ip-count"), "mock-ip-count", -1, 2**31 - 1),
                 # One process per port, as AEMM: no second (control) listener by default.
                 "control": False,
             },
@@ -496,7 +496,7 @@ def _when(merged: Mapping[str, Any], trigger_key: str, delay_key: str) -> str:
     trigger = _str(merged.get(trigger_key), trigger_key)
     if trigger:
         return _rfc3339(trigger, trigger_key)
-    return f"+{_int(merged.get(delay_key), delay_key, 0, 2**31)}s"
+    return f"+{_int(merged.get(delay_key), delay_key, 0, 2**31 - 1)}s"
 
 
 # ---------------------------------------------------------------------------------------

@@ -366,7 +366,7 @@ SECRET_KEYS = frozenset({"server.control-token", "credentials.seed", "credential
 RANGES: Mapping[str, tuple[int, int]] = {
     "server.port": (0, 65535),
     "server.control-port": (0, 65535),
-    "server.mock-ip-count": (-1, 2**31),
+    "server.mock-ip-count": (-1, 2**31 - 1),
     "server.max-connections": (1, 1_000_000),
     "server.idle-timeout": (1, 3600),
     "server.max-header-bytes": (1024, 1024 * 1024),
@@ -378,7 +378,7 @@ RANGES: Mapping[str, tuple[int, int]] = {
     "instance.ami-launch-index": (0, 10000),
     "instance.placement-partition-number": (1, 7),
 }
-DEFAULT_RANGE = (-(2**31), 2**31)
+DEFAULT_RANGE = (-(2**31), 2**31 - 1)
 
 
 def dashed(name: str) -> str:
