@@ -41,7 +41,8 @@ def _api(r: Running, name: str, value: str) -> tuple[int, dict[str, object]]:
     parts = urlsplit(r.app.control_url() or "")
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=5)
     try:
-        conn.request("PATCH", "/v1/options", body=json.dumps({name: value}))
+        body, kind = json.dumps({name: value}), {"Content-Type": "application/json"}
+        conn.request("PATCH", "/v1/options", body=body, headers=kind)
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())
     finally:
