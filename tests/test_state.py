@@ -87,3 +87,22 @@ def test_a_credential_path_the_user_sets_is_served_as_set() -> None:
     state.swap(lambda s: s.evolve(edits={ROLE.removeprefix("/latest/"): "pinned"}))
     assert get(state, ROLE, EPOCH) == (200, b"pinned")
     assert get(state, ROLE, EPOCH + 7200) == (200, b"pinned")
+
+
+def test_changes_at_the_same_time_compile_one_table() -> None:
+    """Scenarios that all start at one time (as ec2-metadata-mock's do) add one table, not
+    one per change: the segments between them are never in force."""
+    now = [
+        {"type": "spot-interruption", "id": "s"},
+        {"type": "rebalance-recommendation", "id": "r"},
+        {"type": "asg-lifecycle", "id": "a", "state": "InService"},
+    ]
+    with calls_to(compile_table) as built:
+        state = State(with_scenarios(base_snapshot(), tuple(started(s, EPOCH) for s in now)))
+    assert len(built) == 2  # before the changes, and after all of them
+    assert get(state, SPOT, EPOCH)[0] == 200
+    assert get(state, "/latest/meta-data/autoscaling/target-lifecycle-state", EPOCH) == (
+        200,
+        b"InService",
+    )
+    assert get(state, SPOT, EPOCH - 1)[0] == 404

@@ -114,8 +114,14 @@ def _compile(snapshot: Snapshot) -> tuple[_Segment, ...]:
     roles = frozenset(role_document_paths(config))
     timeline = snapshot.timeline
     points = timeline.points
-    segments = []
+    segments: list[_Segment] = []
     for index in range(len(points) + 1):
+        start = points[index - 1] if index else -_INF
+        end = points[index] if index < len(points) else _INF
+        if start == end:
+            # Changes at the same time (scenarios started "now"): a segment never in force.
+            segments.append(segments[-1]._replace(start=start, end=end))
+            continue
         tree = dict(snapshot.base)
         for path in credential_paths:
             tree[path] = marker
@@ -130,8 +136,6 @@ def _compile(snapshot: Snapshot) -> tuple[_Segment, ...]:
             role_documents=roles,
             last_modified=snapshot.started,
         )
-        start = points[index - 1] if index else -_INF
-        end = points[index] if index < len(points) else _INF
         segments.append(_Segment(start, end, table, halted))
     return tuple(segments)
 
