@@ -91,3 +91,18 @@ def test_service_names_the_app_reaches_the_mock_by_are_allowed_hosts(recipe: str
             for host in re.findall(r"https?://([A-Za-z0-9_.-]+)", str(value)):
                 if host in services:
                     assert host in names, (recipe, host)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_readme_shows_both_compose_commands_and_the_offline_build(recipe: str) -> None:
+    """A recipe's README works for Compose v2 (`docker compose`) and v1 (`docker-compose`) and
+    says how to build without internet access: the base-image script and IMDSMOCK_BASE_IMAGE
+    set to the tag that script builds."""
+    text = (REPO / "examples" / "compose" / recipe / "README.md").read_text()
+    assert "docker compose up -d --build" in text
+    assert "docker-compose up -d --build" in text
+    script = (REPO / "scripts" / "build-base-image").read_text()
+    tag = re.search(r'tag="\$\{IMDSMOCK_BASE_IMAGE:-([^}]+)\}"', script)
+    assert tag is not None
+    assert "bash scripts/build-base-image" in text
+    assert f"IMDSMOCK_BASE_IMAGE={tag[1]}" in text
