@@ -198,3 +198,44 @@ def test_sidecar_failing_or_stopped_at_any_step_leaves_the_namespace_as_it_was(
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "sidecar interrupted by SIGTERM; rolled back" in err
     assert snapshot(topo, app) == before
+
+
+def shell_view(topo: Topology, ns: str) -> str:
+    """What the shell entrypoint may change: addresses, routes and the nat rules as the
+    system's iptables lists them (it cannot delete a table iptables-nft made)."""
+    parts = (
+        topo.sh(ns, "ip", "-o", "addr", "show").stdout,
+        topo.sh(ns, "ip", "route", "show", "table", "all").stdout,
+        nat_rules(topo, ns),
+    )
+    return "\n".join(parts)
+
+
+def test_shell_sidecar_failing_at_any_changing_step_removes_what_it_added(
+    topo: Topology, tmp_path: Path
+) -> None:
+    """The POSIX script: any command that changes the namespace failing (a route too, on an
+    internal network) exits 1 with one line and leaves its routes and rules as before."""
+    _, app = bridge_network(topo, gateway=False)
+    tools = FaultyTools(tmp_path / "tools", topo.env)
+    topo.settle(app)
+    before = shell_view(topo, app)
+    argv = SIDECARS["sh"]
+    proc = topo.spawn(app, argv, env=tools.env)
+    wait_for_line(proc, "ready")
+    changing = tools.changing_calls()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert shell_view(topo, app) == before
+    assert len(changing) >= 4
+    for n in changing:
+        tools.arm(fail=n)
+        done = topo.sh(app, *argv, check=False, env=tools.env, timeout=20)
+        assert done.returncode == 1, tools.calls[n - 1]
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("imdsmock-route: error: command failed: ")
+        assert done.stderr.endswith(
+            "injected failure at call " + f"{n}; removed our rules and the routes added\n"
+        )
+        assert shell_view(topo, app) == before, f"not restored after {tools.calls[n - 1]}"

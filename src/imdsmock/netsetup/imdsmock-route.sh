@@ -14,7 +14,9 @@
 # IMDSMOCK_CREDENTIALS_PORT (also route 169.254.170.2:80), IMDSMOCK_TIMEOUT (default 30).
 # An every-address value (0.0.0.0, ::) is a bind address, never a target: exit 2.
 # Exit status 2 with one line on stderr for bad input, a missing tool or a name that never
-# resolves. Rules live in the nat chain IMDSMOCK (or nft table inet imdsmock) only.
+# resolves. Rules live in the nat chain IMDSMOCK (or nft table inet imdsmock) only. A
+# command that fails while they go in, or SIGTERM/SIGINT/SIGHUP then, removes our rules and
+# the routes added and exits with one line: status 1, or 128 + the signal; CMD is not run.
 set -eu
 
 me=imdsmock-route
@@ -87,8 +89,26 @@ while [ -z "$addr" ]; do
 	addr=$(resolve "$host")
 done
 
+nl='
+'
+# Undo what install_rules added, say why in one line, exit with status $2 (default 1).
+fail() {
+	trap - TERM INT HUP
+	remove_rules
+	echo "$me: error: $1; removed our rules and the routes added" >&2
+	exit "${2:-1}"
+}
+
+# Run a changing command (print it with --dry-run); on failure, fail with its last line.
 run() {
-	if [ $dry = 1 ]; then echo "$*"; else "$@"; fi
+	if [ $dry = 1 ]; then
+		echo "$*"
+		return 0
+	fi
+	if ! out=$("$@" 2>&1); then
+		why=${out##*"$nl"}
+		fail "command failed: $*: ${why:-failed}"
+	fi
 }
 
 if command -v iptables >/dev/null 2>&1; then
@@ -121,8 +141,8 @@ route_like_mock() {
 		shift
 	done
 	[ -n "$dev" ] || return 0
-	run ip route add "$target/32" ${via:+via "$via"} dev "$dev"
 	added_routes="$added_routes $target/32"
+	run ip route add "$target/32" ${via:+via "$via"} dev "$dev"
 }
 
 install_rules() {
@@ -152,7 +172,11 @@ table inet imdsmock {
     $ecs
   }
 }"
-		if [ $dry = 1 ]; then echo "nft -f - <<'EOF'" && echo "$script" && echo EOF; else echo "$script" | nft -f -; fi
+		if [ $dry = 1 ]; then
+			echo "nft -f - <<'EOF'" && echo "$script" && echo EOF
+		elif ! out=$(echo "$script" | nft -f - 2>&1); then
+			fail "command failed: nft -f -: ${out%%"$nl"*}"
+		fi
 	fi
 }
 
@@ -167,7 +191,11 @@ remove_rules() {
 	for r in $added_routes; do ip route del "$r" 2>/dev/null || true; done
 }
 
+trap 'fail "interrupted by SIGTERM" 143' TERM
+trap 'fail "interrupted by SIGINT" 130' INT
+trap 'fail "interrupted by SIGHUP" 129' HUP
 install_rules
+trap - TERM INT HUP
 if [ $dry = 1 ]; then
 	exit 0
 fi
