@@ -129,6 +129,10 @@ BAD = [
     ("set-syntax", ["--set", "novalue"], "--set 'novalue' is not KEY=VALUE"),
     ("bad-account", ["--account-id", "12"], "instance.account-id is '12'; expected 12 digits"),
     ("bad-pending-time", ["--set", "instance.pending-time=2019-10-31T07:02:24.000Z"], "instance.pending-time is '2019-10-31T07:02:24.000Z'; expected an IMDS timestamp"),
+    ("misspelt-region", ["--region", "eu-wst-1"], "instance.region is 'eu-wst-1'; expected a known region like us-east-1 (instance.allow-unknown-regions: true takes any); did you mean 'eu-west-1'?"),
+    ("upper-case-region", ["--region", "EU-WEST-1"], "did you mean 'eu-west-1'?"),
+    ("unknown-zone", ["--availability-zone", "eu-west-1q"], "instance.availability-zone is 'eu-west-1q'; expected a known zone like us-east-1a"),
+    ("unknown-region-shape", ["--region", "Moon", "--set", "instance.allow-unknown-regions=true"], "instance.region is 'Moon'; expected a region name like us-east-1"),
 ]  # fmt: skip
 
 
@@ -212,6 +216,17 @@ def test_unreadable_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     status, _, err = run_cli(["config", "-c", str(tmp_path)], capsys)
     assert status == 2
     assert "a file, not a directory" in err
+
+
+def test_an_unknown_region_is_taken_when_allowed(capsys: pytest.CaptureFixture[str]) -> None:
+    """instance.allow-unknown-regions takes a region and zone missing from the known list."""
+    args = ["--region", "xx-test-1", "--set", "instance.allow-unknown-regions=true"]
+    status, out, err = run_cli(["config", "--format", "json", *args], capsys)
+    assert status == 0, err
+    assert json.loads(out)["instance"]["region"] == "xx-test-1"
+    status, _, err = run_cli(["config", "--region", "xx-test-1"], capsys)
+    assert status == 2
+    assert "instance.allow-unknown-regions: true takes any" in err
 
 
 # Listener -> (the arguments that put it on the taken PORT, the setting named in the error).

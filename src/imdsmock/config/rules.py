@@ -20,8 +20,9 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from imdsmock.config.addresses import parse_listen
+from imdsmock.config.regions import known_zones
 from imdsmock.config.schema import Config
-from imdsmock.errors import ConfigError
+from imdsmock.errors import ConfigError, did_you_mean
 
 __all__ = ["RULES", "Broken", "Rule", "check"]
 
@@ -49,6 +50,8 @@ class Broken:
     value: object
     expected: str
     servable: bool = True
+    hint: str = ""
+    """The end of the message: the close match of a misspelt name."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,7 +79,7 @@ def check(
     """
     for rule in RULES:
         for broken in rule.find(cfg):
-            error = ConfigError(broken.key, broken.value, broken.expected)
+            error = ConfigError(broken.key, broken.value, broken.expected, hint=broken.hint)
             if rule.name not in relaxed or not broken.servable:
                 raise error
             if warn is not None:
@@ -105,6 +108,36 @@ def _pattern(name: str, pattern: re.Pattern[str], expected: str) -> Rule:
             yield Broken(name, value, expected)
 
     return Rule(name=name, requires=expected, find=find)
+
+
+_OTHERS = "instance.allow-unknown-regions: true takes any"
+
+
+def _region(cfg: Config) -> Iterator[Broken]:
+    inst = cfg.instance
+    region, known = inst.region, known_zones()
+    if region is None or region in known:
+        return
+    if inst.allow_unknown_regions:
+        if not _REGION.match(region):
+            yield Broken("instance.region", region, "a region name like us-east-1")
+    else:
+        expected = f"a known region like us-east-1 ({_OTHERS})"
+        yield Broken("instance.region", region, expected, hint=did_you_mean(region, known))
+
+
+def _zone(cfg: Config) -> Iterator[Broken]:
+    inst = cfg.instance
+    zone = inst.availability_zone
+    zones = [name for names in known_zones().values() for name in names]
+    if zone is None or zone in zones:
+        return
+    if inst.allow_unknown_regions:
+        if not _ZONE.match(zone):
+            yield Broken("instance.availability-zone", zone, "a zone like us-east-1a")
+    else:
+        expected = f"a known zone like us-east-1a ({_OTHERS})"
+        yield Broken("instance.availability-zone", zone, expected, hint=did_you_mean(zone, zones))
 
 
 def _zone_in_region(cfg: Config) -> Iterator[Broken]:
@@ -292,8 +325,16 @@ def _allowed_hosts(cfg: Config) -> Iterator[Broken]:
 RULES: tuple[Rule, ...] = (
     _pattern("instance.instance-id", _INSTANCE_ID, "i- followed by 8 or 17 hex digits"),
     _pattern("instance.account-id", _ACCOUNT, "12 digits"),
-    _pattern("instance.region", _REGION, "a region name like us-east-1"),
-    _pattern("instance.availability-zone", _ZONE, "a zone like us-east-1a"),
+    Rule(
+        name="instance.region",
+        requires="a known region (any region name with instance.allow-unknown-regions)",
+        find=_region,
+    ),
+    Rule(
+        name="instance.availability-zone",
+        requires="a known zone (any zone name with instance.allow-unknown-regions)",
+        find=_zone,
+    ),
     Rule(
         name="instance.availability-zone:region",
         requires="a zone of instance.region",

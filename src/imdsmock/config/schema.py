@@ -173,6 +173,8 @@ class InstanceConfig:
     """Availability zone; null: the region + `a`."""
     availability_zone_id: str | None = None
     """Availability zone ID; null: derived from the zone."""
+    allow_unknown_regions: bool = False
+    """Take a region or zone missing from the known list (a new or private region)."""
     architecture: Literal["x86_64", "arm64", "i386"] = "x86_64"
     """CPU architecture in the identity document."""
     kernel_id: str | None = "aki-5c21674b"
