@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from imdsmock.control.operations import Controller
     from imdsmock.serve.awscreds import CredentialRefresher
     from imdsmock.serve.container import ContainerEndpoints
+    from imdsmock.serve.http import HTTPProtocol
 
 __all__ = ["App", "Deferred"]
 
@@ -260,8 +261,10 @@ class App:
             from imdsmock.serve.control import ControlProtocol
 
             sock, token = self._control
+            connections: set[HTTPProtocol] = set()  # aborted at shutdown (a held long poll)
             self._control_server = await self._loop.create_server(
-                lambda: ControlProtocol(self.controller, token, self.hosts), sock=sock
+                lambda: ControlProtocol(self.controller, token, self.hosts, connections),
+                sock=sock,
             )
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -284,6 +287,8 @@ class App:
                 self._control_server.close()
                 self._control_server = None
                 self._control = None
+                for connection in list(connections):
+                    connection.abort()
             if self.containers is not None:
                 await self.containers.stop()
             await self.server.stop()

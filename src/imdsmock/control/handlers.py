@@ -17,7 +17,7 @@ from imdsmock.control.operations import Controller
 from imdsmock.core.requestlog import PAGE_DEFAULT, PAGE_MAX
 from imdsmock.errors import ConfigError, did_you_mean
 
-__all__ = ["REQUEST_FILTERS", "BadRequest", "Call", "Handler"]
+__all__ = ["MAX_WAIT", "REQUEST_FILTERS", "BadRequest", "Call", "Handler", "LongPoll"]
 
 
 class BadRequest(Exception):
@@ -39,6 +39,14 @@ class Call(NamedTuple):
 
 
 Handler = Callable[[Call], tuple[int, Any]]
+
+
+class LongPoll(NamedTuple):
+    """Data that is empty for now: the listener may hold the request up to ``wait`` seconds,
+    asking the handler again, until there is something to send."""
+
+    data: Any
+    wait: float
 
 
 def _object(call: Call, *, required: bool = True) -> dict[str, Any]:
@@ -176,8 +184,13 @@ def clock_reset(call: Call) -> tuple[int, Any]:
     return 200, call.controller.reset_clock()
 
 
-# The request log's filters: name -> (the value's type, what it keeps).
-REQUEST_FILTERS: Mapping[str, tuple[Literal["string", "integer", "boolean"], str]] = {
+MAX_WAIT = 25
+"""The longest a request-log poll is held, in seconds (under the listener's 30 s limit)."""
+
+# The request log's filters: name -> (the value's type, what it keeps). "seconds" is a whole
+# number of seconds up to MAX_WAIT.
+FilterKind = Literal["string", "integer", "boolean", "seconds"]
+REQUEST_FILTERS: Mapping[str, tuple[FilterKind, str]] = {
     "method": ("string", "Only this method."),
     "path": ("string", "Only paths starting with this."),
     "status": ("integer", "Only this status."),
@@ -187,12 +200,18 @@ REQUEST_FILTERS: Mapping[str, tuple[Literal["string", "integer", "boolean"], str
     "limit": ("integer", f"Only the newest N (default {PAGE_DEFAULT}, at most {PAGE_MAX})."),
     "before": ("integer", "Only requests whose seq is below this (the next page: `next`)."),
     "after": ("integer", "Only requests whose seq is above this (those since a seq seen)."),
+    "wait": (
+        "seconds",
+        "With no request to answer, wait up to this many seconds for one to be logged (a "
+        "long poll, with `after`).",
+    ),
 }
 
 
 def requests(call: Call) -> tuple[int, Any]:
     """One page of the request log, narrowed by the query's :data:`REQUEST_FILTERS`, and the
-    URL of the next (older) page, or null."""
+    URL of the next (older) page, or null; with ``wait``, an empty page is a
+    :class:`LongPoll`."""
     filters: dict[str, Any] = {}
     for key, value in call.query.items():
         if key not in REQUEST_FILTERS:
@@ -203,6 +222,10 @@ def requests(call: Call) -> tuple[int, Any]:
             if not re.fullmatch(r"[0-9]{1,18}", value):
                 raise ConfigError(key, value, "a whole number")
             filters[key] = int(value)
+        elif kind == "seconds":
+            if not re.fullmatch(r"[0-9]{1,2}", value) or int(value) > MAX_WAIT:
+                raise ConfigError(key, value, f"a whole number of seconds from 0 to {MAX_WAIT}")
+            filters[key] = int(value)
         elif kind == "boolean":
             if value not in ("true", "false"):
                 raise ConfigError(key, value, "one of: true, false")
@@ -211,10 +234,13 @@ def requests(call: Call) -> tuple[int, Any]:
             filters[key] = value
     if not 1 <= filters.get("limit", PAGE_DEFAULT) <= PAGE_MAX:
         raise ConfigError("limit", call.query["limit"], f"a whole number from 1 to {PAGE_MAX}")
+    wait = filters.pop("wait", 0)
     entries, before = call.controller.request_page(**filters)
     following = None
     if before is not None:
         following = "/v1/requests?" + urlencode({**call.query, "before": str(before)})
+    if wait and not entries:
+        return 200, LongPoll({"requests": entries, "next": following}, wait)
     return 200, {"requests": entries, "next": following}
 
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote
 
 from imdsmock.control import handlers as h
-from imdsmock.control.handlers import REQUEST_FILTERS, BadRequest, Call, Handler
+from imdsmock.control.handlers import MAX_WAIT, REQUEST_FILTERS, BadRequest, Call, Handler, LongPoll
 from imdsmock.control.openapi import Operation, document, query, ref
 from imdsmock.control.operations import MAX_FAIL_COUNT, Controller, UnknownIdError
 from imdsmock.errors import ConfigError, ImdsMockError
@@ -40,12 +40,14 @@ class ControlRequest(NamedTuple):
 
 
 class ControlResponse(NamedTuple):
-    """A status, a body and its content type."""
+    """A status, a body and its content type, and how long the listener may hold it."""
 
     status: int
     body: bytes
     content_type: str = "application/json"
     allow: str | None = None
+    wait: float = 0.0
+    """An empty long poll: the listener may hold it this many seconds, asking again."""
 
 
 # A path template's parameters as they match: an IMDS path takes the rest, an id one segment.
@@ -94,6 +96,7 @@ _FILTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
     "integer": {"type": "integer", "minimum": 0},
     "boolean": {"type": "boolean"},
+    "seconds": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT},
 }
 
 ROUTES: tuple[Route, ...] = (
@@ -290,6 +293,8 @@ def handle(
             return _error(400, str(exc), exc.key, _allowed(exc.allowed))
         except ImdsMockError as exc:
             return _error(400, str(exc))
+        if isinstance(data, LongPoll):
+            return _json(status, data.data)._replace(wait=data.wait)
         if route.content_type != "application/json":
             return ControlResponse(status, data.encode(), route.content_type)
         return _json(status, data)

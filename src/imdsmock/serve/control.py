@@ -4,7 +4,9 @@ It listens on 127.0.0.1:1339 by default, so nothing routed to 169.254.169.254 ca
 it. Binding it to any other address needs a bearer token (``--control-token``,
 ``IMDSMOCK_CONTROL_TOKEN`` or ``--control-token-file``) and then every request must carry
 ``Authorization: Bearer <token>``. Each connection answers one request and closes
-(:mod:`imdsmock.serve.http`).
+(:mod:`imdsmock.serve.http`); a long poll of the request log is held on its connection,
+looking at the log again every :data:`POLL_EVERY` seconds, until an entry comes or its wait
+is over.
 
 Browsers on the same machine reach loopback too, so before any route is looked at a request
 is refused (403) when its ``Host`` is not an IP address, ``localhost`` or an allowed name
@@ -24,6 +26,7 @@ import ipaddress
 import json
 import logging
 import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,13 +34,16 @@ from imdsmock.config.addresses import Listen
 from imdsmock.config.schema import ServerConfig
 from imdsmock.errors import ConfigError, ServeError
 from imdsmock.serve.hosts import SETTING, HostRule, quote, same_origin
-from imdsmock.serve.http import MIB, Answer, HTTPProtocol, Request
+from imdsmock.serve.http import MIB, Answer, Hold, HTTPProtocol, Request
 from imdsmock.serve.listen import Binding, bind_sockets
 
 if TYPE_CHECKING:
     from imdsmock.control.operations import Controller
 
-__all__ = ["ControlProtocol", "bind_control", "control_token", "is_loopback"]
+__all__ = ["POLL_EVERY", "ControlProtocol", "bind_control", "control_token", "is_loopback"]
+
+POLL_EVERY = 0.2
+"""Seconds between two looks at the request log while a long poll is held."""
 
 
 def is_loopback(host: str) -> bool:
@@ -86,17 +92,25 @@ def bind_control(server: ServerConfig) -> tuple[socket.socket, str | None]:
 
 class ControlProtocol(HTTPProtocol):
     """One connection to the control listener: :func:`imdsmock.control.routes.handle`, JSON
-    errors, a 1 MiB body limit and 30 s to send the request."""
+    errors, a 1 MiB body limit and 30 s to send the request (and to be answered: a long poll
+    waits at most 25 s)."""
 
     log = logging.getLogger("imdsmock.control")
     max_body = MIB
     idle_timeout = 30.0
 
-    def __init__(self, controller: Controller, token: str | None, hosts: HostRule) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        controller: Controller,
+        token: str | None,
+        hosts: HostRule,
+        connections: set[HTTPProtocol] | None = None,
+    ) -> None:
+        super().__init__(connections)
         self._controller = controller
         self._token = token
         self._hosts = hosts
+        self._deadline: float | None = None  # when a held long poll answers empty
 
     def screen(self, request: Request) -> Answer | None:
         headers = request.headers
@@ -132,7 +146,7 @@ class ControlProtocol(HTTPProtocol):
                 )
         return None
 
-    def handle(self, request: Request) -> Answer:
+    def handle(self, request: Request) -> Answer | Hold:
         from imdsmock.control.routes import (  # on first use (see the module docstring)
             ControlRequest,
             handle,
@@ -142,6 +156,12 @@ class ControlProtocol(HTTPProtocol):
             request.method, request.target, request.body, request.headers.get("authorization")
         )
         response = handle(self._controller, control, self._token)
+        if response.wait:
+            now = time.monotonic()
+            if self._deadline is None:
+                self._deadline = now + response.wait
+            if now + POLL_EVERY < self._deadline:
+                return Hold(POLL_EVERY)
         return _answer(response.status, response.content_type, response.body, response.allow)
 
     def error(self, status: int, message: str) -> Answer:

@@ -8,7 +8,9 @@ listener has its own protocol, tuned for speed (:mod:`imdsmock.serve.server`).
 What every such listener does is done here, once: parsing with httptools (failures through
 :func:`imdsmock.serve.httpparse.feed`), refusing a request head or body over the limits,
 closing a connection that has not sent a whole request in time, answering a handler's bug
-with a logged 500, and writing the answer in one layout (:func:`render`).
+with a logged 500, and writing the answer in one layout (:func:`render`). A handler may also
+hold a request that has no answer yet (a long poll): it returns :class:`Hold` and is asked
+again a moment later, on the same connection.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import httptools
 from imdsmock.serve.hosts import absolute_form
 from imdsmock.serve.httpparse import Refused, feed
 
-__all__ = ["Answer", "HTTPProtocol", "Request", "reason", "render"]
+__all__ = ["Answer", "HTTPProtocol", "Hold", "Request", "reason", "render"]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -55,6 +57,12 @@ class Answer(NamedTuple):
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     """Written after Content-Type, in this order."""
+
+
+class Hold(NamedTuple):
+    """No answer yet: :meth:`HTTPProtocol.handle` is asked again ``seconds`` from now."""
+
+    seconds: float
 
 
 # Python before 3.13 calls 413 "Request Entity Too Large"; HTTP's current name is this one.
@@ -112,7 +120,10 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     """Seconds a connection may stay open (to send its request and read the answer) before
     it is dropped; None: no limit."""
 
-    def __init__(self) -> None:
+    def __init__(self, connections: set[HTTPProtocol] | None = None) -> None:
+        # The listener's open connections (for :meth:`abort` at shutdown), when it keeps them.
+        self._connections = connections
+        self._again: asyncio.TimerHandle | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -123,8 +134,9 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
         self._answered = False
 
     @abc.abstractmethod
-    def handle(self, request: Request) -> Answer:
-        """The answer to ``request`` (an exception is logged and answered 500)."""
+    def handle(self, request: Request) -> Answer | Hold:
+        """The answer to ``request`` (an exception is logged and answered 500), or
+        :class:`Hold` to be asked again later."""
 
     @abc.abstractmethod
     def error(self, status: int, message: str) -> Answer:
@@ -140,6 +152,8 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream: asyncio.Transport = transport  # type: ignore[assignment]
         self._transport = stream
+        if self._connections is not None:
+            self._connections.add(self)
         if self.idle_timeout is not None:
             loop = asyncio.get_running_loop()
             # abort(), not close(): an answer still unread by then is dropped, not kept.
@@ -147,8 +161,16 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._connections is not None:
+            self._connections.discard(self)
+        for timer in (self._timer, self._again):
+            if timer is not None:
+                timer.cancel()
+
+    def abort(self) -> None:
+        """Drop the connection now, answered or not (the listener is shutting down)."""
+        if self._transport is not None:
+            self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._answered:
@@ -185,21 +207,29 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
             raise Refused((413, f"body too large (at most {_amount(limit)})"))
 
     def on_message_complete(self) -> None:
-        if self._answered:
-            return
+        if self._answered or self._again is not None:
+            return  # one request per connection, also while one is held
         method = self._parser.get_method().decode("ascii", "replace")
         target = self._url.decode("latin-1")
         if not target.startswith("/"):
             authority, target = absolute_form(target)
             if authority is not None:  # RFC 9112: the target's host wins over Host
                 self._headers["host"] = authority
-        request = Request(method, target, self._headers, bytes(self._body))
+        self._respond(Request(method, target, self._headers, bytes(self._body)))
+
+    def _respond(self, request: Request) -> None:
+        self._again = None
         try:
             answer = self.screen(request) or self.handle(request)
         except Exception:  # a bug must not kill the listener; the client gets a 500
             self.log.exception("request %s %s failed", request.method, request.target)
             answer = self.error(500, INTERNAL)
-        self._send(answer, head_only=method == "HEAD")
+        if isinstance(answer, Hold):
+            if self._transport is not None:
+                loop = asyncio.get_running_loop()
+                self._again = loop.call_later(answer.seconds, self._respond, request)
+            return
+        self._send(answer, head_only=request.method == "HEAD")
 
     def _count_head(self, n: int) -> None:
         self._head_bytes += n
