@@ -328,7 +328,11 @@ def test_absolute_form_targets_are_answered_on_the_control_api(control: Control)
     assert (status, clock["kind"]) == (200, "manual")
     status, answer = control.send("GET", "http://evil.example/v1/clock", [("Host", "127.0.0.1")])
     assert (status, answer["field"]) == (403, "Host")
-    assert control.send("GET", f"http://127.0.0.1:{control.port}", [("Host", "x")])[0] == 404
+    # A target with no path is "/": the dashboard page.
+    page = _raw(
+        control.port, f"GET http://127.0.0.1:{control.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    )
+    assert page.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/html"), page[:80]
 
 
 def test_absolute_form_targets_are_answered_on_the_container_listeners() -> None:

@@ -175,6 +175,7 @@ class App:
             requests=self.requests,
             faults=self.faults,
             signer=self.signer,
+            addresses=self.addresses,
         )
 
     def reconfigure(self, config: Config) -> Deferred:

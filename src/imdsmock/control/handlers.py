@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlencode
 
+from imdsmock.control.dashboard import FILES, file, page
 from imdsmock.control.operations import Controller
 from imdsmock.core.requestlog import PAGE_DEFAULT, PAGE_MAX
 from imdsmock.errors import ConfigError, did_you_mean
@@ -251,6 +252,20 @@ def requests_clear(call: Call) -> tuple[int, Any]:
 
 def report_imdsv1(call: Call) -> tuple[int, Any]:
     return 200, {"clients": call.controller.imdsv1_report()}
+
+
+def dashboard_page(call: Call) -> tuple[int, Any]:
+    """The dashboard page (:mod:`imdsmock.control.dashboard`)."""
+    return 200, page()
+
+
+def dashboard_file(call: Call) -> tuple[int, Any]:
+    """One of the dashboard page's files; 404 for any other name."""
+    found = file(call.params[0])
+    if found is None:
+        message = f"no such dashboard file: {call.params[0]}"
+        return 404, {"error": message, "field": "file", "allowed": list(FILES)}
+    return 200, found
 
 
 def certificate(call: Call) -> tuple[int, Any]:

@@ -83,6 +83,8 @@ class Documented(Protocol):
     def content_type(self) -> str: ...
     @property
     def doc(self) -> Operation | None: ...
+    @property
+    def public(self) -> bool: ...
 
 
 def document(routes: Iterable[Documented]) -> dict[str, Any]:
@@ -90,7 +92,7 @@ def document(routes: Iterable[Documented]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in routes:
         if route.doc is not None:
-            operation = _operation(route.path, route.content_type, route.doc)
+            operation = _operation(route.path, route.content_type, route.doc, route.public)
             paths.setdefault(route.path, {})[route.method.lower()] = operation
     return copy.deepcopy({**_DOCUMENT, "paths": paths, "components": _COMPONENTS})
 
@@ -99,16 +101,20 @@ def _json(schema: Schema, description: str = "OK") -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _operation(path: str, content_type: str, doc: Operation) -> Schema:
+def _operation(path: str, content_type: str, doc: Operation, public: bool) -> Schema:
+    """One operation; a public one needs no token (no 401, an empty security list)."""
     op_id = doc.operation_id or re.sub(r"[ -]", "_", doc.summary.lower().replace(",", ""))
     answer = {"description": doc.answers, "content": {content_type: {"schema": doc.response}}}
     responses: Schema = {str(doc.status): answer}
     if doc.rejects:
         responses["400"] = {"$ref": "#/components/responses/Rejected"}
-    responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
+    if not public:
+        responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
     if doc.not_found:
         responses["404"] = {"$ref": "#/components/responses/NotFound"}
     op: Schema = {"summary": doc.summary, "operationId": op_id, "responses": responses}
+    if public:
+        op["security"] = []
     if doc.body is not None:
         op["requestBody"] = {
             "required": doc.body_required,
@@ -129,6 +135,7 @@ _PATH_PARAMS: dict[str, Schema] = {
         "schema": {"type": "string", "pattern": "^(meta-data|dynamic|user-data)(/[^/\\s]+)*$"},
     },
     "id": {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+    "file": {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}},
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,7 +79,8 @@ def metadata_path(path: object) -> str:
 class Controller:
     """Operations on one running mock, given its parts; safe to call from any thread.
 
-    ``started`` is the mock's start time (what a manual clock resets to).
+    ``started`` is the mock's start time (what a manual clock resets to); ``addresses``
+    gives the URLs of the IMDS listeners as bound.
     """
 
     def __init__(
@@ -91,7 +92,9 @@ class Controller:
         requests: RequestLog,
         faults: FaultBook,
         signer: Signer,
+        addresses: Callable[[], list[str]] = list,
     ) -> None:
+        self._addresses = addresses
         self._state = state
         self._clock = clock
         self._started = started
@@ -122,6 +125,7 @@ class Controller:
             "credentials": self._credentials_state(snap),
             "clock": self.clock(),
             "requests": len(self._requests),
+            "imds-urls": self._addresses(),
         }
 
     def clock(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Pure: :func:`handle` takes a parsed :class:`ControlRequest` and returns a
 :class:`ControlResponse`; the listener in :mod:`imdsmock.serve.control` only moves bytes.
 Bodies are JSON. Errors are JSON too: ``{"error": "...", "field": "...", "allowed": [...]}``
 with 400 for a rejected request (which changed nothing), 401 without the bearer token,
-404 for an unknown route or id and 405 for a wrong method.
+404 for an unknown route or id and 405 for a wrong method. The dashboard page and its files
+(:mod:`imdsmock.control.dashboard`) are routes too, the only ones answered without the token.
 
 :data:`ROUTES` is the one list of routes: each names its method, its path (an OpenAPI path
 template), the function in :mod:`imdsmock.control.handlers` that answers it, and how the
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote
 
 from imdsmock.control import handlers as h
+from imdsmock.control.dashboard import PAGE_TYPE, File
 from imdsmock.control.handlers import MAX_WAIT, REQUEST_FILTERS, BadRequest, Call, Handler, LongPoll
 from imdsmock.control.openapi import Operation, document, query, ref
 from imdsmock.control.operations import MAX_FAIL_COUNT, Controller, UnknownIdError
@@ -40,18 +42,21 @@ class ControlRequest(NamedTuple):
 
 
 class ControlResponse(NamedTuple):
-    """A status, a body and its content type, and how long the listener may hold it."""
+    """A status, a body and its content type, and what the listener should know besides."""
 
     status: int
     body: bytes
     content_type: str = "application/json"
     allow: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers of the route's own (the dashboard's caching and content policy)."""
     wait: float = 0.0
     """An empty long poll: the listener may hold it this many seconds, asking again."""
 
 
-# A path template's parameters as they match: an IMDS path takes the rest, an id one segment.
-_PARAMETERS = {"path": "(.+)", "id": "([^/]+)"}
+# A path template's parameters as they match: an IMDS path takes the rest, an id or a file
+# name one segment.
+_PARAMETERS = {"path": "(.+)", "id": "([^/]+)", "file": "([^/]+)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,8 @@ class Route:
     """A fixed document: answers HEAD as GET and ignores the query."""
     content_type: str = "application/json"
     """The answer's type: JSON data, or the handler's text as is."""
+    public: bool = False
+    """Answered without the bearer token (the dashboard page and files hold no secret)."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -248,6 +255,35 @@ ROUTES: tuple[Route, ...] = (
         static=True,
         content_type="application/x-pem-file",
     ),
+    Route(
+        "GET",
+        "/",
+        h.dashboard_page,
+        Operation(
+            summary="Dashboard",
+            response={"type": "string"},
+            answers="The dashboard: a web page that drives this API",
+            rejects=False,
+        ),
+        static=True,
+        content_type=PAGE_TYPE,
+        public=True,
+    ),
+    Route(
+        "GET",
+        "/ui/{file}",
+        h.dashboard_file,
+        Operation(
+            summary="Dashboard file",
+            response={"type": "string"},
+            answers="A script, style sheet or image of the dashboard",
+            rejects=False,
+            not_found=True,
+        ),
+        static=True,
+        content_type="*/*",
+        public=True,
+    ),
     Route("GET", "/openapi.json", _openapi, None, static=True),
     Route("GET", "/v1/openapi.json", _openapi, None, static=True),
 )
@@ -264,10 +300,14 @@ def handle(
     controller: Controller, request: ControlRequest, token: str | None = None
 ) -> ControlResponse:
     """Answer one control request; ``token``, when set, is the required bearer token."""
-    if token is not None and not _authorized(request.authorization, token):
-        return _error(401, _TOKEN_MESSAGE, "Authorization", ["Bearer <token>"])
     path, _, raw_query = request.target.partition("?")
     method = request.method
+    if (
+        token is not None
+        and not _authorized(request.authorization, token)
+        and not _public(method, path)
+    ):
+        return _error(401, _TOKEN_MESSAGE, "Authorization", ["Bearer <token>"])
     allowed: list[str] = []
     for route in ROUTES:
         m = route.pattern.fullmatch(path)
@@ -293,14 +333,22 @@ def handle(
             return _error(400, str(exc), exc.key, _allowed(exc.allowed))
         except ImdsMockError as exc:
             return _error(400, str(exc))
+        if isinstance(data, File):
+            return ControlResponse(status, data.body, data.content_type, headers=data.headers)
         if isinstance(data, LongPoll):
             return _json(status, data.data)._replace(wait=data.wait)
-        if route.content_type != "application/json":
+        if isinstance(data, str):  # a text route's answer (errors stay JSON)
             return ControlResponse(status, data.encode(), route.content_type)
         return _json(status, data)
     if allowed:
         return _method_not_allowed(", ".join(sorted(set(allowed))))
     return _error(404, f"no such control route: {path}", "path", ["see /openapi.json"])
+
+
+def _public(method: str, path: str) -> bool:
+    return method in ("GET", "HEAD") and any(
+        route.public and route.pattern.fullmatch(path) for route in ROUTES
+    )
 
 
 def _json(status: int, data: Any) -> ControlResponse:

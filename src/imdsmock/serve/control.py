@@ -3,7 +3,8 @@
 It listens on 127.0.0.1:1339 by default, so nothing routed to 169.254.169.254 can reach
 it. Binding it to any other address needs a bearer token (``--control-token``,
 ``IMDSMOCK_CONTROL_TOKEN`` or ``--control-token-file``) and then every request must carry
-``Authorization: Bearer <token>``. Each connection answers one request and closes
+``Authorization: Bearer <token>``; only the dashboard page and its files, which hold no
+secret, are served without it. Each connection answers one request and closes
 (:mod:`imdsmock.serve.http`); a long poll of the request log is held on its connection,
 looking at the log again every :data:`POLL_EVERY` seconds, until an entry comes or its wait
 is over.
@@ -162,7 +163,8 @@ class ControlProtocol(HTTPProtocol):
                 self._deadline = now + response.wait
             if now + POLL_EVERY < self._deadline:
                 return Hold(POLL_EVERY)
-        return _answer(response.status, response.content_type, response.body, response.allow)
+        status, body, content_type, allow, headers, _ = response
+        return _answer(status, content_type, body, headers, allow)
 
     def error(self, status: int, message: str) -> Answer:
         return _refusal(status, message, None, [])
@@ -174,8 +176,16 @@ def _refusal(status: int, message: str, field: str | None, allowed: list[str]) -
     return _answer(status, "application/json", body)
 
 
-def _answer(status: int, content_type: str, body: bytes, allow: str | None = None) -> Answer:
-    headers = [("Cache-Control", "no-store")]
+def _answer(
+    status: int,
+    content_type: str,
+    body: bytes,
+    extra: tuple[tuple[str, str], ...] = (),
+    allow: str | None = None,
+) -> Answer:
+    """The answer with the route's own headers; API answers are never cached."""
+    cached = any(name == "Cache-Control" for name, _ in extra)
+    headers = [*(() if cached else [("Cache-Control", "no-store")]), *extra]
     if status == 401:
         headers.append(("WWW-Authenticate", 'Bearer realm="imdsmock"'))
     if allow:
