@@ -46,7 +46,8 @@ def run_script(
     installed = repo / ".venv" / ".installed"
     installed.write_text("")
     os.utime(repo / "pyproject.toml", (0, 0))
-    for name in ("ip", "iptables", "nft", "curl", "openssl", "debootstrap", "zsh"):
+    apt_commands = ("ip", "iptables", "nft", "curl", "openssl", "debootstrap", "zsh")
+    for name in (*apt_commands, "chromium", "chromedriver"):
         _tool(bin_dir / name, "exit 0")
     docker = record("docker") if docker_up else 'echo "docker $*" >> ' + f"{calls}; exit 1"
     _tool(bin_dir / "docker", docker)
