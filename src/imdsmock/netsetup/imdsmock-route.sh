@@ -205,16 +205,16 @@ if [ $sidecar = 0 ]; then
 fi
 
 # Sidecar: idle in the shared namespace; on SIGTERM/SIGINT remove our rules and exit 0.
-child=
+# The trap may run before "$!" is saved anywhere, so it kills the last background job
+# itself; the sleeper holds no output open should it outlive us.
 stop() {
-	[ -z "$child" ] || kill "$child" 2>/dev/null || true
+	[ -z "${!:-}" ] || kill "$!" 2>/dev/null || true
 	remove_rules
 	exit 0
 }
 trap stop TERM INT
 echo "$me sidecar: ready"
 while :; do
-	sleep 3600 &
-	child=$!
-	wait "$child" || true
+	sleep 3600 >/dev/null 2>&1 </dev/null &
+	wait "$!" || true
 done
