@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
 from imdsmock.control.ctl import main
 from imdsmock.core.clock import ManualClock
-from mockprocess import mock_process, run_command
+from mockprocess import clean_env, mock_process, run_command
 from support import Running, control_config, serve
 
 ROLE_PATH = "/latest/meta-data/iam/security-credentials/baskinc-role"
@@ -174,6 +181,21 @@ def test_ctl_clock_show_advance_and_reset(ctl: Ctl) -> None:
     assert json.loads(ctl("--json", "clock", "reset")[1])["elapsed"] == 0
 
 
+def test_ctl_clock_prints_times_as_rfc3339(ctl: Ctl) -> None:
+    """`ctl clock` prints now and the start as RFC 3339 UTC times and the elapsed time in
+    seconds (the API's JSON keeps POSIX seconds)."""
+    started = ctl.mock.app.controller.clock()["started"]
+    status, out, _ = ctl("clock", "advance", "90.5")
+    assert status == 0
+    assert out.splitlines() == [
+        "kind: manual",
+        f"now: {_rfc3339(started + 90.5)}",
+        f"started: {_rfc3339(started)}",
+        "elapsed: 90.5 s",
+    ]
+    assert re.fullmatch(r"now: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", out.splitlines()[1])
+
+
 def test_ctl_requests_and_imdsv1_report_tables(ctl: Ctl) -> None:
     """`ctl requests` and `ctl report imdsv1` print tables naming the client and agent."""
     ctl.mock.request("GET", "/latest/meta-data/ami-id", {"User-Agent": "legacy-agent/1.0"})
@@ -238,9 +260,132 @@ def test_ctl_certificate_and_state_print_readably(ctl: Ctl) -> None:
     assert status == 0
     assert out.startswith("-----BEGIN CERTIFICATE-----")
     assert out.endswith("-----END CERTIFICATE-----\n")
+
+
+def test_ctl_state_prints_readable_sections(ctl: Ctl) -> None:
+    """`ctl state` prints one section per part of the state, nested mappings indented as
+    `key: value` lines, records as tables and times as RFC 3339: no JSON on any line."""
+    ctl.mock.app.controller.start_scenario({"type": "spot-interruption", "at": "+2m"})
     status, out, _ = ctl("state")
-    config_line = next(line for line in out.splitlines() if line.startswith("config: "))
-    assert "instance-id" in json.loads(config_line.removeprefix("config: "))["instance"]
+    assert status == 0
+    lines = out.splitlines()
+    sections = [line for line in lines if line and not line.startswith(" ")]
+    assert sections == [
+        "config:",
+        "options:",
+        "metadata: (none)",
+        "scenarios:",
+        "faults: (none)",
+        "credentials:",
+        "clock:",
+        "requests: 0",
+        f"imds-urls: {ctl.mock.url}",
+    ]
+    assert "  server:" in lines
+    assert "    host: 127.0.0.1" in lines
+    assert "  instance:" in lines
+    assert "    instance-id: i-1234567890abcdef0" in lines
+    assert "      Name: test-instance" in lines  # instance.tags, a mapping in a mapping
+    assert "  http-tokens: optional" in lines
+    scenarios = lines.index("scenarios:")
+    assert lines[scenarios + 1].split() == ["ID", "TYPE", "AT"]
+    assert lines[scenarios + 2].split()[1] == "spot-interruption"
+    assert re.fullmatch(r"  now: \d{4}-\d\d-\d\dT[0-9:.]+Z", lines[lines.index("clock:") + 2])
+    assert not [line for line in lines if "{" in line or "[" in line]
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+@contextlib.contextmanager
+def follow(
+    url: str, *args: str, json_lines: bool = False
+) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
+    """`imdsmock ctl [--json] requests --follow ARGS` as a process; its stdout lines arrive
+    on a queue. Interrupted (SIGINT) and waited for after the block."""
+    ctl = ["ctl", "--json"] if json_lines else ["ctl"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imdsmock", *ctl, "requests", "--follow", *args],
+        env=clean_env({"IMDSMOCK_CONTROL_URL": url}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
+    reader.start()
+    with proc:
+        try:
+            yield proc, lines
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            proc.wait(10)
+            reader.join(10)
+
+
+def _next_line(lines: queue.Queue[str]) -> str:
+    return lines.get(timeout=10).rstrip("\n")
+
+
+def test_ctl_requests_follow_prints_each_new_request_as_one_line(ctl: Ctl) -> None:
+    """`requests --follow` prints the newest requests, then each new one as it is logged:
+    time, client, method and path, status, whether a token was sent, user agent; its
+    filters are `ctl requests`' filters; Ctrl-C ends it quietly."""
+    r = ctl.mock
+    started = _rfc3339(r.app.controller.clock()["now"])
+    r.request("GET", "/latest/meta-data/ami-id", {"User-Agent": "before/1"})
+    with follow(ctl.url, "--path", "/latest/meta-data/") as (proc, lines):
+        assert _next_line(lines) == (
+            f"{started}  127.0.0.1  GET /latest/meta-data/ami-id  200  token=no  before/1"
+        )
+        token = r.request(
+            "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+        )
+        r.request("GET", "/latest/dynamic/instance-identity/document")  # filtered out
+        r.request(
+            "GET",
+            "/latest/meta-data/instance-id",
+            {"X-aws-ec2-metadata-token": token[2].decode(), "User-Agent": "Botocore/1.34 x"},
+        )
+        r.request("GET", "/latest/meta-data/nope")
+        assert _next_line(lines) == (
+            f"{started}  127.0.0.1  GET /latest/meta-data/instance-id  200  token=yes  "
+            "Botocore/1.34 x"
+        )
+        assert _next_line(lines) == (
+            f"{started}  127.0.0.1  GET /latest/meta-data/nope  404  token=no  -"
+        )
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+        assert proc.stderr is not None
+        assert proc.stderr.read() == ""
+    assert lines.empty()
+
+
+def test_ctl_requests_follow_json_prints_one_object_per_line(ctl: Ctl) -> None:
+    """With --json, --follow prints each new entry as one JSON object per line, starting
+    after --after SEQ when given."""
+    r = ctl.mock
+    for path in ("/latest/meta-data/ami-id", "/latest/meta-data/instance-id"):
+        r.get(path)
+    with follow(ctl.url, "--after", "1", json_lines=True) as (_, lines):
+        first = json.loads(_next_line(lines))
+        assert (first["seq"], first["path"]) == (2, "/latest/meta-data/instance-id")
+        r.get("/latest/meta-data/hostname")
+        assert json.loads(_next_line(lines))["path"] == "/latest/meta-data/hostname"
+
+
+@pytest.mark.parametrize("flag", [["--all"], ["--before", "5"], ["--clear"]])
+def test_ctl_requests_follow_refuses_paging_flags(ctl: Ctl, flag: list[str]) -> None:
+    """--follow with --all, --before or --clear is one line naming the flag, exit 2."""
+    status, _, err = ctl("requests", "--follow", *flag)
+    assert status == 2
+    assert err == f"imdsmock ctl: error: --follow cannot be combined with {flag[0]}\n"
 
 
 def test_ctl_rejected_request_prints_one_line_and_exits_2(ctl: Ctl) -> None:

@@ -17,12 +17,12 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from imdsmock.config.argparsing import Parser
 from imdsmock.config.options import OPTIONS
+from imdsmock.control.ctlview import readable, request_line
 from imdsmock.core.faults import KINDS, STATUSES
 from imdsmock.errors import ConfigError
 
@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--after", type=int, metavar="SEQ", help="only newer than seq SEQ")
     r.add_argument("--all", action="store_true", help="follow every page, oldest first")
     r.add_argument("--clear", action="store_true", help="forget every entry")
+    r.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="print the newest (--limit, default 10), then each new request as one line "
+        "until interrupted",
+    )
 
     rep = sub.add_parser("report", help="reports").add_subparsers(
         dest="action", required=True, parser_class=Parser
@@ -292,12 +299,66 @@ def _run(ns: argparse.Namespace) -> Any:
             return _call(ns, "POST", "/v1/clock/reset")
         return _call(ns, "GET", "/v1/clock")
     if cmd == "requests":
+        if ns.follow:
+            return _follow(ns)
         if ns.clear:
             return _call(ns, "DELETE", "/v1/requests")
         return _requests(ns)
     if cmd == "report":
         return _call(ns, "GET", "/v1/reports/imdsv1")
     return _call(ns, "GET", "/v1/certificate")
+
+
+def _filters(ns: argparse.Namespace) -> dict[str, Any]:
+    """The request-log filters given on the command line, as query parameters."""
+    given = (
+        ("method", ns.method),
+        ("path", ns.path),
+        ("status", ns.status),
+        ("client", ns.client),
+        ("imdsv1", "true" if ns.imdsv1 else None),
+    )
+    return {k: v for k, v in given if v is not None}
+
+
+def _pages(ns: argparse.Namespace, query: dict[str, Any], *, every: bool) -> tuple[list[Any], Any]:
+    """The entries of one page of the log (with ``every``, of it and each older page it
+    leads to), oldest first, and the URL of the next older page not read."""
+    data = _call(ns, "GET", "/v1/requests" + ("?" + urlencode(query) if query else ""))
+    pages = [data["requests"]]
+    following = data.get("next")
+    while every and following:
+        data = _call(ns, "GET", following)
+        pages.append(data["requests"])
+        following = data.get("next")
+    return [row for page in reversed(pages) for row in page], following
+
+
+# How long the control API may hold one --follow request open when nothing new is logged
+# (a long poll), in seconds; well under the client's timeout.
+FOLLOW_WAIT = 5
+
+
+def _follow(ns: argparse.Namespace) -> None:
+    """``requests --follow``: the newest entries, then every new one as it is logged (a
+    long poll with ``after`` the last seq seen), one line each (one JSON object with
+    --json), until interrupted."""
+    for flag, given in (("--all", ns.all), ("--before", ns.before), ("--clear", ns.clear)):
+        if given:
+            raise _Failed(400, f"--follow cannot be combined with {flag}")
+    from imdsmock.core.requestlog import PAGE_MAX
+
+    query = {**_filters(ns), "limit": 10 if ns.limit is None else ns.limit}
+    if ns.after is not None:
+        query["after"] = ns.after
+    rows, _ = _pages(ns, query, every=False)
+    last = ns.after or 0
+    while True:
+        for row in rows:
+            print(json.dumps(row) if ns.json else request_line(row), flush=True)
+            last = max(last, row["seq"])
+        query = {**_filters(ns), "after": last, "limit": PAGE_MAX, "wait": FOLLOW_WAIT}
+        rows, _ = _pages(ns, query, every=True)
 
 
 def _requests(ns: argparse.Namespace) -> Any:
@@ -307,28 +368,11 @@ def _requests(ns: argparse.Namespace) -> Any:
     page = ns.limit
     if ns.all and page is None:
         from imdsmock.core.requestlog import PAGE_MAX as page
-    query = {
-        k: v
-        for k, v in (
-            ("method", ns.method),
-            ("path", ns.path),
-            ("status", ns.status),
-            ("client", ns.client),
-            ("limit", page),
-            ("imdsv1", "true" if ns.imdsv1 else None),
-            ("before", ns.before),
-            ("after", ns.after),
-        )
-        if v is not None
-    }
-    data = _call(ns, "GET", "/v1/requests" + ("?" + urlencode(query) if query else ""))
-    pages = [data["requests"]]
-    following = data.get("next")
-    while ns.all and following:
-        data = _call(ns, "GET", following)
-        pages.append(data["requests"])
-        following = data.get("next")
-    rows = [row for page in reversed(pages) for row in page]
+    query = _filters(ns)
+    for key, value in (("limit", page), ("before", ns.before), ("after", ns.after)):
+        if value is not None:
+            query[key] = value
+    rows, following = _pages(ns, query, every=ns.all)
     if following:
         print(
             f"{PROG}: older requests not shown: add --before {rows[0]['seq']} "
@@ -336,48 +380,6 @@ def _requests(ns: argparse.Namespace) -> Any:
             file=sys.stderr,
         )
     return {"requests": rows, "next": following} if ns.json else {"requests": rows}
-
-
-# -- readable output ------------------------------------------------------------------------------
-
-_COLUMNS = {
-    "requests": ("seq", "method", "path", "status", "client", "token", "user-agent"),
-    "clients": ("client", "user-agent", "requests", "served", "rejected"),
-    "faults": ("id", "kind", "path", "client", "count", "probability", "status", "latency-ms"),
-    "scenarios": ("id", "type", "at"),
-}
-
-
-def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [[_text(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
-
-
-def _readable(data: Any) -> str:
-    if isinstance(data, str):
-        return data.rstrip("\n")
-    if isinstance(data, dict) and len(data) == 1:
-        ((key, value),) = data.items()
-        if isinstance(value, list) and key in _COLUMNS:
-            return _table(value, _COLUMNS[key])
-    if isinstance(data, dict):
-        return "\n".join(f"{k}: {_text(v)}" for k, v in data.items())
-    return json.dumps(data, indent=2)
 
 
 def main(argv: list[str]) -> int:
@@ -391,5 +393,5 @@ def main(argv: list[str]) -> int:
     if ns.json and not isinstance(data, str):
         print(json.dumps(data, indent=2))
     else:
-        print(_readable(data))
+        print(readable(ns.command, data))
     return 0
