@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imdsmock.netsetup import goals, linux, macos, state
+from imdsmock.netsetup import detect, goals, host, linux, macos, state
 from imdsmock.netsetup.converge import Step, converge
 from imdsmock.netsetup.detect import (
     IPTABLES_LEGACY,
@@ -27,7 +27,7 @@ from imdsmock.netsetup.errors import NetsetupError
 from imdsmock.netsetup.host import require_local_mock
 from imdsmock.netsetup.layout import Layout, Scope, parse_host_routes
 from imdsmock.netsetup.linux import Target
-from imdsmock.netsetup.plan import Plan, Result, apply, cmd, render, run, why_failed
+from imdsmock.netsetup.plan import Command, Plan, Result, apply, cmd, render, run, why_failed
 from mockprocess import run_command
 
 IMDS = Target(address="169.254.169.254", to_host="127.0.0.1", to_port=1338)
@@ -529,6 +529,39 @@ def test_macos_dry_run_prints_the_lo0_alias_and_pf_anchor(tmp_path: Path) -> Non
     assert "rdr pass on lo0 inet proto tcp from any to 169.254.169.254 port 80" in up
     assert route("down") == "pfctl -a com.apple/imdsmock -F all\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_macos_up_records_its_aliases_before_changing_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On macOS, ``up`` failing half-way leaves a record naming every alias it may have
+    added, so ``down`` removes them (the macOS tools are stood in for by a runner whose
+    second change fails, as ``ifconfig`` does without privilege)."""
+    if not detect.has_net_admin():
+        pytest.skip("host.up checks CAP_NET_ADMIN before it changes anything")
+    monkeypatch.setenv(state.RUN_DIR_ENV, str(tmp_path))
+    ran: list[str] = []
+
+    def macos_tools(command: Command) -> Result:
+        ran.append(str(command))
+        if command.argv == ("ifconfig", "lo0"):
+            return Result(returncode=0, stdout="\tinet 127.0.0.1 netmask 0xff000000\n", stderr="")
+        if len(ran) == 3:
+            return Result(returncode=1, stdout="", stderr="ifconfig: ioctl: Permission denied")
+        return Result(returncode=0, stdout="", stderr="")
+
+    options = host.HostOptions(platform="macos", credentials_port=1339)
+    with pytest.raises(NetsetupError, match=r"command failed: ifconfig lo0 alias 169\.254\.170\.2"):
+        host.up(options, runner=macos_tools)
+    assert ran[1] == "ifconfig lo0 alias 169.254.169.254 netmask 255.255.255.255"
+    record = state.load()
+    assert record is not None
+    assert record.added == ("169.254.169.254", "169.254.170.2")
+    assert host.down(platform="macos", dry_run=True) == (
+        "pfctl -a com.apple/imdsmock -F all\n"
+        "ifconfig lo0 -alias 169.254.169.254 netmask 255.255.255.255\n"
+        "ifconfig lo0 -alias 169.254.170.2 netmask 255.255.255.255\n"
+    )
 
 
 def test_macos_reads_lo0_addresses_from_ifconfig() -> None:

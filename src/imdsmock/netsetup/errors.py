@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 
 class NetsetupError(Exception):
     """Bad input, missing privilege or a failed command; the CLI prints it as one line.
@@ -28,8 +26,3 @@ class Interrupted(NetsetupError):
         super().__init__(message)
         self.signum = signum
         self.exit_status = 128 + signum
-
-    @property
-    def signal_name(self) -> str:
-        """``SIGTERM``, ``SIGINT``, ...: the signal's name."""
-        return signal.Signals(self.signum).name

@@ -247,9 +247,13 @@ def _macos_up(
     if dry_run:
         return render(plan.steps)
     detect.require_net_admin("up")
+    # Recorded before the change (and added to what an earlier up recorded), so that after
+    # a failure half-way ``down`` still removes every alias this up may have added.
+    previous = state.load()
+    added = tuple(dict.fromkeys(t.address for t in wanted if t.address not in present))
+    record = state.Record(backend="pf", added=added)
+    state.save(record if previous is None else previous.merged(record))
     apply(plan.steps, runner)
-    added = tuple(t.address for t in wanted if t.address not in present)
-    state.save(state.Record(backend="pf", added=added))
     return _summary(wanted, "pf", options.alias_only, changed=bool(plan.steps))
 
 

@@ -73,11 +73,6 @@ def nft_rule(target: Target) -> str:
     return f"{ip} daddr {target.address} tcp dport {target.port} dnat {ip} to {target.to}"
 
 
-def nft_script(targets: tuple[Target, ...]) -> str:
-    """An ``nft -f -`` script replacing table ``inet imdsmock`` atomically with our rules."""
-    return nft_table_script(nft_rule(t) for t in targets)
-
-
 def nft_table_script(rules: Iterable[str]) -> str:
     """An ``nft -f -`` script making table ``inet imdsmock`` hold exactly ``rules``.
 
