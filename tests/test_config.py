@@ -93,6 +93,34 @@ def test_config_command_prints_yaml_timestamps_as_json_text(
     ]
 
 
+def test_config_command_prints_derived_values_marked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`imdsmock config` prints the zone, zone ID and host names that will be served for
+    keys left null, marked as derived (a YAML comment that loads back; a JSON list)."""
+    status, out, _ = run_cli(["config", "--region", "eu-west-1"], capsys)
+    assert status == 0
+    lines = out.splitlines()
+    assert "  region: eu-west-1" in lines
+    assert "  availability-zone: eu-west-1a  # derived" in lines
+    assert "  availability-zone-id: euw1-az1  # derived" in lines
+    assert "  hostname: ip-172-16-34-43.eu-west-1.compute.internal  # derived" in lines
+    assert "null  # derived" not in out
+    file = tmp_path / "printed.yaml"
+    file.write_text(out)
+    assert load(file=file, env={}).instance.availability_zone == "eu-west-1a"
+    status, out, _ = run_cli(["config", "--format", "json"], capsys)
+    data = json.loads(out)
+    assert data["instance"]["availability-zone"] == "us-east-1a"
+    assert data["derived"] == [
+        "instance.region",
+        "instance.availability-zone",
+        "instance.availability-zone-id",
+        "instance.hostname",
+        "instance.public-hostname",
+    ]
+
+
 def test_set_flag_reaches_any_key(capsys: pytest.CaptureFixture[str]) -> None:
     """--set KEY=VALUE sets any key, including map entries such as a tag."""
     status, out, _ = run_cli(

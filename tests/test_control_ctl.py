@@ -103,13 +103,13 @@ def test_ctl_metadata_scenario_fault_and_clock(ctl: Ctl) -> None:
 def test_ctl_metadata_list_and_reset_show_and_drop_edits(ctl: Ctl) -> None:
     """`metadata list` prints the run-time edits and `metadata reset` drops them all."""
     r = ctl.mock
-    assert ctl("metadata", "set", "meta-data/ami-id", "ami-0edit")[0] == 0
+    assert ctl("metadata", "set", "meta-data/custom/flag", "on")[0] == 0
     status, out, _ = ctl("--json", "metadata", "list")
     assert status == 0
-    assert json.loads(out)["metadata"] == {"meta-data/ami-id": "ami-0edit"}
-    assert r.get("/latest/meta-data/ami-id") == (200, b"ami-0edit")
+    assert json.loads(out)["metadata"] == {"meta-data/custom/flag": "on"}
+    assert r.get("/latest/meta-data/custom/flag") == (200, b"on")
     assert ctl("metadata", "reset")[0] == 0
-    assert r.get("/latest/meta-data/ami-id")[1] != b"ami-0edit"
+    assert r.get("/latest/meta-data/custom/flag")[0] == 404
 
 
 def test_ctl_scenario_field_without_equals_exits_2(ctl: Ctl) -> None:

@@ -263,6 +263,13 @@ class MockIMDS:
         """
         return self.controller.set_options(**options)
 
+    def set_instance(self, **changes: Any) -> dict[str, Any]:
+        """Change the instance's facts as the configuration would set them (``region``,
+        ``instance_id``, ``account_id``...); every path and document that shows them
+        follows (identity document and signatures, host names, ARNs). Undone by
+        :meth:`reset`. Returns the instance as served (see ``GET /v1/instance``)."""
+        return self.controller.set_instance(changes)
+
     def require_tokens(self) -> None:
         """Switch to IMDSv2 only (``http-tokens required``): token-less calls get 401."""
         self.controller.set_options(http_tokens="required")

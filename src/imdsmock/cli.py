@@ -192,14 +192,21 @@ def _ready(prog: str) -> Callable[[App], None]:
 
 def _config_parser() -> argparse.ArgumentParser:
     p = serve_parser(f"{PROG} config")
-    p.description = "Print the effective configuration (flags > env > file > defaults)."
+    p.description = (
+        "Print the effective configuration (flags > env > file > defaults), with the values "
+        "derived for keys left null marked as derived."
+    )
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
     return p
 
 
 def _cmd_config(argv: Sequence[str]) -> int:
+    from imdsmock.instance.facts import derived_values
+
     ns = _config_parser().parse_args(argv)
-    print(dump(load_config(ns), ns.format), end="" if ns.format == "yaml" else "\n")
+    cfg = load_config(ns)
+    derived = {f"instance.{key}": value for key, value in derived_values(cfg.instance).items()}
+    print(dump(cfg, ns.format, derived), end="" if ns.format == "yaml" else "\n")
     return 0
 
 

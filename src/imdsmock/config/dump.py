@@ -40,14 +40,46 @@ def to_mapping(cfg: Config, *, secrets: bool = False) -> dict[str, Any]:
     return result
 
 
-def dump(cfg: Config, fmt: Literal["yaml", "json"] = "yaml") -> str:
-    """Render the effective configuration for ``imdsmock config``."""
+def dump(
+    cfg: Config,
+    fmt: Literal["yaml", "json"] = "yaml",
+    derived: Mapping[str, object] | None = None,
+) -> str:
+    """Render the effective configuration for ``imdsmock config``.
+
+    ``derived`` maps keys left null (``instance.availability-zone``) to the value served
+    for them: it is printed in their place, marked as derived (a ``# derived`` comment in
+    YAML, a top-level ``derived`` list of keys in JSON).
+    """
     data = to_mapping(cfg)
+    marked = []
+    for key, value in (derived or {}).items():
+        section, _, name = key.partition(".")
+        if data[section].get(name) is None:
+            data[section][name] = value
+            marked.append(key)
     if fmt == "json":
+        if marked:
+            data["derived"] = marked
         return json.dumps(data, indent=2, default=_json_value)
     import yaml
 
-    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    text = str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    return _mark(text, marked)
+
+
+def _mark(text: str, keys: list[str]) -> str:
+    """Append ``# derived`` to the line of each key (``section.name``) in the YAML text."""
+    lines = text.split("\n")
+    section = ""
+    for index, line in enumerate(lines):
+        if line and not line.startswith(" "):
+            section = line.rstrip(":")
+        elif line.startswith("  ") and not line.startswith("   "):
+            name = line.strip().partition(":")[0]
+            if f"{section}.{name}" in keys:
+                lines[index] = f"{line}  # derived"
+    return "\n".join(lines)
 
 
 def _json_value(value: object) -> str:

@@ -70,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_parser("list", help="the run-time edits")
     md.add_parser("reset", help="drop every run-time edit")
 
+    ins = sub.add_parser(
+        "instance", help="show or change the instance's facts (region, IDs, addresses ...)"
+    ).add_subparsers(dest="action", required=True, parser_class=Parser)
+    ins.add_parser("show", help="every instance key as served (derived and changed ones marked)")
+    iset = ins.add_parser(
+        "set",
+        help="change instance keys as the configuration sets them, e.g. `instance set "
+        "region=eu-west-1`; every path and document that shows them follows",
+    )
+    iset.add_argument(
+        "changes",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="an instance key (tags.NAME for one tag) and its value; null for none",
+    )
+    ins.add_parser("reset", help="undo every run-time instance change")
+
     sc = sub.add_parser("scenario", help="start, list or cancel scenarios").add_subparsers(
         dest="action", required=True, parser_class=Parser
     )
@@ -250,6 +267,18 @@ def _run(ns: argparse.Namespace) -> Any:
         if action == "set":
             return _call(ns, "PUT", path, {"value": ns.value})
         return _call(ns, "DELETE", path)
+    if cmd == "instance":
+        if action == "set":
+            changes: dict[str, Any] = {}
+            for item in ns.changes:
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    raise _Failed(400, f"instance change {item!r} is not KEY=VALUE")
+                changes[key] = None if value == "null" else value
+            return _call(ns, "PATCH", "/v1/instance", changes)
+        if action == "reset":
+            return _call(ns, "DELETE", "/v1/instance")
+        return _call(ns, "GET", "/v1/instance")
     if cmd == "scenario":
         if action == "start":
             body: dict[str, Any] = {"type": ns.type}

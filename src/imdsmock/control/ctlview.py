@@ -86,10 +86,23 @@ def _entry(key: str, value: Any, depth: int) -> list[str]:
     return [f"{pad}{key}: {text(value)}"]
 
 
+def instance(data: Mapping[str, Any]) -> list[str]:
+    """The instance's keys as ``key: value`` lines, derived and run-time values marked."""
+    marks = {key: "  (derived)" for key in data.get("derived", ())}
+    marks.update((key, "  (changed)") for key in data.get("changed", ()))
+    lines = []
+    for key, value in data["instance"].items():
+        first, *rest = _entry(key, value, 0)
+        lines += [first + marks.get(key, ""), *rest]
+    return lines
+
+
 def readable(command: str, data: Any) -> str:
     """An answer of the control API as ``imdsmock ctl COMMAND`` prints it."""
     if isinstance(data, str):
         return data.rstrip("\n")
+    if command == "instance" and isinstance(data, dict) and "instance" in data:
+        return "\n".join(instance(data))
     if command == "clock" and isinstance(data, dict):
         data = clock(data)
     if command == "state" and isinstance(data, dict) and isinstance(data.get("clock"), dict):

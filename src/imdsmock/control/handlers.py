@@ -110,6 +110,18 @@ def metadata_delete(call: Call) -> tuple[int, Any]:
     return 200, {"path": call.params[0], "value": None}
 
 
+def instance(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.instance()
+
+
+def instance_patch(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.set_instance(_object(call))
+
+
+def instance_reset(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.reset_instance()
+
+
 def scenarios(call: Call) -> tuple[int, Any]:
     return 200, {"scenarios": call.controller.scenarios()}
 

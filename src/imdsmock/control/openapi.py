@@ -235,6 +235,31 @@ _SCHEMAS: dict[str, Any] = {
             "imdsv1": {"type": "boolean"},
         },
     },
+    "Instance": {
+        "type": "object",
+        "description": "The instance as served: its keys, derived values in place of nulls.",
+        "properties": {
+            "instance": ANY_OBJECT,
+            "derived": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Keys left null whose value is derived from the others.",
+            },
+            "changed": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Keys changed at run time (a reset undoes them).",
+            },
+        },
+    },
+    "InstanceChanges": {
+        "type": "object",
+        "description": (
+            "Instance keys as the configuration spells them (region, instance-type, "
+            "tags.Owner for one entry of a map) -> values; null sets a key to null."
+        ),
+        "additionalProperties": True,
+    },
     "Edits": {
         "type": "object",
         "description": "IMDS path -> value; null deletes the path.",
@@ -260,7 +285,8 @@ _DOCUMENT: dict[str, Any] = {
         "title": "imdsmock control API",
         "version": __version__,
         "description": (
-            "Drive a running imdsmock: metadata, scenarios, instance metadata options, "
+            "Drive a running imdsmock: metadata, the instance's facts, scenarios, instance "
+            "metadata options, "
             "faults, credentials, the clock and the request log. Every change is atomic; a "
             "rejected request changes nothing and answers 400."
         ),

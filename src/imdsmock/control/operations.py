@@ -21,6 +21,7 @@ from imdsmock.config.build import from_mapping
 from imdsmock.config.dump import to_mapping
 from imdsmock.config.options import OPTIONS, find
 from imdsmock.config.schema import OptionsConfig
+from imdsmock.control import instance as instance_ops
 from imdsmock.core.clock import Clock, ManualClock
 from imdsmock.core.credentials import rotate_now, serve_expired
 from imdsmock.core.faults import FaultBook
@@ -161,6 +162,7 @@ class Controller:
         if not isinstance(edits, Mapping):
             raise ConfigError("metadata", edits, "an object of path -> value (or null)")
         clean: dict[str, str | None] = {}
+        facts: dict[str, Any] = {}
         for path, value in edits.items():
             rel = metadata_path(path)
             if value is not None:
@@ -170,9 +172,15 @@ class Controller:
                     raise ConfigError(
                         f"metadata.{rel}", f"{len(value)} characters", "at most 65536 bytes"
                     )
-            clean[rel] = value
+            fact = instance_ops.fact_change(rel, value)
+            if fact is None:
+                clean[rel] = value
+            else:
+                facts[fact[0]] = fact[1]
 
         def change(snap: Snapshot) -> Snapshot:
+            if facts:  # a fact of the instance: every place that shows it follows
+                snap = instance_ops.changed(snap, facts)
             merged = dict(snap.edits)
             for rel, value in clean.items():
                 # A later edit of a parent supersedes earlier edits below it.
@@ -184,8 +192,26 @@ class Controller:
         return dict(self._state.swap(change).edits)
 
     def reset_metadata(self) -> None:
-        """Drop every run-time metadata edit (back to the configured instance)."""
-        self._state.swap(lambda s: s.evolve(edits={}))
+        """Drop every run-time metadata edit and instance change (back to the configured
+        instance)."""
+        self._state.swap(lambda s: instance_ops.reset(s).evolve(edits={}))
+
+    # -- instance -----------------------------------------------------------------------
+
+    def instance(self) -> dict[str, Any]:
+        """The instance's keys as served (derived values in place of nulls), which are
+        derived and which were changed at run time."""
+        return instance_ops.view(self.snapshot)
+
+    def set_instance(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change instance keys (``{"region": "eu-west-1"}``) as the configuration would
+        set them; every path and document that shows them follows. All or nothing."""
+        swapped = self._state.swap(lambda s: instance_ops.changed(s, changes))
+        return instance_ops.view(swapped)
+
+    def reset_instance(self) -> dict[str, Any]:
+        """Undo every run-time instance change (metadata edits stay)."""
+        return instance_ops.view(self._state.swap(instance_ops.reset))
 
     # -- options ------------------------------------------------------------------------
 

@@ -132,6 +132,24 @@ ROUTES: tuple[Route, ...] = (
         ),
     ),
     Route("DELETE", "/v1/metadata/{path}", h.metadata_delete, Operation(summary="Delete metadata")),
+    Route(
+        "GET",
+        "/v1/instance",
+        h.instance,
+        Operation(summary="Get instance", response=ref("Instance")),
+    ),
+    Route(
+        "PATCH",
+        "/v1/instance",
+        h.instance_patch,
+        Operation(summary="Change instance", response=ref("Instance"), body=ref("InstanceChanges")),
+    ),
+    Route(
+        "DELETE",
+        "/v1/instance",
+        h.instance_reset,
+        Operation(summary="Reset instance", response=ref("Instance")),
+    ),
     Route("GET", "/v1/scenarios", h.scenarios, Operation(summary="List scenarios")),
     Route(
         "POST",

@@ -44,9 +44,11 @@ def reconfigured(snapshot: Snapshot, config: Config) -> Snapshot:
 
     The old configuration's scenarios are replaced by the new one's (relative times count
     from the start); scenarios started at run time (control API) are kept. Both
-    configurations hold their scenarios validated: nothing is parsed here.
+    configurations hold their scenarios validated: nothing is parsed here. The instance is
+    the new configuration's: run-time changes to its facts end, as option changes do.
     """
     old_ids = {c.id for c in snapshot.config.scenarios}
     kept = tuple(s for s in snapshot.scenarios if s.id not in old_ids)
     fresh = tuple(place(c, snapshot.started) for c in config.scenarios)
-    return with_scenarios(rebuild(snapshot, config), fresh + kept)
+    rebuilt = rebuild(snapshot, config).evolve(configured_instance=None)
+    return with_scenarios(rebuilt, fresh + kept)

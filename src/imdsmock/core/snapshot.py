@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from imdsmock.config.schema import Config
+from imdsmock.config.schema import Config, InstanceConfig
 from imdsmock.instance.credentials import CredentialSource, initial_source
 from imdsmock.instance.model import Leaf, base_tree, listing_overrides
 from imdsmock.instance.timeline import Timeline
@@ -42,6 +42,9 @@ class Snapshot:
     signer: Signer | None = None
     # The scenarios whose merged timeline this is (see imdsmock.core.scenarios).
     scenarios: tuple[Any, ...] = ()
+    # The instance as configured, while run-time changes (control API) replace it in
+    # config.instance: what a reset goes back to. None: no run-time change.
+    configured_instance: InstanceConfig | None = None
 
     def evolve(self, **changes: Any) -> Snapshot:
         """A new snapshot with some fields replaced."""
