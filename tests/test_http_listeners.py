@@ -8,8 +8,9 @@ import contextlib
 import http
 import json
 import socket
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -198,3 +199,80 @@ def test_a_bracketed_ipv6_host_in_use_is_named_once_bracketed() -> None:
     assert str(info.value) == (
         f"listen address [::1]:{port} is already in use; choose another port (--port or IMDSMOCK_PORT)"
     )
+
+
+@pytest.mark.parametrize("listener", ["ecs", "eks"])
+def test_container_connection_that_sends_nothing_is_closed_at_the_idle_deadline(
+    listener: str,
+) -> None:
+    """A container-listener connection that sends no request is closed at server.idle-timeout."""
+    server = {"idle-timeout": 1, "ecs-listen": ["127.0.0.1:0"], "eks-listen": ["127.0.0.1:0"]}
+    with serve(make_config(server=server)) as r:
+        with socket.create_connection(_address(r, listener), timeout=5) as sock:
+            started = time.monotonic()
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(100) == b""
+            assert 0.8 < time.monotonic() - started < 3
+        assert _wait(lambda: r.app.limits.open == 0)
+
+
+def test_every_listener_shares_one_connection_budget() -> None:
+    """Connections to the control and container listeners count against max-connections
+    with the IMDS ones: beyond it a new one, on any listener, is answered 429."""
+    server = {
+        "max-connections": 3,
+        "control": True,
+        "control-port": 0,
+        "ecs-listen": ["127.0.0.1:0"],
+        "eks-listen": ["127.0.0.1:0"],
+    }
+    with serve(make_config(server=server)) as r:
+        held = [socket.create_connection(_address(r, name)) for name in ("control", "ecs", "eks")]
+        try:
+            assert _wait(lambda: r.app.limits.open == 3)
+            for listener in ("control", "ecs", "eks"):
+                status_line, _ = _head(_exchange(_address(r, listener), _get("/")))
+                assert status_line == "HTTP/1.1 429 Too Many Requests", listener
+            assert r.get("/latest/meta-data/instance-id")[0] == 429
+        finally:
+            for sock in held:
+                sock.close()
+        assert _wait(lambda: r.app.limits.open == 0)
+        assert r.get("/latest/meta-data/instance-id")[0] == 200
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate()`` until true (server-side counts settle after a close)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_new_connection_takes_an_idle_ones_slot_but_not_a_long_polls() -> None:
+    """With every slot taken, a new connection takes the slot of one that has waited over a
+    second for its request; a control long poll waiting for a request keeps its own."""
+    server = {"max-connections": 2, "control": True, "control-port": 0}
+    with serve(make_config(server=server)) as r:
+        poll = socket.create_connection(_address(r, "control"), timeout=10)
+        poll.sendall(_get("/v1/requests?after=0&wait=10"))
+        time.sleep(1.2)
+        idle = socket.create_connection((r.host, r.port), timeout=5)
+        assert _wait(lambda: r.app.limits.open == 2)
+        time.sleep(1.2)
+        try:
+            assert r.get("/latest/meta-data/instance-id")[0] == 200
+            with contextlib.suppress(ConnectionResetError):
+                assert idle.recv(100) == b""  # dropped for the newcomer
+            answer = b""
+            while chunk := poll.recv(65536):
+                answer += chunk
+        finally:
+            poll.close()
+            idle.close()
+    status_line, _ = _head(answer)
+    assert status_line == "HTTP/1.1 200 OK"
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert [e["path"] for e in body["requests"]] == ["/latest/meta-data/instance-id"]

@@ -8,12 +8,15 @@ and talks to it over loopback with raw sockets.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import re
+import select
 import socket
+import sys
 import time
 from pathlib import Path
 
-from mockprocess import MockProcess, mock_process
+from mockprocess import Command, MockProcess, free_port, mock_process
 
 RELIABILITY = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 ID_REQUEST = b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -118,3 +121,73 @@ def test_pipelining_clients_that_never_read_keep_memory_bounded() -> None:
         finally:
             for sock in clients:
                 sock.close()
+
+
+def limited(files: int) -> Command:
+    """``imdsmock`` run under a soft and hard open-file limit of ``files`` descriptors."""
+    return Command(
+        (
+            sys.executable,
+            "-c",
+            "import resource, sys; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({files}, {files})); "
+            "from imdsmock.cli import main; sys.exit(main(sys.argv[1:]))",
+        )
+    )
+
+
+def first_answers(socks: list[socket.socket], wait: float) -> list[bytes]:
+    """What each connection has received within ``wait`` seconds (b"" for nothing, b"RST"
+    for a reset)."""
+    got = {sock: b"" for sock in socks}
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        pending = [sock for sock in socks if not got[sock]]
+        ready, _, _ = select.select(pending, [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        for sock in ready:
+            try:
+                got[sock] = sock.recv(4096) or b"EOF"
+            except ConnectionResetError:
+                got[sock] = b"RST"
+    return [got[sock] for sock in socks]
+
+
+def test_idle_connection_flood_under_a_low_file_limit_leaves_every_listener_answering() -> None:
+    """Under an open-file limit of 128, the budget is fitted under it (one warning), a flood
+    of idle connections beyond it is shed with 429 instead of failing accepts, and IMDS,
+    control, ECS and EKS answer while the flood stays."""
+    ecs = free_port()
+    eks = free_port()
+    args = ["--set", "server.idle-timeout=60", "--ecs-listen", f"127.0.0.1:{ecs}"]
+    args += ["--eks-listen", f"127.0.0.1:{eks}"]
+    with mock_process(args, command=limited(128)) as mp:
+        warnings = [line for line in mp.stderr_lines if "max-connections lowered" in line]
+        assert len(warnings) == 1
+        assert "from 1024 to 96 to fit the open-file limit (128" in warnings[0]
+        flood = [socket.create_connection(("127.0.0.1", ecs)) for _ in range(200)]
+        try:
+            answers = first_answers(flood, wait=0.5)
+            assert answers.count(b"") == 96  # held: every slot of the budget
+            assert any(a.startswith(b"HTTP/1.1 429 Too Many Requests") for a in answers)
+            time.sleep(1.2)  # the flood has now waited long enough to give up its slots
+            assert mp.get("/latest/meta-data/instance-id") == (200, b"i-1234567890abcdef0")
+            assert mp.control("GET", "/v1/clock")[0] == 200
+            ecs_path = "/v2/credentials/6f1c2d9e-8a3b-4c5d-9e7f-0a1b2c3d4e5f"
+            assert _get(ecs, ecs_path)[0] == 200
+            assert _get(eks, "/v1/credentials", {"Authorization": "pod-token"})[0] == 200
+        finally:
+            for sock in flood:
+                sock.close()
+        assert mp.proc.poll() is None
+
+
+def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()

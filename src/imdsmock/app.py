@@ -28,8 +28,9 @@ from imdsmock.core.state import State
 from imdsmock.errors import ImdsMockError
 from imdsmock.instance.notices import GATED_PATHS
 from imdsmock.serve.hosts import HostRule
+from imdsmock.serve.limits import Limits, fit_open_files
 from imdsmock.serve.listen import bind_sockets, imds_bindings, url
-from imdsmock.serve.server import Limits, Server
+from imdsmock.serve.server import Server
 from imdsmock.signing.signer import Signer
 from imdsmock.signing.store import load_signer
 
@@ -113,6 +114,13 @@ class App:
         # IMDS and container listeners while they serve real credentials.
         self.hosts = HostRule(config.server.allowed_hosts)
         real = config.credentials.source == "profile"
+        # The connection budget and deadlines every listener shares (IMDS, control, ECS,
+        # EKS); bind() fits the budget under the open-file limit.
+        self.limits = Limits(
+            max_connections=config.server.max_connections,
+            idle_timeout=float(config.server.idle_timeout),
+            max_header_bytes=config.server.max_header_bytes,
+        )
         self.server = Server(
             self.state,
             self.clock,
@@ -121,11 +129,7 @@ class App:
             sink=self.requests.sink(access_log=config.server.log_requests),
             gate=self.gate,
             faults=self.faults,
-            limits=Limits(
-                max_connections=config.server.max_connections,
-                idle_timeout=float(config.server.idle_timeout),
-                max_header_bytes=config.server.max_header_bytes,
-            ),
+            limits=self.limits,
             hosts=self.hosts if real else None,
         )
         # Coroutines run beside the servers while serving (e.g. the config-file watcher).
@@ -144,7 +148,11 @@ class App:
             from imdsmock.serve.container import ContainerEndpoints
 
             self.containers = ContainerEndpoints(
-                self.state, self.clock, config, hosts=self.hosts if real else None
+                self.state,
+                self.clock,
+                config,
+                hosts=self.hosts if real else None,
+                limits=self.limits,
             )
         self.refresher: CredentialRefresher | None = None
         if config.credentials.source == "profile":
@@ -220,6 +228,10 @@ class App:
         control socket is kept on the app; ``server.control: false`` skips it.
         """
         config = self._start_config
+        budget, lowered = fit_open_files(config.server.max_connections)
+        if lowered is not None and budget != self.limits.max_connections:
+            log.warning("%s", lowered)
+        self.limits.max_connections = budget
         socks = bind_sockets(imds_bindings(config.server))
         try:
             if self.containers is not None:
@@ -264,7 +276,9 @@ class App:
             sock, token = self._control
             connections: set[HTTPProtocol] = set()  # aborted at shutdown (a held long poll)
             self._control_server = await self._loop.create_server(
-                lambda: ControlProtocol(self.controller, token, self.hosts, connections),
+                lambda: ControlProtocol(
+                    self.controller, token, self.hosts, self.limits, connections
+                ),
                 sock=sock,
             )
         if install_signals:

@@ -79,9 +79,9 @@ class ServerConfig:
     mock_ip_count: int = -1
     """Only the first N distinct clients see spot, events and Auto Scaling paths; -1: all."""
     max_connections: int = 1024
-    """Open IMDS connections beyond this are answered 429 and closed."""
+    """Open connections of all listeners together; beyond it, 429 (see reliability.md)."""
     idle_timeout: int = 10
-    """Seconds a connection may wait for a request (after connecting or the previous answer)."""
+    """Seconds an IMDS, ECS or EKS connection may wait for its request (or the next one)."""
     max_header_bytes: int = 16 * 1024
     """A request head (line and headers) over this many bytes is answered 431."""
     ecs_listen: tuple[str, ...] = ()

@@ -36,6 +36,7 @@ from imdsmock.instance.imdsjson import imds_time
 from imdsmock.instance.model import facts
 from imdsmock.serve.hosts import HostRule
 from imdsmock.serve.http import Answer, HTTPProtocol, Request, reason
+from imdsmock.serve.limits import Limits
 from imdsmock.serve.listen import Binding, bind_sockets, url
 
 __all__ = ["EKS_PATH", "ContainerEndpoints", "Kind", "answer"]
@@ -121,7 +122,7 @@ class _Protocol(HTTPProtocol):
     log = logging.getLogger("imdsmock.containercreds")
 
     def __init__(self, endpoints: ContainerEndpoints, kind: Kind) -> None:
-        super().__init__()
+        super().__init__(endpoints.limits)
         self._endpoints = endpoints
         self._kind = kind
 
@@ -164,11 +165,19 @@ class ContainerEndpoints:
     """The ECS- and EKS-style listeners configured in ``server.ecs-listen``/``eks-listen``."""
 
     def __init__(
-        self, state: State, clock: Clock, config: Config, *, hosts: HostRule | None = None
+        self,
+        state: State,
+        clock: Clock,
+        config: Config,
+        *,
+        hosts: HostRule | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.state = state
         self.clock = clock
         self.config = config
+        # The connection budget, shared with the app's other listeners.
+        self.limits = limits if limits is not None else Limits()
         # The Host values answered, or None for any (see imdsmock.serve.hosts).
         self.hosts = hosts
         self.token = _expected_token(config)

@@ -36,6 +36,7 @@ from imdsmock.config.schema import ServerConfig
 from imdsmock.errors import ConfigError, ServeError
 from imdsmock.serve.hosts import SETTING, HostRule, quote, same_origin
 from imdsmock.serve.http import MIB, Answer, Hold, HTTPProtocol, Request
+from imdsmock.serve.limits import Limits
 from imdsmock.serve.listen import Binding, bind_sockets
 
 if TYPE_CHECKING:
@@ -105,9 +106,10 @@ class ControlProtocol(HTTPProtocol):
         controller: Controller,
         token: str | None,
         hosts: HostRule,
+        limits: Limits,
         connections: set[HTTPProtocol] | None = None,
     ) -> None:
-        super().__init__(connections)
+        super().__init__(limits, connections)
         self._controller = controller
         self._token = token
         self._hosts = hosts

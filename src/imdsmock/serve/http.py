@@ -19,6 +19,7 @@ import abc
 import asyncio
 import functools
 import logging
+import math
 from collections.abc import Mapping
 from email.utils import formatdate
 from typing import ClassVar, NamedTuple
@@ -27,6 +28,7 @@ import httptools
 
 from imdsmock.serve.hosts import absolute_form
 from imdsmock.serve.httpparse import Refused, feed
+from imdsmock.serve.limits import Limits
 
 __all__ = ["Answer", "HTTPProtocol", "Hold", "Request", "reason", "render"]
 
@@ -108,7 +110,9 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     """One connection: parse one request, answer it, close.
 
     A subclass gives :meth:`handle`, :meth:`error` and :attr:`log`, and may change the limits.
-    Data after the answer (a pipelined request, what follows an upgrade) is not read.
+    Data after the answer (a pipelined request, what follows an upgrade) is not read. Each
+    connection holds a slot of the app's connection budget (:class:`Limits`, shared with the
+    other listeners) while it is open; without one it is answered 429.
     """
 
     log: ClassVar[logging.Logger]
@@ -118,12 +122,15 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     """Bytes of body; more is answered 413. None: a body is read and dropped."""
     idle_timeout: ClassVar[float | None] = None
     """Seconds a connection may stay open (to send its request and read the answer) before
-    it is dropped; None: no limit."""
+    it is dropped; None: the budget's ``idle_timeout`` (``server.idle-timeout``)."""
 
-    def __init__(self, connections: set[HTTPProtocol] | None = None) -> None:
+    def __init__(self, limits: Limits, connections: set[HTTPProtocol] | None = None) -> None:
+        self._limits = limits
         # The listener's open connections (for :meth:`abort` at shutdown), when it keeps them.
         self._connections = connections
         self._again: asyncio.TimerHandle | None = None
+        self._born = 0.0
+        self._shed = False
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -152,14 +159,35 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream: asyncio.Transport = transport  # type: ignore[assignment]
         self._transport = stream
-        if self._connections is not None:
-            self._connections.add(self)
-        if self.idle_timeout is not None:
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        self._born = loop.time()
+        limits = self._limits
+        if limits.admit(self):
+            if self._connections is not None:
+                self._connections.add(self)
+            timeout = self.idle_timeout
             # abort(), not close(): an answer still unread by then is dropped, not kept.
-            self._timer = loop.call_later(self.idle_timeout, stream.abort)
+            self._timer = loop.call_later(
+                limits.idle_timeout if timeout is None else timeout, stream.abort
+            )
+            return
+        # No slot: answer 429 and send FIN, reading (and dropping) what the client sends for
+        # a moment, so its unread request does not make the close a reset that destroys the
+        # answer. Too many such at once: drop it now.
+        self._answered = True
+        if not limits.refuse():
+            stream.abort()
+            return
+        self._shed = True
+        stream.write(render(self.error(429, "too many open connections; try again shortly")))
+        stream.write_eof()
+        self._timer = loop.call_later(1.0, stream.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._shed:
+            self._limits.shedding -= 1
+        else:
+            self._limits.release(self)
         self._transport = None
         if self._connections is not None:
             self._connections.discard(self)
@@ -171,6 +199,15 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
         """Drop the connection now, answered or not (the listener is shutting down)."""
         if self._transport is not None:
             self._transport.abort()
+
+    def waiting_since(self) -> float:
+        """Loop time of the connection (the budget's measure of how long it has waited for
+        its request); never, while its request is held for a later answer (a long poll)."""
+        return math.inf if self._again is not None else self._born
+
+    def evict(self) -> None:
+        """Drop the connection: the budget gives its slot to a new one."""
+        self.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._answered:

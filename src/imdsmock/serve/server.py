@@ -35,6 +35,7 @@ from imdsmock.core.state import State
 from imdsmock.core.wire import Response, error, render
 from imdsmock.serve.hosts import HostRule, absolute_form
 from imdsmock.serve.httpparse import Refused, feed
+from imdsmock.serve.limits import Limits
 from imdsmock.serve.memo import (
     METHODS,
     PARSED,
@@ -45,44 +46,15 @@ from imdsmock.serve.memo import (
 )
 from imdsmock.serve.memo import remember as remember_parse
 
-__all__ = ["IMDSProtocol", "Limits", "RequestSink", "ServeOptions", "Server"]
+__all__ = ["IMDSProtocol", "RequestSink", "ServeOptions", "Server"]
 
 log = logging.getLogger("imdsmock.server")
 
-# Limits that keep one client from holding resources (documented in docs/reliability.md).
-MAX_HEADER_BYTES = 16 * 1024
+# IMDS requests have no body: one is read and dropped up to this size.
 MAX_BODY_BYTES = 64 * 1024
-IDLE_TIMEOUT = 10.0
-MAX_CONNECTIONS = 1024
 # A packet larger than this is parsed a slice at a time, so that parsing stops soon after
 # the client stops reading (see IMDSProtocol.pause_writing).
 SLICE_BYTES = 4096
-
-
-class Limits:
-    """Per-listener-group limits and the open-connection count they guard.
-
-    ``idle_timeout`` is a deadline, not a per-byte timer: a connection must finish its
-    request within it (slow headers included), and a kept-alive one must send the next
-    request within it. Connections beyond ``max_connections`` are answered 429 and closed
-    at once (real IMDS caps simultaneous connections and throttles with 429), so accepted
-    requests keep being served. The count is only touched
-    on the event loop thread (connection_made / connection_lost), so it needs no lock.
-    """
-
-    __slots__ = ("idle_timeout", "max_connections", "max_header_bytes", "open")
-
-    def __init__(
-        self,
-        *,
-        max_connections: int = MAX_CONNECTIONS,
-        idle_timeout: float = IDLE_TIMEOUT,
-        max_header_bytes: int = MAX_HEADER_BYTES,
-    ) -> None:
-        self.max_connections = max_connections
-        self.idle_timeout = idle_timeout
-        self.max_header_bytes = max_header_bytes
-        self.open = 0
 
 
 # Bytes that are not a well-formed HTTP request (a header line without a colon, as a
@@ -183,7 +155,7 @@ class IMDSProtocol(asyncio.Protocol):
         self._client = ""
         self._closing = False
         self._shed = False
-        self._active = 0.0  # loop time of the last keep-alive answer (see _idle)
+        self._active = 0.0  # loop time of the connection or its last keep-alive answer
         self._hops = 0  # the IP TTL / hop limit set on the socket (0: the system default)
         self._timer: asyncio.TimerHandle | None = None
         # Parse memo bookkeeping (see memo.PARSED): between messages, and requests
@@ -213,27 +185,36 @@ class IMDSProtocol(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        stream: asyncio.Transport = transport  # type: ignore[assignment]
+        self._transport = stream
         peer = transport.get_extra_info("peername")
         self._client = peer[0] if peer else ""
         limits = self._options.limits
-        limits.open += 1
-        self._loop = asyncio.get_running_loop()
-        if limits.open > limits.max_connections:
-            # Shed load: answer 429 at once and send FIN, but read (and drop) what the
-            # client sends for a moment: closing on its unread request would send a TCP
-            # RST that destroys the 429 before the client reads it.
-            self._closing = self._shed = True
-            response = _FAULT_STATUS[429]
-            stream: asyncio.Transport = transport  # type: ignore[assignment]
-            stream.write(b"".join((response.head, _DATE.get(), response.tail_close)))
-            stream.write_eof()
-            self._timer = self._loop.call_later(1.0, stream.close)
+        loop = self._loop = asyncio.get_running_loop()
+        self._active = loop.time()
+        if limits.admit(self):
+            self._timer = loop.call_later(limits.idle_timeout, self._idle)
             return
-        self._timer = self._loop.call_later(limits.idle_timeout, self._idle)
+        # No slot: shed load (real IMDS caps simultaneous connections and throttles with
+        # 429). Answer 429 at once and send FIN, but read (and drop) what the client sends
+        # for a moment: closing on its unread request would send a TCP RST that destroys
+        # the 429 before the client reads it. Too many such at once: drop it now.
+        self._closing = True
+        if not limits.refuse():
+            stream.abort()
+            return
+        self._shed = True
+        response = _FAULT_STATUS[429]
+        stream.write(b"".join((response.head, _DATE.get(), response.tail_close)))
+        stream.write_eof()
+        self._timer = loop.call_later(1.0, stream.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._options.limits.open -= 1
+        limits = self._options.limits
+        if self._shed:
+            limits.shedding -= 1
+        else:
+            limits.release(self)
         if self._timer is not None:
             self._timer.cancel()
         # Break the reference cycles (transport, idle timer and parser all point back at
@@ -274,6 +255,17 @@ class IMDSProtocol(asyncio.Protocol):
             and self._asked is not None
         ):
             remember_parse(data, self._asked)
+
+    def waiting_since(self) -> float:
+        """Loop time of the connection or of its last keep-alive answer (the budget's
+        measure of how long it has waited for a request)."""
+        return self._active
+
+    def evict(self) -> None:
+        """Drop the connection: the budget gives its slot to a new one."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
 
     def pause_writing(self) -> None:
         # The client is not reading: read nothing more and answer nothing more (_answer
