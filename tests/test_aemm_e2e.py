@@ -266,11 +266,11 @@ def test_the_go_mocks_own_test_config_starts_warns_once_and_serves_it_as_given(
     assert owner == (200, "9876543210")
     warnings = [line for line in err.splitlines() if "real EC2 would require" in line]
     assert warnings == [
-        "imdsmock.aemm: dynamic.values.instance-identity-document.accountId is '9876543210'; "
+        "ec2-metadata-mock: warning: dynamic.values.instance-identity-document.accountId is '9876543210'; "
         "real EC2 would require 12 digits (served as given)"
     ]
     assert (
-        "imdsmock.aemm: unknown config key metadata.paths.ipv4-associations ignored; "
+        "ec2-metadata-mock: warning: unknown config key metadata.paths.ipv4-associations ignored; "
         "did you mean 'mac-ipv4-associations'?"
     ) in err.splitlines()
     # The certificate of the key the drop-in signed with (the same cache under $HOME).
@@ -293,8 +293,8 @@ def test_unknown_config_keys_are_one_warning_each_and_the_mock_serves(tmp_path: 
     assert action == "terminate"
     lines = [line for line in err.splitlines() if "unknown config key" in line]
     assert lines == [
-        "imdsmock.aemm: unknown config key spot.acton ignored; did you mean 'action'?",
-        "imdsmock.aemm: unknown config key metadata.values.instance-idd ignored; "
+        "ec2-metadata-mock: warning: unknown config key spot.acton ignored; did you mean 'action'?",
+        "ec2-metadata-mock: warning: unknown config key metadata.values.instance-idd ignored; "
         "did you mean 'instance-id'?",
     ]
 

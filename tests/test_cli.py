@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mockprocess import IMDSMOCK, Command, free_port, mock_process, run_command
+from mockprocess import EC2_METADATA_MOCK, IMDSMOCK, Command, free_port, mock_process, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -81,3 +82,38 @@ def test_readme_commands_match_ci() -> None:
     assert "pip install" in run_command
     assert test_command == "bash scripts/test"
     assert "exec bash scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_line_on_stderr_starts_with_the_command_and_the_level(tmp_path: Path) -> None:
+    """What a command writes on stderr is `PROG: message`, `PROG: warning: message` or
+    `PROG: error: message`, PROG being the command that runs: imdsmock, or ec2-metadata-mock
+    for the records of the code both share."""
+    config = tmp_path / "instance.yaml"
+    config.write_text("instance: {region: eu-west-1}\n")
+    with mock_process(["-c", str(config)]) as mock:
+        config.write_text("instance: {region: [\n")
+        mock.proc.send_signal(signal.SIGHUP)
+        mock.wait_for_stderr("config reload")
+        err = mock.stop()
+    assert "imdsmock: error: config reload from " in err
+    assert "imdsmock: serving IMDS on http://127.0.0.1:" in err
+    assert all(line.startswith("imdsmock: ") for line in err.splitlines()), err
+    with mock_process(command=EC2_METADATA_MOCK, env={"HOME": str(tmp_path)}) as mock:
+        mock.proc.send_signal(signal.SIGHUP)
+        mock.wait_for_stderr("SIGHUP ignored")
+        err = mock.stop()
+    assert "ec2-metadata-mock: warning: SIGHUP ignored: no config file to reload" in err
+    assert all(line.startswith("ec2-metadata-mock: ") for line in err.splitlines()), err
+
+
+@pytest.mark.parametrize("command", [IMDSMOCK, EC2_METADATA_MOCK], ids=["imdsmock", "aemm"])
+def test_a_bad_log_level_is_one_line_and_exit_2(command: Command) -> None:
+    """IMDSMOCK_LOG_LEVEL other than a logging level's name is one line naming it and the
+    levels, exit 2 (it was a traceback)."""
+    done = run_command(["--help"], {"IMDSMOCK_LOG_LEVEL": "loud"}, command=command)
+    prog = "ec2-metadata-mock" if command.aemm else "imdsmock"
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"{prog}: error: IMDSMOCK_LOG_LEVEL is 'loud'; "
+        "expected one of: DEBUG, INFO, WARNING, ERROR, CRITICAL\n"
+    )

@@ -24,7 +24,7 @@ from imdsmock.config.dump import dump
 from imdsmock.config.load import load
 from imdsmock.config.options import OPTIONS
 from imdsmock.config.schema import SHORT_NAMES, Config
-from imdsmock.errors import ImdsMockError, did_you_mean
+from imdsmock.errors import ConfigError, ImdsMockError, did_you_mean
 
 if TYPE_CHECKING:
     from imdsmock.app import App
@@ -321,14 +321,50 @@ def _split(args: list[str]) -> tuple[str, list[str]]:
     return word, [*before, *args[at + 1 :]]
 
 
+class _Prefixed(logging.Formatter):
+    """One prefix style for every line a command writes on stderr: ``PROG: message``,
+    ``PROG: warning: message``, ``PROG: error: message`` (``PROG`` is the command:
+    ``imdsmock`` or ``ec2-metadata-mock``); a record of another library names it too."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__()
+        self._prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.ERROR:
+            level = "error: "
+        elif record.levelno >= logging.WARNING:
+            level = "warning: "
+        elif record.levelno < logging.INFO:
+            level = "debug: "
+        else:
+            level = ""
+        ours = record.name == PROG or record.name.startswith(PROG + ".")
+        source = "" if ours else f"{record.name}: "
+        return f"{self._prog}: {level}{source}{super().format(record)}"
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_to_stderr(prog: str) -> None:
+    """Send log records to stderr with ``prog``'s prefix, at ``IMDSMOCK_LOG_LEVEL`` (INFO);
+    a level that is not one of Python's names is a :class:`ConfigError`. Nothing changes
+    when the root logger already has a handler (a test's, an embedding program's)."""
+    level = os.environ.get("IMDSMOCK_LOG_LEVEL", "INFO")
+    if level.strip().upper() not in _LOG_LEVELS:
+        allowed = "one of: " + ", ".join(_LOG_LEVELS)
+        raise ConfigError("IMDSMOCK_LOG_LEVEL", level, allowed)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Prefixed(prog))
+    logging.basicConfig(level=level.strip().upper(), handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``imdsmock``; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=os.environ.get("IMDSMOCK_LOG_LEVEL", "INFO").upper(),
-        format="%(name)s: %(message)s",
-    )
     try:
+        _log_to_stderr(PROG)
         name, rest = _split(args)
         return COMMANDS[name](rest)
     except ImdsMockError as exc:
@@ -340,9 +376,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def aemm_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ec2-metadata-mock``: AWS's Go mock's interface."""
+    from imdsmock.aemm.cli import PROG as AEMM
     from imdsmock.aemm.cli import main as aemm
     from imdsmock.watch import serve_reloadable
 
+    try:
+        _log_to_stderr(AEMM)
+    except ImdsMockError as exc:
+        print(f"{AEMM}: error: {exc}", file=sys.stderr)
+        return 2
     return aemm(argv, serve_reloadable)
 
 

@@ -326,10 +326,6 @@ def _truthy(value: Any) -> bool:
 def main(argv: Sequence[str] | None, serve: Serve) -> int:
     """Run ``ec2-metadata-mock`` with ``serve`` as the server loop; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=os.environ.get("IMDSMOCK_LOG_LEVEL", "INFO").upper(),
-        format="%(name)s: %(message)s",
-    )
     if args[:1] == ["help"]:
         build_parser().parse_args([*args[1:2], "--help"])
     try:
