@@ -359,6 +359,12 @@ class IMDSProtocol(asyncio.Protocol):
         self._done += 1
         # After a request that ends the connection nothing more is parsed as new.
         self._fresh = keep
+        if self._paused:
+            # The client is not reading: answered once it does (resume_writing). Only a
+            # packet the parser reads can hold a request now: reading is paused, and a
+            # remembered parse is answered only for a packet just read.
+            self._waiting.append(parsed)
+            return
         self._answer(parsed)
 
     def _answer(self, parsed: Parsed) -> None:
@@ -373,9 +379,6 @@ class IMDSProtocol(asyncio.Protocol):
             self._asked, self._request = parsed, request
         transport = self._transport
         if transport is None or self._closing:
-            return
-        if self._paused:  # answered once the client reads (resume_writing)
-            self._waiting.append(parsed)
             return
         options = self._options
         now = options.clock.now()
