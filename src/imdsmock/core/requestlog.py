@@ -29,7 +29,7 @@ import collections
 import itertools
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TextIO
 
 from imdsmock.core.imds import TOKEN_PATH, Request
@@ -286,18 +286,26 @@ class RequestLog:
         match = _matcher(
             method=method, path=path, status=status, client=client, token=token, imdsv1=imdsv1
         )
-        found: list[_Raw] = []
-        more = False
-        for raw in reversed(list(self._entries)):
-            seq = raw[0]
-            if after is not None and seq <= after:
-                break  # older entries have lower seqs
-            if (before is not None and seq >= before) or not match(raw):
-                continue
-            if len(found) >= limit:
-                more = True
-                break
-            found.append(raw)
+
+        def newest(raws: Iterable[_Raw]) -> tuple[list[_Raw], bool]:
+            found: list[_Raw] = []
+            for raw in raws:
+                seq = raw[0]
+                if after is not None and seq <= after:
+                    break  # older entries have lower seqs
+                if (before is not None and seq >= before) or not match(raw):
+                    continue
+                if len(found) >= limit:
+                    return found, True
+                found.append(raw)
+            return found, False
+
+        # Newest first, without copying the log: a long poll asks every fraction of a second
+        # for what came after a recent seq, which is a few entries from the end.
+        try:
+            found, more = newest(reversed(self._entries))
+        except RuntimeError:  # another thread added an entry meanwhile: look at a copy
+            found, more = newest(reversed(list(self._entries)))
         found.reverse()
         return [_entry(*raw) for raw in found], (found[0][0] if more and found else None)
 
