@@ -12,7 +12,7 @@ import sys
 from importlib import resources
 from typing import NoReturn
 
-from imdsmock.netsetup import container, detect, host
+from imdsmock.netsetup import container, detect, host, probe
 from imdsmock.netsetup.errors import NetsetupError
 
 SCRIPT_NAME = "imdsmock-route.sh"
@@ -93,8 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(down)
     down.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
-    status = sub.add_parser("status", help="show the aliases and rules in place")
+    status = sub.add_parser(
+        "status",
+        help="show the aliases and rules in place, and whether 169.254.169.254 answers as the "
+        "mock (asked through its control API)",
+    )
     _add_backend(status)
+    status.add_argument(
+        "--control-url",
+        default=os.environ.get("IMDSMOCK_CONTROL_URL", probe.DEFAULT_CONTROL_URL),
+        metavar="URL",
+        help=f"the mock's control API (env IMDSMOCK_CONTROL_URL, default "
+        f"{probe.DEFAULT_CONTROL_URL}; token from IMDSMOCK_CONTROL_TOKEN)",
+    )
 
     run = sub.add_parser(
         "container", help="entrypoint: wait for the mock, DNAT to it here, exec CMD"
@@ -137,13 +148,25 @@ def _main(argv: list[str]) -> int:
             platform=args.platform,
         )
         sys.stdout.write(host.up(options, dry_run=args.dry_run))
+        if not args.alias_only and not probe.listening(port_host, port):
+            print(
+                f"imdsmock route: warning: nothing listens on {_where(port_host, port)} now; "
+                "start the mock there (imdsmock listens on 127.0.0.1:1338) or give "
+                "--mock ADDR:PORT",
+                file=sys.stderr,
+            )
         return 0
     if args.action == "down":
         out = host.down(backend=args.backend, platform=args.platform, dry_run=args.dry_run)
         sys.stdout.write(out)
         return 0
     if args.action == "status":
-        sys.stdout.write(host.status(backend=args.backend))
+        shown = host.status(backend=args.backend)
+        token = os.environ.get("IMDSMOCK_CONTROL_TOKEN")
+        answers = [probe.report(args.control_url, token)]
+        if "fd00:ec2::254" in shown:
+            answers.append(probe.report(args.control_url, token, host="fd00:ec2::254"))
+        sys.stdout.write(shown + "".join(line + "\n" for line in answers))
         return 0
     if args.action == "script":
         return _script(path_only=args.path)
@@ -180,6 +203,10 @@ def _container_options(args: argparse.Namespace) -> container.ContainerOptions:
         timeout=timeout,
         backend=args.backend,
     )
+
+
+def _where(host_: str, port: int) -> str:
+    return f"[{host_}]:{port}" if ":" in host_ else f"{host_}:{port}"
 
 
 def _port_or_none(what: str, text: str | None) -> int | None:
