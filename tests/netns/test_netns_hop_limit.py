@@ -3,7 +3,7 @@
 The app and the mock sit on two networks joined by a router namespace that forwards
 between them, as a host forwards between ``docker0`` and ``eth0``. The mock sends the
 token response with IP TTL = hop limit; the router decrements it, so with 1 the response
-dies on the way (real-imds.md A5) and with 2 it arrives.
+dies on the way (as EC2's does across a container's bridge) and with 2 it arrives.
 """
 
 from __future__ import annotations

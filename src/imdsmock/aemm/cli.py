@@ -2,7 +2,7 @@
 
 Accepts amazon-ec2-metadata-mock's root flags, subcommands (``spot``, ``events`` /
 ``se`` / ``scheduledevents``, ``asglifecycle`` / ``autoscaling`` / ``asg``), config file
-and ``AEMM_*`` variables (aemm-interface.md §2-3), translates them with
+and ``AEMM_*`` variables (as of its v1.13.0), translates them with
 :mod:`imdsmock.aemm.config` and runs the same :class:`~imdsmock.app.App` as ``imdsmock``.
 What is served keeps real IMDS's wire format; docs/aemm-compatibility.md lists every
 difference from the Go mock. Bad input ends with one line on stderr and exit status 2.

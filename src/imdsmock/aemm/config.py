@@ -4,7 +4,7 @@ amazon-ec2-metadata-mock (AEMM) reads flags > ``AEMM_*`` environment > one confi
 (``-c``, ``AEMM_CONFIG_FILE`` or ``$HOME/aemm-config.*``) > built-in defaults (viper's
 order), with a closed key set: ``metadata.paths.<key>`` / ``metadata.values.<key>``,
 ``dynamic``, ``userdata``, ``spot``, ``events``, ``server`` and the root scenario keys
-(aemm-interface.md §2-3). :func:`merge` builds that merged, AEMM-shaped mapping (what ``-s``
+(as of v1.13.0). :func:`merge` builds that merged, AEMM-shaped mapping (what ``-s``
 saves); :func:`translate` turns it into our file-shaped configuration: instance facts where
 we model them (so derived paths, listings and the signed identity document stay
 consistent), ``paths`` overrides for the rest and for moved paths, and ``scenarios`` for

@@ -2,7 +2,7 @@
 
 amazon-ec2-metadata-mock (v1.13.0) ships these in
 ``pkg/config/defaults/aemm-metadata-default-values.json``; they are the interface its users
-write config files against (aemm-interface.md §3.2). :mod:`imdsmock.aemm.config` uses them to
+write config files against. :mod:`imdsmock.aemm.config` uses them to
 tell an override from a restated default, and ``-s`` saves them merged with the user's values.
 """
 

@@ -1,6 +1,6 @@
 """Real signatures for the instance identity document.
 
-EC2 signs ``dynamic/instance-identity/document`` three ways (real-imds.md §A8):
+EC2 signs ``dynamic/instance-identity/document`` three ways, as AWS documents them:
 ``signature`` (base64 RSA over SHA-256 of the document), ``pkcs7`` and ``rsa2048`` (PKCS#7
 signed data, detached content, base64 without PEM armour). We sign with our own RSA-2048
 key and publish the matching certificate (``imdsmock cert``), so a client can verify
