@@ -105,11 +105,13 @@ def _fail(exc: Exception) -> NoReturn:
 
 def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Marker keywords (class and module ones first, the test's own last) then the param."""
+    from imdsmock.errors import quote
+
     options: dict[str, Any] = {}
     for mark in reversed(list(request.node.iter_markers("imds"))):
         if mark.args:
             pytest.fail(
-                f"imdsmock: @pytest.mark.imds takes keywords only, got {mark.args!r}",
+                f"imdsmock: @pytest.mark.imds takes keywords only, got {quote(mark.args)}",
                 pytrace=False,
             )
         options.update(mark.kwargs)
@@ -117,7 +119,8 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
     if param is not None:
         if not isinstance(param, dict):
             pytest.fail(
-                f"imdsmock: an indirect `imds` parameter is {param!r}; expected a dict of options",
+                f"imdsmock: an indirect `imds` parameter is {quote(param)}; "
+                "expected a dict of options",
                 pytrace=False,
             )
         options.update(param)

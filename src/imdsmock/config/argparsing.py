@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from imdsmock.errors import did_you_mean
+from imdsmock.errors import did_you_mean, quote
 
 __all__ = ["Parser", "first_positional", "takes_value"]
 
@@ -31,7 +31,7 @@ class Parser(argparse.ArgumentParser):
             names = [str(c) for c in choices]
             listed = ", ".join(map(repr, names))
             hint = did_you_mean(str(value), names)
-            message = f"invalid choice: {value!r} (choose from {listed}){hint}"
+            message = f"invalid choice: {quote(value)} (choose from {listed}){hint}"
             raise argparse.ArgumentError(action, message)
 
 

@@ -25,6 +25,7 @@ from imdsmock.config.options import OPTIONS
 from imdsmock.control.ctlview import readable, request_line
 from imdsmock.core.faults import KINDS, STATUSES
 from imdsmock.errors import ConfigError
+from imdsmock.errors import quote as quoted
 
 __all__ = ["build_parser", "main"]
 
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _control_url(text: str) -> str:
     """The control API's base URL, checked: http(s), a host, a valid port, nothing else odd."""
-    shown = repr(text[:100] + ("..." if len(text) > 100 else ""))
+    shown = quoted(text)
     expected = f"a URL like {DEFAULT_URL} (from --url or IMDSMOCK_CONTROL_URL)"
     try:
         parts = urlsplit(text)
@@ -273,7 +274,7 @@ def _run(ns: argparse.Namespace) -> Any:
             for item in ns.changes:
                 key, sep, value = item.partition("=")
                 if not sep or not key:
-                    raise _Failed(400, f"instance change {item!r} is not KEY=VALUE")
+                    raise _Failed(400, f"instance change {quoted(item)} is not KEY=VALUE")
                 changes[key] = None if value == "null" else value
             return _call(ns, "PATCH", "/v1/instance", changes)
         if action == "reset":
@@ -285,7 +286,7 @@ def _run(ns: argparse.Namespace) -> Any:
             for item in ns.fields:
                 key, sep, value = item.partition("=")
                 if not sep:
-                    raise _Failed(400, f"scenario field {item!r} is not KEY=VALUE")
+                    raise _Failed(400, f"scenario field {quoted(item)} is not KEY=VALUE")
                 body[key] = _value(value)
             return _call(ns, "POST", "/v1/scenarios", body)
         if action == "list":

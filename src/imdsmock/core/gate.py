@@ -15,6 +15,7 @@ import ipaddress
 import threading
 
 from imdsmock.core.imds import Gate
+from imdsmock.errors import quote
 
 __all__ = ["ClientGate", "client_key"]
 
@@ -38,7 +39,7 @@ class ClientGate(Gate):
 
     def __init__(self, limit: int = -1) -> None:
         if limit < -1:
-            raise ValueError(f"client limit is {limit!r}; expected -1 (unlimited) or >= 0")
+            raise ValueError(f"client limit is {quote(limit)}; expected -1 (unlimited) or >= 0")
         self._limit = limit
         self._admitted: set[str] = set()
         self._lock = threading.Lock()
@@ -70,7 +71,7 @@ class ClientGate(Gate):
     def reset(self, limit: int | None = None) -> None:
         """Forget every admitted client (and optionally change the limit)."""
         if limit is not None and limit < -1:
-            raise ValueError(f"client limit is {limit!r}; expected -1 (unlimited) or >= 0")
+            raise ValueError(f"client limit is {quote(limit)}; expected -1 (unlimited) or >= 0")
         with self._lock:
             self._admitted.clear()
             if limit is not None:

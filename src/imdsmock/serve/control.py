@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 
 from imdsmock.config.addresses import Listen
 from imdsmock.config.schema import ServerConfig
-from imdsmock.errors import ConfigError, ServeError
-from imdsmock.serve.hosts import SETTING, HostRule, quote, same_origin
+from imdsmock.errors import ConfigError, ServeError, quote
+from imdsmock.serve.hosts import SETTING, HostRule, same_origin
 from imdsmock.serve.http import MIB, Answer, Hold, HTTPProtocol, Request
 from imdsmock.serve.limits import Limits
 from imdsmock.serve.listen import Binding, bind_sockets

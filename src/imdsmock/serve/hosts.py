@@ -21,15 +21,16 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 
-__all__ = ["SETTING", "HostRule", "absolute_form", "quote", "same_origin", "split_host"]
+from imdsmock.errors import quote
+
+__all__ = ["SETTING", "HostRule", "absolute_form", "same_origin", "split_host"]
 
 SETTING = "server.allowed-hosts (--allowed-hosts, IMDSMOCK_ALLOWED_HOSTS)"
 """How a refusal names the setting that allows a name."""
 
 _MEMO_LIMIT = 1024  # distinct Host values remembered (each at most _MEMO_KEY_MAX characters)
 _MEMO_KEY_MAX = 300
-_LOGGED_LIMIT = 256  # distinct refused names logged; each is quoted cut to _QUOTE_MAX
-_QUOTE_MAX = 100
+_LOGGED_LIMIT = 256  # distinct refused names logged; each is quoted short (errors.quote)
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
@@ -156,10 +157,3 @@ class HostRule:
             why,
             SETTING,
         )
-
-
-def quote(value: str) -> str:
-    """``value`` quoted for one line of a message, cut to about 100 characters."""
-    if len(value) > _QUOTE_MAX:
-        return repr(value[:_QUOTE_MAX])[:-1] + "...'"
-    return repr(value)
