@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from imdsmock._version import __version__ as __version__
+
+# Not typing.TYPE_CHECKING: the package is imported first by both commands, and importing
+# typing would delay the moment they start ignoring SIGHUP (imdsmock.cli); mypy treats a
+# name TYPE_CHECKING as true all the same.
+TYPE_CHECKING = False
 
 __all__ = [
     "Config",
@@ -30,6 +32,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from imdsmock.api import MockIMDS
     from imdsmock.config.load import load as load_config
     from imdsmock.config.schema import Config
@@ -42,6 +46,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'imdsmock' has no attribute {name!r}") from None
+    import importlib
+
     value = getattr(importlib.import_module(module), attr)
     globals()[name] = value
     return value

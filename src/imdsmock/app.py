@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from imdsmock.serve.container import ContainerEndpoints
     from imdsmock.serve.http import HTTPProtocol
 
-__all__ = ["App", "Deferred"]
+__all__ = ["App", "Deferred", "check"]
 
 log = logging.getLogger("imdsmock")
 
@@ -318,6 +318,21 @@ class App:
     def addresses(self) -> list[str]:
         """URLs of the IMDS listeners."""
         return [url(address) for address in self.server.addresses()]
+
+
+def check(config: Config) -> None:
+    """Raise what serving ``config`` would raise short of binding its addresses.
+
+    :func:`~imdsmock.config.load.load` validates the settings one by one; serving also
+    reads the files they name (signing keys, tokens) and refuses a control API open beyond
+    this machine without a token. ``imdsmock config`` checks all of it, so a configuration
+    it prints is one that serves (ports free).
+    """
+    app = App(config)
+    if app.config.server.control:
+        from imdsmock.serve.control import checked_token
+
+        checked_token(config.server)
 
 
 # A background job that fails is restarted after this many seconds, doubling up to the cap.

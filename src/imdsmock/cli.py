@@ -11,23 +11,21 @@ Bad input ends with one line on stderr and exit status 2; never a traceback.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
+# Only what main() needs before it ignores SIGHUP: a hangup sent while the process starts
+# must not end it, so everything else is imported after that, in functions (typing too:
+# mypy treats a name TYPE_CHECKING as true).
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
-from imdsmock._version import __version__
-from imdsmock.config.argparsing import Parser, first_positional
-from imdsmock.config.dump import dump
-from imdsmock.config.load import load
-from imdsmock.config.options import OPTIONS
-from imdsmock.config.schema import SHORT_NAMES, Config
-from imdsmock.errors import ConfigError, ImdsMockError, did_you_mean
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    import logging
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
     from imdsmock.app import App
+    from imdsmock.config.schema import Config
 
 __all__ = ["aemm_main", "main", "serve_parser"]
 
@@ -35,6 +33,8 @@ PROG = "imdsmock"
 
 
 def _add_serve_options(p: argparse.ArgumentParser) -> None:
+    from imdsmock.config.options import OPTIONS
+
     p.add_argument("-c", "--config", metavar="FILE", help="config file (YAML, JSON or TOML)")
     p.add_argument(
         "-w",
@@ -120,6 +120,9 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
 
 def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The parser of ``imdsmock [serve]``."""
+    from imdsmock._version import __version__
+    from imdsmock.config.argparsing import Parser
+
     p = Parser(
         prog=prog,
         description="A faithful EC2 instance metadata service (IMDS) for local use.",
@@ -134,6 +137,10 @@ def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def load_config(ns: argparse.Namespace) -> Config:
     """Flags (from an argparse namespace) > env > file > defaults."""
+    from imdsmock.config.load import load
+    from imdsmock.config.schema import SHORT_NAMES
+    from imdsmock.errors import ImdsMockError, quote
+
     flags: dict[str, Any] = {}
     for short in SHORT_NAMES:
         value = getattr(ns, short.replace("-", "_"))
@@ -142,7 +149,9 @@ def load_config(ns: argparse.Namespace) -> Config:
     for item in ns.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ImdsMockError(f"--set {item!r} is not KEY=VALUE; e.g. --set options.hop-limit=2")
+            raise ImdsMockError(
+                f"--set {quote(item)} is not KEY=VALUE; e.g. --set options.hop-limit=2"
+            )
         flags[key.strip()] = value
     return load(file=ns.config, flags=_nest_set(flags))
 
@@ -165,6 +174,8 @@ def _nest_set(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_serve(argv: Sequence[str], prog: str = PROG) -> int:
+    import os
+
     from imdsmock.watch import serve_reloadable
 
     ns = serve_parser(prog).parse_args(argv)
@@ -194,17 +205,21 @@ def _config_parser() -> argparse.ArgumentParser:
     p = serve_parser(f"{PROG} config")
     p.description = (
         "Print the effective configuration (flags > env > file > defaults), with the values "
-        "derived for keys left null marked as derived."
+        "derived for keys left null marked as derived; exit 2 with the reason if serving it "
+        "would be refused."
     )
     p.add_argument("--format", choices=("yaml", "json"), default="yaml")
     return p
 
 
 def _cmd_config(argv: Sequence[str]) -> int:
+    from imdsmock.app import check
+    from imdsmock.config.dump import dump
     from imdsmock.instance.facts import derived_values
 
     ns = _config_parser().parse_args(argv)
     cfg = load_config(ns)
+    check(cfg)
     derived = {f"instance.{key}": value for key, value in derived_values(cfg.instance).items()}
     print(dump(cfg, ns.format, derived), end="" if ns.format == "yaml" else "\n")
     return 0
@@ -225,10 +240,14 @@ def _cmd_cert(argv: Sequence[str]) -> int:
 
 
 def _version_parser() -> argparse.ArgumentParser:
+    from imdsmock.config.argparsing import Parser
+
     return Parser(prog=f"{PROG} version", description="Print the version.")
 
 
 def _cmd_version(argv: Sequence[str]) -> int:
+    from imdsmock._version import __version__
+
     _version_parser().parse_args(argv)
     print(__version__)
     return 0
@@ -236,6 +255,7 @@ def _cmd_version(argv: Sequence[str]) -> int:
 
 def _completion_parser() -> argparse.ArgumentParser:
     from imdsmock.completion import SHELLS
+    from imdsmock.config.argparsing import Parser
 
     p = Parser(
         prog=f"{PROG} completion",
@@ -304,13 +324,16 @@ def _split(args: list[str]) -> tuple[str, list[str]]:
     subcommand would stand that is none is refused with the close match; serve options
     before a subcommand that does not take them are refused.
     """
+    from imdsmock.config.argparsing import first_positional
+    from imdsmock.errors import ImdsMockError, did_you_mean, quote
+
     at = first_positional(serve_parser(), args)
     if at is None:
         return "serve", args
     word, before = args[at], args[:at]
     if word not in COMMANDS:
         raise ImdsMockError(
-            f"unknown command {word!r}; expected one of: {', '.join(COMMANDS)}"
+            f"unknown command {quote(word)}; expected one of: {', '.join(COMMANDS)}"
             + did_you_mean(word, COMMANDS)
         )
     if before and word not in _SERVE_OPTIONS_BEFORE:
@@ -321,27 +344,28 @@ def _split(args: list[str]) -> tuple[str, list[str]]:
     return word, [*before, *args[at + 1 :]]
 
 
-class _Prefixed(logging.Formatter):
+def _prefixed(prog: str) -> logging.Formatter:
     """One prefix style for every line a command writes on stderr: ``PROG: message``,
     ``PROG: warning: message``, ``PROG: error: message`` (``PROG`` is the command:
     ``imdsmock`` or ``ec2-metadata-mock``); a record of another library names it too."""
+    import logging
 
-    def __init__(self, prog: str) -> None:
-        super().__init__()
-        self._prog = prog
+    class Prefixed(logging.Formatter):
+        # Defined here, not at import: the module imports nothing before main() runs.
+        def format(self, record: logging.LogRecord) -> str:
+            if record.levelno >= logging.ERROR:
+                level = "error: "
+            elif record.levelno >= logging.WARNING:
+                level = "warning: "
+            elif record.levelno < logging.INFO:
+                level = "debug: "
+            else:
+                level = ""
+            ours = record.name == PROG or record.name.startswith(PROG + ".")
+            source = "" if ours else f"{record.name}: "
+            return f"{prog}: {level}{source}{super().format(record)}"
 
-    def format(self, record: logging.LogRecord) -> str:
-        if record.levelno >= logging.ERROR:
-            level = "error: "
-        elif record.levelno >= logging.WARNING:
-            level = "warning: "
-        elif record.levelno < logging.INFO:
-            level = "debug: "
-        else:
-            level = ""
-        ours = record.name == PROG or record.name.startswith(PROG + ".")
-        source = "" if ours else f"{record.name}: "
-        return f"{self._prog}: {level}{source}{super().format(record)}"
+    return Prefixed()
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -351,18 +375,50 @@ def _log_to_stderr(prog: str) -> None:
     """Send log records to stderr with ``prog``'s prefix, at ``IMDSMOCK_LOG_LEVEL`` (INFO);
     a level that is not one of Python's names is a :class:`ConfigError`. Nothing changes
     when the root logger already has a handler (a test's, an embedding program's)."""
+    import logging
+    import os
+
+    from imdsmock.errors import ConfigError
+
     level = os.environ.get("IMDSMOCK_LOG_LEVEL", "INFO")
     if level.strip().upper() not in _LOG_LEVELS:
         allowed = "one of: " + ", ".join(_LOG_LEVELS)
         raise ConfigError("IMDSMOCK_LOG_LEVEL", level, allowed)
     handler = logging.StreamHandler()
-    handler.setFormatter(_Prefixed(prog))
+    handler.setFormatter(_prefixed(prog))
     logging.basicConfig(level=level.strip().upper(), handlers=[handler])
+
+
+def _ignore_hangup() -> Any:
+    """Ignore SIGHUP; returns what to set back (None off the main thread, where signals
+    are not ours to set).
+
+    The server's SIGHUP handler (a reload, or a logged "ignored") is installed once the
+    event loop runs; until then SIGHUP's default would end the process.
+    """
+    try:
+        return signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        return None
+
+
+def _restore_hangup(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``imdsmock``; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    previous = _ignore_hangup()
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        _restore_hangup(previous)
+
+
+def _main(args: list[str]) -> int:
+    from imdsmock.errors import ImdsMockError
+
     try:
         _log_to_stderr(PROG)
         name, rest = _split(args)
@@ -376,16 +432,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def aemm_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ec2-metadata-mock``: AWS's Go mock's interface."""
-    from imdsmock.aemm.cli import PROG as AEMM
-    from imdsmock.aemm.cli import main as aemm
-    from imdsmock.watch import serve_reloadable
-
+    previous = _ignore_hangup()
     try:
-        _log_to_stderr(AEMM)
-    except ImdsMockError as exc:
-        print(f"{AEMM}: error: {exc}", file=sys.stderr)
-        return 2
-    return aemm(argv, serve_reloadable)
+        from imdsmock.aemm.cli import PROG as AEMM
+        from imdsmock.aemm.cli import main as aemm
+        from imdsmock.errors import ImdsMockError
+        from imdsmock.watch import serve_reloadable
+
+        try:
+            _log_to_stderr(AEMM)
+        except ImdsMockError as exc:
+            print(f"{AEMM}: error: {exc}", file=sys.stderr)
+            return 2
+        return aemm(argv, serve_reloadable)
+    finally:
+        _restore_hangup(previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,7 @@ from imdsmock.aemm.config import (
 )
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
-from imdsmock.errors import ConfigError, ImdsMockError
+from imdsmock.errors import ConfigError, ImdsMockError, quote
 
 __all__ = ["Invocation", "main", "parse"]
 
@@ -211,7 +211,7 @@ def _normalize(argv: Sequence[str]) -> list[str]:
             if m.group(2).lower() in ("true", "1", "t"):
                 out.append(m.group(1))
             elif m.group(2).lower() not in ("false", "0", "f"):
-                raise ImdsMockError(f"{m.group(1)} is {m.group(2)!r}; expected true or false")
+                raise ImdsMockError(f"{m.group(1)} is {quote(m.group(2))}; expected true or false")
             continue
         if m is not None and len(m.group(1)) == 2:
             out.extend([m.group(1), m.group(2)])

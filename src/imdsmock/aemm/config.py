@@ -45,7 +45,7 @@ from imdsmock.aemm.defaults import (
 from imdsmock.config.build import refusal
 from imdsmock.config.load import read_file
 from imdsmock.config.scenarios import ACTIONS, EVENT_CODES, EVENT_STATES, parse_time
-from imdsmock.errors import ConfigError
+from imdsmock.errors import ConfigError, label, quote
 from imdsmock.instance.imdsjson import dumps
 
 __all__ = [
@@ -87,11 +87,7 @@ RELAXED = frozenset(
 
 def as_given(key: str, value: Any, expected: str) -> str:
     """The warning for a value served as given although real EC2 would refuse it."""
-    return f"{_label(key)} is {value!r}; real EC2 would require {expected} (served as given)"
-
-
-def _label(key: str) -> str:
-    return key if key.isprintable() else repr(key)  # keep a message one line
+    return f"{label(key)} is {quote(value)}; real EC2 would require {expected} (served as given)"
 
 
 def _flat_keys(node: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -181,7 +177,7 @@ def _unknown(data: Mapping[Any, Any], known: Mapping[str, Any], prefix: str) -> 
     for key, value in data.items():
         name = str(key)
         if name not in known:
-            yield f"unknown config key {_label(prefix + name)} ignored{_hint(name, known)}"
+            yield f"unknown config key {label(prefix + name)} ignored{_hint(name, known)}"
         elif isinstance(known[name], Mapping) and isinstance(value, Mapping):
             yield from _unknown(value, known[name], f"{prefix}{name}.")
 
@@ -227,7 +223,7 @@ def merge(
     else:
         lines = []
     lines += [
-        f"unknown variable {_label(var)} ignored{_hint(var, ENV_KEYS)}"
+        f"unknown variable {label(var)} ignored{_hint(var, ENV_KEYS)}"
         for var in sorted(env)
         if var.startswith("AEMM_") and var not in ENV_KEYS and var != "AEMM_CONFIG_FILE"
     ]
@@ -475,6 +471,10 @@ def scenarios(merged: Mapping[str, Any], mode: str) -> list[dict[str, Any]]:
         for key in ("not-before", "not-after", "not-before-deadline"):
             if _str(events.get(key), f"events.{key}"):
                 event[key] = _rfc3339(events[key], f"events.{key}")
+        if event["not-before"] != "+0s" and not _str(events.get("not-after"), "events.not-after"):
+            # A week after the not-before given (the Go mock's start + 7 days could end the
+            # window before it starts, which is refused).
+            del event["not-after"]
         out.append(event)
     if mode in ("root", "asglifecycle"):
         when = _when(merged, "asg-termination-trigger-time", "asg-termination-delay-sec")
@@ -554,7 +554,8 @@ def _str(value: Any, key: str) -> str:
 
 def _int(value: Any, key: str, low: int, high: int) -> int:
     text = _str(value, key).lstrip("=")
-    if not re.fullmatch(r"-?[0-9]+", text) or not low <= int(text) <= high:
+    # At most 20 digits: no setting takes more, and Python refuses to convert 4,300.
+    if not re.fullmatch(r"-?[0-9]{1,20}", text) or not low <= int(text) <= high:
         raise ConfigError(key, value, f"an integer from {low} to {high}")
     return int(text)
 

@@ -26,7 +26,7 @@ class Listen:
 
 def parse_listen(spec: str, key: str) -> Listen:
     """Parse ``HOST:PORT`` or ``[V6]:PORT`` into a :class:`Listen`."""
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]+)|([^:\[\]]*):([0-9]+)", spec.strip())
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:\[\]]*):([0-9]{1,5})", spec.strip())
     if m is None:
         raise ConfigError(key, spec, "HOST:PORT or [IPV6]:PORT")
     host = m.group(1) or m.group(3) or "0.0.0.0"
@@ -39,10 +39,11 @@ def parse_listen(spec: str, key: str) -> Listen:
 
 
 def check_ip(key: str, value: str, version: int) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is an IP address of that version."""
+    """Raise :class:`ConfigError` unless ``value`` is an IP address of that version (without
+    an IPv6 zone: the zone would take anything, a newline included)."""
     try:
         ip = ipaddress.ip_address(value)
     except ValueError:
         ip = None
-    if ip is None or ip.version != version:
+    if ip is None or ip.version != version or "%" in value:
         raise ConfigError(key, value, f"an IPv{version} address")

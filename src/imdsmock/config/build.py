@@ -17,6 +17,7 @@ import typing
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
+from imdsmock.config.inputs import check_tree
 from imdsmock.config.rules import check
 from imdsmock.config.scenarios import SCENARIOS, parse_scenarios
 from imdsmock.config.schema import DEFAULT_RANGE, RANGES, Config, dashed, leaf_keys
@@ -36,6 +37,7 @@ def from_mapping(
     ``relaxed`` names rules (:data:`~imdsmock.config.rules.RULES`) whose broken values
     are kept and passed to ``warn`` instead of refused.
     """
+    check_tree(raw)  # nesting and text, before anything walks it
     cfg: Config = _build(Config, raw, "")
     check(cfg, relaxed=relaxed, warn=warn)
     return cfg
@@ -106,7 +108,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(key, value, _describe(rest[0]))
         return _convert(rest[0], value, key)
     if origin is Literal:
-        text = _scalar_text(value)
+        text = "" if _huge(value) else _scalar_text(value)
         if text.lower() not in [a.lower() for a in args]:
             raise ConfigError(
                 key, value, "one of: " + ", ".join(args), hint=did_you_mean(text, args)
@@ -119,7 +121,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is int:
         return _to_int(value, key)
     if tp is str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        if isinstance(value, bool) or not isinstance(value, str | int | float) or _huge(value):
             raise ConfigError(key, value, "a string")
         return str(value)
     if origin is tuple:
@@ -159,6 +161,16 @@ def _scalar_text(value: Any) -> str:
     return repr(value)
 
 
+# No setting takes a longer number: longer ones are refused without converting them (Python
+# refuses to convert an integer of more than 4300 digits, and the work grows with the length).
+_MAX_DIGITS = 40
+
+
+def _huge(value: Any) -> bool:
+    """An integer longer than any setting takes (its text is not worth making)."""
+    return isinstance(value, int) and value.bit_length() > 4 * _MAX_DIGITS
+
+
 def _to_bool(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -172,13 +184,15 @@ def _to_bool(value: Any, key: str) -> bool:
 def _to_int(value: Any, key: str) -> int:
     if isinstance(value, bool):
         raise ConfigError(key, value, "an integer")
+    low, high = RANGES.get(key, DEFAULT_RANGE)
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+        if len(value.strip().lstrip("-").lstrip("0")) > _MAX_DIGITS:
+            raise ConfigError(key, value, f"an integer from {low} to {high}")
         number = int(value)
     else:
         raise ConfigError(key, value, "an integer")
-    low, high = RANGES.get(key, DEFAULT_RANGE)
     if not low <= number <= high:
         raise ConfigError(key, value, f"an integer from {low} to {high}")
     return number

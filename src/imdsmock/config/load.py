@@ -3,7 +3,10 @@
 Sources, strongest first: command-line flags > environment (``IMDSMOCK_*``) > one config
 file (YAML, JSON or TOML) > defaults. Keys and variable names are the schema's
 (:mod:`imdsmock.config.schema`); a bad value raises :class:`~imdsmock.errors.ConfigError` naming
-the key, the value and what is allowed.
+the key, the value and what is allowed. Whatever a file or variable holds (nesting deeper
+than the parsers recurse, integers longer than Python converts, bytes that are not UTF-8)
+ends as such an error, never as another exception. An ``IMDSMOCK_*`` variable that names no
+setting is logged with the closest one that does.
 """
 
 from __future__ import annotations
@@ -11,16 +14,51 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
+import re
+import sys
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from imdsmock.config.build import from_mapping
+from imdsmock.config.inputs import MAX_DEPTH, check_text, check_tree
 from imdsmock.config.schema import SHORT_NAMES, Config, dashed, env_name, leaf_keys
-from imdsmock.errors import ConfigError
+from imdsmock.errors import ConfigError, did_you_mean, label
 
-__all__ = ["load", "read_file"]
+__all__ = ["MAX_FILE_BYTES", "OTHER_VARIABLES", "load", "read_file"]
+
+log = logging.getLogger("imdsmock.config")
+
+MIB = 1024 * 1024
+MAX_FILE_BYTES = 16 * MIB
+"""The largest config file read (a configuration needs a few KiB; parsing takes seconds
+per MiB)."""
+
+OTHER_VARIABLES = frozenset(
+    {
+        "IMDSMOCK_CONFIG",  # the config file
+        "IMDSMOCK_LOG_LEVEL",
+        "IMDSMOCK_CONTROL_URL",  # imdsmock ctl
+        # imdsmock route and the container recipes
+        "IMDSMOCK_ROUTE_TO",
+        "IMDSMOCK_TIMEOUT",
+        "IMDSMOCK_CREDENTIALS_PORT",
+        "IMDSMOCK_RUN_DIR",
+        "IMDSMOCK_HEALTHCHECK_URL",
+        "IMDSMOCK_BASE_IMAGE",
+        "IMDSMOCK_DEBIAN_MIRROR",
+        # the test suite and its scripts
+        "IMDSMOCK_FUZZ_EXAMPLES",
+        "IMDSMOCK_SOAK_SECONDS",
+        "IMDSMOCK_SOAK_CI_SECONDS",
+        "IMDSMOCK_SOAK_REPORT",
+        "IMDSMOCK_UPDATE_DOCS",
+        "IMDSMOCK_UPDATE_GOLDEN",
+    }
+)
+"""``IMDSMOCK_*`` variables read by other parts of imdsmock, not settings: not warned about."""
 
 _SECTIONS = frozenset(dashed(f.name) for f in dataclasses.fields(Config))
 
@@ -59,7 +97,11 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read one YAML, JSON or TOML file into a mapping (format chosen by extension)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # a device such as /dev/zero never ends
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError("config file", str(p), f"at most {MAX_FILE_BYTES // MIB} MiB")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("config file", str(p), "an existing, readable file") from None
     except IsADirectoryError:
@@ -71,30 +113,34 @@ def read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:  # a symlink loop, an I/O error, ...: one line, not a traceback
         raise ConfigError("config file", str(p), f"a readable file ({exc.strerror})") from None
     suffix = p.suffix.lower()
-    errors: tuple[type[Exception], ...] = (json.JSONDecodeError, *_parse_errors(suffix))
+    kind = suffix.lstrip(".") or "yaml"
+    # ValueError: JSON's and TOML's syntax errors, and an integer longer than Python converts.
+    errors: tuple[type[Exception], ...] = (ValueError, *_parse_errors(suffix))
     try:
         if suffix == ".json":
-            data: Any = json.loads(text) if text.strip() else {}
+            parsed: Any = json.loads(text) if text.strip() else {}
         elif suffix == ".toml":
             import tomllib
 
-            data = tomllib.loads(text)
+            parsed = tomllib.loads(text)
         elif suffix in (".yaml", ".yml", ""):
             import yaml
 
-            data = yaml.safe_load(text)
+            parsed = yaml.safe_load(text)
         else:
             raise ConfigError("config file", str(p), "a .yaml, .yml, .json or .toml file")
-    except errors as exc:
-        where = _error_position(exc)
+    except RecursionError:
         raise ConfigError(
-            "config file", str(p), f"valid {suffix.lstrip('.') or 'yaml'}{where}"
+            "config file", str(p), f"valid {kind} nested at most {MAX_DEPTH} levels deep"
         ) from None
-    if data is None:
+    except errors as exc:
+        raise ConfigError("config file", str(p), f"valid {kind}{_why(exc, text)}") from None
+    if parsed is None:
         return {}
-    if not isinstance(data, dict):
+    if not isinstance(parsed, dict):
         raise ConfigError("config file", str(p), "a mapping of sections at the top level")
-    return data
+    check_tree(parsed)
+    return parsed
 
 
 def _parse_errors(suffix: str) -> tuple[type[Exception], ...]:
@@ -110,12 +156,20 @@ def _parse_errors(suffix: str) -> tuple[type[Exception], ...]:
     return (yaml.YAMLError,)
 
 
-def _error_position(exc: Exception) -> str:
+def _why(exc: Exception, text: str) -> str:
+    """Where the parser failed, or which number it could not convert."""
     line = getattr(exc, "lineno", None)
     mark = getattr(exc, "problem_mark", None)
     if mark is not None:
         line = mark.line + 1
-    return f" (error near line {line})" if line else ""
+    if line:
+        return f" (error near line {line})"
+    digits = sys.get_int_max_str_digits()
+    long_number = re.search(rf"[0-9]{{{digits + 1}}}", text) if digits else None
+    if long_number is not None:
+        line = text.count("\n", 0, long_number.start()) + 1
+        return f" (a number of more than {digits} digits near line {line})"
+    return ""
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
@@ -126,8 +180,17 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for var, value in env.items():
         key = by_var.get(var)
         if key is not None:
+            check_text(var, value)  # named as set: the variable, not the key it sets
             _merge(out, _nest({key: value}, var))
+        elif var.startswith("IMDSMOCK_") and var not in OTHER_VARIABLES:
+            _unknown_variable(var)
     return out
+
+
+@functools.cache  # once per name: a reload reads the same environment again
+def _unknown_variable(var: str) -> None:
+    hint = did_you_mean(var, [*_env_names(), *OTHER_VARIABLES])
+    log.warning("%s is not a variable imdsmock reads, ignored%s", label(var), hint)
 
 
 def _from_flags(flags: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,19 +20,22 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from imdsmock.config.addresses import parse_listen
+from imdsmock.config.inputs import PATH_RULE, SEGMENT_RULE, imds_path, is_segment
 from imdsmock.config.regions import known_zones
 from imdsmock.config.schema import Config
 from imdsmock.errors import ConfigError, did_you_mean
 
 __all__ = ["RULES", "Broken", "Rule", "check"]
 
-_TAG_KEY = re.compile(r"^[A-Za-z0-9+\-=._:@]+$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
-_ACCOUNT = re.compile(r"^[0-9]{12}$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
-_ZONE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$")
-_SEGMENT = re.compile(r"^[^/\s]+$")
+# Every pattern is matched whole (fullmatch): "$" would let a trailing newline through.
+_TAG_KEY = re.compile(r"[A-Za-z0-9+\-=._:@]+")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+_ACCOUNT = re.compile(r"[0-9]{12}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
+_ZONE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]")
+# EC2 key pair names: up to 255 ASCII characters, no leading or trailing space.
+_KEY_NAME = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
 _USER_DATA_LIMIT = 16 * 1024
 # A DNS name (labels of letters, digits, - and _, as compose service names are spelt),
 # optionally led by "." (it and its subdomains), or "*".
@@ -87,15 +90,14 @@ def check(
 
 
 def _is_ip(value: str, version: int) -> bool:
+    # No IPv6 zone: an instance's addresses have none, and a zone takes any text.
     try:
-        return ipaddress.ip_address(value).version == version
+        return ipaddress.ip_address(value).version == version and "%" not in value
     except ValueError:
         return False
 
 
-def _segment(value: str) -> bool:
-    """Usable as one segment of an IMDS path (it names a directory there)."""
-    return _SEGMENT.match(value) is not None and value not in (".", "..")
+_segment = is_segment  # usable as one segment of an IMDS path (it names a directory there)
 
 
 def _pattern(name: str, pattern: re.Pattern[str], expected: str) -> Rule:
@@ -104,7 +106,7 @@ def _pattern(name: str, pattern: re.Pattern[str], expected: str) -> Rule:
 
     def find(cfg: Config) -> Iterator[Broken]:
         value = getattr(cfg.instance, field)
-        if value is not None and not pattern.match(value):
+        if value is not None and not pattern.fullmatch(value):
             yield Broken(name, value, expected)
 
     return Rule(name=name, requires=expected, find=find)
@@ -143,7 +145,7 @@ def _zone(cfg: Config) -> Iterator[Broken]:
 def _zone_in_region(cfg: Config) -> Iterator[Broken]:
     inst = cfg.instance
     zone, region = inst.availability_zone, inst.region
-    if zone is not None and region is not None and _ZONE.match(zone) and zone[:-1] != region:
+    if zone is not None and region is not None and _ZONE.fullmatch(zone) and zone[:-1] != region:
         yield Broken(
             "instance.availability-zone", zone, f"a zone of region {region} (e.g. {region}a)"
         )
@@ -155,7 +157,7 @@ def _macs(cfg: Config) -> Iterator[Broken]:
     for key, mac in [("instance.mac", inst.mac)] + [
         (f"instance.interfaces[{i}].mac", e.mac) for i, e in enumerate(inst.interfaces)
     ]:
-        if not _MAC.match(mac):
+        if not _MAC.fullmatch(mac):
             yield Broken(key, mac, expected, _segment(mac))
 
 
@@ -179,15 +181,41 @@ def _local_ipv4(cfg: Config) -> Iterator[Broken]:
         yield Broken("instance.local-ipv4", inst.local_ipv4, "an IPv4 address", not derived)
 
 
+def _interface_addresses(cfg: Config) -> Iterator[Broken]:
+    for i, eni in enumerate(cfg.instance.interfaces):
+        for field, addresses, version in (
+            ("local-ipv4s", eni.local_ipv4s, 4),
+            ("public-ipv4s", eni.public_ipv4s, 4),
+            ("ipv6s", eni.ipv6s, 6),
+        ):
+            for j, address in enumerate(addresses):
+                if not _is_ip(address, version):
+                    key = f"instance.interfaces[{i}].{field}[{j}]"
+                    yield Broken(key, address, f"an IPv{version} address", _segment(address))
+
+
 def _tag_keys(cfg: Config) -> Iterator[Broken]:
     for name in cfg.instance.tags:
-        if not _TAG_KEY.match(name) or name in (".", "..", "_index"):
+        if not _TAG_KEY.fullmatch(name) or name in (".", "..", "_index"):
             yield Broken(
                 f"instance.tags.{name}",
                 name,
                 "a tag key of letters, digits and + - = . , _ : @ (not ., .., _index)",
                 False,
             )
+
+
+def _public_key_names(cfg: Config) -> Iterator[Broken]:
+    for name in cfg.instance.public_keys:
+        if not _KEY_NAME.fullmatch(name):
+            expected = "a key pair name of 1-255 printable ASCII characters, no outer spaces"
+            yield Broken(f"instance.public-keys.{name}", name, expected, False)
+
+
+def _block_devices(cfg: Config) -> Iterator[Broken]:
+    for name in cfg.instance.block_device_mapping:
+        if not _segment(name):
+            yield Broken(f"instance.block-device-mapping.{name}", name, SEGMENT_RULE, False)
 
 
 def _user_data_base64(cfg: Config) -> Iterator[Broken]:
@@ -207,7 +235,7 @@ def _user_data_size(cfg: Config) -> Iterator[Broken]:
 
 def _iam_role(cfg: Config) -> Iterator[Broken]:
     role = cfg.instance.iam_role
-    if role is not None and not re.fullmatch(r"[\w+=,.@-]{1,64}", role):
+    if role is not None and not re.fullmatch(r"[\w+=,.@-]{1,64}", role, re.ASCII):
         yield Broken("instance.iam-role", role, "an IAM role name (1-64 chars)", _segment(role))
 
 
@@ -239,7 +267,7 @@ def _rotate_every(cfg: Config) -> Iterator[Broken]:
 def _role_arn(cfg: Config) -> Iterator[Broken]:
     arn = cfg.credentials.role_arn
     if arn is not None and not re.fullmatch(
-        r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", arn
+        r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}", arn, re.ASCII
     ):
         yield Broken(
             "credentials.role-arn",
@@ -251,7 +279,7 @@ def _role_arn(cfg: Config) -> Iterator[Broken]:
 
 def _role_session_name(cfg: Config) -> Iterator[Broken]:
     name = cfg.credentials.role_session_name
-    if not re.fullmatch(r"[\w+=,.@-]{2,64}", name):
+    if not re.fullmatch(r"[\w+=,.@-]{2,64}", name, re.ASCII):
         expected = "2-64 characters of letters, digits and + = , . @ _ -"
         yield Broken("credentials.role-session-name", name, expected, False)
 
@@ -274,10 +302,12 @@ def _ecs_relative_uri(cfg: Config) -> Iterator[Broken]:
 
 
 def _paths(cfg: Config) -> Iterator[Broken]:
+    # The one path rule, also the control API's (imdsmock.config.inputs.imds_path).
     for path in cfg.paths:
-        if not re.fullmatch(r"(meta-data|dynamic|user-data)(/[^/\s]+)*", path):
-            expected = "a path under meta-data/, dynamic/ or user-data"
-            yield Broken(f"paths.{path}", path, expected, False)
+        try:
+            imds_path(path, f"paths.{path}")
+        except ConfigError as exc:
+            yield Broken(exc.key, exc.value, exc.allowed, False)
 
 
 def _listeners(cfg: Config) -> Iterator[Broken]:
@@ -348,7 +378,22 @@ RULES: tuple[Rule, ...] = (
     Rule(name="instance.local-ipv4", requires="an IPv4 address", find=_local_ipv4),
     _ip("instance.public-ipv4", 4, segment=True),
     _ip("instance.ipv6", 6),
+    Rule(
+        name="instance.interfaces",
+        requires="IP addresses in interfaces[].local-ipv4s, public-ipv4s and ipv6s",
+        find=_interface_addresses,
+    ),
     Rule(name="instance.tags", requires="tag keys EC2 allows", find=_tag_keys),
+    Rule(
+        name="instance.public-keys",
+        requires="key pair names EC2 allows (1-255 printable ASCII characters)",
+        find=_public_key_names,
+    ),
+    Rule(
+        name="instance.block-device-mapping",
+        requires="names that are one path segment",
+        find=_block_devices,
+    ),
     Rule(name="instance.user-data-base64", requires="valid base64", find=_user_data_base64),
     Rule(name="instance.user-data", requires="at most 16384 bytes", find=_user_data_size),
     Rule(name="instance.iam-role", requires="an IAM role name (1-64 chars)", find=_iam_role),
@@ -378,7 +423,7 @@ RULES: tuple[Rule, ...] = (
         requires="a path like /v2/credentials/ID",
         find=_ecs_relative_uri,
     ),
-    Rule(name="paths", requires="paths under meta-data/, dynamic/ or user-data", find=_paths),
+    Rule(name="paths", requires=PATH_RULE, find=_paths),
     Rule(
         name="server.listen",
         requires="HOST:PORT or [IPV6]:PORT (also ecs-listen, eks-listen)",

@@ -38,6 +38,7 @@ __all__ = [
     "ScenarioConfig",
     "SpotInterruptionConfig",
     "When",
+    "check_window",
     "parse_scenario",
     "parse_scenarios",
     "parse_time",
@@ -170,7 +171,7 @@ FIELDS: Mapping[str, frozenset[str]] = {
     "asg-lifecycle": frozenset({"states", "state"}),
 }
 _COMMON = frozenset({"type", "id", "at"})
-_RELATIVE = re.compile(r"^\s*\+\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
+_RELATIVE = re.compile(r"\s*\+\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # Times are printed with four-digit years: before the year 10000.
 _YEAR_10000 = 253402300800.0
@@ -213,9 +214,8 @@ def parse_scenario(
     for name, value in d.items():
         if name not in allowed:
             known = ", ".join(sorted(allowed))
-            label = name if name.isprintable() else repr(name)  # keep the error one line
             raise ConfigError(
-                f"{key}.{label}", value, f"a known key ({known})", hint=_meant(name, allowed)
+                f"{key}.{name}", value, f"a known key ({known})", hint=_meant(name, allowed)
             )
     ident = _id(d.get("id", default_id), kind, key)
     at = parse_time(d.get("at", "now"), f"{key}.at", now)
@@ -253,7 +253,8 @@ def _event(
 ) -> MaintenanceEventConfig:
     not_before = _optional_time(d.get("not-before"), f"{key}.not-before", now)
     not_after = _optional_time(d.get("not-after"), f"{key}.not-after", now)
-    # not-after before not-before is served as given (AWS's Go mock accepts it too).
+    start = common["at"] if not_before is None else not_before
+    check_window(f"{key}.not-after", d.get("not-after"), start, not_after)
     complete_at = _optional_time(d.get("complete-at"), f"{key}.complete-at", now)
     cancel_at = _optional_time(d.get("cancel-at"), f"{key}.cancel-at", now)
     if complete_at is not None and cancel_at is not None:
@@ -282,6 +283,26 @@ def _event(
         complete_at=complete_at,
         cancel_at=cancel_at,
     )
+
+
+def check_window(
+    key: str, given: object, not_before: When, not_after: When | None, origin: float | None = None
+) -> None:
+    """Refuse an event window that ends before it starts (AWS's Go mock serves one; EC2
+    never does); ``given`` is not-after as written. Without ``origin`` a relative time
+    cannot be compared with an absolute one: that pair is checked when the scenario is
+    placed in time."""
+    if not_after is None:
+        return
+    if origin is None and not_before.relative != not_after.relative:
+        return
+    start = not_before.at(origin or 0.0)
+    if not_after.at(origin or 0.0) < start:
+        if not_before.relative and origin is None:
+            begins = f"{not_before.seconds:g} s after the start"
+        else:
+            begins = dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise ConfigError(key, given, f"a time not before not-before ({begins})")
 
 
 def _asg(d: Mapping[str, Any], key: str, now: float | None, **common: Any) -> AsgLifecycleConfig:
@@ -325,13 +346,16 @@ def _meant(value: object, allowed: Iterable[str]) -> str:
 
 
 def _seconds(value: Any, key: str) -> float:
+    seconds: float = -1.0
     if isinstance(value, str):
-        m = _RELATIVE.match("+" + value.strip())
+        m = _RELATIVE.fullmatch("+" + value.strip())
         if m is not None:
-            return _relative(m)  # "30s", "2m"
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-        raise ConfigError(key, value, "a number of seconds >= 0 (or like 30s, 2m)")
-    return float(value)
+            seconds = _relative(m)  # "30s", "2m"
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value
+    if not 0 <= seconds < 1e9:  # NaN and inf too
+        raise ConfigError(key, value, "a number of seconds from 0 to 1e9 (or like 30s, 2m)")
+    return float(seconds)
 
 
 def _relative(m: re.Match[str]) -> float:
@@ -363,13 +387,15 @@ def _time(value: Any) -> When | None:
         when = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return When(when.timestamp())
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return When(float(value)) if math.isfinite(value) else None
+        # An integer of thousands of digits has no float: refused, as are NaN and inf.
+        seconds = float(value) if abs(value) < 1e300 else math.inf
+        return When(seconds) if math.isfinite(seconds) else None
     if not isinstance(value, str):
         return None
     text = value.strip()
     if text.lower() == "now":
         return NOW
-    m = _RELATIVE.match(text)
+    m = _RELATIVE.fullmatch(text)
     if m is not None:
         return When(_relative(m), relative=True)
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):

@@ -16,11 +16,11 @@ import calendar
 import dataclasses
 import hashlib
 import ipaddress
-import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from imdsmock.config.inputs import normal_path
 from imdsmock.config.schema import Config, InstanceConfig, InterfaceConfig
 from imdsmock.instance.credentials import CredentialSet, failure_document
 from imdsmock.instance.imdsjson import dumps, imds_time
@@ -379,7 +379,7 @@ def apply_paths(tree: Tree, paths: Mapping[str, str | None]) -> None:
     # that only paths naming a directory scan the tree; 10,000 paths stay linear.
     dirs = _directories(tree)
     for path, value in paths.items():
-        clean = re.sub("/+", "/", path.strip("/"))
+        clean = normal_path(path)
         if clean in dirs:  # a value replaces the directory, None removes it: both drop it
             for existing in [p for p in tree if p.startswith(clean + "/")]:
                 del tree[existing]

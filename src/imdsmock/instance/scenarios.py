@@ -33,6 +33,7 @@ from imdsmock.config.scenarios import (
     ScenarioConfig,
     SpotInterruptionConfig,
     When,
+    check_window,
 )
 from imdsmock.errors import ConfigError
 from imdsmock.instance.imdsjson import dumps, event_time, imds_time
@@ -299,7 +300,13 @@ def place(config: ScenarioConfig, origin: float) -> Scenario:
     if isinstance(config, MaintenanceEventConfig):
         at = config.at.at(origin)
         not_before = at if config.not_before is None else config.not_before.at(origin)
-        not_after = not_before + WEEK if config.not_after is None else config.not_after.at(origin)
+        if config.not_after is None:
+            not_after = not_before + WEEK
+        else:  # a relative and an absolute time are compared once the origin is known
+            key = f"scenarios.{config.id}.not-after"
+            given = config.source.get("not-after")
+            check_window(key, given, When(not_before), config.not_after, origin)
+            not_after = config.not_after.at(origin)
         event_id = config.event_id
         if event_id is None:
             event_id = "instance-event-" + hashlib.sha256(config.id.encode()).hexdigest()[:17]

@@ -42,7 +42,14 @@ from imdsmock.serve.listen import Binding, bind_sockets
 if TYPE_CHECKING:
     from imdsmock.control.operations import Controller
 
-__all__ = ["POLL_EVERY", "ControlProtocol", "bind_control", "control_token", "is_loopback"]
+__all__ = [
+    "POLL_EVERY",
+    "ControlProtocol",
+    "bind_control",
+    "checked_token",
+    "control_token",
+    "is_loopback",
+]
 
 POLL_EVERY = 0.2
 """Seconds between two looks at the request log while a long poll is held."""
@@ -78,8 +85,9 @@ def control_token(server: ServerConfig) -> str | None:
     return None
 
 
-def bind_control(server: ServerConfig) -> tuple[socket.socket, str | None]:
-    """Bind the control listener; refuse a non-loopback address without a token."""
+def checked_token(server: ServerConfig) -> str | None:
+    """The control token (None when unset), after refusing a non-loopback address without
+    one: what :func:`bind_control` refuses before it binds."""
     token = control_token(server)
     if token is None and not is_loopback(server.control_host):
         raise ServeError(
@@ -87,6 +95,12 @@ def bind_control(server: ServerConfig) -> tuple[socket.socket, str | None]:
             "address, without a token; set --control-token (or IMDSMOCK_CONTROL_TOKEN, "
             "--control-token-file) or keep --control-host 127.0.0.1"
         )
+    return token
+
+
+def bind_control(server: ServerConfig) -> tuple[socket.socket, str | None]:
+    """Bind the control listener; refuse a non-loopback address without a token."""
+    token = checked_token(server)
     listen = Listen(host=server.control_host, port=server.control_port)
     (sock,) = bind_sockets([Binding(listen, "server.control-port", "server.control-host")])
     return sock, token
