@@ -75,7 +75,7 @@ def test_watched_file_torn_broken_or_deleted_keeps_serving(tmp_path: Path) -> No
         file.write_text("instance: {instance-id: nope}\n")
         time.sleep(1.0)
         assert mp.get(ID_PATH) == (200, B.encode())
-        assert "keeping the previous one" in mp.stderr()
+        assert "keeping the previous config" in mp.stderr()
         # Deleted: still serving; recreated atomically (rename over): picked up.
         file.unlink()
         time.sleep(0.6)
@@ -126,10 +126,10 @@ def test_sighup_without_watch_reloads_the_config_file(tmp_path: Path) -> None:
         mp.wait_for_stderr(f"GET {ID_PATH} 200")
         file.write_text("instance: {instance-id: nope}\n")
         os.kill(mp.proc.pid, signal.SIGHUP)
-        mp.wait_for_stderr("keeping the previous one")
+        mp.wait_for_stderr("keeping the previous config")
         assert mp.get(ID_PATH) == (200, B.encode())
         assert mp.proc.poll() is None
-    assert mp.stderr().count("keeping the previous one") == 1
+    assert mp.stderr().count("keeping the previous config") == 1
     assert "Traceback" not in mp.stderr()
 
 

@@ -86,7 +86,7 @@ def test_broken_file_keeps_the_previous_config_and_logs_one_line(
             assert not watcher.reload()
         assert app.state.snapshot is before
         assert len(caplog.records) == 1
-        assert "keeping the previous one" in caplog.records[0].getMessage()
+        assert "keeping the previous config" in caplog.records[0].getMessage()
     assert body(app, "meta-data/tags/instance/Name") == "one"
 
 
@@ -206,14 +206,14 @@ def test_an_unreadable_file_on_sighup_is_one_reload_error_and_the_mock_lives(
     with mock_process(["-c", str(file)]) as mp:
         file.unlink()
         file.symlink_to(file.name)  # reading it fails with ELOOP
-        failed = "failed, keeping the previous one"
+        failed = "is invalid, keeping the previous config"
         mp.proc.send_signal(signal.SIGHUP)
         mp.wait_for_stderr(failed)
         mp.proc.send_signal(signal.SIGHUP)
         mp.wait_for_stderr(failed, count=2)  # the second SIGHUP is answered, not fatal
         assert mp.get(ID_PATH) == (200, b"i-1234567890abcdef0")
     first = next(line for line in mp.stderr_lines if failed in line)
-    assert f"reload from {file} failed" in first, first
+    assert f"config file {file} is invalid" in first, first
 
 
 def test_watcher_loop_reloads_on_change_and_on_request(watched: tuple[App, Watcher, Path]) -> None:

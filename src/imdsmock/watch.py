@@ -1,17 +1,20 @@
 """Config-file watching: reload everything atomically when the file changes or on SIGHUP.
 
 The watcher polls the file's ``stat`` (inode, size, modification time) on the server's
-event loop, with no extra dependency and no thread; on a change that has settled for one
-poll interval (or on ``SIGHUP``, with or without polling) it loads
-the configuration through the caller's loader and hands it to
-:meth:`~imdsmock.app.App.reconfigure`: values, moved paths, listings and scenarios change
-together, and requests see either the old instance or the new one. A broken file logs one
-line and the previous configuration keeps serving (AWS's Go mock reloads only some
-values and leaves listings and scenarios stale).
+event loop, with no extra dependency; on a change that has settled for one poll interval
+(or on ``SIGHUP``, with or without polling) it loads the configuration through the
+caller's loader and hands it to :meth:`~imdsmock.app.App.reconfigure`, both in a worker
+thread: parsing a large file and building the new instance take a while, and the event
+loop goes on answering IMDS meanwhile. Values, moved paths, listings and scenarios change
+together, and requests see either the old instance or the new one. A broken file, whatever
+is wrong with it, logs one line and the previous configuration keeps serving; the next
+good version of the file is loaded as usual (AWS's Go mock reloads only some values and
+leaves listings and scenarios stale).
 
 A server does not die of SIGHUP: without a file to reload, :func:`ignore_hangup` logs it
-and carries on. :func:`hangup_ignored` and :func:`hangup_job` are how both commands
-(``imdsmock`` and ``ec2-metadata-mock``) set this up.
+and carries on. :func:`hangup_job` is how both commands (``imdsmock`` and
+``ec2-metadata-mock``) set this up; until the event loop runs, their entry points ignore
+SIGHUP (:mod:`imdsmock.cli`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 import signal
@@ -32,7 +36,7 @@ from imdsmock.errors import ImdsMockError
 if TYPE_CHECKING:
     from imdsmock.app import App
 
-__all__ = ["Watcher", "hangup_ignored", "hangup_job", "ignore_hangup", "serve_reloadable"]
+__all__ = ["Watcher", "hangup_job", "ignore_hangup", "serve_reloadable"]
 
 log = logging.getLogger("imdsmock.watch")
 
@@ -71,12 +75,20 @@ class Watcher:
         self._wake = asyncio.Event()
 
     def reload(self) -> bool:
-        """Load and swap now; on a bad file log one line and keep serving the old config."""
+        """Load and swap now; on a bad file log one line and keep serving the old config.
+
+        Blocking (it parses and builds): :meth:`run` calls it in a worker thread.
+        """
         try:
-            deferred = self.app.reconfigure(self.load())
+            with _collector_paused():
+                deferred = self.app.reconfigure(self.load())
         except ImdsMockError as exc:
             self.failures += 1
-            log.error("config reload from %s failed, keeping the previous one: %s", self.path, exc)
+            log.error("config file %s is invalid, keeping the previous config: %s", self.path, exc)
+            return False
+        except Exception:  # a bug, not the file: logged in full, and the watcher goes on
+            self.failures += 1
+            log.exception("config reload from %s failed, keeping the previous config", self.path)
             return False
         if deferred.listeners:
             log.warning("listen addresses changed in %s; they apply after a restart", self.path)
@@ -101,14 +113,32 @@ class Watcher:
                 seen = _signature(self.path)
                 if forced:
                     self._seen, pending = seen, None
-                    self.reload()
+                    await asyncio.to_thread(self.reload)
                 elif seen is None or seen == self._seen:
                     pending = None
                 elif seen != pending:
                     pending = seen
                 else:
                     self._seen, pending = seen, None
-                    self.reload()
+                    await asyncio.to_thread(self.reload)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off in the body, then as it was.
+
+    A parser builds a large file's node tree object by object, and every full collection
+    in the meantime walks all of it while holding the interpreter: tens of milliseconds
+    each, long enough to delay IMDS answers on the event loop. The tree is freed by
+    reference counting once parsed.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager
@@ -144,24 +174,6 @@ async def ignore_hangup(hint: str = "-c FILE or IMDSMOCK_CONFIG") -> None:
         await asyncio.Event().wait()
 
 
-@contextlib.contextmanager
-def hangup_ignored() -> Iterator[None]:
-    """SIGHUP is ignored in the body (a server's start-up), then set back as it was.
-
-    Until the event loop's handler (:func:`hangup_job`) is in, SIGHUP's default would end
-    the process. Off the main thread signals are not ours to set: nothing changes.
-    """
-    try:
-        previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGHUP, previous)
-
-
 def hangup_job(
     app: App, file: str | None, load: Callable[[], Config], *, poll: bool, hint: str
 ) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -181,14 +193,14 @@ def serve_reloadable(
     hint: str,
     ready: Callable[[App], None],
 ) -> None:
-    """Serve a mock process for ``config`` until stopped, as both commands do: SIGHUP never
-    ends it (ignored until the loop's handler is in); it reloads ``file`` through ``load``
-    (``poll`` also watches it), or with no file is logged (``hint`` says how to give one).
+    """Serve a mock process for ``config`` until stopped, as both commands do: SIGHUP
+    reloads ``file`` through ``load`` (``poll`` also watches it), or with no file is logged
+    (``hint`` says how to give one). The caller ignores SIGHUP until the loop's handler is
+    in (:mod:`imdsmock.cli`).
     """
     from imdsmock.app import App, run
 
-    with hangup_ignored():
-        app = App(config)
-        socks = app.bind()
-        app.background.append(hangup_job(app, file, load, poll=poll, hint=hint))
-        run(app, socks, ready)
+    app = App(config)
+    socks = app.bind()
+    app.background.append(hangup_job(app, file, load, poll=poll, hint=hint))
+    run(app, socks, ready)
