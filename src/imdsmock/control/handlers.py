@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlencode
 
+from imdsmock.config.inputs import MAX_DEPTH, check_tree
 from imdsmock.control.dashboard import FILES, file, page
 from imdsmock.control.operations import Controller
 from imdsmock.core.requestlog import PAGE_DEFAULT, PAGE_MAX
@@ -57,10 +58,15 @@ def _object(call: Call, *, required: bool = True) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(call.body)
-    except (ValueError, UnicodeDecodeError):
+    except RecursionError:
+        raise BadRequest(
+            "body", f"the body is nested more than {MAX_DEPTH} levels deep", ["a JSON object"]
+        ) from None
+    except ValueError:  # not JSON, not UTF-8, or an integer longer than Python converts
         raise BadRequest("body", "the body is not valid JSON", ["a JSON object"]) from None
     if not isinstance(data, dict):
         raise BadRequest("body", "the body must be a JSON object", ["a JSON object"])
+    check_tree(data, "body")
     return data
 
 

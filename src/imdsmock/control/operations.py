@@ -11,31 +11,33 @@ the field, the value and what is allowed) before anything is swapped, so it chan
 
 from __future__ import annotations
 
-import math
-import re
+import bisect
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from imdsmock.config.build import from_mapping
 from imdsmock.config.dump import to_mapping
+from imdsmock.config.inputs import check_text, imds_path
 from imdsmock.config.options import OPTIONS, find
 from imdsmock.config.schema import OptionsConfig
 from imdsmock.control import instance as instance_ops
-from imdsmock.core.clock import Clock, ManualClock
+from imdsmock.core.clock import LATEST, Clock, ManualClock
 from imdsmock.core.credentials import rotate_now, serve_expired
 from imdsmock.core.faults import FaultBook
 from imdsmock.core.requestlog import RequestLog
 from imdsmock.core.snapshot import Snapshot, rebuild
 from imdsmock.core.state import State
-from imdsmock.errors import ConfigError, ImdsMockError, did_you_mean
+from imdsmock.errors import ConfigError, ImdsMockError, did_you_mean, quote
 from imdsmock.signing.signer import Signer
 
 __all__ = ["Controller", "UnknownIdError"]
 
-_PATH = re.compile(r"(meta-data|dynamic|user-data)(/[^/\s]+)*")
 MAX_VALUE_BYTES = 64 * 1024
-# A manual clock moves at most ten years per call (keeps times representable).
+MAX_EDITS = 1000
+"""Metadata edits one call may make (send more calls for more): each call's work, on the
+control listener and in the snapshot it builds, stays bounded."""
+# A manual clock moves at most ten years per call, and never past LATEST (9999).
 MAX_ADVANCE = 10 * 366 * 86400.0
 MAX_FAIL_COUNT = 1000
 
@@ -46,7 +48,7 @@ class UnknownIdError(ImdsMockError):
     def __init__(self, kind: str, ident: str) -> None:
         self.kind = kind
         self.ident = ident
-        super().__init__(f"no {kind} with id {ident!r}")
+        super().__init__(f"no {kind} with id {quote(ident)}")
 
 
 def iso(when: float) -> str:
@@ -60,21 +62,35 @@ def options_dict(options: OptionsConfig) -> dict[str, Any]:
 
 
 def metadata_path(path: object) -> str:
-    """Validate and normalise an IMDS path relative to the version root."""
-    if not isinstance(path, str):
-        raise ConfigError("path", path, "a path under meta-data/, dynamic/ or user-data")
-    clean = re.sub("/+", "/", path.strip().strip("/"))
-    if clean.startswith("latest/"):
-        clean = clean[len("latest/") :]
-    if (
-        not _PATH.fullmatch(clean)
-        or not clean.isprintable()
-        or any(part in (".", "..") for part in clean.split("/"))
-    ):
-        raise ConfigError(
-            "path", path, "a path under meta-data/, dynamic/ or user-data (e.g. meta-data/ami-id)"
-        )
-    return clean
+    """Validate and normalise an IMDS path relative to the version root (the configuration's
+    own rule for ``paths``: :func:`imdsmock.config.inputs.imds_path`)."""
+    return imds_path(path, "path")
+
+
+def merge_edits(
+    current: Mapping[str, str | None], edits: Mapping[str, str | None]
+) -> dict[str, str | None]:
+    """``current`` with ``edits`` applied in order: an edit of a path replaces any earlier
+    edit of the same path or below it.
+
+    Edits below a path are found by binary search in the sorted paths, and each earlier
+    edit is looked at once: the work grows as n log n, not as the product of the sizes.
+    """
+    merged = dict(current)
+    # "/" sorts just before "0": the paths below "a" are those in ["a/", "a0").
+    earlier = sorted(merged)
+    added: list[str] = []
+    for rel, value in edits.items():
+        for paths in (earlier, added):
+            low = bisect.bisect_left(paths, rel + "/")
+            high = bisect.bisect_left(paths, rel + "0", low)
+            for below in paths[low:high]:
+                merged.pop(below, None)
+            del paths[low:high]
+        if rel not in merged:
+            bisect.insort(added, rel)
+        merged[rel] = value
+    return merged
 
 
 class Controller:
@@ -161,6 +177,12 @@ class Controller:
         """Apply several path edits at once (``None`` deletes); all or nothing."""
         if not isinstance(edits, Mapping):
             raise ConfigError("metadata", edits, "an object of path -> value (or null)")
+        if len(edits) > MAX_EDITS:
+            raise ConfigError(
+                "metadata",
+                f"{len(edits)} edits",
+                f"at most {MAX_EDITS} edits per request (send the rest in more requests)",
+            )
         clean: dict[str, str | None] = {}
         facts: dict[str, Any] = {}
         for path, value in edits.items():
@@ -168,6 +190,7 @@ class Controller:
             if value is not None:
                 if not isinstance(value, str):
                     raise ConfigError(f"metadata.{rel}", value, "a string (or null to delete)")
+                check_text(f"metadata.{rel}", value)
                 if len(value.encode()) > MAX_VALUE_BYTES:
                     raise ConfigError(
                         f"metadata.{rel}", f"{len(value)} characters", "at most 65536 bytes"
@@ -181,13 +204,7 @@ class Controller:
         def change(snap: Snapshot) -> Snapshot:
             if facts:  # a fact of the instance: every place that shows it follows
                 snap = instance_ops.changed(snap, facts)
-            merged = dict(snap.edits)
-            for rel, value in clean.items():
-                # A later edit of a parent supersedes earlier edits below it.
-                for old in [p for p in merged if p.startswith(rel + "/")]:
-                    del merged[old]
-                merged[rel] = value
-            return snap.evolve(edits=merged)
+            return snap.evolve(edits=merge_edits(snap.edits, clean))
 
         return dict(self._state.swap(change).edits)
 
@@ -353,11 +370,18 @@ class Controller:
         if (
             isinstance(seconds, bool)
             or not isinstance(seconds, int | float)
-            or not math.isfinite(seconds)
-            or not 0 <= seconds <= MAX_ADVANCE
+            or not 0 <= seconds <= MAX_ADVANCE  # NaN fails, a huge integer is not converted
         ):
             raise ConfigError("seconds", seconds, f"a number of seconds from 0 to {MAX_ADVANCE:g}")
-        clock.advance(float(seconds))
+        try:
+            clock.advance(float(seconds))
+        except ValueError:  # past LATEST: the clock did not move
+            left = max(0.0, LATEST - clock.now())
+            raise ConfigError(
+                "seconds",
+                seconds,
+                f"at most {left:.0f} from now (the clock stops at 9999-12-31T23:59:59Z)",
+            ) from None
         return self.clock()
 
     def reset_clock(self) -> dict[str, Any]:

@@ -11,7 +11,13 @@ import threading
 import time
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+from imdsmock.errors import quote
+
+__all__ = ["LATEST", "Clock", "ManualClock", "SystemClock"]
+
+LATEST = 253402300799.0
+"""9999-12-31T23:59:59Z: a manual clock goes no further (IMDS timestamps have four-digit
+years, and Python's datetime ends there)."""
 
 
 class Clock(Protocol):
@@ -47,10 +53,16 @@ class ManualClock:
         return self._now
 
     def advance(self, seconds: float) -> float:
-        """Move the clock forward by ``seconds`` (not backwards) and return the new time."""
-        if seconds < 0:
-            raise ValueError(f"cannot advance a clock by {seconds!r} seconds; expected >= 0")
+        """Move the clock forward by ``seconds`` (not backwards, not past :data:`LATEST`) and
+        return the new time; a refused move leaves the clock where it was."""
+        if not seconds >= 0:  # NaN too
+            raise ValueError(f"cannot advance a clock by {quote(seconds)} seconds; expected >= 0")
         with self._lock:
+            if seconds > LATEST - self._now:
+                raise ValueError(
+                    f"cannot advance the clock by {quote(seconds)} seconds; expected at most "
+                    f"{LATEST - self._now:.0f} (the clock stops at 9999-12-31T23:59:59Z)"
+                )
             self._now += seconds
             return self._now
 

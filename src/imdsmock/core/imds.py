@@ -161,10 +161,15 @@ def _token(snapshot: Snapshot, request: Request, now: float, tokens: TokenIssuer
     if request.forwarded:
         return FORBIDDEN
     raw = request.token_ttl
-    # ASCII digits only: str.isdigit() also accepts e.g. "\u00b2", which int() refuses.
+    # ASCII digits only: str.isdigit() also accepts e.g. "\u00b2", which int() refuses. And
+    # no more of them than MAX_TTL has (leading zeros aside): int() refuses 4,300 digits,
+    # and real IMDS answers any TTL out of range 400.
     if raw is None or not raw.strip().isdigit() or not raw.isascii():
         return BAD_REQUEST
-    ttl = int(raw)
+    digits = raw.strip().lstrip("0")
+    if len(digits) > len(str(MAX_TTL)):
+        return BAD_REQUEST
+    ttl = int(digits or "0")
     if not MIN_TTL <= ttl <= MAX_TTL:
         return BAD_REQUEST
     body = tokens.issue(ttl, now).encode()

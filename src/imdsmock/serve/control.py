@@ -109,11 +109,17 @@ def bind_control(server: ServerConfig) -> tuple[socket.socket, str | None]:
 class ControlProtocol(HTTPProtocol):
     """One connection to the control listener: :func:`imdsmock.control.routes.handle`, JSON
     errors, a 1 MiB body limit and 30 s to send the request (and to be answered: a long poll
-    waits at most 25 s)."""
+    waits at most 25 s).
+
+    Answered from a worker thread: a call may parse a large body and build and compile a
+    new snapshot, and IMDS keeps answering on the event loop meanwhile (the controller is
+    safe to call from any thread).
+    """
 
     log = logging.getLogger("imdsmock.control")
     max_body = MIB
     idle_timeout = 30.0
+    threaded = True
 
     def __init__(
         self,

@@ -10,7 +10,9 @@ What every such listener does is done here, once: parsing with httptools (failur
 closing a connection that has not sent a whole request in time, answering a handler's bug
 with a logged 500, and writing the answer in one layout (:func:`render`). A handler may also
 hold a request that has no answer yet (a long poll): it returns :class:`Hold` and is asked
-again a moment later, on the same connection.
+again a moment later, on the same connection. A listener whose handler may take long (the
+control API parses bodies and builds snapshots) asks it in a worker thread, so the event
+loop, and the IMDS listeners on it, go on meanwhile.
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     idle_timeout: ClassVar[float | None] = None
     """Seconds a connection may stay open (to send its request and read the answer) before
     it is dropped; None: the budget's ``idle_timeout`` (``server.idle-timeout``)."""
+    threaded: ClassVar[bool] = False
+    """:meth:`screen` and :meth:`handle` run in a worker thread (they may be slow); else on
+    the event loop."""
 
     def __init__(self, limits: Limits, connections: set[HTTPProtocol] | None = None) -> None:
         self._limits = limits
@@ -139,6 +144,7 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
         self._body = bytearray()
         self._head_bytes = 0
         self._answered = False
+        self._asked = False  # the request is complete: handled, held or in a worker thread
 
     @abc.abstractmethod
     def handle(self, request: Request) -> Answer | Hold:
@@ -202,8 +208,9 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
 
     def waiting_since(self) -> float:
         """Loop time of the connection (the budget's measure of how long it has waited for
-        its request); never, while its request is held for a later answer (a long poll)."""
-        return math.inf if self._again is not None else self._born
+        its request); never, once its request is complete (being answered in a worker
+        thread, or held for a later answer: a long poll)."""
+        return math.inf if self._asked else self._born
 
     def evict(self) -> None:
         """Drop the connection: the budget gives its slot to a new one."""
@@ -215,7 +222,9 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
         failure = feed(
             self._parser, data, malformed=(400, MALFORMED), failed=(500, INTERNAL), log=self.log
         )
-        if failure is not None:
+        # Once the request is complete (an upgrade stops the parser only then) it is the
+        # handler's to answer, perhaps later or from a worker thread.
+        if failure is not None and not self._asked:
             self._send(self.error(*failure))
 
     # httptools callbacks
@@ -244,8 +253,9 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
             raise Refused((413, f"body too large (at most {_amount(limit)})"))
 
     def on_message_complete(self) -> None:
-        if self._answered or self._again is not None:
-            return  # one request per connection, also while one is held
+        if self._answered or self._asked:
+            return  # one request per connection, also while one is held or handled
+        self._asked = True
         method = self._parser.get_method().decode("ascii", "replace")
         target = self._url.decode("latin-1")
         if not target.startswith("/"):
@@ -256,11 +266,25 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
 
     def _respond(self, request: Request) -> None:
         self._again = None
+        if not self.threaded:
+            self._answer(request, self._ask(request))
+            return
+        work = asyncio.get_running_loop().run_in_executor(None, self._ask, request)
+
+        def done(future: asyncio.Future[Answer | Hold]) -> None:
+            if not future.cancelled():  # cancelled: the loop is shutting down
+                self._answer(request, future.result())
+
+        work.add_done_callback(done)
+
+    def _ask(self, request: Request) -> Answer | Hold:
         try:
-            answer = self.screen(request) or self.handle(request)
+            return self.screen(request) or self.handle(request)
         except Exception:  # a bug must not kill the listener; the client gets a 500
             self.log.exception("request %s %s failed", request.method, request.target)
-            answer = self.error(500, INTERNAL)
+            return self.error(500, INTERNAL)
+
+    def _answer(self, request: Request, answer: Answer | Hold) -> None:
         if isinstance(answer, Hold):
             if self._transport is not None:
                 loop = asyncio.get_running_loop()
