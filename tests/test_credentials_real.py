@@ -6,6 +6,7 @@ STS is moto on loopback, or a stand-in HTTP server answering one canned body.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import http.server
 import io
@@ -30,6 +31,7 @@ from imdsmock.core.clock import ManualClock
 from imdsmock.core.credentials import rotate_now
 from imdsmock.instance.credentials import UNAVAILABLE_CODE
 from imdsmock.serve.awscreds import RETRY
+from mockprocess import mock_process
 from support import Running, make_config, serve
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/app-role"
@@ -457,7 +459,8 @@ def test_sts_answer_that_is_not_sts_xml_is_logged_in_one_line_and_retried(
     assert role["Code"] == UNAVAILABLE_CODE
     assert hits[0].startswith(b"Action=GetSessionToken&")
     first, second = _failure_lines(caplog)[:2]
-    assert first == second == f"{error}; serving the last valid set until it expires"
+    meanwhile = "the role answers EC2's failure document until a fetch succeeds (retry in 30 s)"
+    assert first == second == f"{error}; {meanwhile}"
     assert body.decode() not in first  # a body can hold secrets: never logged
 
 
@@ -521,3 +524,29 @@ def test_profile_source_without_a_set_serves_failure_and_fake_identity_credentia
     assert json.loads(identity)["Code"] == "Success"
     assert described["available"] is False
     assert described["expiration"] is None
+
+
+def test_missing_profile_failure_document_is_dated_at_start_and_logged_truthfully(
+    tmp_path: Path,
+) -> None:
+    """With a profile that does not exist, the real CLI serves EC2's failure document
+    stamped with the start time (not 1970), and its log does not promise a last valid set."""
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    env = {
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    started = time.time()
+    args = ["--credentials-source", "profile", "--profile", "nope"]
+    with mock_process(args, env) as mp:
+        mp.wait_for_stderr("cannot get credentials from profile 'nope'")
+        status, body = mp.get(ROLE_PATH)
+    doc = json.loads(body)
+    assert status == 200
+    assert doc["Code"] == UNAVAILABLE_CODE
+    stamped = calendar.timegm(time.strptime(doc["LastUpdated"], "%Y-%m-%dT%H:%M:%SZ"))
+    assert started - 2 <= stamped <= time.time()
+    assert "last valid set" not in mp.stderr()
+    assert "failure document until a fetch succeeds" in mp.stderr()

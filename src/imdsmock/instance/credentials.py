@@ -181,14 +181,16 @@ class FakeCredentials:
 class FixedCredentials:
     """One set fetched from a real source, served until it expires (then unavailable).
 
-    ``current`` is ``None`` before the first successful fetch. ``generation`` counts
-    rotations asked for: the refresher fetches a new set as soon as it differs from the
-    generation of its last fetch.
+    ``current`` is ``None`` before the first successful fetch; until then the failure
+    document's ``LastUpdated`` is ``since``, the start. ``generation`` counts rotations
+    asked for: the refresher fetches a new set as soon as it differs from the generation
+    of its last fetch.
     """
 
     config: CredentialsConfig
     current: CredentialSet | None
     seed: bytes = field(repr=False)
+    since: float
     expired: bool = False
     generation: int = 0
 
@@ -211,13 +213,13 @@ class FixedCredentials:
         cur = self.current
         if role == INSTANCE_ROLE:
             # The instance-identity credentials stay fake, with the real set's timestamps.
-            origin = cur.last_updated if cur is not None else 0.0
+            origin = cur.last_updated if cur is not None else self.since
             fake = FakeCredentials(self.config, origin, self.seed).issue(0, role)
             if cur is None:
                 return fake
             return dataclasses.replace(fake, expiration=cur.expiration)
         if cur is None or epoch != 0:
-            return unavailable(role, cur.expiration if cur is not None else 0.0)
+            return unavailable(role, cur.expiration if cur is not None else self.since)
         if self.expired:
             return dataclasses.replace(
                 cur, expiration=cur.last_updated - 60, last_updated=cur.last_updated - 3660
@@ -242,7 +244,7 @@ class FixedCredentials:
 def initial_source(config: CredentialsConfig, started: float, seed: bytes) -> CredentialSource:
     """The source a new instance starts with: fake keys, or nothing yet from a profile."""
     if config.source == "profile":
-        return FixedCredentials(config, None, seed)
+        return FixedCredentials(config, None, seed, started)
     return FakeCredentials(config, started, seed)
 
 

@@ -6,7 +6,8 @@ worker thread (never on the request path), swaps in a snapshot holding it
 (:class:`~imdsmock.instance.credentials.FixedCredentials`), and fetches the next one
 ``refresh-ahead`` seconds before it expires. If a fetch fails it logs one line saying
 why and keeps the last valid set, retrying every ``RETRY`` seconds; once that set has
-expired the role path answers what EC2 answers when it cannot get credentials.
+expired, or before there is one, the role path answers what EC2 answers when it cannot get
+credentials (its ``LastUpdated`` is the start, or when the set expired).
 
 Secrets never reach a log line: only the profile, the role ARN, the key id's last four
 characters and times are logged.
@@ -24,7 +25,7 @@ from typing import Any
 from imdsmock.config.schema import CredentialsConfig
 from imdsmock.core.clock import Clock
 from imdsmock.core.state import State
-from imdsmock.errors import ImdsMockError
+from imdsmock.errors import ImdsMockError, quote
 from imdsmock.instance.credentials import CredentialSet, FixedCredentials
 from imdsmock.instance.imdsjson import imds_time
 
@@ -136,7 +137,7 @@ def _ask_sts(sts: Any, operation: str, **params: Any) -> dict[str, Any]:
 
 
 def _name(config: CredentialsConfig) -> str:
-    return repr(config.profile) if config.profile else "(default)"
+    return quote(config.profile) if config.profile else "(default)"
 
 
 def _from_sts(out: dict[str, Any], now: float, role_arn: str | None) -> CredentialSet:
@@ -208,6 +209,16 @@ class CredentialRefresher:
         source = self.state.snapshot.credentials
         return source.generation if isinstance(source, FixedCredentials) else 0
 
+    def _meanwhile(self) -> str:
+        """What the role path serves until a fetch succeeds, in words for the log."""
+        source = self.state.snapshot.credentials
+        current = source.current if isinstance(source, FixedCredentials) else None
+        if current is not None and self.clock.now() < current.expiration:
+            return f"serving the last valid set until it expires at {imds_time(current.expiration)}"
+        return (
+            f"the role answers EC2's failure document until a fetch succeeds (retry in {RETRY:g} s)"
+        )
+
     async def run(self) -> None:
         """Fetch, then wait until due (or asked to rotate), forever; failures retry every
         RETRY s."""
@@ -223,6 +234,6 @@ class CredentialRefresher:
                     retry_at = -1.0
                 except ImdsMockError as exc:
                     self.last_error = str(exc)
-                    log.warning("%s; serving the last valid set until it expires", exc)
+                    log.warning("%s; %s", exc, self._meanwhile())
                     retry_at = self.clock.now() + RETRY
             await asyncio.sleep(POLL)
