@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,9 +184,11 @@ def mock_process(
     timeout: float = 15,
     *,
     command: Command = IMDSMOCK,
+    starting: Callable[[MockProcess], None] | None = None,
 ) -> Iterator[MockProcess]:
     """Start ``command ARGS`` on free ports of 127.0.0.1 and wait until it serves; stop it
-    after the block (SIGTERM, then kill)."""
+    after the block (SIGTERM, then kill). ``starting`` is called with the process as soon as
+    it is spawned, before it serves (to act on it while it starts)."""
     port, control_port = free_port(), free_port()
     argv = [*command.argv, *args, *command.listen(port, control_port)]
     proc = subprocess.Popen(
@@ -203,6 +205,8 @@ def mock_process(
     mp._reader = threading.Thread(target=pump, daemon=True)
     mp._reader.start()
     try:
+        if starting is not None:
+            starting(mp)
         deadline = time.monotonic() + timeout
         while command.ready not in mp.stderr():
             assert proc.poll() is None, f"the mock exited: {mp.stderr()}"
