@@ -143,7 +143,7 @@ def test_a_bad_variable_is_one_line_and_exit_2(command: Command, env: dict[str, 
     line = one_line(done.stderr, prog)
     if "LOG_LEVEL" in next(iter(env)):
         assert "IMDSMOCK_LOG_LEVEL" in line
-        assert "debug, info, warning" in line
+        assert "DEBUG, INFO, WARNING" in line
 
 
 @pytest.mark.parametrize(
