@@ -1,13 +1,15 @@
 """The fenced blocks of the Markdown documentation, and the conventions the docs tests read.
 
-A block may be preceded (directly, or across one blank line) by an HTML comment that tells
-the tests how to run it:
+A block may be preceded (directly, or across one blank line) by HTML comments, one a line,
+that tell the tests how to run it:
 
 * ``<!-- doctest: mock ARGS -->``: a ``console`` block that needs a running mock; the test
   starts ``imdsmock ARGS`` first (on free ports, as for ``$ imdsmock ... &`` inside a block).
-* ``<!-- doctest: skip REASON -->``: a block that cannot run here (it needs root and
-  169.254.169.254 on the host, a Docker engine, a real AWS account...); the test reports it
-  skipped with the reason.
+* ``<!-- doctest: root REASON -->``: a block that runs only as root (it reads the firewall
+  rules, say); elsewhere the test reports it skipped with the reason.
+* ``<!-- doctest: skip REASON -->``: a block that cannot run here (it changes the machine's
+  network, needs a Docker engine, a real AWS account...); the test reports it skipped with
+  the reason.
 
 In a ``console`` block a line starting ``$ `` is a command (a line ending in ``\\`` goes on on
 the next one), and the lines up to the next command are what it prints, stdout and stderr
@@ -19,6 +21,7 @@ width follows their contents).
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _DIRECTIVE = re.compile(r"^<!--\s*doctest:\s*(?P<kind>\w+)\s*(?P<rest>.*?)\s*-->$")
-DIRECTIVES = ("mock", "skip")
+DIRECTIVES = ("mock", "root", "skip")
 
 
 def documents() -> list[Path]:
@@ -42,15 +45,15 @@ def documents() -> list[Path]:
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block: where it is, its info string, its text and its directive."""
+    """One fenced block: where it is, its info string, its text and its directives."""
 
     path: Path
     line: int
     """The line number of the opening fence (1-based)."""
     info: str
     text: str
-    directive: tuple[str, str] | None = None
-    """``(kind, rest)`` of the ``<!-- doctest: ... -->`` comment before the block."""
+    directives: tuple[tuple[str, str], ...] = ()
+    """``(kind, rest)`` of each ``<!-- doctest: ... -->`` comment before the block."""
 
     @property
     def language(self) -> str:
@@ -65,10 +68,16 @@ class Block:
 
     @property
     def skip_reason(self) -> str | None:
-        """The reason of a ``skip`` directive, else None."""
-        if self.directive is not None and self.directive[0] == "skip":
-            return self.directive[1] or "marked skip"
+        """Why the block does not run here (a ``skip``, or ``root`` when not root), else None."""
+        for kind, rest in self.directives:
+            if kind == "skip" or (kind == "root" and os.geteuid() != 0):
+                return rest or f"marked {kind}"
         return None
+
+    @property
+    def mock_args(self) -> str | None:
+        """The arguments of the mock a ``mock`` directive asks for (``""``: none), or None."""
+        return next((rest for kind, rest in self.directives if kind == "mock"), None)
 
 
 def blocks(path: Path) -> list[Block]:
@@ -94,24 +103,23 @@ def blocks(path: Path) -> list[Block]:
                 line=start + 1,
                 info=m["info"].strip(),
                 text="\n".join(body) + "\n",
-                directive=_directive_before(lines, start),
+                directives=_directives_before(lines, start),
             )
         )
     return found
 
 
-def _directive_before(lines: Sequence[str], fence: int) -> tuple[str, str] | None:
+def _directives_before(lines: Sequence[str], fence: int) -> tuple[tuple[str, str], ...]:
     j = fence - 1
     if j >= 0 and not lines[j].strip():
         j -= 1
-    if j < 0:
-        return None
-    m = _DIRECTIVE.match(lines[j].strip())
-    if m is None:
-        return None
-    if m["kind"] not in DIRECTIVES:
-        raise ValueError(f"{lines[j].strip()}: unknown doctest directive; one of {DIRECTIVES}")
-    return m["kind"], m["rest"]
+    found: list[tuple[str, str]] = []
+    while j >= 0 and (m := _DIRECTIVE.match(lines[j].strip())) is not None:
+        if m["kind"] not in DIRECTIVES:
+            raise ValueError(f"{lines[j].strip()}: unknown doctest directive; one of {DIRECTIVES}")
+        found.insert(0, (m["kind"], m["rest"]))
+        j -= 1
+    return tuple(found)
 
 
 def all_blocks(language: str) -> list[Block]:

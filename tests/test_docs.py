@@ -178,8 +178,8 @@ def run_block(block: Block, tmp_path: Path, home: Path) -> list[str]:
     """Run a console block; one message per command whose output differs from the block's."""
     problems: list[str] = []
     with session(tmp_path, home) as s:
-        if block.directive is not None and block.directive[0] == "mock":
-            s.start(f"imdsmock {block.directive[1]}".strip())
+        if block.mock_args is not None:
+            s.start(f"imdsmock {block.mock_args}".strip())
         for step in steps(block):
             if step.background:
                 s.start(step.command[:-1].strip())
@@ -212,7 +212,7 @@ def test_the_docs_have_console_blocks_to_run() -> None:
     would pass on nothing)."""
     runnable = [b for b in CONSOLE if b.skip_reason is None]
     assert len(runnable) >= 5
-    assert any(b.directive is not None and b.directive[0] == "mock" for b in runnable)
+    assert any(b.mock_args is not None for b in runnable)
 
 
 def test_a_session_is_a_console_block() -> None:
@@ -347,3 +347,20 @@ def test_architecture_names_modules_that_exist() -> None:
     assert len(rows) > 20
     missing = [name for name in rows if importlib.util.find_spec(f"imdsmock.{name}") is None]
     assert not missing, f"architecture.md names modules that do not exist: {missing}"
+
+
+def test_directives_stack_above_a_block(tmp_path: Path) -> None:
+    """Several directive comments above a block all apply (root and mock here); a comment
+    that is not a known directive is refused, so a misspelt one cannot go unnoticed."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- doctest: root reads the rules -->\n<!-- doctest: mock --clock manual -->\n\n"
+        "```console\n$ true\n```\n"
+    )
+    (block,) = blocks(page)
+    assert block.directives == (("root", "reads the rules"), ("mock", "--clock manual"))
+    assert block.mock_args == "--clock manual"
+    assert block.skip_reason == (None if os.geteuid() == 0 else "reads the rules")
+    page.write_text("<!-- doctest: skipp typo -->\n```console\n$ true\n```\n")
+    with pytest.raises(ValueError, match="unknown doctest directive"):
+        blocks(page)
