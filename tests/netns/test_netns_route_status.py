@@ -77,3 +77,24 @@ def test_up_warns_when_nothing_listens_where_mock_points(topo: Topology) -> None
     topo.mock(ws, "127.0.0.1", 1400)
     assert topo.route(ws, "up", "--mock", "127.0.0.1:1400").stderr == ""
     topo.route(ws, "down")
+
+
+def test_status_says_when_the_mock_is_reached_but_refuses(topo: Topology) -> None:
+    """With IMDS disabled on the mock the probe still reaches it: status says so, with the
+    answer it got; with the control token in IMDSMOCK_CONTROL_TOKEN it asks, without it it
+    says why it cannot."""
+    ws = topo.ns("ws")
+    topo.mock(ws, "127.0.0.1", 1338, "--control-token", "s3cret")
+    topo.route(ws, "up")
+    topo.sh(
+        ws, "curl", "-s", "-X", "PATCH", "-H", "Authorization: Bearer s3cret",
+        "-H", "Content-Type: application/json", "-d", '{"http-endpoint": "disabled"}',
+        f"{CONTROL}/v1/options",
+    )  # fmt: skip
+    env = {**topo.env, "IMDSMOCK_CONTROL_TOKEN": "s3cret"}
+    out = topo.route(ws, "status", env=env).stdout
+    assert f"169.254.169.254: reaches this mock ({CONTROL}), but it answers 403 to GET " in out
+    line = _answer_line(topo, ws)
+    assert line.startswith("169.254.169.254: it answers 403 to GET /latest/meta-data/instance-id;")
+    assert "cannot ask the control API at http://127.0.0.1:1339 (missing or wrong bearer" in line
+    topo.route(ws, "down")
