@@ -1,13 +1,20 @@
 """Property-based fuzzing: any input gets a right answer or a one-line error, never a crash.
 
-Three targets, each with a short CI budget and a long one under ``-m slow``:
+Four targets, each with a short CI budget and a long one under ``-m slow``:
 
 * raw request bytes sent to the real server over TCP: every answer is a well-formed
   non-5xx response (or, for an incomplete request, a clean close), never silence;
 * :func:`imdsmock.imds.handle` in-process (fast, many examples): a response from the
   known status set for any method, path, token, TTL, time and options;
 * configuration loading (mappings, files in every format, environment variables): a
-  :class:`~imdsmock.config.Config` that builds a serving App, or a ``ConfigError``.
+  :class:`~imdsmock.config.Config` that builds a serving App, or a ``ConfigError``;
+* control API bodies sent to the real control listener over TCP: a JSON answer, never a
+  5xx, and a one-line error for a refused body.
+
+Both the configuration and the control API fuzzers are also fed hostile shapes: nesting
+from just under the limit to far deeper than any parser recurses, in every form a format
+has (lists, objects or tables, flow and block YAML, TOML inline tables), and integers from
+a few to thousands of digits (past Python's conversion limit too), where values go.
 
 Inputs that once failed are kept in ``tests/fuzz_corpus/`` and replayed by the
 ``test_corpus_*`` tests (add a line there for every crash the fuzzers find).
@@ -31,11 +38,12 @@ from hypothesis import strategies as st
 
 from imdsmock.app import App
 from imdsmock.config.build import from_mapping
+from imdsmock.config.inputs import MAX_DEPTH
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
 from imdsmock.core.imds import Request, handle
 from imdsmock.errors import ImdsMockError
-from support import EPOCH, Running, make_config, offline_app, serve
+from support import EPOCH, Running, control_config, make_config, offline_app, serve
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 # Statuses the IMDS listener may answer without a fault asking for another.
@@ -354,10 +362,38 @@ KEYS: Mapping[str, list[str]] = {
     "paths": ["meta-data/x", "dynamic/y", "user-data", "nope", "meta-data//z"],
     "scenarios": [],
 }
+# Integers from a few digits to past Python's 4,300-digit conversion limit.
+DIGITS = [19, 41, 300, 4299, 4300, 4301, 5000]
+huge_int = st.builds(
+    lambda sign, digits, first: sign * (first * 10 ** (digits - 1)),
+    st.sampled_from([1, -1]),
+    st.sampled_from(DIGITS),
+    st.integers(1, 9),
+)
+# Nesting around the limit, and far past what the parsers recurse.
+DEPTHS = [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, 100, 600, 1100, 5000]
+
+
+def _nest(depth: int, kind: str, leaf: Any) -> Any:
+    """``leaf`` inside ``depth`` lists, objects or both in turn (built without recursion)."""
+    node = leaf
+    for level in range(depth):
+        as_list = kind == "lists" or (kind == "mixed" and level % 2)
+        node = [node] if as_list else {"a": node}
+    return node
+
+
+deep_value = st.builds(
+    _nest,
+    st.sampled_from(DEPTHS),
+    st.sampled_from(["lists", "objects", "mixed"]),
+    st.sampled_from([1, "x", None, [], {}]) | huge_int,
+)
 scalar = (
     st.none()
     | st.booleans()
     | st.integers(-(2**40), 2**40)
+    | huge_int
     | st.floats(allow_nan=True)
     | st.text(max_size=20)
     | st.sampled_from(["enabled", "required", "us-east-1", "us-east-1a", "+30s", "1", "x,y"])
@@ -399,6 +435,13 @@ def config_mappings(draw: st.DrawFn) -> dict[str, Any]:
         out[section] = draw(st.dictionaries(keys, value, max_size=4) | value)
     if draw(st.booleans()):
         out[draw(st.text(max_size=6))] = draw(value)
+    if draw(st.integers(0, 4)) == 0:  # a deep value where a key's value goes
+        section = draw(st.sampled_from(sorted(KEYS)))
+        key = draw(st.sampled_from(KEYS[section] or ["x"]))
+        target = out.get(section)
+        if not isinstance(target, dict):
+            target = out[section] = {}
+        target[key] = draw(deep_value)
     return out
 
 
@@ -442,7 +485,7 @@ def _file_texts(draw: st.DrawFn) -> tuple[str, str]:
     if draw(st.booleans()):
         try:
             text = json.dumps(raw, allow_nan=True)  # JSON is YAML too
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # unprintable ints, deep values
             text = "{}"
         cut = draw(st.integers(0, len(text)))
         text = text[:cut] + draw(st.text(max_size=10)) + text[cut:]
@@ -467,6 +510,65 @@ def _file_texts(draw: st.DrawFn) -> tuple[str, str]:
 
 
 file_texts = st.composite(_file_texts)()
+
+
+def _number_text(sign: str, digits: int, first: int) -> str:
+    return f"{sign}{first}" + "0" * (digits - 1)  # written out: str() refuses 4,301 digits
+
+
+number_text = st.builds(
+    _number_text, st.sampled_from(["", "-"]), st.sampled_from(DIGITS), st.integers(1, 9)
+)
+
+
+@st.composite
+def hostile_files(draw: st.DrawFn) -> tuple[str, str]:
+    """A config file holding, where some key's value goes, nesting of a chosen depth and
+    form, or an integer of a chosen length, in each format's own syntax."""
+    section = draw(st.sampled_from(sorted(KEYS)))
+    key = draw(st.sampled_from(KEYS[section] or ["x"]))
+    depth = draw(st.sampled_from(DEPTHS))
+    leaf = draw(number_text | st.sampled_from(["1", '"x"']))
+    fmt = draw(st.sampled_from([".json", ".yaml", ".toml"]))
+    form = draw(st.sampled_from(["lists", "objects", "number"]))
+    if form == "number":
+        fragment = leaf
+    elif fmt == ".toml" and form == "objects":
+        fragment = "{a = " * depth + leaf + "}" * depth
+    elif form == "objects":
+        fragment = '{"a": ' * depth + leaf + "}" * depth
+    else:
+        fragment = "[" * depth + leaf + "]" * depth
+    if fmt == ".toml":
+        return fmt, f'[{section}]\n"{key}" = {fragment}\n'
+    if fmt == ".yaml" and form == "objects" and draw(st.booleans()):
+        # Block mappings: one indented line per level (kept shallow: the text grows fast).
+        levels = min(depth, 300)
+        lines = [f"{section}:", f"  {key}:"]
+        lines += [f"{'  ' * (i + 2)}a{i}:" for i in range(levels)] + ["  " * (levels + 2) + leaf]
+        return fmt, "\n".join(lines) + "\n"
+    return fmt, json.dumps({section: {key: None}}).replace("null", fragment)
+
+
+def _fuzz_hostile_files(budget: settings) -> Any:
+    @budget
+    @given(case=hostile_files())
+    def run(tmp_path_factory: pytest.TempPathFactory, case: tuple[str, str]) -> None:
+        fmt, text = case
+        path = tmp_path_factory.mktemp("cfg") / f"imdsmock{fmt}"
+        path.write_text(text)
+        check_config(lambda: load(file=path, env={}))
+
+    return run
+
+
+test_fuzz_config_files_nested_and_huge = _fuzz_hostile_files(CI)
+test_fuzz_config_files_nested_and_huge.__doc__ = (
+    "A config file nested to any depth in any form, or holding an integer of any length, "
+    "gives a Config or a one-line ConfigError."
+)
+test_fuzz_config_files_nested_and_huge_long = on_demand(pytest.mark.slow(_fuzz_hostile_files(LONG)))
+test_fuzz_config_files_nested_and_huge_long.__doc__ = "The hostile-file fuzzer, twenty times."
 
 
 def _fuzz_files(budget: settings) -> Any:
@@ -508,13 +610,120 @@ test_fuzz_config_files_long.__doc__ = "The config-file fuzzer with twenty times 
                 "IMDSMOCK_PATHS",
             ]
         ),
-        st.text(max_size=30),
+        st.text(max_size=30) | number_text,
         max_size=4,
     )
 )
 def test_fuzz_environment_variables(env: dict[str, str]) -> None:
-    """Any IMDSMOCK_* environment values give a Config or a one-line ConfigError."""
+    """Any IMDSMOCK_* environment values, integers of any length too, give a Config or a
+    one-line ConfigError."""
     check_config(lambda: load(env=env))
+
+
+# -- control API bodies over TCP ------------------------------------------------------------
+
+# Every route that reads a body, with the fields it knows.
+BODY_ROUTES: list[tuple[str, str, list[str]]] = [
+    ("PATCH", "/v1/options", ["hop-limit", "http-tokens", "HttpPutResponseHopLimit", "x"]),
+    ("PATCH", "/v1/metadata", ["meta-data/x", "meta-data/tags/instance/K", "dynamic/y", "x"]),
+    ("PUT", "/v1/metadata/meta-data/fuzz", ["value"]),
+    ("PATCH", "/v1/instance", ["region", "instance-type", "tags", "x"]),
+    ("POST", "/v1/scenarios", ["type", "at", "notice-seconds", "not-after", "id"]),
+    ("POST", "/v1/faults", ["kind", "path", "count", "probability", "status", "latency-ms"]),
+    ("POST", "/v1/clock/advance", ["seconds"]),
+    ("POST", "/v1/credentials/fail", ["count"]),
+    ("POST", "/v1/credentials/expire", ["on"]),
+]
+CONTROL_STATUSES = {200, 201, 400, 404, 405}
+
+
+@st.composite
+def control_bodies(draw: st.DrawFn) -> tuple[str, str, bytes]:
+    """A route that reads a body, and a JSON body: a known field (or not) holding a value
+    of any shape, deep nesting and integers of any length included; sometimes bare."""
+    method, target, fields = draw(st.sampled_from(BODY_ROUTES))
+    field = draw(st.sampled_from(fields) | st.text(max_size=6))
+    depth = draw(st.sampled_from(DEPTHS))
+    leaf = draw(number_text | st.sampled_from(["1", '"x"', "null", "true"]))
+    form = draw(st.sampled_from(["lists", "objects", "number", "value"]))
+    if form == "lists":
+        fragment = "[" * depth + leaf + "]" * depth
+    elif form == "objects":
+        fragment = '{"a": ' * depth + leaf + "}" * depth
+    elif form == "number":
+        fragment = leaf
+    else:
+        try:
+            fragment = json.dumps(draw(value))
+        except ValueError:  # an integer str() refuses
+            fragment = leaf
+    body = json.dumps({field: None}).replace("null", fragment)
+    if draw(st.integers(0, 5)) == 0:
+        body = fragment  # not an object at all
+    return method, target, body.encode()
+
+
+@pytest.fixture(scope="module")
+def control_server() -> Iterator[tuple[Running, _ErrorLog]]:
+    """One server with its control API for the module, on a manual clock; errors logged."""
+    errors = _ErrorLog()
+    logging.getLogger().addHandler(errors)
+    try:
+        with serve(control_config(clock="manual")) as r:
+            yield r, errors
+    finally:
+        logging.getLogger().removeHandler(errors)
+
+
+def check_control_answer(
+    r: Running, errors: _ErrorLog, method: str, target: str, body: bytes
+) -> None:
+    """The fuzz property for one control request: a JSON answer from the known set, a
+    refusal in one line, nothing logged as an error, and IMDS still answering."""
+    import http.client
+
+    url = r.app.control_url()
+    assert url is not None
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    try:
+        conn.request(method, target, body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        status, answer = response.status, response.read()
+    finally:
+        conn.close()
+    assert status in CONTROL_STATUSES, (target, body[:200], answer[:300])
+    data = json.loads(answer)
+    if status >= 400:
+        assert "\n" not in data["error"], data["error"][:300]
+        assert len(data["error"]) < 2000, data["error"][:300]
+    assert not errors.records, [rec.getMessage() for rec in errors.records]
+
+
+def _fuzz_control(budget: settings) -> Any:
+    @budget
+    @given(case=control_bodies())
+    def run(control_server: tuple[Running, _ErrorLog], case: tuple[str, str, bytes]) -> None:
+        check_control_answer(*control_server, *case)
+
+    return run
+
+
+test_fuzz_control_bodies = _fuzz_control(CI)
+test_fuzz_control_bodies.__doc__ = (
+    "Any JSON body, nested to any depth or holding integers of any length, to any control "
+    "route that reads one gets a JSON answer (a one-line 400 when refused), never a 5xx."
+)
+test_fuzz_control_bodies_long = on_demand(pytest.mark.slow(_fuzz_control(LONG)))
+test_fuzz_control_bodies_long.__doc__ = "The control-body fuzzer with twenty times the budget."
+
+
+def test_control_server_still_serves_after_fuzzing(
+    control_server: tuple[Running, _ErrorLog],
+) -> None:
+    """After the control fuzzer the mock answers IMDS and its control API, and logged no error."""
+    r, errors = control_server
+    assert r.get("/latest/meta-data/ami-id")[0] == 200
+    check_control_answer(r, errors, "PATCH", "/v1/options", b'{"hop-limit": 2}')
 
 
 # -- the corpus: inputs that once failed, replayed every run ------------------------------
@@ -533,6 +742,14 @@ def _bytes(case: Mapping[str, Any]) -> bytes:
 def test_corpus_requests(fuzz_server: tuple[Running, _ErrorLog], case: dict[str, Any]) -> None:
     """Every request in the corpus gets a well-formed non-5xx answer or a clean close."""
     check_wire_answer(*fuzz_server, _bytes(case))
+
+
+@pytest.mark.parametrize("case", _corpus("control-bodies.jsonl"), ids=lambda c: str(c["id"]))
+def test_corpus_control_bodies(
+    control_server: tuple[Running, _ErrorLog], case: dict[str, Any]
+) -> None:
+    """Every control request in the corpus gets a JSON answer, never a 5xx."""
+    check_control_answer(*control_server, case["method"], case["target"], _bytes(case))
 
 
 @pytest.mark.parametrize("case", _corpus("configs.jsonl"), ids=lambda c: str(c["id"]))

@@ -205,7 +205,7 @@ def parse_scenario(
         raise ConfigError(key, data, "a mapping with a type (spot-interruption, ...)")
     d = {str(k).replace("_", "-"): v for k, v in data.items()}
     kind = d.get("type")
-    if kind not in FIELDS:
+    if not isinstance(kind, str) or kind not in FIELDS:  # a list or mapping is no type
         raise ConfigError(
             f"{key}.type", kind, "one of: " + ", ".join(FIELDS), hint=_meant(kind, FIELDS)
         )
