@@ -18,6 +18,8 @@ OPTIONAL = (
     "imdsmock.control.operations",
     "imdsmock.control.routes",
     "imdsmock.control.openapi",
+    "imdsmock.core.fleet",
+    "imdsmock.core.recognize",
 )
 SPOT = "/latest/meta-data/spot/instance-action"
 

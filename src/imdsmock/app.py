@@ -29,7 +29,7 @@ from imdsmock.errors import ImdsMockError
 from imdsmock.instance.notices import GATED_PATHS
 from imdsmock.serve.hosts import HostRule
 from imdsmock.serve.limits import Limits, fit_open_files
-from imdsmock.serve.listen import bind_sockets, imds_bindings, url
+from imdsmock.serve.listen import bind_sockets, imds_bindings, member_bindings, url
 from imdsmock.serve.server import Server
 from imdsmock.signing.signer import Signer
 from imdsmock.signing.store import load_signer
@@ -41,6 +41,7 @@ from imdsmock.signing.store import load_signer
 # can switch on later (scenarios) is imported by the Controller when that happens.
 if TYPE_CHECKING:
     from imdsmock.control.operations import Controller
+    from imdsmock.core.fleet import Fleet
     from imdsmock.serve.awscreds import CredentialRefresher
     from imdsmock.serve.container import ContainerEndpoints
     from imdsmock.serve.http import HTTPProtocol
@@ -90,6 +91,9 @@ class App:
     ) -> None:
         # The settings read once at start stay these for the app's life (see reconfigure).
         self._start_config = config
+        # The configuration last given (at start or to reconfigure): what fleet members
+        # added at run time take their unset keys from.
+        self._configured = config
         if clock is None:
             clock = ManualClock() if config.server.clock == "manual" else SystemClock()
         self.clock: Clock = clock
@@ -103,6 +107,11 @@ class App:
 
             snapshot = configured(snapshot)
         self.state = State(snapshot)
+        # The instances told apart by client: only when the configuration has members (or
+        # refuses unknown clients), or the control API adds one. None costs nothing.
+        self.fleet: Fleet | None = None
+        if _needs_fleet(config):
+            self.fleet = self._new_fleet(config)
         # Per-client gating of the scenario paths (--mock-ip-count); reset by the control API.
         self.gate = ClientGate(config.server.mock_ip_count)
         # The request log and the fault rules: the server feeds and applies them, the
@@ -131,6 +140,7 @@ class App:
             faults=self.faults,
             limits=self.limits,
             hosts=self.hosts if real else None,
+            fleet=self.fleet,
         )
         # Coroutines run beside the servers while serving (e.g. the config-file watcher).
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
@@ -184,7 +194,24 @@ class App:
             faults=self.faults,
             signer=self.signer,
             addresses=self.addresses,
+            fleet=self.ensure_fleet,
         )
+
+    def _new_fleet(self, config: Config) -> Fleet:
+        from imdsmock.core.fleet import Fleet
+
+        return Fleet(
+            self.state, config, signer=self.signer, started=self.started, gated=GATED_PATHS
+        )
+
+    def ensure_fleet(self) -> Fleet:
+        """The fleet, made (without members) on first use: the control API adds members to
+        a mock started with none. The server tells clients apart only once it has some."""
+        fleet = self.fleet
+        if fleet is None:
+            fleet = self.fleet = self._new_fleet(self._configured)
+            self.server.fleet = fleet
+        return fleet
 
     def reconfigure(self, config: Config) -> Deferred:
         """Serve ``config`` from now on, all at once (a config-file reload).
@@ -201,6 +228,11 @@ class App:
 
         before = self.config
         self.state.swap(lambda snap: reconfigured(snap, config))
+        self._configured = config
+        if self.fleet is not None:
+            self.fleet.reconfigure(config)
+        elif _needs_fleet(config):
+            self.ensure_fleet()
         server = config.server
         if server.mock_ip_count != self.gate.limit:
             self.gate.reset(server.mock_ip_count)
@@ -211,7 +243,8 @@ class App:
             self.server.sink = self.requests.sink(access_log=server.log_requests)
         running = self._start_config
         return Deferred(
-            listeners=server.listeners() != running.server.listeners(),
+            listeners=server.listeners() != running.server.listeners()
+            or member_bindings(config) != member_bindings(running),
             settings=tuple(
                 f"{section}.{name.replace('_', '-')}"
                 for section, names in _START_ONLY.items()
@@ -232,7 +265,7 @@ class App:
         if lowered is not None and budget != self.limits.max_connections:
             log.warning("%s", lowered)
         self.limits.max_connections = budget
-        socks = bind_sockets(imds_bindings(config.server))
+        socks = bind_sockets(imds_bindings(config.server) + member_bindings(config))
         try:
             if self.containers is not None:
                 self.containers.bind()
@@ -318,6 +351,10 @@ class App:
     def addresses(self) -> list[str]:
         """URLs of the IMDS listeners."""
         return [url(address) for address in self.server.addresses()]
+
+
+def _needs_fleet(config: Config) -> bool:
+    return bool(config.instances) or config.fleet.unknown == "reject"
 
 
 def check(config: Config) -> None:

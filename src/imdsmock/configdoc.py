@@ -34,6 +34,7 @@ from imdsmock.config.schema import (
     SHORT_NAMES,
     Config,
     InterfaceConfig,
+    MemberConfig,
     dashed,
     env_name,
 )
@@ -55,7 +56,7 @@ _AEMM_KEYS: Mapping[str, tuple[str, ...]] = {
     "instance.identity-document": ("dynamic.values.instance-identity-document",),
 }
 # Keys that only a config file (or the Python API) can set: their values are structures.
-_FILE_ONLY = frozenset({"instance.interfaces", "scenarios"})
+_FILE_ONLY = frozenset({"instance.interfaces", "scenarios", "instances"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,10 +73,12 @@ class Row:
 
 
 def rows() -> list[Row]:
-    """Every key of :class:`~imdsmock.config.schema.Config`, then an interface's keys."""
+    """Every key of :class:`~imdsmock.config.schema.Config`, then an interface's keys and a
+    fleet member's."""
     docs = _descriptions()
     out = list(_rows(Config, "", docs))
     out += _rows(InterfaceConfig, "instance.interfaces[].", docs)
+    out += _rows(MemberConfig, "instances[].", docs)
     return out
 
 
@@ -132,6 +135,8 @@ _RULE = "|---|---|---|---|---|---|---|"
 def _section_of(key: str) -> str:
     if key.startswith("instance.interfaces[]."):
         return "`instance.interfaces[]`: each extra interface"
+    if key.startswith("instances[]."):
+        return "`instances[]`: each instance of the fleet"
     head, dot, _ = key.partition(".")
     return f"`{head}`" if dot else "Top level"
 
@@ -202,13 +207,15 @@ def _type(tp: Any, key: str) -> str:
         item = args[0]
         if item is InterfaceConfig:
             return "list of interfaces"
+        if item is MemberConfig:
+            return "list of instances"
         if item == ScenarioConfig:
             return "list of mappings"
         if typing.get_origin(item) is Mapping:
             return "list of mappings"
         return "list of strings"
     if origin is Mapping:
-        if Any in typing.get_args(args[1]):
+        if args[1] is Any or Any in typing.get_args(args[1]):
             return "mapping of JSON values"
         return "mapping of strings" + (" or null" if typing.get_args(args[1]) else "")
     raise TypeError(f"no description of type {tp!r} ({key})")  # a new kind of field

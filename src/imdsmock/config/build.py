@@ -17,10 +17,21 @@ import typing
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
+from imdsmock.config.fleet import check_fleet, check_name
 from imdsmock.config.inputs import check_tree
 from imdsmock.config.rules import check
 from imdsmock.config.scenarios import SCENARIOS, parse_scenarios
-from imdsmock.config.schema import DEFAULT_RANGE, RANGES, Config, dashed, leaf_keys
+from imdsmock.config.schema import (
+    DEFAULT_RANGE,
+    RANGES,
+    Config,
+    InstanceConfig,
+    MatchConfig,
+    MemberConfig,
+    OptionsConfig,
+    dashed,
+    leaf_keys,
+)
 from imdsmock.errors import ConfigError, close_match, did_you_mean
 
 __all__ = ["from_mapping", "refusal"]
@@ -40,6 +51,14 @@ def from_mapping(
     check_tree(raw)  # nesting and text, before anything walks it
     cfg: Config = _build(Config, raw, "")
     check(cfg, relaxed=relaxed, warn=warn)
+    check_fleet(cfg)
+    if cfg.instances:
+        for member in cfg.instances:
+            # Each instance as served: the same rules, naming the key under its entry.
+            try:
+                check(member.config(cfg), relaxed=relaxed, warn=warn)
+            except ConfigError as exc:
+                raise exc.renamed(f"instances.{member.name}.{exc.key}") from None
     return cfg
 
 
@@ -93,7 +112,49 @@ def _meant(key: str, fields: Mapping[str, Any]) -> str:
     return "" if match is None else f"; did you mean {elsewhere[match]!r}?"
 
 
+def _member(raw: Any, key: str) -> MemberConfig:
+    """One entry of ``instances``: its name first, then every key named under it."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(key, raw, "a mapping with a name (and match, instance, options ...)")
+    known = ("name", "match", "instance", "options", "paths", "scenarios")
+    given = {str(k).replace("_", "-"): v for k, v in raw.items()}
+    for name, value in given.items():
+        if name not in known:
+            allowed = "a known key (one of: " + ", ".join(known) + ")"
+            raise ConfigError(f"{key}.{name}", value, allowed, hint=did_you_mean(name, known))
+    if "name" not in given:
+        raise ConfigError(f"{key}.name", None, "a value (this key is required)")
+    name = check_name(given["name"], f"{key}.name")
+    under = f"instances.{name}."
+    match = _build(MatchConfig, given.get("match", {}), under + "match.")
+    try:
+        instance = _partial(InstanceConfig, given.get("instance", {}), "instance")
+        options = _partial(OptionsConfig, given.get("options", {}), "options")
+    except ConfigError as exc:
+        raise exc.renamed(under + exc.key) from None
+    paths = _convert(Mapping[str, str | None], given.get("paths", {}), under + "paths")
+    scenarios = _convert(SCENARIOS, given.get("scenarios", []), under + "scenarios")
+    return MemberConfig(
+        name=name,
+        match=match,
+        instance=instance,
+        options=options,
+        paths=paths,
+        scenarios=scenarios,
+    )
+
+
+def _partial(cls: type, raw: Any, section: str) -> dict[str, Any]:
+    """The keys of a section that ``raw`` gives, converted (dashed key -> value); the rest
+    stay unset. Keys are checked as in the section itself (``options.hop-limit``)."""
+    built = _build(cls, raw, section + ".")
+    given = (str(k).replace("_", "-") for k in raw)
+    return {key: getattr(built, key.replace("-", "_")) for key in given}
+
+
 def _convert(tp: Any, value: Any, key: str) -> Any:
+    if tp is MemberConfig:
+        return _member(value, key)
     if tp == SCENARIOS:  # a list of mappings, each then validated as a scenario
         return parse_scenarios(_convert(tuple[Mapping[str, Any], ...], value, key), key)
     if tp is Any:

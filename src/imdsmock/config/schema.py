@@ -28,12 +28,16 @@ from imdsmock.config.scenarios import ScenarioConfig
 
 __all__ = [
     "RANGES",
+    "RECOGNIZE",
     "SECRET_KEYS",
     "SHORT_NAMES",
     "Config",
     "CredentialsConfig",
+    "FleetConfig",
     "InstanceConfig",
     "InterfaceConfig",
+    "MatchConfig",
+    "MemberConfig",
     "OptionsConfig",
     "ServerConfig",
     "SigningConfig",
@@ -310,6 +314,69 @@ class SigningConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MatchConfig:
+    """How a client is recognised as one instance of the fleet (any rule matching is enough)."""
+
+    source: tuple[str, ...] = ()
+    """Client addresses and networks (IPv4 or IPv6): `10.1.0.7`, `10.1.0.0/24`."""
+    listener: tuple[str, ...] = ()
+    """Listeners the client connected to: `HOST:PORT` or a port; bound at start if new."""
+    host: tuple[str, ...] = ()
+    """Host header names the client asked for (case-insensitive, port ignored)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberConfig:
+    """One more instance of the fleet: a name, how its clients are recognised, and what it
+    sets over the top-level configuration (only the keys given; the rest come from there)."""
+
+    name: str
+    """Unique name: 1-63 of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit."""
+    match: MatchConfig = field(default_factory=MatchConfig)
+    """The rules recognising this instance's clients."""
+    instance: Mapping[str, Any] = field(default_factory=dict)
+    """Any `instance` key (dashed) -> its value, over the top-level instance."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Any `options` key (dashed) -> its value, over the top-level options."""
+    paths: Mapping[str, str | None] = field(default_factory=dict)
+    """IMDS path -> value (null removes it), merged over the top-level paths."""
+    scenarios: tuple[ScenarioConfig, ...] = ()
+    """This instance's own scenarios (the top-level ones are the default instance's)."""
+
+    def config(self, top: Config) -> Config:
+        """This instance's whole configuration: ``top`` with this entry's keys over it."""
+        return dataclasses.replace(
+            top,
+            instance=dataclasses.replace(top.instance, **_fields(self.instance)),
+            options=dataclasses.replace(top.options, **_fields(self.options)),
+            paths={**top.paths, **self.paths},
+            scenarios=self.scenarios,
+            instances=(),
+            fleet=FleetConfig(),
+        )
+
+
+def _fields(keys: Mapping[str, Any]) -> dict[str, Any]:
+    return {key.replace("-", "_"): value for key, value in keys.items()}
+
+
+Way = Literal["listener", "host", "source"]
+
+RECOGNIZE: tuple[Way, ...] = ("listener", "host", "source")
+"""The ways a client is recognised, in the default order."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetConfig:
+    """How clients are told apart when `instances` lists more than one instance."""
+
+    recognize: tuple[Way, ...] = RECOGNIZE
+    """The ways a client is recognised, in order; the first that matches wins."""
+    unknown: Literal["default", "reject"] = "default"
+    """A client no instance matches: `default` serves it the top-level instance, `reject` 404."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole, validated configuration."""
 
@@ -322,6 +389,9 @@ class Config:
     """IMDS path (`meta-data/tags/instance/Owner`) -> value; null removes it. Applied last."""
     scenarios: tuple[ScenarioConfig, ...] = ()
     """Timed changes: spot interruption, rebalance, events, Auto Scaling (docs/scenarios.md)."""
+    instances: tuple[MemberConfig, ...] = ()
+    """More instances in this mock, each served to the clients it matches (docs/fleet.md)."""
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some top-level sections replaced."""

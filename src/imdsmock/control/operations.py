@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imdsmock.config.build import from_mapping
 from imdsmock.config.dump import to_mapping
@@ -30,6 +30,9 @@ from imdsmock.core.snapshot import Snapshot, rebuild
 from imdsmock.core.state import State
 from imdsmock.errors import ConfigError, ImdsMockError, did_you_mean, quote
 from imdsmock.signing.signer import Signer
+
+if TYPE_CHECKING:
+    from imdsmock.core.fleet import Fleet
 
 __all__ = ["Controller", "UnknownIdError"]
 
@@ -110,8 +113,10 @@ class Controller:
         faults: FaultBook,
         signer: Signer,
         addresses: Callable[[], list[str]] = list,
+        fleet: Callable[[], Fleet] | None = None,
     ) -> None:
         self._addresses = addresses
+        self._fleet = fleet
         self._state = state
         self._clock = clock
         self._started = started

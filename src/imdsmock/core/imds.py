@@ -43,6 +43,8 @@ class Request(NamedTuple):
     token_ttl: str | None = None
     forwarded: bool = False
     user_agent: str | None = None
+    # The fleet instance it was answered as (None: a mock without fleet).
+    instance: str | None = None
 
 
 class Gate:

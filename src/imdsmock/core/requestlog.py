@@ -75,6 +75,8 @@ class Entry(NamedTuple):
     client: str
     user_agent: str | None
     token: bool
+    instance: str | None = None
+    """The fleet instance that answered (None: a mock without fleet)."""
 
     @property
     def imdsv1(self) -> bool:
@@ -82,8 +84,8 @@ class Entry(NamedTuple):
         return _imdsv1(self.method, self.path, self.token)
 
     def to_dict(self) -> dict[str, Any]:
-        """The entry as JSON-ready data."""
-        return {
+        """The entry as JSON-ready data (``instance`` only from a mock serving a fleet)."""
+        data = {
             "seq": self.seq,
             "time": self.time,
             "method": self.method,
@@ -94,10 +96,14 @@ class Entry(NamedTuple):
             "token": self.token,
             "imdsv1": self.imdsv1,
         }
+        if self.instance is not None:
+            data["instance"] = self.instance
+        return data
 
     def access_line(self, size: int) -> str:
         """The entry as one access-log line: time (UTC), client, method, path, status, body
-        bytes and the token use (``v2`` token sent, ``v1`` token-less data request, ``-``).
+        bytes and the token use (``v2`` token sent, ``v1`` token-less data request, ``-``),
+        then the fleet instance that answered, if any.
 
         ``2026-11-26T01:02:03.456Z 172.17.0.3 GET /latest/meta-data/instance-id 200 19 v2``;
         a request that got no answer (an injected hang or reset) shows ``- -``.
@@ -107,7 +113,8 @@ class Entry(NamedTuple):
         path = self.path if self.path.isprintable() else ascii(self.path)[1:-1]
         answer = f"{self.status} {size}" if self.status else "- -"
         use = "v2" if self.token else "v1" if self.imdsv1 else "-"
-        return f"{when}.{millis:03d}Z {self.client} {self.method} {path} {answer} {use}\n"
+        line = f"{when}.{millis:03d}Z {self.client} {self.method} {path} {answer} {use}"
+        return f"{line} {self.instance}\n" if self.instance is not None else line + "\n"
 
 
 # (seq, time, request, status) -- formatted only when read.
@@ -143,6 +150,7 @@ def _entry(seq: int, now: float, req: Request, status: int) -> Entry:
         client=req.client,
         user_agent=req.user_agent,
         token=req.token is not None,
+        instance=req.instance,
     )
 
 
@@ -158,6 +166,7 @@ def _matcher(
     client: str | None,
     token: bool | None,
     imdsv1: bool | None,
+    instance: str | None = None,
 ) -> Callable[[_Raw], bool]:
     """A test of one raw entry against the filters of :meth:`RequestLog.entries`."""
     method = None if method is None else method.upper()
@@ -172,6 +181,7 @@ def _matcher(
             and (client is None or req.client == client)
             and (token is None or sent == token)
             and (imdsv1 is None or imdsv1 == _imdsv1(req.method, req.path, sent))
+            and (instance is None or req.instance == instance)
         )
 
     return match
@@ -249,6 +259,7 @@ class RequestLog:
         client: str | None = None,
         token: bool | None = None,
         imdsv1: bool | None = None,
+        instance: str | None = None,
         limit: int | None = None,
     ) -> list[Entry]:
         """Entries matching every given filter (``path`` is a prefix), oldest first.
@@ -256,7 +267,13 @@ class RequestLog:
         ``limit`` keeps the newest ``limit`` matches.
         """
         match = _matcher(
-            method=method, path=path, status=status, client=client, token=token, imdsv1=imdsv1
+            method=method,
+            path=path,
+            status=status,
+            client=client,
+            token=token,
+            imdsv1=imdsv1,
+            instance=instance,
         )
         out = [_entry(*raw) for raw in list(self._entries) if match(raw)]
         if limit is not None:
@@ -272,6 +289,7 @@ class RequestLog:
         client: str | None = None,
         token: bool | None = None,
         imdsv1: bool | None = None,
+        instance: str | None = None,
         limit: int = PAGE_DEFAULT,
         before: int | None = None,
         after: int | None = None,
@@ -284,7 +302,13 @@ class RequestLog:
         entries are built.
         """
         match = _matcher(
-            method=method, path=path, status=status, client=client, token=token, imdsv1=imdsv1
+            method=method,
+            path=path,
+            status=status,
+            client=client,
+            token=token,
+            imdsv1=imdsv1,
+            instance=instance,
         )
 
         def newest(raws: Iterable[_Raw]) -> tuple[list[_Raw], bool]:
@@ -309,16 +333,16 @@ class RequestLog:
         found.reverse()
         return [_entry(*raw) for raw in found], (found[0][0] if more and found else None)
 
-    def imdsv1_report(self) -> list[dict[str, Any]]:
-        """Token-less data requests grouped by client and user agent: the
-        :data:`REPORT_MAX` busiest groups, busiest first."""
-        groups: dict[tuple[str, str | None], dict[str, Any]] = {}
+    def imdsv1_report(self, instance: str | None = None) -> list[dict[str, Any]]:
+        """Token-less data requests grouped by client, user agent and fleet instance (only
+        ``instance``'s when given): the :data:`REPORT_MAX` busiest groups, busiest first."""
+        groups: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
         for e in self:
-            if not e.imdsv1:
+            if not e.imdsv1 or (instance is not None and e.instance != instance):
                 continue
-            g = groups.get((e.client, e.user_agent))
+            g = groups.get((e.client, e.user_agent, e.instance))
             if g is None:
-                g = groups[(e.client, e.user_agent)] = {
+                g = groups[(e.client, e.user_agent, e.instance)] = {
                     "client": e.client,
                     "user-agent": e.user_agent,
                     "requests": 0,
@@ -328,6 +352,8 @@ class RequestLog:
                     "last": e.time,
                     "paths": [],
                 }
+                if e.instance is not None:
+                    g["instance"] = e.instance
             g["requests"] += 1
             if 200 <= e.status < 300:
                 g["served"] += 1

@@ -58,9 +58,12 @@ def build_snapshot(
     started: float,
     timeline: Timeline | None = None,
     gated: frozenset[str] = frozenset(),
+    seed: bytes | None = None,
 ) -> Snapshot:
-    """Config -> model -> snapshot."""
-    seed = cfg.credentials.seed.encode() if cfg.credentials.seed else os.urandom(32)
+    """Config -> model -> snapshot; ``seed`` (else the configured one, else random) makes
+    the credential keys."""
+    if seed is None:
+        seed = cfg.credentials.seed.encode() if cfg.credentials.seed else os.urandom(32)
     return Snapshot(
         config=cfg,
         base=base_tree(cfg, signer, started),

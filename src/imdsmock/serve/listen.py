@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from imdsmock.config.addresses import Listen
-from imdsmock.config.schema import ServerConfig, spelled
+from imdsmock.config.schema import Config, ServerConfig, spelled
 from imdsmock.errors import ServeError
 
-__all__ = ["Binding", "bind_sockets", "imds_bindings", "url"]
+__all__ = ["Binding", "bind_sockets", "imds_bindings", "member_bindings", "url"]
 
 
 class Binding(NamedTuple):
@@ -40,6 +40,39 @@ def imds_bindings(server: ServerConfig) -> list[Binding]:
     return [Binding(first, "server.port", "server.host")] + [
         Binding(item, "server.listen", "server.listen") for item in extra
     ]
+
+
+def member_bindings(cfg: Config) -> list[Binding]:
+    """The listeners fleet members are recognised by (``match.listener``) that no IMDS
+    listener covers already: a port alone is bound on ``server.host``."""
+    from imdsmock.config.fleet import Port, listener  # only a fleet has members
+
+    bound = list(cfg.server.listeners())
+    out: list[Binding] = []
+    for member in cfg.instances:
+        for index, spec in enumerate(member.match.listener):
+            key = f"instances.{member.name}.match.listener[{index}]"
+            rule = listener(spec, key)
+            if isinstance(rule, Port):
+                if any(item.port == rule.port for item in bound):
+                    continue
+                item = Listen(host=cfg.server.host, port=rule.port)
+            else:
+                item = Listen(host=rule[0], port=rule[1])
+                if any(_covers(other, item) for other in bound):
+                    continue
+            bound.append(item)
+            out.append(Binding(item, key, key))
+    return out
+
+
+def _covers(bound: Listen, item: Listen) -> bool:
+    """Whether a socket bound to ``bound`` already takes connections to ``item``."""
+    if bound.port != item.port:
+        return False
+    host, wanted = bound.host.strip("[]"), item.host.strip("[]")
+    wildcard = host in ("0.0.0.0", "") if ":" not in wanted else host == "::"
+    return wildcard or host == wanted
 
 
 def bind_sockets(bindings: Sequence[Binding]) -> list[socket.socket]:
@@ -74,7 +107,7 @@ def _bind(binding: Binding) -> socket.socket:
 
 
 def _bind_message(binding: Binding, exc: OSError) -> str:
-    item, port, host = binding.listen, spelled(binding.port_key), spelled(binding.host_key)
+    item, port, host = binding.listen, _spelled(binding.port_key), _spelled(binding.host_key)
     if exc.errno == errno.EADDRINUSE:
         return f"listen address {item} is already in use; choose another port ({port})"
     if exc.errno == errno.EACCES:
@@ -88,3 +121,8 @@ def _bind_message(binding: Binding, exc: OSError) -> str:
             f"(see `imdsmock route up`) or listen on 127.0.0.1 ({host})"
         )
     return f"cannot listen on {item} ({host}): {exc.strerror}"
+
+
+def _spelled(key: str) -> str:
+    # A fleet member's listener is set only in a config file: named by its key there.
+    return f"{key} in the config file" if key.startswith("instances.") else spelled(key)

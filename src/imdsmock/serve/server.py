@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
 from imdsmock.core.clock import Clock
 from imdsmock.core.faults import Fault, FaultBook
-from imdsmock.core.imds import Gate, Request, handle
+from imdsmock.core.imds import NOT_FOUND, NOT_FOUND_HEAD, Gate, Request, handle
 from imdsmock.core.requestlog import HEAD_MAX as LOGGED_HEAD_MAX
 from imdsmock.core.requestlog import capped
 from imdsmock.core.state import State
@@ -46,7 +46,12 @@ from imdsmock.serve.memo import (
 )
 from imdsmock.serve.memo import remember as remember_parse
 
-__all__ = ["IMDSProtocol", "RequestSink", "ServeOptions", "Server"]
+# The fleet's modules are imported only by a mock that serves one (start-up time counts).
+if TYPE_CHECKING:
+    from imdsmock.core.fleet import Fleet, Roster
+    from imdsmock.core.recognize import Recognized
+
+__all__ = ["FleetProtocol", "IMDSProtocol", "RequestSink", "ServeOptions", "Server"]
 
 log = logging.getLogger("imdsmock.server")
 
@@ -95,6 +100,8 @@ class ServeOptions:
     # The Host values answered, or None: every one (checked only while real credentials
     # are served, see imdsmock.serve.hosts).
     hosts: HostRule | None = None
+    # The instances told apart by client (imdsmock.core.fleet), or None: one instance.
+    fleet: Fleet | None = None
 
 
 class _DateCache:
@@ -131,6 +138,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_held",
         "_hops",
         "_host",
+        "_instance",
         "_loop",
         "_max_header_bytes",
         "_options",
@@ -138,6 +146,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_paused",
         "_request",
         "_shed",
+        "_state",
         "_timer",
         "_token",
         "_token_ttl",
@@ -149,6 +158,10 @@ class IMDSProtocol(asyncio.Protocol):
 
     def __init__(self, options: ServeOptions) -> None:
         self._options = options
+        # The instance this connection is served (a fleet's protocol may choose another),
+        # and its name for the request log (None: the one instance of a mock without fleet).
+        self._state = options.state
+        self._instance: str | None = None
         self._max_header_bytes = options.limits.max_header_bytes
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -375,7 +388,9 @@ class IMDSProtocol(asyncio.Protocol):
             # connection): the same Request, not a new tuple of the same fields.
             request = self._request
         else:
-            request = Request(method, path, self._client, token, token_ttl, forwarded, user_agent)
+            request = Request(
+                method, path, self._client, token, token_ttl, forwarded, user_agent, self._instance
+            )
             self._asked, self._request = parsed, request
         transport = self._transport
         if transport is None or self._closing:
@@ -386,7 +401,7 @@ class IMDSProtocol(asyncio.Protocol):
         if hosts is not None and not hosts.allows(host):
             self._refuse_host(hosts, request, host, head_bytes, now)
             return
-        state = options.state
+        state = self._state
         compiled = state.compiled
         if compiled.halted(now):
             # A terminated instance answers nothing: drop the connection.
@@ -452,7 +467,7 @@ class IMDSProtocol(asyncio.Protocol):
             response = _FAULT_STATUS[fault.status]
             self._write(response, False)
         elif fault.kind == "latency":
-            state = options.state
+            state = self._state
             response = handle(state.compiled, request, now, state.tokens, options.gate)
             self._closing = True  # nothing more is read from this connection
             if options.faults is not None:
@@ -532,6 +547,85 @@ class IMDSProtocol(asyncio.Protocol):
             self._transport.abort()
 
 
+class FleetProtocol(IMDSProtocol):
+    """A connection to a mock serving a fleet: answered as the instance it is recognised as.
+
+    The recogniser is asked once, when the connection is made (its source address and the
+    listener it came in on are known then), unless some member has host rules: then each
+    request whose Host differs from the previous one is recognised again. A client no rule
+    matches is the default instance's, or gets 404 for everything with
+    ``fleet.unknown: reject``.
+    """
+
+    __slots__ = ("_host_seen", "_local", "_refused", "_roster")
+
+    def __init__(self, options: ServeOptions) -> None:
+        super().__init__(options)
+        self._refused = False
+        # With host rules: the roster and local address to recognise each request with.
+        self._roster: Roster | None = None
+        self._local: tuple[str, int] | None = None
+        self._host_seen: str | None = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        fleet = self._options.fleet
+        if self._closing or fleet is None:
+            return  # shed: nothing is answered
+        roster = fleet.roster
+        recognizer = roster.recognizer
+        if recognizer.uses_local:
+            sockname = transport.get_extra_info("sockname")
+            self._local = (sockname[0], sockname[1]) if sockname else None
+        found = recognizer.connection(self._client, self._local)
+        if found is None or isinstance(found, tuple):
+            self._enter(fleet, roster, found)
+        else:  # PER_REQUEST: each request's Host decides
+            self._roster = roster
+
+    def _enter(self, fleet: Fleet, roster: Roster, found: Recognized | None) -> None:
+        """Answer from now on as the instance ``found`` (None: no rule matched)."""
+        fleet.seen(self._client, found, self._options.clock.now())
+        state = None if found is None else roster.states.get(found.name)
+        if state is None:
+            self._refused = fleet.reject
+            self._state, self._instance = fleet.default, "default"
+        else:
+            self._refused = False
+            self._state, self._instance = state, found.name  # type: ignore[union-attr]
+
+    def _answer(self, parsed: Parsed) -> None:
+        roster = self._roster
+        if roster is not None and parsed.host != self._host_seen:
+            self._host_seen = parsed.host
+            fleet = self._options.fleet
+            assert fleet is not None
+            found = roster.recognizer.recognize(self._client, self._local, parsed.host)
+            self._enter(fleet, roster, found)
+        if self._refused:
+            self._refuse(parsed)
+        else:
+            super()._answer(parsed)
+
+    def _refuse(self, parsed: Parsed) -> None:
+        """Answer 404 to a client no instance matches (``fleet.unknown: reject``)."""
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes, _ = parsed
+        response = NOT_FOUND_HEAD if method == "HEAD" else NOT_FOUND
+        options = self._options
+        self._write(response, options.keep_alive and keep)
+        sink = options.sink
+        if sink is not None:
+            request = Request(method, path, self._client, token, token_ttl, forwarded, user_agent)
+            sink(
+                request if head_bytes <= LOGGED_HEAD_MAX else capped(request),
+                response,
+                options.clock.now(),
+            )
+
+
 class Server:
     """The IMDS listeners on one event loop.
 
@@ -551,6 +645,7 @@ class Server:
         faults: FaultBook | None = None,
         limits: Limits | None = None,
         hosts: HostRule | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.options = ServeOptions(
             state=state,
@@ -562,8 +657,10 @@ class Server:
             # Shared by every connection of these listeners (the cap counts them all).
             limits=limits if limits is not None else Limits(),
             hosts=hosts,
+            fleet=fleet,
         )
         self._servers: list[asyncio.base_events.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def limits(self) -> Limits:
@@ -588,19 +685,45 @@ class Server:
     def faults(self, faults: FaultBook | None) -> None:
         self.options = replace(self.options, faults=faults)
 
+    @property
+    def fleet(self) -> Fleet | None:
+        """The instances told apart by client, or None (one instance)."""
+        return self.options.fleet
+
+    @fleet.setter
+    def fleet(self, fleet: Fleet | None) -> None:
+        self.options = replace(self.options, fleet=fleet)
+        if fleet is not None and self._loop is not None:
+            self._defer(fleet, self._loop.call_soon_threadsafe)
+
     def protocol(self) -> IMDSProtocol:
-        """A protocol instance for one new connection."""
-        return IMDSProtocol(self.options)
+        """A protocol instance for one new connection: a fleet's while clients must be told
+        apart (one test per connection, none per request otherwise)."""
+        options = self.options
+        fleet = options.fleet
+        if fleet is not None and fleet.active:
+            return FleetProtocol(options)
+        return IMDSProtocol(options)
+
+    def _defer(self, fleet: Fleet, defer: Any) -> None:
+        now = self.options.clock.now()
+        fleet.defer = defer
+        for state in fleet.states():
+            state.documents.defer = defer
+            if defer is not None:
+                state.prepare(now)
 
     async def start(self, socks: Sequence[socket.socket]) -> None:
         """Serve on already-bound sockets.
 
         From now on the loop renders each next epoch's credential documents ahead of it.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         state = self.options.state
         state.documents.defer = loop.call_soon_threadsafe
         state.prepare(self.options.clock.now())
+        if self.options.fleet is not None:
+            self._defer(self.options.fleet, loop.call_soon_threadsafe)
         for sock in socks:
             self._servers.append(await loop.create_server(self.protocol, sock=sock))
 
@@ -614,6 +737,9 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting; in-flight responses are already written in one call."""
         self.options.state.documents.defer = None
+        if self.options.fleet is not None:
+            self._defer(self.options.fleet, None)
+        self._loop = None
         for srv in self._servers:
             srv.close()
         for srv in self._servers:

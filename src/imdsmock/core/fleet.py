@@ -1,0 +1,239 @@
+"""The fleet: several instances in one mock, each served to the clients it recognises.
+
+A :class:`Fleet` holds one :class:`~imdsmock.core.state.State` per member of
+``instances`` beside the default (top-level) instance's: its own compiled snapshot, its own
+token issuer (a token one instance issued is refused by every other), its own credential
+source and rotation, forced failures, options and scenarios. Which instance a connection
+is for is the :class:`~imdsmock.core.recognize.Recognizer`'s answer.
+
+The members, their configurations and the recogniser form one immutable
+:class:`Roster`, replaced whole when a member is added, changed or removed; a connection
+takes the roster in force when it is made. A mock without members has no fleet at all, so
+a single instance pays nothing for it.
+
+The fleet also remembers which clients each instance served and why (the control API's
+``/v1/instances/{name}/clients``), a bounded table updated once per connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
+
+from imdsmock.config.fleet import DEFAULT_NAME
+from imdsmock.config.schema import Config, MemberConfig
+from imdsmock.core.gate import client_key
+from imdsmock.core.recognize import Recognized, Recognizer, Resolver
+from imdsmock.core.snapshot import Snapshot, build_snapshot
+from imdsmock.core.state import State
+from imdsmock.errors import ImdsMockError, quote
+from imdsmock.signing.signer import Signer
+
+__all__ = ["CLIENTS_MAX", "Client", "Fleet", "Roster", "UnknownInstanceError"]
+
+CLIENTS_MAX = 10_000
+"""Client records kept (the oldest are dropped first)."""
+
+UNMATCHED = "no rule matched"
+"""Why a client is the default instance's (or refused, with ``fleet.unknown: reject``)."""
+
+
+class UnknownInstanceError(ImdsMockError):
+    """An instance name the fleet does not have (the control API answers 404)."""
+
+    def __init__(self, name: str, names: list[str]) -> None:
+        self.name = name
+        super().__init__(f"no instance named {quote(name)}; instances: {', '.join(names)}")
+
+
+class Roster(NamedTuple):
+    """The members in force: their states and configurations, and the recogniser."""
+
+    states: Mapping[str, State]
+    members: Mapping[str, MemberConfig]
+    recognizer: Recognizer
+
+
+class Client(NamedTuple):
+    """One client as an instance saw it: its address, why it was recognised, when first
+    and last, and how many connections it made."""
+
+    client: str
+    why: str
+    first: float
+    last: float
+    connections: int
+
+
+class Fleet:
+    """The default instance's state and one state per member, with the recogniser.
+
+    ``top`` is the configuration the members are derived from (their unset keys are its);
+    ``signer`` and ``started`` are the mock's; ``gated`` the paths behind the client gate.
+    """
+
+    def __init__(
+        self,
+        default: State,
+        top: Config,
+        *,
+        signer: Signer,
+        started: float,
+        gated: frozenset[str] = frozenset(),
+        resolvers: Mapping[str, Resolver] | None = None,
+    ) -> None:
+        self.default = default
+        self.top = top
+        self._signer = signer
+        self._started = started
+        self._gated = gated
+        self._resolvers = dict(resolvers or {})
+        self._lock = threading.Lock()
+        # Given to each member's credential documents once serving starts (see State).
+        self.defer: Callable[[Callable[[], object]], object] | None = None
+        self._seen: dict[tuple[str, str], Client] = {}
+        self.roster = Roster({}, {}, Recognizer())
+        self.roster = self._roster({m.name: m for m in top.instances}, rebuild=())
+
+    # -- reading ------------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        """Whether clients must be told apart: members exist, or unknown ones are refused."""
+        return bool(self.roster.states) or self.top.fleet.unknown == "reject"
+
+    @property
+    def reject(self) -> bool:
+        """Whether a client no member matches is refused (404) rather than served the
+        default instance."""
+        return self.top.fleet.unknown == "reject"
+
+    def names(self) -> list[str]:
+        """The default instance's name, then every member's, in configuration order."""
+        return [DEFAULT_NAME, *self.roster.states]
+
+    def state(self, name: str) -> State:
+        """The state of the instance called ``name`` (``default``: the top-level one)."""
+        if name == DEFAULT_NAME:
+            return self.default
+        found = self.roster.states.get(name)
+        if found is None:
+            raise UnknownInstanceError(name, self.names())
+        return found
+
+    def member(self, name: str) -> MemberConfig:
+        """The configuration entry of the member called ``name``."""
+        found = self.roster.members.get(name)
+        if found is None:
+            raise UnknownInstanceError(name, self.names())
+        return found
+
+    def states(self) -> Iterator[State]:
+        """Every instance's state, the default one first."""
+        yield self.default
+        yield from self.roster.states.values()
+
+    # -- recognising --------------------------------------------------------------------
+
+    def seen(self, client: str, found: Recognized | None, now: float) -> None:
+        """Remember that ``client`` connected and was recognised so (None: no rule)."""
+        name, why = (DEFAULT_NAME, UNMATCHED) if found is None else found
+        key = (name, client_key(client))
+        seen = self._seen
+        known = seen.get(key)
+        if known is None:
+            if len(seen) >= CLIENTS_MAX:
+                seen.pop(next(iter(seen)), None)
+            seen[key] = Client(key[1], why, now, now, 1)
+        else:
+            seen[key] = Client(key[1], why, known.first, now, known.connections + 1)
+
+    def clients(self, name: str) -> list[Client]:
+        """The clients recognised as ``name`` (the default instance: those no rule
+        matched), most recent first."""
+        self.state(name)  # an unknown name is an error, not an empty list
+        found = [c for (owner, _), c in list(self._seen.items()) if owner == name]
+        return sorted(found, key=lambda c: -c.last)
+
+    # -- changing -----------------------------------------------------------------------
+
+    def add(self, member: MemberConfig) -> State:
+        """Serve a new member (validated by the caller against :attr:`top`)."""
+        with self._lock:
+            members = dict(self.roster.members)
+            if member.name in members or member.name == DEFAULT_NAME:
+                raise ImdsMockError(f"an instance named {quote(member.name)} exists already")
+            members[member.name] = member
+            self.roster = self._roster(members, rebuild=())
+            return self.roster.states[member.name]
+
+    def change(self, member: MemberConfig) -> State:
+        """Serve a member under a new configuration: its tokens, run-time scenarios and
+        metadata edits are kept (as a config reload keeps them)."""
+        with self._lock:
+            members = dict(self.roster.members)
+            if member.name not in members:
+                raise UnknownInstanceError(member.name, self.names())
+            members[member.name] = member
+            self.roster = self._roster(members, rebuild=(member.name,))
+            return self.roster.states[member.name]
+
+    def remove(self, name: str) -> None:
+        """Stop serving a member: its clients are unknown from their next connection."""
+        with self._lock:
+            members = dict(self.roster.members)
+            if members.pop(name, None) is None:
+                raise UnknownInstanceError(name, self.names())
+            self.roster = self._roster(members, rebuild=())
+
+    def reconfigure(self, top: Config) -> None:
+        """Serve ``top``'s members from now on (a config reload): members it keeps are
+        reconfigured in place, new ones added, those it drops removed."""
+        with self._lock:
+            self.top = top
+            members = {m.name: m for m in top.instances}
+            self.roster = self._roster(members, rebuild=tuple(members))
+
+    def _roster(self, members: Mapping[str, MemberConfig], *, rebuild: tuple[str, ...]) -> Roster:
+        """A roster of ``members``: the state in force for a name the roster has (under its
+        new configuration when named in ``rebuild``), a new state for a new name."""
+        states = self.roster.states
+        fresh: dict[str, State] = {}
+        for name, member in members.items():
+            state = states.get(name)
+            if state is None:
+                state = State(self._snapshot(name, member.config(self.top)))
+                if self.defer is not None:
+                    state.documents.defer = self.defer
+            elif name in rebuild:
+                _reconfigure(state, member.config(self.top))
+            fresh[name] = state
+        recognizer = Recognizer(members.values(), self.top.fleet.recognize, self._resolvers)
+        return Roster(fresh, dict(members), recognizer)
+
+    def _snapshot(self, name: str, config: Config) -> Snapshot:
+        seed = config.credentials.seed
+        # Each member has keys of its own, reproducible from the configured seed.
+        derived = (
+            hashlib.sha256(seed.encode() + b"\0" + name.encode()).digest()
+            if seed
+            else os.urandom(32)
+        )
+        snapshot = build_snapshot(
+            config, signer=self._signer, started=self._started, gated=self._gated, seed=derived
+        )
+        if config.scenarios:
+            from imdsmock.core.scenarios import configured
+
+            snapshot = configured(snapshot)
+        return snapshot
+
+
+def _reconfigure(state: State, config: Config) -> None:
+    """Serve ``state``'s instance under ``config``, keeping what a reload keeps."""
+    from imdsmock.core.scenarios import reconfigured  # the scenario machinery, on first use
+
+    state.swap(lambda snapshot: reconfigured(snapshot, config))

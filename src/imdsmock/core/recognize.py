@@ -1,0 +1,222 @@
+"""Which instance of the fleet a client is: by listener, Host name, source address, or a
+resolver's lookup, in the configured order; the first that matches wins.
+
+Pure and immutable: a :class:`Recognizer` is built from the members' ``match`` rules
+(parsed by :mod:`imdsmock.config.fleet`, the loader's own functions) and answers from
+tables. The listener and the source address are dictionary lookups: exact addresses in a
+dict, networks tried longest prefix first only for an address no exact entry names, their
+answer kept in a bounded per-address cache. The Host name is looked at only when some
+member has host rules; the server asks once per connection otherwise
+(:meth:`Recognizer.connection`).
+
+Lookups that need another system (a container engine, a cluster API) are
+:class:`Resolver` objects, named in ``fleet.recognize`` like the built-in ways: they answer
+from what they already know and never block; a client they do not know yet is recognised
+by the next way in the order (or not at all) until their answer lands.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+from imdsmock.config.fleet import Network, Port, host_name, listener, source
+from imdsmock.config.schema import RECOGNIZE, MemberConfig
+from imdsmock.core.gate import client_key
+
+__all__ = ["PER_REQUEST", "Recognized", "Recognizer", "Resolver", "host_key"]
+
+# Addresses whose network lookup is remembered (then the cache starts again).
+CACHE_MAX = 4096
+
+
+class Recognized(NamedTuple):
+    """A client recognised as one instance, and why (``source 10.1.0.0/24``)."""
+
+    name: str
+    why: str
+
+
+class Resolver(Protocol):
+    """A way of recognising clients that asks another system (Docker, Kubernetes).
+
+    :meth:`lookup` answers at once from what the resolver knows; for a client it does not
+    know yet it returns None and may start finding out (off the event loop), so that a
+    later connection of that client is recognised.
+    """
+
+    def lookup(self, client: str) -> Recognized | None:
+        """The instance ``client`` (a canonical address) is known as, or None."""
+
+
+class _PerRequest:
+    """The answer of :meth:`Recognizer.connection` when each request's Host decides."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PER_REQUEST"
+
+
+PER_REQUEST = _PerRequest()
+"""The connection's requests are recognised one by one (by their Host name)."""
+
+
+def host_key(host: str | None) -> str | None:
+    """A Host header as host rules compare it: lower case, no port, no trailing dot."""
+    if not host:
+        return None
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    name, _, port = host.rpartition(":")
+    if name and port.isdigit():
+        host = name
+    return host.rstrip(".")
+
+
+class Recognizer:
+    """The members' ``match`` rules as lookup tables, tried in ``order``.
+
+    ``order`` names the ways: ``listener``, ``host``, ``source`` and those of
+    ``resolvers`` (a name in ``order`` with no resolver is skipped).
+    """
+
+    __slots__ = (
+        "_cache",
+        "_exact",
+        "_hosts",
+        "_listeners",
+        "_networks",
+        "_order",
+        "_ports",
+        "_resolvers",
+        "has_host",
+        "uses_local",
+    )
+
+    def __init__(
+        self,
+        members: Iterable[MemberConfig] = (),
+        order: Sequence[str] = RECOGNIZE,
+        resolvers: Mapping[str, Resolver] | None = None,
+    ) -> None:
+        self._exact: dict[str, Recognized] = {}
+        self._networks: list[tuple[Network, Recognized]] = []
+        self._listeners: dict[tuple[str, int], Recognized] = {}
+        self._ports: dict[int, Recognized] = {}
+        self._hosts: dict[str, Recognized] = {}
+        for member in members:
+            self._add(member)
+        # Longest prefix first: the most specific network wins (equal ones: list order).
+        self._networks.sort(key=lambda item: -item[0].prefixlen)
+        self._resolvers = dict(resolvers or {})
+        self._order = tuple(
+            way
+            for way in order
+            if (way == "source" and (self._exact or self._networks))
+            or (way == "listener" and (self._listeners or self._ports))
+            or (way == "host" and self._hosts)
+            or way in self._resolvers
+        )
+        self.has_host = "host" in self._order
+        """Whether some member has host rules (requests are then recognised one by one)."""
+        self.uses_local = "listener" in self._order
+        """Whether the local address a client connected to matters."""
+        self._cache: dict[str, Recognized | None] = {}
+
+    def _add(self, member: MemberConfig) -> None:
+        name, match = member.name, member.match
+        where = f"instances.{name}.match"
+        for i, spec in enumerate(match.source):
+            network = source(spec, f"{where}.source[{i}]")
+            found = Recognized(name, f"source {spec.strip()}")
+            if network.num_addresses == 1:
+                self._exact.setdefault(str(network.network_address), found)
+            else:
+                self._networks.append((network, found))
+        for i, spec in enumerate(match.listener):
+            rule = listener(spec, f"{where}.listener[{i}]")
+            found = Recognized(name, f"listener {spec.strip()}")
+            if isinstance(rule, Port) or ipaddress.ip_address(rule[0]).is_unspecified:
+                self._ports.setdefault(rule[-1], found)
+            else:
+                self._listeners.setdefault(rule, found)
+        for i, spec in enumerate(match.host):
+            asked = host_name(spec, f"{where}.host[{i}]")
+            self._hosts.setdefault(asked, Recognized(name, f"host {asked}"))
+
+    # -- the lookups --------------------------------------------------------------------
+
+    def recognize(
+        self, client: str, local: tuple[str, int] | None = None, host: str | None = None
+    ) -> Recognized | None:
+        """The instance a request is for: ``client`` its source address, ``local`` the
+        address and port it connected to, ``host`` its Host header; None when no way
+        recognises it."""
+        key = client_key(client)
+        for way in self._order:
+            found = self._way(way, key, local, host)
+            if found is not None:
+                return found
+        return None
+
+    def instance_for(
+        self, client: str, local: tuple[str, int] | None = None, host: str | None = None
+    ) -> str | None:
+        """The name of the instance a request is for (as :meth:`recognize`), or None."""
+        found = self.recognize(client, local, host)
+        return None if found is None else found.name
+
+    def connection(
+        self, client: str, local: tuple[str, int] | None = None
+    ) -> Recognized | _PerRequest | None:
+        """The instance of every request of a connection, or :data:`PER_REQUEST` when a
+        request's Host name may decide (host rules, and no way before ``host`` matched)."""
+        key = client_key(client)
+        for way in self._order:
+            if way == "host":
+                return PER_REQUEST
+            found = self._way(way, key, local, None)
+            if found is not None:
+                return found
+        return None
+
+    def _way(
+        self, way: str, key: str, local: tuple[str, int] | None, host: str | None
+    ) -> Recognized | None:
+        if way == "source":
+            found = self._exact.get(key)
+            return found if found is not None else self._network(key)
+        if way == "listener":
+            if local is None:
+                return None
+            address = client_key(str(local[0]))
+            found = self._listeners.get((address, local[1]))
+            return found if found is not None else self._ports.get(local[1])
+        if way == "host":
+            name = host_key(host)
+            return None if name is None else self._hosts.get(name)
+        return self._resolvers[way].lookup(key)
+
+    def _network(self, key: str) -> Recognized | None:
+        if not self._networks:
+            return None
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        found = None
+        try:
+            address = ipaddress.ip_address(key.partition("%")[0])
+        except ValueError:
+            address = None
+        if address is not None:
+            for network, recognized in self._networks:
+                if address.version == network.version and address in network:
+                    found = recognized
+                    break
+        if len(cache) >= CACHE_MAX:
+            cache.clear()
+        cache[key] = found
+        return found
