@@ -28,7 +28,7 @@ _PREFIX = b"\x01\x00\x00\x00"
 _CACHE_LIMIT = 16384
 # Nonces: a counter from a random start, scrambled by an odd multiplier (a bijection mod
 # 2**96, so never repeated within a process). Unpredictability is not needed (the HMAC
-# authenticates a token), and os.urandom per token is a system call: ~8 % of a token PUT.
+# authenticates a token), and os.urandom per token would be a system call on every PUT.
 _NONCE_MOD = 1 << 96
 _NONCE_MUL = 0x9E3779B97F4A7C15F39CC061  # odd
 _IPAD = bytes(b ^ 0x36 for b in range(256))
