@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from imdsmock.app import App, serve_in_thread
 from imdsmock.config.dump import to_mapping
+from imdsmock.config.fleet import DEFAULT_NAME, Port, listener
+from imdsmock.config.fleet import source as source_network
 from imdsmock.config.load import load
 from imdsmock.config.schema import (
     SHORT_NAMES,
@@ -36,15 +38,18 @@ from imdsmock.config.schema import (
     ServerConfig,
 )
 from imdsmock.core.clock import Clock, ManualClock, SystemClock
+from imdsmock.core.gate import client_key
 from imdsmock.core.snapshot import Snapshot, rebuild
 from imdsmock.errors import ConfigError, ImdsMockError, did_you_mean
 from imdsmock.instance.model import facts
 from imdsmock.sdkenv import patched, sdk_environ
+from imdsmock.serve.listen import member_bindings, url
 
 if TYPE_CHECKING:
     from imdsmock.control.operations import Controller
+    from imdsmock.serve.client import Answer, Session
 
-__all__ = ["MockIMDS"]
+__all__ = ["InstanceControls", "MockIMDS", "MockInstance"]
 
 ConfigSource = Config | Mapping[str, Any] | str | os.PathLike[str] | None
 
@@ -62,112 +67,35 @@ _FIELDS = {
 }
 
 
-class MockIMDS:
-    """A mock EC2 instance metadata service, served on 127.0.0.1 from a background thread.
+class InstanceControls:
+    """The control operations on one instance, for the mock (its default instance) and for
+    each instance of its fleet (:meth:`MockIMDS.instance`): the same methods on both.
 
-    ``config`` is a :class:`~imdsmock.config.schema.Config`, a file-shaped mapping or a config
-    file path; keyword ``overrides`` win over it and take the short names of the CLI
-    (``http_tokens``, ``region``, ``user_data``, ``instance_id``...), any field of the
-    ``instance``, ``options`` or ``credentials`` section (``tags``, ``iam_role``,
-    ``hop_limit``...) or a whole section (``paths={...}``). The process environment is
-    not read unless passed as ``env``. Time runs on a :class:`~imdsmock.core.clock.ManualClock`
-    unless ``clock="system"`` (or any object with ``now()``) is given.
+    Every method calls the one :class:`~imdsmock.control.operations.Controller` the
+    control API and ``imdsmock ctl`` also use; nothing is implemented twice. The fault
+    rules, the clock and the request log are the mock's, whichever instance is asked.
     """
 
-    def __init__(
-        self,
-        config: ConfigSource = None,
-        *,
-        clock: Clock | Literal["manual", "system"] = "manual",
-        env: Mapping[str, str] | None = None,
-        **overrides: Any,
-    ) -> None:
-        self._source = config
-        self._env: Mapping[str, str] = {} if env is None else env
-        self._overrides = overrides
-        self._initial_config = self._load(overrides)
-        if clock == "manual":
-            self._clock: Clock = ManualClock()
-        elif clock == "system":
-            self._clock = SystemClock()
-        elif isinstance(clock, str):
-            raise ConfigError("clock", clock, "one of: manual, system (or a clock object)")
-        else:
-            self._clock = clock
-        self._app: App | None = None
-        self._thread: threading.Thread | None = None
-        self._initial: Snapshot | None = None
-        self._control_url: str | None = None
-        self._url = ""
-
-    # -- lifecycle --------------------------------------------------------------------
-
-    def start(self) -> MockIMDS:
-        """Bind a free port and serve from a daemon thread; returns ``self``."""
-        if self._app is not None:
-            raise ImdsMockError("this MockIMDS is already running; stop() it first")
-        app = App(self._initial_config, clock=self._clock)
-        thread = serve_in_thread(app, app.bind())
-        self._app, self._thread = app, thread
-        self._initial = app.state.snapshot
-        self._url = app.addresses()[0]
-        self._control_url = app.control_url()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and wait for the server thread (idempotent)."""
-        app, thread = self._app, self._thread
-        self._app = self._thread = None
-        if app is not None:
-            app.shutdown()
-        if thread is not None:
-            thread.join(5)
-
-    def __repr__(self) -> str:
-        where = self._url if self._app is not None else "not running"
-        return f"<MockIMDS {where}>"
-
-    def __enter__(self) -> MockIMDS:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     @property
-    def app(self) -> App:
-        """The running :class:`~imdsmock.app.App` (raises when not started)."""
-        if self._app is None:
-            raise ImdsMockError("this MockIMDS is not running; use `with MockIMDS() as imds:`")
-        return self._app
+    def controller(self) -> Controller:
+        """The :class:`~imdsmock.control.operations.Controller` of this instance."""
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
-        """Base URL of the IMDS listener, e.g. ``http://127.0.0.1:40123``."""
-        self.app  # noqa: B018 - raises a clear error when not started
-        return self._url
+        """Base URL of the IMDS listener this instance is reached at."""
+        raise NotImplementedError
 
     @property
-    def control_url(self) -> str | None:
-        """Base URL of the control API (for ``imdsmock ctl --url``), if it listens."""
-        self.app  # noqa: B018 - raises a clear error when not started
-        return self._control_url
+    def source(self) -> str | None:
+        """The local address requests are made from by default (None: as the system
+        chooses)."""
+        return None
 
     @property
     def config(self) -> Config:
-        """The configuration in force (after :meth:`reset` overrides)."""
-        if self._app is None:
-            return self._initial_config
-        return self._app.state.snapshot.config
-
-    @property
-    def clock(self) -> ManualClock:
-        """The manual clock: ``imds.clock.advance(120)`` moves the instance two minutes on."""
-        if not isinstance(self._clock, ManualClock):
-            raise ImdsMockError(
-                "this MockIMDS runs on the system clock; advancing time needs "
-                "MockIMDS(clock='manual')"
-            )
-        return self._clock
+        """This instance's configuration in force."""
+        raise NotImplementedError
 
     # -- the environment SDKs read ----------------------------------------------------
 
@@ -191,45 +119,20 @@ class MockIMDS:
         with patched(values):
             yield values
 
-    # -- state ------------------------------------------------------------------------
+    # -- requests as a client -----------------------------------------------------------
 
-    def reset(self, **overrides: Any) -> None:
-        """Go back to the instance as started (optionally reconfigured), at its start time.
+    def session(self, *, source: str | None = None, token: bool = True) -> Session:
+        """A client of this instance's listener from ``source`` (default :attr:`source`),
+        keeping one IMDSv2 token (``token=False``: IMDSv1): ``session().get(path)``."""
+        from imdsmock.serve.client import Session  # only a test making requests needs it
 
-        Run-time metadata edits, scenarios, faults, credential changes, tokens, the
-        clients admitted past ``mock-ip-count`` and the request log are forgotten, and the
-        manual clock returns to its start. ``overrides`` (as for the constructor)
-        reconfigure the instance, but not the listeners.
-        """
-        app, initial = self.app, self._initial
-        assert initial is not None
-        snapshot = initial
-        if overrides:
-            cfg = self._load({**self._overrides, **overrides})
-            if cfg.server != initial.config.server:
-                raise ConfigError(
-                    "server",
-                    ", ".join(sorted(overrides)),
-                    "instance settings (listeners "
-                    "cannot change on a running MockIMDS; give them to its constructor)",
-                )
-            snapshot = rebuild(initial, cfg)
-        app.state.swap(lambda _current: snapshot)
-        app.state.tokens.revoke_all()
-        app.state.failures.clear()
-        controller = self.controller
-        controller.clear_faults()
-        controller.clear_requests()
-        app.gate.reset()
-        if isinstance(self._clock, ManualClock):
-            self._clock.reset()
+        return Session(self.url, source or self.source, token=token)
 
-    # -- control operations (one implementation: imdsmock.control.operations) ----------------
-
-    @property
-    def controller(self) -> Controller:
-        """The :class:`~imdsmock.control.operations.Controller` behind the control API."""
-        return self.app.controller
+    def get(self, path: str, *, source: str | None = None, token: bool = True) -> Answer:
+        """GET ``path`` as a client at ``source`` would: a token first, unless ``token`` is
+        false. ``source`` is a local address such as ``127.0.0.2`` (a fleet tells clients
+        apart by it); the default is :attr:`source`."""
+        return self.session(source=source, token=token).get(path)
 
     def get_metadata(self, path: str) -> str | None:
         """What ``path`` (e.g. ``meta-data/instance-id``) serves now; ``None`` when 404."""
@@ -374,6 +277,189 @@ class MockIMDS:
             seen = sorted({r["path"] for r in self.requests()})
             raise AssertionError(f"no request for {path} {filters or ''}; requested: {seen}")
 
+
+class MockIMDS(InstanceControls):
+    """A mock EC2 instance metadata service, served on 127.0.0.1 from a background thread.
+
+    ``config`` is a :class:`~imdsmock.config.schema.Config`, a file-shaped mapping or a config
+    file path; keyword ``overrides`` win over it and take the short names of the CLI
+    (``http_tokens``, ``region``, ``user_data``, ``instance_id``...), any field of the
+    ``instance``, ``options`` or ``credentials`` section (``tags``, ``iam_role``,
+    ``hop_limit``...) or a whole section (``paths={...}``). The process environment is
+    not read unless passed as ``env``. Time runs on a :class:`~imdsmock.core.clock.ManualClock`
+    unless ``clock="system"`` (or any object with ``now()``) is given.
+    """
+
+    def __init__(
+        self,
+        config: ConfigSource = None,
+        *,
+        clock: Clock | Literal["manual", "system"] = "manual",
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self._source = config
+        self._env: Mapping[str, str] = {} if env is None else env
+        self._overrides = overrides
+        self._initial_config = self._load(overrides)
+        if clock == "manual":
+            self._clock: Clock = ManualClock()
+        elif clock == "system":
+            self._clock = SystemClock()
+        elif isinstance(clock, str):
+            raise ConfigError("clock", clock, "one of: manual, system (or a clock object)")
+        else:
+            self._clock = clock
+        self._app: App | None = None
+        self._thread: threading.Thread | None = None
+        self._initial: Snapshot | None = None
+        self._initial_members: dict[str, Snapshot] = {}
+        # The default instance as last reset (what MockInstance.reset goes back to).
+        self._current: Snapshot | None = None
+        self._control_url: str | None = None
+        self._url = ""
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> MockIMDS:
+        """Bind a free port and serve from a daemon thread; returns ``self``."""
+        if self._app is not None:
+            raise ImdsMockError("this MockIMDS is already running; stop() it first")
+        app = App(self._initial_config, clock=self._clock)
+        thread = serve_in_thread(app, app.bind())
+        self._app, self._thread = app, thread
+        self._initial = self._current = app.state.snapshot
+        fleet = app.fleet
+        self._initial_members = {} if fleet is None else fleet.origins()
+        self._url = app.addresses()[0]
+        self._control_url = app.control_url()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the server thread (idempotent)."""
+        app, thread = self._app, self._thread
+        self._app = self._thread = None
+        if app is not None:
+            app.shutdown()
+        if thread is not None:
+            thread.join(5)
+
+    def __repr__(self) -> str:
+        where = self._url if self._app is not None else "not running"
+        return f"<MockIMDS {where}>"
+
+    def __enter__(self) -> MockIMDS:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def app(self) -> App:
+        """The running :class:`~imdsmock.app.App` (raises when not started)."""
+        if self._app is None:
+            raise ImdsMockError("this MockIMDS is not running; use `with MockIMDS() as imds:`")
+        return self._app
+
+    @property
+    def url(self) -> str:
+        """Base URL of the IMDS listener, e.g. ``http://127.0.0.1:40123``."""
+        self.app  # noqa: B018 - raises a clear error when not started
+        return self._url
+
+    @property
+    def control_url(self) -> str | None:
+        """Base URL of the control API (for ``imdsmock ctl --url``), if it listens."""
+        self.app  # noqa: B018 - raises a clear error when not started
+        return self._control_url
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force (after :meth:`reset` overrides)."""
+        if self._app is None:
+            return self._initial_config
+        return self._app.state.snapshot.config
+
+    @property
+    def clock(self) -> ManualClock:
+        """The manual clock: ``imds.clock.advance(120)`` moves the instance two minutes on."""
+        if not isinstance(self._clock, ManualClock):
+            raise ImdsMockError(
+                "this MockIMDS runs on the system clock; advancing time needs "
+                "MockIMDS(clock='manual')"
+            )
+        return self._clock
+
+    # -- state ------------------------------------------------------------------------
+
+    def reset(self, **overrides: Any) -> None:
+        """Go back to the instance as started (optionally reconfigured), at its start time.
+
+        Run-time metadata edits, scenarios, faults, credential changes, tokens, the
+        clients admitted past ``mock-ip-count`` and the request log are forgotten, and the
+        manual clock returns to its start. ``overrides`` (as for the constructor)
+        reconfigure the instance, but not the listeners.
+        """
+        app, initial = self.app, self._initial
+        assert initial is not None
+        snapshot = initial
+        cfg = initial.config
+        if overrides:
+            cfg = self._load({**self._overrides, **overrides})
+            if cfg.server != initial.config.server or not set(member_bindings(cfg)) <= set(
+                member_bindings(initial.config)
+            ):
+                raise ConfigError(
+                    "server",
+                    ", ".join(sorted(overrides)),
+                    "instance settings (listeners "
+                    "cannot change on a running MockIMDS; give them to its constructor)",
+                )
+            snapshot = rebuild(initial, cfg)
+        self._current = snapshot
+        if app.fleet is not None or cfg.instances:
+            app.ensure_fleet().restart(cfg, self._initial_members)
+        app.state.swap(lambda _current: snapshot)
+        app.state.tokens.revoke_all()
+        app.state.failures.clear()
+        controller = self.controller
+        controller.clear_faults()
+        controller.clear_requests()
+        app.gate.reset()
+        if isinstance(self._clock, ManualClock):
+            self._clock.reset()
+
+    # -- control operations (one implementation: imdsmock.control.operations) ----------------
+
+    @property
+    def controller(self) -> Controller:
+        """The :class:`~imdsmock.control.operations.Controller` behind the control API."""
+        return self.app.controller
+
+    # -- the fleet --------------------------------------------------------------------
+
+    def instance(self, name: str) -> MockInstance:
+        """The instance of the fleet called ``name`` (``default``: the top-level one), with
+        the control methods of this mock: ``imds.instance("web").spot_interruption()``."""
+        self.controller.for_instance(name)  # an unknown name fails here, naming the others
+        return MockInstance(self, name)
+
+    @property
+    def instances(self) -> list[dict[str, Any]]:
+        """Every instance of the fleet (the default one first), as the control API lists
+        them: name, instance-id, role, match rules, clients served."""
+        return self.controller.instances()
+
+    def add_instance(self, entry: Mapping[str, Any] | None = None, **fields: Any) -> MockInstance:
+        """Serve one more instance, given as an entry of the configuration's ``instances``
+        (``name``, ``match``, ``instance``, ``options``, ``paths``, ``scenarios``)."""
+        described = self.controller.add_instance({**(entry or {}), **fields})
+        return MockInstance(self, str(described["name"]))
+
+    def remove_instance(self, name: str) -> None:
+        """Stop serving an instance of the fleet."""
+        self.controller.remove_instance(name)
+
     # -- configuration ----------------------------------------------------------------
 
     def _load(self, overrides: Mapping[str, Any]) -> Config:
@@ -426,3 +512,73 @@ def _flag_key(name: str, value: object) -> str:
     allowed = "a short option (" + ", ".join(shorts) + "), a section or a field"
     known = [*shorts, *_SECTIONS, *(field for names in _FIELDS.values() for field in names)]
     raise ConfigError(name, value, allowed, hint=did_you_mean(name, known))
+
+
+class MockInstance(InstanceControls):
+    """One instance of a running :class:`MockIMDS`'s fleet (:meth:`MockIMDS.instance`).
+
+    It has the control methods of the mock itself, acting on this instance, and makes
+    requests as its client: from the first loopback address its ``match.source`` names
+    (``imds.instance("web").get("/latest/meta-data/instance-id")``), to the listener its
+    ``match.listener`` names if any.
+    """
+
+    def __init__(self, mock: MockIMDS, name: str) -> None:
+        self.mock = mock
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<MockInstance {self.name} of {self.mock!r}>"
+
+    @property
+    def controller(self) -> Controller:
+        """The :class:`~imdsmock.control.operations.Controller` of this instance."""
+        return self.mock.controller.for_instance(self.name)
+
+    @property
+    def config(self) -> Config:
+        """This instance's configuration in force: the top level with its entry's keys."""
+        return self.controller.snapshot.config
+
+    @property
+    def url(self) -> str:
+        """The URL of the listener this instance's clients connect to: the one its
+        ``match.listener`` names, else the mock's."""
+        app = self.mock.app
+        fleet = app.fleet
+        if fleet is not None and self.name in fleet.roster.members:
+            for spec in fleet.member(self.name).match.listener:
+                rule = listener(spec, "match.listener")
+                for address in app.server.addresses():
+                    port_ok = address[1] == rule[-1]
+                    if port_ok and (isinstance(rule, Port) or client_key(address[0]) == rule[0]):
+                        return url(address)
+        return self.mock.url
+
+    @property
+    def source(self) -> str | None:
+        """The first loopback address this instance's ``match.source`` names (requests
+        from it are this instance's), or None."""
+        fleet = self.mock.app.fleet
+        if fleet is None or self.name not in fleet.roster.members:
+            return None
+        for spec in fleet.member(self.name).match.source:
+            network = source_network(spec, "match.source")
+            if network.network_address.is_loopback and network.version == 4:
+                # A network's first host; a single address is itself.
+                return str(next(iter(network.hosts()), network.network_address))
+        return None
+
+    def reset(self) -> None:
+        """Undo this instance's run-time changes: metadata edits, instance and option
+        changes, scenarios, forced credential failures and its tokens (the mock's request
+        log, faults and clock stay: :meth:`MockIMDS.reset` resets those)."""
+        app = self.mock.app
+        if self.name != DEFAULT_NAME:
+            app.ensure_fleet().reset_member(self.name)
+            return
+        snapshot = self.mock._current
+        assert snapshot is not None
+        app.state.swap(lambda _current: snapshot)
+        app.state.tokens.revoke_all()
+        app.state.failures.clear()

@@ -32,9 +32,9 @@ from imdsmock.config.schema import (
     dashed,
     leaf_keys,
 )
-from imdsmock.errors import ConfigError, close_match, did_you_mean
+from imdsmock.errors import ConfigError, close_match, did_you_mean, quote
 
-__all__ = ["from_mapping", "refusal"]
+__all__ = ["from_mapping", "refusal", "with_members"]
 
 
 def from_mapping(
@@ -51,15 +51,33 @@ def from_mapping(
     check_tree(raw)  # nesting and text, before anything walks it
     cfg: Config = _build(Config, raw, "")
     check(cfg, relaxed=relaxed, warn=warn)
-    check_fleet(cfg)
-    if cfg.instances:
-        for member in cfg.instances:
-            # Each instance as served: the same rules, naming the key under its entry.
-            try:
-                check(member.config(cfg), relaxed=relaxed, warn=warn)
-            except ConfigError as exc:
-                raise exc.renamed(f"instances.{member.name}.{exc.key}") from None
+    _check_members(cfg, relaxed=relaxed, warn=warn)
     return cfg
+
+
+def with_members(cfg: Config, raw: Any) -> Config:
+    """``cfg`` serving the fleet members ``raw`` lists (file-shaped, as a configuration
+    file's ``instances``), validated as loading validates them."""
+    check_tree(raw, "instances")
+    members = _convert(tuple[MemberConfig, ...], raw, "instances")
+    new = cfg.replace(instances=members)
+    _check_members(new)
+    return new
+
+
+def _check_members(
+    cfg: Config,
+    *,
+    relaxed: Collection[str] = (),
+    warn: Callable[[ConfigError], None] | None = None,
+) -> None:
+    check_fleet(cfg)
+    for member in cfg.instances:
+        # Each instance as served: the same rules, naming the key under its entry.
+        try:
+            check(member.config(cfg), relaxed=relaxed, warn=warn)
+        except ConfigError as exc:
+            raise exc.renamed(f"instances.{member.name}.{exc.key}") from None
 
 
 def refusal(key: str, value: Any, *, relaxed: Collection[str] = ()) -> str | None:
@@ -219,7 +237,7 @@ def _scalar_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str | int | float):
         return str(value)
-    return repr(value)
+    return quote(value)  # a list or mapping (bounded: it may hold huge integers)
 
 
 # No setting takes a longer number: longer ones are refused without converting them (Python

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="bearer token (env IMDSMOCK_CONTROL_TOKEN)",
     )
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="act on this instance of a fleet (default: the top-level instance)",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     sub.add_parser("state", help="configuration, options, scenarios, faults, clock")
@@ -87,6 +92,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="an instance key (tags.NAME for one tag) and its value; null for none",
     )
     ins.add_parser("reset", help="undo every run-time instance change")
+
+    fl = sub.add_parser(
+        "instances", help="list, show, add, change or remove the instances of a fleet"
+    ).add_subparsers(dest="action", required=False, parser_class=Parser)
+    fl.add_parser("list", help="every instance (the default)")
+    fs = fl.add_parser("show", help="one instance and the keys its entry sets")
+    fs.add_argument("name")
+    fc = fl.add_parser("clients", help="the clients an instance served, and why")
+    fc.add_argument("name")
+    fa = fl.add_parser(
+        "add",
+        help="serve a new instance, e.g. `instances add web --source 10.0.0.7 "
+        "--set instance.iam-role=web-role --set options.http-tokens=required`",
+    )
+    fa.add_argument("name")
+    fset = fl.add_parser("set", help="change an instance's entry keys (as add takes them)")
+    fset.add_argument("name")
+    for action in (fa, fset):
+        action.add_argument("--source", action="append", help="a client address or network")
+        action.add_argument("--listener", action="append", help="HOST:PORT or PORT connected to")
+        action.add_argument("--host", action="append", help="a Host name asked for")
+        action.add_argument(
+            "--set",
+            dest="keys",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="instance.KEY, options.KEY or paths.PATH and its value (null for none)",
+        )
+    fr = fl.add_parser("remove", help="stop serving an instance")
+    fr.add_argument("name")
 
     sc = sub.add_parser("scenario", help="start, list or cancel scenarios").add_subparsers(
         dest="action", required=True, parser_class=Parser
@@ -212,6 +248,9 @@ def _not_the_api(ns: argparse.Namespace, status: int, reason: str, kind: str) ->
 
 
 def _call(ns: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    if ns.instance is not None and not path.startswith("/v1/instances"):
+        # The same route, for that instance of the fleet (a URL the API gave has it already).
+        path = "/v1/instances/" + quote(ns.instance, safe="") + path.removeprefix("/v1")
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(ns.url.rstrip("/") + path, data=data, method=method)
     if data is not None:
@@ -253,8 +292,46 @@ def _value(text: str) -> Any:
         return text
 
 
+def _entry(ns: argparse.Namespace) -> dict[str, Any]:
+    """An instance entry from the options of ``instances add``/``set``."""
+    entry: dict[str, Any] = {}
+    match = {k: getattr(ns, k) for k in ("source", "listener", "host") if getattr(ns, k)}
+    if match:
+        entry["match"] = match
+    for item in ns.keys:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not name or section not in ("instance", "options", "paths"):
+            raise _Failed(
+                400,
+                f"instance key {quoted(item)} is not SECTION.KEY=VALUE "
+                "(SECTION: instance, options or paths)",
+            )
+        entry.setdefault(section, {})[name] = None if value == "null" else _value(value)
+    return entry
+
+
+def _fleet(ns: argparse.Namespace) -> Any:
+    """``ctl instances ...``: the fleet's own routes."""
+    action = ns.action or "list"
+    if action == "list":
+        return _call(ns, "GET", "/v1/instances")
+    where = "/v1/instances/" + quote(ns.name, safe="")
+    if action == "show":
+        return _call(ns, "GET", where)
+    if action == "clients":
+        return _call(ns, "GET", where + "/clients")
+    if action == "add":
+        return _call(ns, "POST", "/v1/instances", {"name": ns.name, **_entry(ns)})
+    if action == "set":
+        return _call(ns, "PATCH", where, _entry(ns))
+    return _call(ns, "DELETE", where)
+
+
 def _run(ns: argparse.Namespace) -> Any:
     cmd, action = ns.command, getattr(ns, "action", None)
+    if cmd == "instances":
+        return _fleet(ns)
     if cmd == "state":
         return _call(ns, "GET", "/v1/state")
     if cmd == "metadata":

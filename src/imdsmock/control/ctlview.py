@@ -97,10 +97,43 @@ def instance(data: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+# The fleet's tables (``ctl instances``, ``ctl instances clients NAME``).
+FLEET_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "instances": ("name", "instance-id", "iam-role", "match", "clients"),
+    "clients": ("client", "why", "first", "last", "connections"),
+}
+
+
+def fleet(data: Mapping[str, Any]) -> list[str] | None:
+    """The fleet's list or an instance's clients as a table; None for any other answer.
+
+    Match rules show as ``source=10.0.0.7,10.1.0.0/24``; times as RFC 3339."""
+    if len(data) != 1:
+        return None
+    ((key, rows),) = data.items()
+    if key not in FLEET_COLUMNS or not isinstance(rows, list):
+        return None
+    shown = []
+    for given in rows:
+        row = dict(given)
+        if isinstance(row.get("match"), dict):
+            rules = [f"{kind}={','.join(v)}" for kind, v in row["match"].items()]
+            row["match"] = " ".join(rules) or ("(the rest)" if row.get("default") else "")
+        for when in ("first", "last"):
+            if isinstance(row.get(when), int | float):
+                row[when] = rfc3339(row[when])
+        shown.append(row)
+    return table(shown, FLEET_COLUMNS[key])
+
+
 def readable(command: str, data: Any) -> str:
     """An answer of the control API as ``imdsmock ctl COMMAND`` prints it."""
     if isinstance(data, str):
         return data.rstrip("\n")
+    if command == "instances" and isinstance(data, dict):
+        lines = fleet(data)
+        if lines is not None:
+            return "\n".join(lines)
     if command == "instance" and isinstance(data, dict) and "instance" in data:
         return "\n".join(instance(data))
     if command == "clock" and isinstance(data, dict):

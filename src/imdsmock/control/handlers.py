@@ -38,6 +38,9 @@ class Call(NamedTuple):
     params: tuple[str, ...]
     query: Mapping[str, str]
     body: bytes
+    prefix: str = "/v1"
+    """Where the routes answered are: ``/v1``, or ``/v1/instances/NAME`` for a fleet
+    instance's (the URLs an answer gives keep it)."""
 
 
 Handler = Callable[[Call], tuple[int, Any]]
@@ -257,7 +260,7 @@ def requests(call: Call) -> tuple[int, Any]:
     entries, before = call.controller.request_page(**filters)
     following = None
     if before is not None:
-        following = "/v1/requests?" + urlencode({**call.query, "before": str(before)})
+        following = f"{call.prefix}/requests?" + urlencode({**call.query, "before": str(before)})
     if wait and not entries:
         return 200, LongPoll({"requests": entries, "next": following}, wait)
     return 200, {"requests": entries, "next": following}
@@ -270,6 +273,33 @@ def requests_clear(call: Call) -> tuple[int, Any]:
 
 def report_imdsv1(call: Call) -> tuple[int, Any]:
     return 200, {"clients": call.controller.imdsv1_report()}
+
+
+def instances(call: Call) -> tuple[int, Any]:
+    return 200, {"instances": call.controller.instances()}
+
+
+def instance_add(call: Call) -> tuple[int, Any]:
+    return 201, call.controller.add_instance(_object(call))
+
+
+def instance_entry(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.instance_entry(call.params[0])
+
+
+def instance_change(call: Call) -> tuple[int, Any]:
+    return 200, call.controller.change_instance(call.params[0], _object(call))
+
+
+def instance_remove(call: Call) -> tuple[int, Any]:
+    call.controller.remove_instance(call.params[0])
+    return 200, {"removed": call.params[0]}
+
+
+def instance_clients(call: Call) -> tuple[int, Any]:
+    """The clients an instance served: address, why it was recognised, first and last
+    seen, connections."""
+    return 200, {"clients": call.controller.instance_clients(call.params[0])}
 
 
 def dashboard_page(call: Call) -> tuple[int, Any]:

@@ -136,6 +136,13 @@ _PATH_PARAMS: dict[str, Schema] = {
     },
     "id": {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
     "file": {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}},
+    "name": {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "A fleet instance's name (default: the top-level instance)",
+        "schema": {"type": "string"},
+    },
 }
 
 
@@ -233,6 +240,62 @@ _SCHEMAS: dict[str, Any] = {
             "user-agent": {"type": "string", "nullable": True},
             "token": {"type": "boolean", "description": "An IMDSv2 token was sent."},
             "imdsv1": {"type": "boolean"},
+            "instance": {
+                "type": "string",
+                "description": "The fleet instance that answered (only from a fleet).",
+            },
+        },
+    },
+    "FleetInstance": {
+        "type": "object",
+        "description": "One instance of the fleet (default: the top-level one).",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string"},
+            "default": {"type": "boolean"},
+            "instance-id": {"type": "string"},
+            "iam-role": {"type": "string", "nullable": True},
+            "match": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+            "clients": {"type": "integer", "description": "Clients it served."},
+        },
+        "additionalProperties": True,
+    },
+    "FleetEntry": {
+        "type": "object",
+        "description": (
+            "An instance as an entry of the configuration's `instances` spells it: name, "
+            "match (source, listener, host), instance, options, paths, scenarios."
+        ),
+        "properties": {
+            "name": {"type": "string"},
+            "match": {
+                "type": "object",
+                "properties": {
+                    kind: {"type": "array", "items": {"type": "string"}}
+                    for kind in ("source", "listener", "host")
+                },
+            },
+            "instance": ANY_OBJECT,
+            "options": ANY_OBJECT,
+            "paths": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "nullable": True},
+            },
+            "scenarios": {"type": "array", "items": ref("Scenario")},
+        },
+        "additionalProperties": True,
+    },
+    "FleetClient": {
+        "type": "object",
+        "properties": {
+            "client": {"type": "string"},
+            "why": {"type": "string", "description": "The rule that matched it."},
+            "first": {"type": "number"},
+            "last": {"type": "number"},
+            "connections": {"type": "integer"},
         },
     },
     "Instance": {
@@ -288,7 +351,8 @@ _DOCUMENT: dict[str, Any] = {
             "Drive a running imdsmock: metadata, the instance's facts, scenarios, instance "
             "metadata options, "
             "faults, credentials, the clock and the request log. Every change is atomic; a "
-            "rejected request changes nothing and answers 400."
+            "rejected request changes nothing and answers 400. Every route also answers for "
+            "one instance of a fleet under /v1/instances/{name}/... or with ?instance=name."
         ),
     },
     "paths": {},

@@ -15,9 +15,11 @@ import bisect
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from imdsmock.config.build import from_mapping
 from imdsmock.config.dump import to_mapping
+from imdsmock.config.fleet import DEFAULT_NAME
 from imdsmock.config.inputs import check_text, imds_path
 from imdsmock.config.options import OPTIONS, find
 from imdsmock.config.schema import OptionsConfig
@@ -100,7 +102,10 @@ class Controller:
     """Operations on one running mock, given its parts; safe to call from any thread.
 
     ``started`` is the mock's start time (what a manual clock resets to); ``addresses``
-    gives the URLs of the IMDS listeners as bound.
+    gives the URLs of the IMDS listeners as bound; ``fleet`` the mock's fleet (made on
+    first use). A controller of one instance of the fleet (:meth:`for_instance`) names it
+    as ``instance``: its request log and IMDSv1 report are that instance's; the clock, the
+    fault rules and the log itself are the mock's.
     """
 
     def __init__(
@@ -114,9 +119,11 @@ class Controller:
         signer: Signer,
         addresses: Callable[[], list[str]] = list,
         fleet: Callable[[], Fleet] | None = None,
+        instance: str | None = None,
     ) -> None:
         self._addresses = addresses
         self._fleet = fleet
+        self._instance = instance
         self._state = state
         self._clock = clock
         self._started = started
@@ -398,11 +405,13 @@ class Controller:
 
     def requests(self, **filters: Any) -> list[dict[str, Any]]:
         """Logged requests, oldest first (filters as :meth:`RequestLog.entries`)."""
+        filters.setdefault("instance", self._instance)
         return [e.to_dict() for e in self._requests.entries(**filters)]
 
     def request_page(self, **filters: Any) -> tuple[list[dict[str, Any]], int | None]:
         """One page of logged requests and the ``before`` of the next (as
         :meth:`RequestLog.page`)."""
+        filters.setdefault("instance", self._instance)
         entries, before = self._requests.page(**filters)
         return [e.to_dict() for e in entries], before
 
@@ -412,7 +421,88 @@ class Controller:
 
     def imdsv1_report(self) -> list[dict[str, Any]]:
         """Token-less (IMDSv1) data requests grouped by client and user agent."""
-        return self._requests.imdsv1_report()
+        return self._requests.imdsv1_report(self._instance)
+
+    # -- the fleet ----------------------------------------------------------------------
+
+    @property
+    def instance_name(self) -> str | None:
+        """The fleet instance this controller operates on (None: the default, unnamed)."""
+        return self._instance
+
+    def fleet(self) -> Fleet:
+        """The mock's fleet (made, without members, on first use)."""
+        if self._fleet is None:
+            raise ImdsMockError("this controller has no fleet")
+        return self._fleet()
+
+    def for_instance(self, name: str) -> Controller:
+        """The controller of the fleet instance ``name`` (``default``: the top-level one)."""
+        return Controller(
+            self.fleet().state(name),
+            self._clock,
+            started=self._started,
+            requests=self._requests,
+            faults=self._faults,
+            signer=self._signer,
+            addresses=self._addresses,
+            fleet=self._fleet,
+            instance=name,
+        )
+
+    def instances(self) -> list[dict[str, Any]]:
+        """Every instance of the fleet, the default one first: name, instance-id, role,
+        match rules and how many clients it served."""
+        from imdsmock.control import fleet as fleet_ops
+
+        return fleet_ops.listing(self.fleet())
+
+    def instance_entry(self, name: str) -> dict[str, Any]:
+        """One instance of the fleet, with the keys its entry sets."""
+        from imdsmock.control import fleet as fleet_ops
+
+        return fleet_ops.describe(self.fleet(), name, full=True)
+
+    def add_instance(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Serve a new instance, given as an entry of the configuration's ``instances``."""
+        from imdsmock.control import fleet as fleet_ops
+
+        fleet = self.fleet()
+        member = fleet_ops.added(fleet, data, self._bound())
+        fleet.add(member)
+        return fleet_ops.describe(fleet, member.name, full=True)
+
+    def change_instance(self, name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Change an instance's entry (``match`` kinds and ``scenarios`` replaced,
+        ``instance``, ``options`` and ``paths`` keys merged); its tokens and run-time
+        scenarios are kept."""
+        from imdsmock.control import fleet as fleet_ops
+
+        fleet = self.fleet()
+        member = fleet_ops.changed(fleet, name, data, self._bound())
+        fleet.change(member)
+        return fleet_ops.describe(fleet, name, full=True)
+
+    def remove_instance(self, name: str) -> None:
+        """Stop serving an instance: its clients are the default instance's (or refused)
+        from their next connection."""
+        if name == DEFAULT_NAME:
+            raise ConfigError("name", name, "a member's name (the default instance stays)")
+        self.fleet().remove(name)
+
+    def instance_clients(self, name: str) -> list[dict[str, Any]]:
+        """The clients recognised as ``name``, most recent first, and why."""
+        from imdsmock.control import fleet as fleet_ops
+
+        return fleet_ops.clients(self.fleet(), name)
+
+    def _bound(self) -> list[tuple[str, int]]:
+        out = []
+        for url in self._addresses():
+            parts = urlsplit(url)
+            if parts.hostname is not None and parts.port is not None:
+                out.append((parts.hostname, parts.port))
+        return out
 
     # -- identity -----------------------------------------------------------------------
 

@@ -20,13 +20,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from imdsmock.control import handlers as h
 from imdsmock.control.dashboard import PAGE_TYPE, File
 from imdsmock.control.handlers import MAX_WAIT, REQUEST_FILTERS, BadRequest, Call, Handler, LongPoll
 from imdsmock.control.openapi import Operation, document, query, ref
 from imdsmock.control.operations import MAX_FAIL_COUNT, Controller, UnknownIdError
+from imdsmock.core.fleet import UnknownInstanceError
 from imdsmock.errors import ConfigError, ImdsMockError
 
 __all__ = ["ROUTES", "ControlRequest", "ControlResponse", "Route", "handle"]
@@ -56,7 +57,7 @@ class ControlResponse(NamedTuple):
 
 # A path template's parameters as they match: an IMDS path takes the rest, an id or a file
 # name one segment.
-_PARAMETERS = {"path": "(.+)", "id": "([^/]+)", "file": "([^/]+)"}
+_PARAMETERS = {"path": "(.+)", "id": "([^/]+)", "file": "([^/]+)", "name": "([^/]+)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +303,56 @@ ROUTES: tuple[Route, ...] = (
         content_type="*/*",
         public=True,
     ),
+    Route(
+        "GET",
+        "/v1/instances",
+        h.instances,
+        Operation(summary="List instances", response=_list_of("instances", "FleetInstance")),
+    ),
+    Route(
+        "POST",
+        "/v1/instances",
+        h.instance_add,
+        Operation(
+            summary="Add instance",
+            status=201,
+            response=ref("FleetInstance"),
+            body=ref("FleetEntry"),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/instances/{name}",
+        h.instance_entry,
+        Operation(summary="Get fleet instance", response=ref("FleetInstance"), not_found=True),
+    ),
+    Route(
+        "PATCH",
+        "/v1/instances/{name}",
+        h.instance_change,
+        Operation(
+            summary="Change fleet instance",
+            response=ref("FleetInstance"),
+            body=ref("FleetEntry"),
+            not_found=True,
+        ),
+    ),
+    Route(
+        "DELETE",
+        "/v1/instances/{name}",
+        h.instance_remove,
+        Operation(summary="Remove fleet instance", not_found=True),
+    ),
+    Route(
+        "GET",
+        "/v1/instances/{name}/clients",
+        h.instance_clients,
+        Operation(
+            summary="Fleet instance clients",
+            response=_list_of("clients", "FleetClient"),
+            not_found=True,
+        ),
+    ),
     Route("GET", "/openapi.json", _openapi, None, static=True),
     Route("GET", "/v1/openapi.json", _openapi, None, static=True),
 )
@@ -314,10 +365,19 @@ _TOKEN_MESSAGE = (
 )
 
 
+# A fleet instance's routes: /v1/instances/NAME/ + the route of the default instance.
+_SCOPED = re.compile(r"/v1/instances/([^/]+)(/.+)")
+
+
 def handle(
     controller: Controller, request: ControlRequest, token: str | None = None
 ) -> ControlResponse:
-    """Answer one control request; ``token``, when set, is the required bearer token."""
+    """Answer one control request; ``token``, when set, is the required bearer token.
+
+    Every route also answers for one instance of the fleet, under
+    ``/v1/instances/NAME/...`` or with ``?instance=NAME``; without either, for the
+    default (top-level) instance.
+    """
     path, _, raw_query = request.target.partition("?")
     method = request.method
     if (
@@ -326,6 +386,20 @@ def handle(
         and not _public(method, path)
     ):
         return _error(401, _TOKEN_MESSAGE, "Authorization", ["Bearer <token>"])
+    prefix = "/v1"
+    try:
+        scope = _scope(path, raw_query)
+    except UnicodeDecodeError:
+        return _error(400, "the URL is not valid UTF-8", "path", [])
+    if scope is not None:
+        name, path, raw_query = scope
+        prefix = "/v1/instances/" + quote(name, safe="")
+        try:
+            controller = controller.for_instance(name)
+        except UnknownInstanceError as exc:
+            return _error(404, str(exc), "instance", exc.names)
+        except ImdsMockError as exc:
+            return _error(400, str(exc))
     allowed: list[str] = []
     for route in ROUTES:
         m = route.pattern.fullmatch(path)
@@ -342,11 +416,13 @@ def handle(
         except UnicodeDecodeError:
             return _error(400, "the URL is not valid UTF-8", "path", [])
         try:
-            status, data = route.handler(Call(controller, params, query, request.body))
+            status, data = route.handler(Call(controller, params, query, request.body, prefix))
         except BadRequest as exc:
             return _error(400, str(exc), exc.field, exc.allowed)
         except UnknownIdError as exc:
             return _error(404, str(exc), "id", [])
+        except UnknownInstanceError as exc:
+            return _error(404, str(exc), "instance", exc.names)
         except ConfigError as exc:
             return _error(400, str(exc), exc.key, _allowed(exc.allowed))
         except ImdsMockError as exc:
@@ -361,6 +437,25 @@ def handle(
     if allowed:
         return _method_not_allowed(", ".join(sorted(set(allowed))))
     return _error(404, f"no such control route: {path}", "path", ["see /openapi.json"])
+
+
+def _scope(path: str, raw_query: str) -> tuple[str, str, str] | None:
+    """The fleet instance a request names, the route's own path and the query left: from
+    ``/v1/instances/NAME/ROUTE`` (not the fleet's own routes) or ``?instance=NAME``."""
+    m = _SCOPED.fullmatch(path)
+    if m is not None and m.group(2) != "/clients":
+        return unquote(m.group(1), errors="strict"), "/v1" + m.group(2), raw_query
+    if "instance=" not in raw_query:
+        return None
+    name = None
+    rest = []
+    for part in raw_query.split("&"):
+        key, _, value = part.partition("=")
+        if unquote(key, errors="strict") == "instance":
+            name = unquote(value.replace("+", " "), errors="strict")
+        else:
+            rest.append(part)
+    return None if name is None else (name, path, "&".join(rest))
 
 
 def _public(method: str, path: str) -> bool:

@@ -46,6 +46,7 @@ class UnknownInstanceError(ImdsMockError):
 
     def __init__(self, name: str, names: list[str]) -> None:
         self.name = name
+        self.names = names
         super().__init__(f"no instance named {quote(name)}; instances: {', '.join(names)}")
 
 
@@ -95,8 +96,9 @@ class Fleet:
         # Given to each member's credential documents once serving starts (see State).
         self.defer: Callable[[Callable[[], object]], object] | None = None
         self._seen: dict[tuple[str, str], Client] = {}
-        self.roster = Roster({}, {}, Recognizer())
-        self.roster = self._roster({m.name: m for m in top.instances}, rebuild=())
+        # Each member's snapshot as it was made (what reset_member goes back to).
+        self._origin: dict[str, Snapshot] = {}
+        self.roster = self._roster({m.name: m for m in top.instances}, {})
 
     # -- reading ------------------------------------------------------------------------
 
@@ -167,7 +169,7 @@ class Fleet:
             if member.name in members or member.name == DEFAULT_NAME:
                 raise ImdsMockError(f"an instance named {quote(member.name)} exists already")
             members[member.name] = member
-            self.roster = self._roster(members, rebuild=())
+            self.roster = self._roster(members, self.roster.states)
             return self.roster.states[member.name]
 
     def change(self, member: MemberConfig) -> State:
@@ -178,7 +180,7 @@ class Fleet:
             if member.name not in members:
                 raise UnknownInstanceError(member.name, self.names())
             members[member.name] = member
-            self.roster = self._roster(members, rebuild=(member.name,))
+            self.roster = self._roster(members, self.roster.states, (member.name,))
             return self.roster.states[member.name]
 
     def remove(self, name: str) -> None:
@@ -187,7 +189,7 @@ class Fleet:
             members = dict(self.roster.members)
             if members.pop(name, None) is None:
                 raise UnknownInstanceError(name, self.names())
-            self.roster = self._roster(members, rebuild=())
+            self.roster = self._roster(members, self.roster.states)
 
     def reconfigure(self, top: Config) -> None:
         """Serve ``top``'s members from now on (a config reload): members it keeps are
@@ -195,22 +197,64 @@ class Fleet:
         with self._lock:
             self.top = top
             members = {m.name: m for m in top.instances}
-            self.roster = self._roster(members, rebuild=tuple(members))
+            self.roster = self._roster(members, self.roster.states, tuple(members))
 
-    def _roster(self, members: Mapping[str, MemberConfig], *, rebuild: tuple[str, ...]) -> Roster:
-        """A roster of ``members``: the state in force for a name the roster has (under its
-        new configuration when named in ``rebuild``), a new state for a new name."""
-        states = self.roster.states
+    def origins(self) -> dict[str, Snapshot]:
+        """Each member's snapshot as it was made (before run-time changes)."""
+        return dict(self._origin)
+
+    def reset_member(self, name: str) -> None:
+        """Serve member ``name`` as it was made: run-time edits, option and instance changes,
+        scenarios, forced failures and its tokens are forgotten."""
+        state = self.state(name)
+        origin = self._origin.get(name)
+        if origin is None:
+            raise UnknownInstanceError(name, self.names())
+        state.swap(lambda _current: origin)
+        state.tokens.revoke_all()
+        state.failures.clear()
+
+    def restart(self, top: Config, initial: Mapping[str, Snapshot]) -> None:
+        """Serve ``top``'s members as new (the Python API's reset): fresh states, without
+        tokens, forced failures or run-time changes; a member whose configuration is the
+        one it had in ``initial`` starts again from that snapshot (the same keys)."""
+        with self._lock:
+            self.top = top
+            self._seen.clear()
+            self._origin = {}
+            states: dict[str, State] = {}
+            for member in top.instances:
+                config = member.config(top)
+                snapshot = initial.get(member.name)
+                if snapshot is None or snapshot.config != config:
+                    snapshot = self._snapshot(member.name, config)
+                self._origin[member.name] = snapshot
+                state = states[member.name] = State(snapshot)
+                state.documents.defer = self.defer
+            self.roster = self._roster({m.name: m for m in top.instances}, states)
+
+    def _roster(
+        self,
+        members: Mapping[str, MemberConfig],
+        states: Mapping[str, State],
+        rebuild: tuple[str, ...] = (),
+    ) -> Roster:
+        """A roster of ``members``: the state ``states`` has for a name (under its new
+        configuration when named in ``rebuild``), a new state for a new name."""
         fresh: dict[str, State] = {}
         for name, member in members.items():
             state = states.get(name)
             if state is None:
-                state = State(self._snapshot(name, member.config(self.top)))
+                snapshot = self._origin[name] = self._snapshot(name, member.config(self.top))
+                state = State(snapshot)
                 if self.defer is not None:
                     state.documents.defer = self.defer
             elif name in rebuild:
                 _reconfigure(state, member.config(self.top))
+                self._origin[name] = state.snapshot
             fresh[name] = state
+        for gone in self._origin.keys() - members.keys():
+            del self._origin[gone]
         recognizer = Recognizer(members.values(), self.top.fleet.recognize, self._resolvers)
         return Roster(fresh, dict(members), recognizer)
 

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TextIO
 
+from imdsmock.config.fleet import DEFAULT_NAME
 from imdsmock.core.imds import TOKEN_PATH, Request
 from imdsmock.core.wire import Response
 
@@ -181,10 +182,16 @@ def _matcher(
             and (client is None or req.client == client)
             and (token is None or sent == token)
             and (imdsv1 is None or imdsv1 == _imdsv1(req.method, req.path, sent))
-            and (instance is None or req.instance == instance)
+            and (instance is None or _answered_as(req.instance, instance))
         )
 
     return match
+
+
+def _answered_as(logged: str | None, instance: str) -> bool:
+    """Whether an entry logged as ``logged`` was answered by ``instance``: a mock without
+    fleet logs no name, and all it has is the default instance."""
+    return logged == instance or (logged is None and instance == DEFAULT_NAME)
 
 
 def _body_size(response: Response) -> int:
@@ -338,7 +345,7 @@ class RequestLog:
         ``instance``'s when given): the :data:`REPORT_MAX` busiest groups, busiest first."""
         groups: dict[tuple[str, str | None, str | None], dict[str, Any]] = {}
         for e in self:
-            if not e.imdsv1 or (instance is not None and e.instance != instance):
+            if not e.imdsv1 or (instance is not None and not _answered_as(e.instance, instance)):
                 continue
             g = groups.get((e.client, e.user_agent, e.instance))
             if g is None:
