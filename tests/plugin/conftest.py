@@ -25,7 +25,13 @@ def run_pytest(
     """
     for name, text in files.items():
         (where / name).write_text(textwrap.dedent(text))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTEST_"))}
+    # CI and BUILD_NUMBER make pytest print its short summary untruncated (each error's
+    # line a second time): the user's run reads the same here and in CI without them.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "PYTEST_")) and k not in ("CI", "BUILD_NUMBER")
+    }
     plugins = [] if autoload else ["-p", "imdsmock.pytest_plugin"]
     if not autoload:
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
