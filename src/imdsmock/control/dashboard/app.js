@@ -239,10 +239,13 @@ async function refreshState() {
   if (changed("edits", ui.state.metadata)) renderEdits();
   renderClock();
   renderUpcoming();
-  // What IMDS serves changes with edits, options, scenarios and scheduled changes coming due.
+  // What IMDS serves changes with edits, options, scenarios and scheduled changes coming due,
+  // and with the configuration: an edit of a path that shows a fact of the instance
+  // (instance-id, public-ipv4...) changes the instance's keys, not the edits.
   const now = mockNow();
   const due = ui.state.scenarios.flatMap(points).filter((p) => p.t <= now).length;
-  if (changed("served", [ui.state.metadata, ui.state.options, ui.state.scenarios, due])) {
+  const inputs = [ui.state.config, ui.state.metadata, ui.state.options, ui.state.scenarios, due];
+  if (changed("served", inputs)) {
     refreshIdentity();
     refreshLeaf();
   }
