@@ -99,7 +99,7 @@ BAD = [
     pytest.param(
         "instances: [{name: web, match: {sorce: [127.0.0.2]}}]",
         "instances.web.match.sorce is ['127.0.0.2']; expected a known key (one of: host, "
-        "listener, source); did you mean 'source'?",
+        "listener, pod, source); did you mean 'source'?",
         id="unknown-match-key",
     ),
     pytest.param(

@@ -152,7 +152,7 @@ def test_instances_are_added_changed_and_removed_at_run_time(fleet: MockIMDS) ->
             "/v1/instances",
             {"name": "api", "match": {"sources": ["10.0.0.1"]}},
             "instances.api.match.sources is ['10.0.0.1']; expected a known key (one of: host, "
-            "listener, source); did you mean 'source'?",
+            "listener, pod, source); did you mean 'source'?",
         ),
         (
             "POST",

@@ -35,6 +35,7 @@ from imdsmock.config.schema import (
     Config,
     InterfaceConfig,
     MemberConfig,
+    PodRule,
     dashed,
     env_name,
 )
@@ -79,6 +80,7 @@ def rows() -> list[Row]:
     out = list(_rows(Config, "", docs))
     out += _rows(InterfaceConfig, "instance.interfaces[].", docs)
     out += _rows(MemberConfig, "instances[].", docs)
+    out += _rows(PodRule, "instances[].match.pod[].", docs)
     return out
 
 
@@ -209,6 +211,8 @@ def _type(tp: Any, key: str) -> str:
             return "list of interfaces"
         if item is MemberConfig:
             return "list of instances"
+        if item is PodRule:
+            return "list of pod rules"
         if item == ScenarioConfig:
             return "list of mappings"
         if typing.get_origin(item) is Mapping:
@@ -231,7 +235,7 @@ def _default(key: str, value: Any) -> str:
     if isinstance(value, Mapping):
         value = {k: _shorten(v) for k, v in value.items()}
     if isinstance(value, str):
-        return f"`{value}`"
+        return f"`{value}`" if value else '`""`'
     return f"`{json.dumps(value)}`"
 
 

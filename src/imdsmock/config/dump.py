@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from imdsmock.config.scenarios import ScenarioConfig
-from imdsmock.config.schema import SECRET_KEYS, Config, dashed
+from imdsmock.config.schema import SECRET_KEYS, Config, PodRule, dashed
 
 __all__ = ["dump", "to_mapping"]
 
@@ -20,6 +20,9 @@ def to_mapping(cfg: Config, *, secrets: bool = False) -> dict[str, Any]:
     def walk(obj: Any, prefix: str) -> Any:
         if isinstance(obj, ScenarioConfig):
             return walk(obj.source, prefix)  # as written
+        if isinstance(obj, PodRule):  # the keys it gives: unset ones match any pod
+            shown = {"namespace": obj.namespace, "name": obj.name, "labels": dict(obj.labels)}
+            return {key: value for key, value in shown.items() if value}
         if dataclasses.is_dataclass(obj):
             out = {}
             for f in dataclasses.fields(obj):

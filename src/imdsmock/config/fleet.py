@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from imdsmock.config.addresses import parse_listen
-from imdsmock.config.schema import Config, MemberConfig
+from imdsmock.config.schema import Config, FleetConfig, MemberConfig, PodRule
 from imdsmock.errors import ConfigError
 
 __all__ = [
@@ -23,10 +23,13 @@ __all__ = [
     "Network",
     "Port",
     "check_fleet",
+    "check_kubernetes",
     "check_name",
+    "check_pod",
     "host_name",
     "listener",
     "member_listeners",
+    "pod_pattern",
     "source",
 ]
 
@@ -39,6 +42,18 @@ NAME_RULE = "1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # A DNS name: labels of letters, digits, - and _ (as compose service names are spelt).
 _HOST = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_][a-z0-9_-]{0,62})*\.?")
+
+
+# Kubernetes names (its API's own rules): a namespace is a DNS label, a node a DNS
+# subdomain; a label key is [DNS subdomain "/"] name, a name or value 1-63 alphanumerics
+# and - _ . inside (a value may be empty).
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_POD_PATTERN = re.compile(r"[a-z0-9.*-]{1,253}")
+NAMESPACE_RULE = "a namespace: 1-63 of a-z, 0-9, '-', starting and ending with a letter or digit"
+NODE_RULE = "a node name: a DNS name of a-z, 0-9, '-', '.' (at most 253)"
+POD_KEYS = ("namespace", "name", "labels")
 
 
 class Port(NamedTuple):
@@ -117,6 +132,74 @@ def host_name(spec: str, key: str) -> str:
     return text.rstrip(".")
 
 
+def pod_pattern(spec: str) -> re.Pattern[str]:
+    """A ``match.pod`` name as a regular expression: ``*`` any run of characters."""
+    return re.compile(".*".join(re.escape(part) for part in spec.split("*")))
+
+
+def check_pod(rule: PodRule, key: str) -> None:
+    """Raise :class:`ConfigError` for a ``match.pod`` entry Kubernetes could not match."""
+    if rule.namespace is None and rule.name is None and not rule.labels:
+        raise ConfigError(key, {}, "at least one of: " + ", ".join(POD_KEYS))
+    if rule.namespace is not None and not _DNS_LABEL.fullmatch(rule.namespace):
+        raise ConfigError(f"{key}.namespace", rule.namespace, NAMESPACE_RULE)
+    if rule.name is not None and not _POD_PATTERN.fullmatch(rule.name):
+        allowed = "a pod name, '*' for any run of characters (a-z, 0-9, '-', '.')"
+        raise ConfigError(f"{key}.name", rule.name, allowed)
+    for name, value in rule.labels.items():
+        prefix, slash, short = name.rpartition("/")
+        if not _LABEL_NAME.fullmatch(short) or (
+            slash and not (len(prefix) <= 253 and _SUBDOMAIN.fullmatch(prefix))
+        ):
+            raise ConfigError(
+                f"{key}.labels",
+                name,
+                "label keys such as app or example.com/tier (a name of at most 63 of A-Z, "
+                "a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit, "
+                "after an optional DNS name and '/')",
+            )
+        if value and not _LABEL_NAME.fullmatch(value):
+            raise ConfigError(
+                f"{key}.labels.{name}",
+                value,
+                "a label value: at most 63 of A-Z, a-z, 0-9, '-', '_', '.', starting and "
+                "ending with a letter or digit (or empty)",
+            )
+
+
+def check_kubernetes(fleet: FleetConfig) -> None:
+    """Raise :class:`ConfigError` for a ``fleet.kubernetes-*`` key that cannot be used."""
+    api = fleet.kubernetes_api
+    if api:
+        from urllib.parse import urlsplit
+
+        allowed = "an http:// or https:// URL of the Kubernetes API (https://10.96.0.1:443)"
+        try:
+            parts = urlsplit(api.strip())
+            port = parts.port
+        except ValueError:
+            raise ConfigError("fleet.kubernetes-api", api, allowed) from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+            or port == 0
+            or not api.strip().isprintable()
+            or " " in api.strip()
+        ):
+            raise ConfigError("fleet.kubernetes-api", api, allowed)
+    node = fleet.kubernetes_node
+    if node and not (len(node) <= 253 and _SUBDOMAIN.fullmatch(node)):
+        raise ConfigError("fleet.kubernetes-node", node, NODE_RULE + " (empty: $NODE_NAME)")
+    namespace = fleet.kubernetes_namespace
+    if namespace and not _DNS_LABEL.fullmatch(namespace):
+        raise ConfigError(
+            "fleet.kubernetes-namespace", namespace, NAMESPACE_RULE + " (empty: every namespace)"
+        )
+
+
 def member_listeners(cfg: Config) -> list[tuple[str, int] | Port]:
     """Every ``match.listener`` entry of the configuration's members, parsed, in order."""
     return [
@@ -152,9 +235,20 @@ def check_fleet(cfg: Config) -> None:
     for index, way in enumerate(recognize):
         if way in recognize[:index]:
             raise ConfigError(f"fleet.recognize[{index}]", way, "each way named once")
+    check_kubernetes(cfg.fleet)
+    if "kubernetes" not in recognize:
+        for m in cfg.instances:
+            if m.match.pod:
+                raise ConfigError(
+                    f"instances.{m.name}.match.pod",
+                    [_pod_shown(rule) for rule in m.match.pod],
+                    "no pod rules, or fleet.recognize naming kubernetes (it names: "
+                    + (", ".join(recognize) or "nothing")
+                    + ")",
+                )
 
 
-def _rules(members: tuple[MemberConfig, ...]) -> Iterator[tuple[str, object, str]]:
+def _rules(members: tuple[MemberConfig, ...]) -> Iterator[tuple[str, object, object]]:
     """Each match entry of each member: its key, its parsed form (what two members must not
     share) and its value as given."""
     for m in members:
@@ -168,3 +262,20 @@ def _rules(members: tuple[MemberConfig, ...]) -> Iterator[tuple[str, object, str
         for i, spec in enumerate(m.match.host):
             key = f"{prefix}.host[{i}]"
             yield key, ("host", host_name(spec, key)), spec
+        for i, rule in enumerate(m.match.pod):
+            key = f"{prefix}.pod[{i}]"
+            check_pod(rule, key)
+            claim = (rule.namespace, rule.name, frozenset(rule.labels.items()))
+            yield key, ("pod", claim), _pod_shown(rule)
+
+
+def _pod_shown(rule: PodRule) -> dict[str, object]:
+    """A pod rule as the configuration spells it (the keys it gives)."""
+    shown: dict[str, object] = {}
+    if rule.namespace is not None:
+        shown["namespace"] = rule.namespace
+    if rule.name is not None:
+        shown["name"] = rule.name
+    if rule.labels:
+        shown["labels"] = dict(rule.labels)
+    return shown

@@ -30,6 +30,7 @@ __all__ = [
     "RANGES",
     "RECOGNIZE",
     "SECRET_KEYS",
+    "SERVICE_ACCOUNT",
     "SHORT_NAMES",
     "Config",
     "CredentialsConfig",
@@ -39,6 +40,7 @@ __all__ = [
     "MatchConfig",
     "MemberConfig",
     "OptionsConfig",
+    "PodRule",
     "ServerConfig",
     "SigningConfig",
     "dashed",
@@ -314,6 +316,18 @@ class SigningConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PodRule:
+    """Kubernetes pods of one kind: every key it gives must match (at least one is given)."""
+
+    namespace: str | None = None
+    """The pod's namespace."""
+    name: str | None = None
+    """The pod's name, or a pattern where `*` is any run of characters: `web-*`."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels the pod carries, each with this value."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MatchConfig:
     """How a client is recognised as one instance of the fleet (any rule matching is enough)."""
 
@@ -323,6 +337,8 @@ class MatchConfig:
     """Listeners the client connected to: `HOST:PORT` or a port; bound at start if new."""
     host: tuple[str, ...] = ()
     """Host header names the client asked for (case-insensitive, port ignored)."""
+    pod: tuple[PodRule, ...] = ()
+    """Kubernetes pods (`kubernetes` in fleet.recognize): `namespace`, `name`, `labels` each."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -360,7 +376,10 @@ def _fields(keys: Mapping[str, Any]) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in keys.items()}
 
 
-Way = Literal["listener", "host", "source"]
+Way = Literal["listener", "host", "source", "kubernetes"]
+
+SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where a pod's service account token and cluster CA are mounted."""
 
 RECOGNIZE: tuple[Way, ...] = ("listener", "host", "source")
 """The ways a client is recognised, in the default order."""
@@ -374,6 +393,16 @@ class FleetConfig:
     """The ways a client is recognised, in order; the first that matches wins."""
     unknown: Literal["default", "reject"] = "default"
     """A client no instance matches: `default` serves it the top-level instance, `reject` 404."""
+    kubernetes_api: str = ""
+    """Kubernetes API server URL; empty: in a pod, https://$KUBERNETES_SERVICE_HOST:PORT."""
+    kubernetes_node: str = ""
+    """The node whose pods the kubernetes way looks up; empty: $NODE_NAME, else every node."""
+    kubernetes_namespace: str = ""
+    """The namespace whose pods it looks up; empty: every namespace (a ClusterRole)."""
+    kubernetes_token_file: str = SERVICE_ACCOUNT + "/token"
+    """Bearer token for the API, read again as it changes; a missing file: none sent."""
+    kubernetes_ca_file: str = SERVICE_ACCOUNT + "/ca.crt"
+    """CA certificates of an https API; this default missing: the system's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -117,7 +117,7 @@ def fleet(data: Mapping[str, Any]) -> list[str] | None:
     for given in rows:
         row = dict(given)
         if isinstance(row.get("match"), dict):
-            rules = [f"{kind}={','.join(v)}" for kind, v in row["match"].items()]
+            rules = [f"{kind}={','.join(map(_rule, v))}" for kind, v in row["match"].items()]
             row["match"] = " ".join(rules) or ("(the rest)" if row.get("default") else "")
         for when in ("first", "last"):
             if isinstance(row.get(when), int | float):
@@ -166,3 +166,15 @@ def request_line(entry: Mapping[str, Any]) -> str:
 def _shown(value: str) -> str:
     """A client's text as printable characters (escapes for control characters)."""
     return value if value.isprintable() else ascii(value)[1:-1]
+
+
+def _rule(rule: object) -> str:
+    """A match rule as the table shows it: as is, or a pod rule as ``NAMESPACE/NAME[LABELS]``
+    (``*`` for what it leaves open)."""
+    if not isinstance(rule, dict):
+        return str(rule)
+    labels = rule.get("labels") or {}
+    shown = f"{rule.get('namespace') or '*'}/{rule.get('name') or '*'}"
+    if labels:
+        shown += "[" + ",".join(f"{k}={v}" for k, v in labels.items()) + "]"
+    return shown
