@@ -11,7 +11,7 @@ import pytest
 from imdsmock.config.build import from_mapping
 from imdsmock.config.dump import to_mapping
 from imdsmock.config.schema import MatchConfig, MemberConfig
-from imdsmock.core.recognize import PER_REQUEST, Recognized, Recognizer, host_key
+from imdsmock.core.recognize import PER_REQUEST, Recognized, Recognizer, Workload, host_key
 from imdsmock.errors import ConfigError
 from mockprocess import run_command
 
@@ -98,8 +98,8 @@ BAD = [
     ),
     pytest.param(
         "instances: [{name: web, match: {sorce: [127.0.0.2]}}]",
-        "instances.web.match.sorce is ['127.0.0.2']; expected a known key (one of: host, "
-        "listener, pod, source); did you mean 'source'?",
+        "instances.web.match.sorce is ['127.0.0.2']; expected a known key (one of: container, "
+        "host, listener, pod, source); did you mean 'source'?",
         id="unknown-match-key",
     ),
     pytest.param(
@@ -135,6 +135,30 @@ BAD = [
         "instances.b.match.source[0] is '10.0.0.1/32'; expected an entry no other instance "
         "has (instances.a.match.source[0] has it already)",
         id="address-claimed-twice",
+    ),
+    pytest.param(
+        "instances: [{name: web, match: {container: [web]}}]",
+        "instances.web.match.container is ['web']; expected no container rules, or "
+        "fleet.recognize naming docker (it names: listener, host, source)",
+        id="container-without-docker",
+    ),
+    pytest.param(
+        "fleet: {recognize: [docker]}\ninstances: [{name: web, match: {container: ['web app']}}]",
+        "instances.web.match.container[0] is 'web app'; expected a container or compose "
+        "service name",
+        id="bad-container",
+    ),
+    pytest.param(
+        "fleet: {recognize: [docker]}\n"
+        "instances: [{name: a, match: {container: [web]}}, {name: b, match: {container: [web]}}]",
+        "instances.b.match.container[0] is 'web'; expected an entry no other instance has",
+        id="container-claimed-twice",
+    ),
+    pytest.param(
+        "fleet: {recognize: [dockr]}",
+        "fleet.recognize[0] is 'dockr'; expected one of: listener, host, source, docker, "
+        "kubernetes; did you mean 'docker'?",
+        id="unknown-way",
     ),
     pytest.param(
         "instances: [{name: Web}]",
@@ -296,13 +320,15 @@ def test_a_resolver_is_asked_in_its_place_in_the_order() -> None:
     asked: list[str] = []
 
     class Table:
-        def lookup(self, client: str) -> Recognized | None:
+        def lookup(self, client: str) -> Workload | None:
             asked.append(client)
-            return Recognized("web", "docker container web") if client == "10.0.0.5" else None
+            if client == "10.0.0.5":
+                return Workload("docker", "c0ffee", "proj-web-1", ("proj-web-1", "web"))
+            return None
 
-    members = [_member("api", source=("10.0.0.0/24",))]
+    members = [_member("api", source=("10.0.0.0/24",)), _member("web", container=("web",))]
     recognizer = Recognizer(members, ("docker", "source"), {"docker": Table()})
-    assert recognizer.instance_for("10.0.0.5") == "web"
+    assert recognizer.recognize("10.0.0.5") == ("web", "container web")
     assert recognizer.instance_for("10.0.0.6") == "api"
     assert asked == ["10.0.0.5", "10.0.0.6"]
     Recognizer(members, ("source",), {"docker": Table()}).instance_for("10.0.0.5")

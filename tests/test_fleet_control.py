@@ -151,8 +151,8 @@ def test_instances_are_added_changed_and_removed_at_run_time(fleet: MockIMDS) ->
             "POST",
             "/v1/instances",
             {"name": "api", "match": {"sources": ["10.0.0.1"]}},
-            "instances.api.match.sources is ['10.0.0.1']; expected a known key (one of: host, "
-            "listener, pod, source); did you mean 'source'?",
+            "instances.api.match.sources is ['10.0.0.1']; expected a known key (one of: "
+            "container, host, listener, pod, source); did you mean 'source'?",
         ),
         (
             "POST",

@@ -63,7 +63,8 @@ def test_pod_rules_and_kubernetes_keys_load_from_a_file_and_the_environment(
 BAD = [
     pytest.param(
         "fleet: {recognize: [source, kubernets]}",
-        "fleet.recognize[1] is 'kubernets'; expected one of: listener, host, source, kubernetes",
+        "fleet.recognize[1] is 'kubernets'; expected one of: listener, host, source, docker, "
+        "kubernetes",
         id="unknown-way",
     ),
     pytest.param(

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from imdsmock.config.schema import Config
+from imdsmock.config.schema import RESOLVER_WAYS, Config
 from imdsmock.core.clock import Clock, ManualClock, SystemClock
 from imdsmock.core.faults import FaultBook
 from imdsmock.core.gate import ClientGate
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from imdsmock.serve.awscreds import CredentialRefresher
     from imdsmock.serve.container import ContainerEndpoints
     from imdsmock.serve.http import HTTPProtocol
+    from imdsmock.serve.resolve import CachedResolver
 
 __all__ = ["App", "Deferred", "check"]
 
@@ -76,6 +77,7 @@ _START_ONLY = {
         "refresh_ahead", "container_token", "container_token_file",
     ),
     "signing": ("key_file", "cert_file"),
+    "fleet": ("docker_socket",),
 }  # fmt: skip
 
 
@@ -107,6 +109,14 @@ class App:
 
             snapshot = configured(snapshot)
         self.state = State(snapshot)
+        # Who clients are, asked of other systems (Docker, Kubernetes): one resolver per
+        # way fleet.recognize names, built here (the recogniser in core only reads them)
+        # and run beside the servers. Read at start: a reload cannot add one.
+        self.resolvers: dict[str, CachedResolver] = {}
+        if any(way in RESOLVER_WAYS for way in config.fleet.recognize):
+            from imdsmock.serve.resolve import build_resolvers
+
+            self.resolvers = build_resolvers(config)
         # The instances told apart by client: only when the configuration has members (or
         # refuses unknown clients), or the control API adds one. None costs nothing.
         self.fleet: Fleet | None = None
@@ -143,7 +153,9 @@ class App:
             fleet=self.fleet,
         )
         # Coroutines run beside the servers while serving (e.g. the config-file watcher).
-        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            resolver.run for resolver in self.resolvers.values()
+        ]
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._control: tuple[socket.socket, str | None] | None = None
@@ -200,9 +212,17 @@ class App:
     def _new_fleet(self, config: Config) -> Fleet:
         from imdsmock.core.fleet import Fleet
 
-        return Fleet(
-            self.state, config, signer=self.signer, started=self.started, gated=GATED_PATHS
+        fleet = Fleet(
+            self.state,
+            config,
+            signer=self.signer,
+            started=self.started,
+            gated=GATED_PATHS,
+            resolvers=self.resolvers,
         )
+        for resolver in self.resolvers.values():
+            resolver.found = fleet.found
+        return fleet
 
     def ensure_fleet(self) -> Fleet:
         """The fleet, made (without members) on first use: the control API adds members to
@@ -339,6 +359,8 @@ class App:
                     connection.abort()
             if self.containers is not None:
                 await self.containers.stop()
+            for resolver in self.resolvers.values():
+                await resolver.close()
             await self.server.stop()
 
     def shutdown(self) -> None:
@@ -354,7 +376,11 @@ class App:
 
 
 def _needs_fleet(config: Config) -> bool:
-    return bool(config.instances) or config.fleet.unknown == "reject"
+    return (
+        bool(config.instances)
+        or config.fleet.unknown == "reject"
+        or any(way in RESOLVER_WAYS for way in config.fleet.recognize)
+    )
 
 
 def check(config: Config) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from imdsmock.config.addresses import parse_listen
@@ -20,12 +20,14 @@ from imdsmock.errors import ConfigError
 __all__ = [
     "DEFAULT_NAME",
     "NAME_RULE",
+    "RESOLVER_RULES",
     "Network",
     "Port",
     "check_fleet",
     "check_kubernetes",
     "check_name",
     "check_pod",
+    "container",
     "host_name",
     "listener",
     "member_listeners",
@@ -54,6 +56,8 @@ _POD_PATTERN = re.compile(r"[a-z0-9.*-]{1,253}")
 NAMESPACE_RULE = "a namespace: 1-63 of a-z, 0-9, '-', starting and ending with a letter or digit"
 NODE_RULE = "a node name: a DNS name of a-z, 0-9, '-', '.' (at most 253)"
 POD_KEYS = ("namespace", "name", "labels")
+# A container name as Docker allows it (a compose service name is spelt so too).
+_CONTAINER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
 
 class Port(NamedTuple):
@@ -200,6 +204,24 @@ def check_kubernetes(fleet: FleetConfig) -> None:
         )
 
 
+def container(spec: str, key: str) -> str:
+    """A ``match.container`` entry: a container name or a compose service name."""
+    text = spec.strip().lstrip("/")
+    if not _CONTAINER.fullmatch(text):
+        raise ConfigError(
+            key, spec, "a container or compose service name (letters, digits, '_', '.', '-')"
+        )
+    return text
+
+
+RESOLVER_RULES: dict[str, tuple[str, Callable[[str, str], str]]] = {
+    "docker": ("container", container),
+}
+"""Each resolver way -> the ``match`` field holding its members' rules and the function
+parsing one (``(spec, key) -> rule``). A client the resolver finds answers to names
+(:class:`~imdsmock.core.recognize.Workload`); they are looked up among these rules."""
+
+
 def member_listeners(cfg: Config) -> list[tuple[str, int] | Port]:
     """Every ``match.listener`` entry of the configuration's members, parsed, in order."""
     return [
@@ -246,6 +268,17 @@ def check_fleet(cfg: Config) -> None:
                     + (", ".join(recognize) or "nothing")
                     + ")",
                 )
+    for m in cfg.instances:
+        for resolver_way, (field, _parse) in RESOLVER_RULES.items():
+            rules = getattr(m.match, field)
+            if rules and resolver_way not in recognize:
+                raise ConfigError(
+                    f"instances.{m.name}.match.{field}",
+                    list(rules),
+                    f"no {field} rules, or fleet.recognize naming {resolver_way} (it names: "
+                    + (", ".join(recognize) or "nothing")
+                    + ")",
+                )
 
 
 def _rules(members: tuple[MemberConfig, ...]) -> Iterator[tuple[str, object, object]]:
@@ -267,6 +300,10 @@ def _rules(members: tuple[MemberConfig, ...]) -> Iterator[tuple[str, object, obj
             check_pod(rule, key)
             claim = (rule.namespace, rule.name, frozenset(rule.labels.items()))
             yield key, ("pod", claim), _pod_shown(rule)
+        for field, parse in RESOLVER_RULES.values():
+            for i, spec in enumerate(getattr(m.match, field)):
+                key = f"{prefix}.{field}[{i}]"
+                yield key, (field, parse(spec, key)), spec
 
 
 def _pod_shown(rule: PodRule) -> dict[str, object]:

@@ -29,6 +29,7 @@ from imdsmock.config.scenarios import ScenarioConfig
 __all__ = [
     "RANGES",
     "RECOGNIZE",
+    "RESOLVER_WAYS",
     "SECRET_KEYS",
     "SERVICE_ACCOUNT",
     "SHORT_NAMES",
@@ -339,6 +340,8 @@ class MatchConfig:
     """Host header names the client asked for (case-insensitive, port ignored)."""
     pod: tuple[PodRule, ...] = ()
     """Kubernetes pods (`kubernetes` in fleet.recognize): `namespace`, `name`, `labels` each."""
+    container: tuple[str, ...] = ()
+    """Docker containers (way `docker`): a container name or a compose service name."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -376,13 +379,16 @@ def _fields(keys: Mapping[str, Any]) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in keys.items()}
 
 
-Way = Literal["listener", "host", "source", "kubernetes"]
-
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 """Where a pod's service account token and cluster CA are mounted."""
 
+Way = Literal["listener", "host", "source", "docker", "kubernetes"]
+
 RECOGNIZE: tuple[Way, ...] = ("listener", "host", "source")
-"""The ways a client is recognised, in the default order."""
+"""The ways a client is recognised, in the default order (resolver ways only when named)."""
+
+RESOLVER_WAYS: tuple[Way, ...] = ("docker", "kubernetes")
+"""The ways that ask another system who a client is (a resolver each, built by the app)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -403,6 +409,8 @@ class FleetConfig:
     """Bearer token for the API, read again as it changes; a missing file: none sent."""
     kubernetes_ca_file: str = SERVICE_ACCOUNT + "/ca.crt"
     """CA certificates of an https API; this default missing: the system's."""
+    docker_socket: str = "/var/run/docker.sock"
+    """The Docker Engine API's unix socket (way `docker`); read at start."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

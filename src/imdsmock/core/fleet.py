@@ -26,7 +26,7 @@ from typing import NamedTuple
 from imdsmock.config.fleet import DEFAULT_NAME
 from imdsmock.config.schema import Config, MemberConfig
 from imdsmock.core.gate import client_key
-from imdsmock.core.recognize import Recognized, Recognizer, Resolver
+from imdsmock.core.recognize import Recognized, Recognizer, Resolver, Workload
 from imdsmock.core.snapshot import Snapshot, build_snapshot
 from imdsmock.core.state import State
 from imdsmock.errors import ImdsMockError, quote
@@ -96,6 +96,8 @@ class Fleet:
         # Given to each member's credential documents once serving starts (see State).
         self.defer: Callable[[Callable[[], object]], object] | None = None
         self._seen: dict[tuple[str, str], Client] = {}
+        # (way, workload key) -> the member made for it from the template.
+        self._spawned: dict[tuple[str, str], str] = {}
         # Each member's snapshot as it was made (what reset_member goes back to).
         self._origin: dict[str, Snapshot] = {}
         self.roster = self._roster({m.name: m for m in top.instances}, {})
@@ -159,6 +161,10 @@ class Fleet:
         self.state(name)  # an unknown name is an error, not an empty list
         found = [c for (owner, _), c in list(self._seen.items()) if owner == name]
         return sorted(found, key=lambda c: -c.last)
+
+    def found(self, workload: Workload) -> None:
+        """A resolver found ``workload`` (called in a worker thread, off the loop): the
+        fleet may make an instance for it (none without a template)."""
 
     # -- changing -----------------------------------------------------------------------
 
@@ -255,7 +261,9 @@ class Fleet:
             fresh[name] = state
         for gone in self._origin.keys() - members.keys():
             del self._origin[gone]
-        recognizer = Recognizer(members.values(), self.top.fleet.recognize, self._resolvers)
+        recognizer = Recognizer(
+            members.values(), self.top.fleet.recognize, self._resolvers, self._spawned
+        )
         return Roster(fresh, dict(members), recognizer)
 
     def _snapshot(self, name: str, config: Config) -> Snapshot:

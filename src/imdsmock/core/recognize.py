@@ -12,7 +12,12 @@ member has host rules; the server asks once per connection otherwise
 Lookups that need another system (a container engine, a cluster API) are
 :class:`Resolver` objects, named in ``fleet.recognize`` like the built-in ways: they answer
 from what they already know and never block; a client they do not know yet is recognised
-by the next way in the order (or not at all) until their answer lands.
+by the next way in the order (or not at all) until their answer lands. A resolver only
+says who a client is (a :class:`Workload`: the names it answers to, the instance it names
+itself); which member that is, is decided here, from the members' rules for that way
+(``match.container`` for ``docker``: :data:`~imdsmock.config.fleet.RESOLVER_RULES`), by
+dictionary lookups. A workload no rule matches may have an instance made for it from the
+fleet's template (:attr:`Recognizer.spawned`, kept by the fleet).
 """
 
 from __future__ import annotations
@@ -21,11 +26,18 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from imdsmock.config.fleet import Network, Port, host_name, listener, source
+from imdsmock.config.fleet import (
+    RESOLVER_RULES,
+    Network,
+    Port,
+    host_name,
+    listener,
+    source,
+)
 from imdsmock.config.schema import RECOGNIZE, MemberConfig
 from imdsmock.core.gate import client_key
 
-__all__ = ["PER_REQUEST", "Recognized", "Recognizer", "Resolver", "host_key"]
+__all__ = ["PER_REQUEST", "Recognized", "Recognizer", "Resolver", "Workload", "host_key"]
 
 # Addresses whose network lookup is remembered (then the cache starts again).
 CACHE_MAX = 4096
@@ -38,16 +50,35 @@ class Recognized(NamedTuple):
     why: str
 
 
+class Workload(NamedTuple):
+    """Who a client is, as a resolver found it: a container, a pod.
+
+    ``names`` are what the members' rules of the way are compared with, most specific
+    first (a container's name, then its compose service); ``instance`` the member it
+    names itself (the ``imdsmock.instance`` label), if any; ``key`` its stable identity
+    (the same across restarts: a container's name, a pod's ``namespace/name``), from
+    which a template instance is derived; ``id`` what the resolver's cache is keyed by
+    (the container ID, the pod UID).
+    """
+
+    way: str
+    id: str
+    key: str
+    names: tuple[str, ...] = ()
+    instance: str | None = None
+
+
 class Resolver(Protocol):
     """A way of recognising clients that asks another system (Docker, Kubernetes).
 
     :meth:`lookup` answers at once from what the resolver knows; for a client it does not
-    know yet it returns None and may start finding out (off the event loop), so that a
-    later connection of that client is recognised.
+    know yet it returns None and starts finding out (off the event loop, see
+    :mod:`imdsmock.serve.resolve`), so that a later connection of that client is
+    recognised.
     """
 
-    def lookup(self, client: str) -> Recognized | None:
-        """The instance ``client`` (a canonical address) is known as, or None."""
+    def lookup(self, client: str) -> Workload | None:
+        """Who ``client`` (a canonical address) is known to be, or None."""
 
 
 class _PerRequest:
@@ -88,11 +119,13 @@ class Recognizer:
         "_exact",
         "_hosts",
         "_listeners",
+        "_names",
         "_networks",
         "_order",
         "_ports",
         "_resolvers",
         "has_host",
+        "spawned",
         "uses_local",
     )
 
@@ -101,12 +134,18 @@ class Recognizer:
         members: Iterable[MemberConfig] = (),
         order: Sequence[str] = RECOGNIZE,
         resolvers: Mapping[str, Resolver] | None = None,
+        spawned: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self._exact: dict[str, Recognized] = {}
         self._networks: list[tuple[Network, Recognized]] = []
         self._listeners: dict[tuple[str, int], Recognized] = {}
         self._ports: dict[int, Recognized] = {}
         self._hosts: dict[str, Recognized] = {}
+        # Per resolver way: rule -> member; and the member names a workload may name itself.
+        self._names: dict[str, dict[str, Recognized]] = {way: {} for way in RESOLVER_RULES}
+        self._names[""] = {}
+        self.spawned: Mapping[tuple[str, str], str] = dict(spawned or {})
+        """(way, workload key) -> the member made for it from the template."""
         for member in members:
             self._add(member)
         # Longest prefix first: the most specific network wins (equal ones: list order).
@@ -146,6 +185,11 @@ class Recognizer:
         for i, spec in enumerate(match.host):
             asked = host_name(spec, f"{where}.host[{i}]")
             self._hosts.setdefault(asked, Recognized(name, f"host {asked}"))
+        for way, (field, parse) in RESOLVER_RULES.items():
+            for i, spec in enumerate(getattr(match, field)):
+                named = parse(spec, f"{where}.{field}[{i}]")
+                self._names[way].setdefault(named, Recognized(name, f"{field} {named}"))
+        self._names[""][name] = Recognized(name, "")
 
     # -- the lookups --------------------------------------------------------------------
 
@@ -198,7 +242,26 @@ class Recognizer:
         if way == "host":
             name = host_key(host)
             return None if name is None else self._hosts.get(name)
-        return self._resolvers[way].lookup(key)
+        workload = self._resolvers[way].lookup(key)
+        return None if workload is None else self.match(workload)
+
+    def match(self, workload: Workload) -> Recognized | None:
+        """The member ``workload`` is: the one it names itself, else the first of its names
+        a member's rule holds, else the one the template made for it; None: none."""
+        if workload.instance is not None:
+            named = self._names[""].get(workload.instance)
+            if named is not None:
+                return Recognized(named.name, f"{workload.way} {workload.key} names it")
+        rules = self._names.get(workload.way)
+        if rules:
+            for name in workload.names:
+                found = rules.get(name)
+                if found is not None:
+                    return found
+        made = self.spawned.get((workload.way, workload.key))
+        if made is not None:
+            return Recognized(made, f"{workload.way} template {workload.key}")
+        return None
 
     def _network(self, key: str) -> Recognized | None:
         if not self._networks:
