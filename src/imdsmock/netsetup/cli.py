@@ -12,7 +12,7 @@ import sys
 from importlib import resources
 from typing import NoReturn
 
-from imdsmock.netsetup import container, detect, host, probe
+from imdsmock.netsetup import container, detect, host, node, nodeplan, probe
 from imdsmock.netsetup.errors import NetsetupError
 
 SCRIPT_NAME = "imdsmock-route.sh"
@@ -118,9 +118,79 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_mock_options(side)
 
+    _add_node(sub)
+
     script = sub.add_parser("script", help=f"print the POSIX-shell entrypoint {SCRIPT_NAME}")
     script.add_argument("--path", action="store_true", help="print its file path instead")
     return parser
+
+
+NODE_DESCRIPTION = f"""\
+Per-node routing, what the node-mode DaemonSet runs (and, outside Kubernetes, what a
+Docker host runs so that all its containers reach the mock): TCP to 169.254.169.254:80
+(and 169.254.170.2:80 with --ecs) arriving on the pods' interfaces is DNATed to the mock
+on this node. Only PREROUTING, only those interfaces: the node's own processes (host
+network, the agent itself) keep reaching what they reached before. The rules sit in the
+nat chain {nodeplan.CHAIN} (jumped to from PREROUTING) or the nft table inet
+{nodeplan.NFT_TABLE}; adding them twice changes nothing.
+
+With --dummy-link there are no rules: 169.254.169.254/32 goes on the dummy link
+{nodeplan.LINK}, as the EKS Pod Identity agent does with its address, and the mock listens
+on 169.254.169.254:80 itself. Then the node's own processes reach the mock too.
+
+Without --once the command stays in the foreground holding the rules: SIGTERM or SIGINT
+removes them (retrying) and exits 0; SIGHUP puts back what someone else removed. --down
+removes them whether or not that process still runs (a preStop hook). The mock answers the
+token one routed hop further than on the node itself: run it with --hop-limit 2.
+
+Interface patterns: iptables names, '+' at the end for any suffix, '!' in front to
+exclude. Default: {" ".join(nodeplan.DEFAULT_INTERFACES)}."""
+
+
+def _add_node(sub: argparse._SubParsersAction[_Parser]) -> None:
+    node_p = sub.add_parser(
+        "node",
+        help="per-node routing: DNAT from the pods' (containers') interfaces to the mock",
+        description=NODE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    node_p.add_argument(
+        "--mock",
+        metavar="ADDR:PORT",
+        help="where the mock listens on this node: an IPv4 address pods can reach, such as "
+        "the node's (env IMDSMOCK_ROUTE_TO; port default 1338)",
+    )
+    node_p.add_argument(
+        "--interface",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="the pods' interfaces, repeatable: cali+, cni0, !eth0 (default: common CNIs' "
+        "and Docker's bridges)",
+    )
+    node_p.add_argument(
+        "--ecs",
+        nargs="?",
+        const=-1,
+        metavar="PORT",
+        help=f"also route 169.254.170.2:80, to this port of the mock (default "
+        f"{node.ECS_PORT}: imdsmock --ecs-listen NODE_IP:{node.ECS_PORT}); with --dummy-link "
+        "the address goes on the link (imdsmock --ecs-listen 169.254.170.2:80)",
+    )
+    node_p.add_argument(
+        "--dummy-link",
+        action="store_true",
+        help=f"put the addresses on the dummy link {nodeplan.LINK} instead of DNAT rules; "
+        "the mock listens on 169.254.169.254:80",
+    )
+    _add_backend(node_p)
+    how = node_p.add_mutually_exclusive_group()
+    how.add_argument("--once", action="store_true", help="put the routing in place and exit")
+    how.add_argument(
+        "--down", action="store_true", help="remove what route node put in place, and exit"
+    )
+    how.add_argument("--status", action="store_true", help="show what of ours is in place")
+    node_p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
 
 def main(argv: list[str]) -> int:
@@ -170,6 +240,8 @@ def _main(argv: list[str]) -> int:
         return 0
     if args.action == "script":
         return _script(path_only=args.path)
+    if args.action == "node":
+        return _node(args)
     options_c = _container_options(args)
     if args.action == "container":
         command = list(args.command)
@@ -203,6 +275,57 @@ def _container_options(args: argparse.Namespace) -> container.ContainerOptions:
         timeout=timeout,
         backend=args.backend,
     )
+
+
+def _node(args: argparse.Namespace) -> int:
+    if args.down or args.status:
+        given = [
+            o
+            for o, v in (
+                ("--mock", args.mock),
+                ("--interface", args.interface),
+                ("--ecs", args.ecs),
+                ("--dummy-link", args.dummy_link),
+            )
+            if v
+        ]
+        if given:
+            raise NetsetupError(
+                f"{given[0]} with --{'down' if args.down else 'status'}: that removes or shows "
+                "whatever route node put in place; it takes only --backend (and --dry-run)"
+            )
+        if args.down:
+            sys.stdout.write(node.down(backend=args.backend, dry_run=args.dry_run))
+        else:
+            sys.stdout.write(node.status(backend=args.backend))
+        return 0
+    options = node.options(
+        mock=args.mock or os.environ.get("IMDSMOCK_ROUTE_TO") or None,
+        interfaces=tuple(args.interface),
+        ecs=args.ecs,
+        dummy_link=args.dummy_link,
+        backend=args.backend,
+    )
+    if args.dry_run:
+        sys.stdout.write(node.dry_run(options))
+        return 0
+    installed = node.install(options, hold=not args.once)
+    sys.stdout.write(node.summary(options, installed))
+    sys.stdout.flush()
+    where = (
+        ("169.254.169.254", 80) if options.dummy_link else (options.mock_host, options.mock_port)
+    )
+    if not probe.listening(*where):
+        print(
+            f"imdsmock route: warning: nothing listens on {_where(*where)} now; start the mock "
+            "there"
+            + ("" if options.dummy_link else " (imdsmock --host 0.0.0.0) or give --mock ADDR:PORT"),
+            file=sys.stderr,
+            flush=True,
+        )
+    if not args.once:
+        sys.stdout.write(node.hold(installed))
+    return 0
 
 
 def _where(host_: str, port: int) -> str:

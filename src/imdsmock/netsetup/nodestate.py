@@ -1,0 +1,70 @@
+"""What ``route node`` put in place, kept where the next agent and the preStop hook read it.
+
+Our chain, table and link are ours by name, so removal finds them without a record; the
+record adds the backends that may hold them (a backend the system's ``iptables`` no longer
+points at) and is written before each change, so it names everything a change in progress
+may have made, even when the process is killed. One file per network namespace, beside
+``route up``'s (``$IMDSMOCK_RUN_DIR``, default ``/run/imdsmock``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from imdsmock.netsetup.detect import netns_id
+from imdsmock.netsetup.errors import NetsetupError
+from imdsmock.netsetup.state import DEFAULT_RUN_DIR, RUN_DIR_ENV
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRecord:
+    """The backends that may hold our chain or table, and whether a change made the link."""
+
+    backends: tuple[str, ...] = ()
+    link: bool = False
+
+    def merged(self, other: NodeRecord) -> NodeRecord:
+        """Everything either record names."""
+        return NodeRecord(
+            backends=tuple(dict.fromkeys(self.backends + other.backends)),
+            link=self.link or other.link,
+        )
+
+
+def path() -> Path:
+    """The record file of this network namespace."""
+    base = Path(os.environ.get(RUN_DIR_ENV, DEFAULT_RUN_DIR))
+    return base / f"node-net{netns_id()}.json"
+
+
+def load() -> NodeRecord | None:
+    """The record, or ``None`` when ``route node`` has nothing in place here."""
+    try:
+        data = json.loads(path().read_text(encoding="utf-8"))
+        return NodeRecord(backends=tuple(str(b) for b in data["backends"]), link=bool(data["link"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise NetsetupError(f"cannot read {path()}: {exc}; delete it to start over") from exc
+
+
+def put(record: NodeRecord | None) -> None:
+    """Write the record whole (a new file renamed over the old), or remove it (``None``)."""
+    target = path()
+    if record is None:
+        target.unlink(missing_ok=True)
+        return
+    body = {"backends": list(record.backends), "link": record.link}
+    fresh = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fresh.write_text(json.dumps(body) + "\n", encoding="utf-8")
+        os.replace(fresh, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            fresh.unlink()
+        raise NetsetupError(f"cannot write {target}: {exc}") from exc
