@@ -1,0 +1,127 @@
+{{/* Where the mock listens in node mode: node.host, or the node's IP. */}}
+{{- define "imdsmock.nodeHost" -}}
+{{- default "$(NODE_IP)" .Values.node.host }}
+{{- end }}
+
+{{/* The pod metadata both modes share. */}}
+{{- define "imdsmock.podMetadata" -}}
+labels:
+  {{- include "imdsmock.selectorLabels" . | nindent 2 }}
+  {{- with .Values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+annotations:
+  checksum/config: {{ include "imdsmock.config" . | sha256sum }}
+  {{- with .Values.podAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* The mock's container: non-root, read-only root, no capability, in either mode. */}}
+{{- define "imdsmock.mockContainer" -}}
+{{- $node := eq .Values.mode "node" -}}
+name: imdsmock
+image: {{ include "imdsmock.image" . | quote }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+env:
+  - name: IMDSMOCK_CONFIG
+    value: /etc/imdsmock/imdsmock.yaml
+  - name: IMDSMOCK_CONTROL_TOKEN_FILE
+    value: /var/run/imdsmock-control/{{ .Values.controlToken.key }}
+  # The generated signing key's cache: the root filesystem is read-only.
+  - name: XDG_CACHE_HOME
+    value: /tmp/cache
+  {{- if $node }}
+  - name: NODE_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: spec.nodeName
+  - name: NODE_IP
+    valueFrom:
+      fieldRef:
+        fieldPath: status.hostIP
+  - name: IMDSMOCK_HOST
+    value: {{ include "imdsmock.nodeHost" . | quote }}
+  - name: IMDSMOCK_PORT
+    value: {{ .Values.node.port | quote }}
+  - name: IMDSMOCK_CONTROL_PORT
+    value: {{ .Values.node.controlPort | quote }}
+  - name: IMDSMOCK_HEALTHCHECK_URL
+    value: "http://$(IMDSMOCK_HOST):$(IMDSMOCK_PORT)"
+  {{- else }}
+  - name: IMDSMOCK_PORT
+    value: "1338"
+  {{- end }}
+  {{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+ports:
+  - name: imds
+    containerPort: {{ ternary .Values.node.port 1338 $node }}
+    protocol: TCP
+  - name: control
+    containerPort: {{ ternary .Values.node.controlPort 1339 $node }}
+    protocol: TCP
+readinessProbe:
+  exec:
+    command: [python3, -I, -S, /opt/imdsmock/healthcheck.py]
+  periodSeconds: {{ .Values.probes.periodSeconds }}
+  failureThreshold: {{ .Values.probes.failureThreshold }}
+  timeoutSeconds: 5
+livenessProbe:
+  tcpSocket:
+    port: imds
+    {{- if and $node .Values.node.host }}
+    host: {{ .Values.node.host }}
+    {{- end }}
+  periodSeconds: {{ .Values.probes.periodSeconds }}
+  failureThreshold: {{ .Values.probes.failureThreshold }}
+  timeoutSeconds: 5
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+securityContext:
+  {{- include "imdsmock.restricted" . | nindent 2 }}
+volumeMounts:
+  - name: config
+    mountPath: /etc/imdsmock
+    readOnly: true
+  - name: control-token
+    mountPath: /var/run/imdsmock-control
+    readOnly: true
+  - name: tmp
+    mountPath: /tmp
+{{- end }}
+
+{{/* The volumes of the mock's container. */}}
+{{- define "imdsmock.mockVolumes" -}}
+- name: config
+  configMap:
+    name: {{ include "imdsmock.fullname" . }}
+- name: control-token
+  secret:
+    secretName: {{ include "imdsmock.tokenSecret" . }}
+    items:
+      - key: {{ .Values.controlToken.key }}
+        path: {{ .Values.controlToken.key }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 16Mi
+{{- end }}
+
+{{- define "imdsmock.scheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
