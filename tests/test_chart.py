@@ -9,7 +9,6 @@ import base64
 import functools
 import json
 import shutil
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ kubernetes_validate = pytest.importorskip(
 )
 
 from imdsmock.config.load import load  # noqa: E402
-from imdsmock.config.schema import Way  # noqa: E402
 from imdsmock.errors import ConfigError  # noqa: E402
+from imdsmock.netsetup.nodeplan import DEFAULT_INTERFACES  # noqa: E402
 
 # The oldest the chart allows (Chart.yaml kubeVersion), one between, the newest known.
 KUBE_VERSIONS = ("1.25.0", "1.31.0", "1.37.0")
@@ -65,8 +64,13 @@ def pod_specs(objs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]
             yield f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"]
 
 
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Its init containers and containers."""
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
 def container(spec: dict[str, Any], name: str) -> dict[str, Any]:
-    (found,) = (c for c in spec["containers"] if c["name"] == name)
+    (found,) = (c for c in containers(spec) if c["name"] == name)
     return found
 
 
@@ -201,19 +205,27 @@ def test_host_network_only_in_node_mode(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(CI))
 def test_no_container_is_privileged_and_only_routing_adds_capabilities(name: str) -> None:
-    """Every container drops ALL capabilities, is not privileged and cannot escalate; the
-    only one adding any is node mode's routing container, with NET_ADMIN and NET_RAW."""
+    """Every container drops ALL capabilities, is not privileged, cannot escalate and has a
+    read-only root. Node mode's routing containers (and the dummy link's init container)
+    add NET_ADMIN and NET_RAW, nothing else; the mock adds none and runs as a user, except
+    on the dummy link, where it binds 169.254.169.254:80: root with NET_BIND_SERVICE."""
+    dummy = CI[name].get("node", {}).get("dummyLink", False) and mode_of(name) == "node"
     for where, spec in pod_specs(objects(name)):
-        for c in spec["containers"]:
+        for c in containers(spec):
             sc = c["securityContext"]
             assert sc.get("privileged", False) is False, (where, c["name"])
             assert sc["allowPrivilegeEscalation"] is False, (where, c["name"])
             assert sc["readOnlyRootFilesystem"] is True, (where, c["name"])
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
             assert sc["capabilities"]["drop"] == ["ALL"], (where, c["name"])
             added = set(sc["capabilities"].get("add", []))
-            if c["name"] == "route":
+            if c["name"] in ("route", "link"):
                 assert where.startswith("DaemonSet/")
                 assert added == NODE_CAPABILITIES
+                assert sc["runAsUser"] == 0
+            elif c["name"] == "imdsmock" and dummy:
+                assert added == {"NET_BIND_SERVICE"}
+                assert sc["runAsUser"] == 0
             else:
                 assert added == set(), (where, c["name"])
                 assert sc["runAsNonRoot"] is True, (where, c["name"])
@@ -334,45 +346,78 @@ def flag_values(args: list[str], flag: str) -> list[str]:
 
 
 def test_node_defaults_route_the_common_cnis_interfaces() -> None:
-    """By default the routing container DNATs on the pod interfaces of Calico, the AWS VPC
-    CNI, flannel and bridge, kubenet, Weave Net, Cilium, kube-router and veth-based CNIs, to
-    the mock on the node's IP, without the dummy link or the ECS address."""
-    _, route, mock = _node("node-default.yaml")
+    """By default the routing container DNATs on the pod interfaces `imdsmock route node`
+    defaults to (the common CNIs'), to the mock on the node's IP, without the dummy link or
+    the ECS address."""
+    spec, route, mock = _node("node-default.yaml")
     args = route["args"]
     assert args[:2] == ["route", "node"]
-    assert flag_values(args, "--interface") == [
-        "cali+",
-        "eni+",
-        "cni0",
-        "cbr0",
-        "weave",
-        "lxc+",
-        "kube-bridge",
-        "veth+",
-    ]
+    assert tuple(flag_values(args, "--interface")) == DEFAULT_INTERFACES
     assert flag_values(args, "--mock") == ["$(NODE_IP):1338"]
     assert "--dummy-link" not in args
     assert "--ecs" not in args
+    assert "initContainers" not in spec
     assert env(route)["NODE_IP"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
     variables = env(mock)
     assert variables["IMDSMOCK_HOST"] == "$(NODE_IP)"
     assert variables["IMDSMOCK_PORT"] == "1338"
+    assert "IMDSMOCK_ECS_LISTEN" not in variables
 
 
 def test_node_options_reach_the_route_command() -> None:
-    """`node.dummyLink`, `node.ecs`, the interfaces and the listen address become flags of
-    `imdsmock route node`, and the mock listens where the route sends."""
-    _, route, mock = _node("node-dummy-link.yaml")
+    """The interfaces, the listen address and `node.ecs` become flags of `imdsmock route
+    node`, and the mock listens where the route sends (ECS credentials included)."""
+    _, route, mock = _node("node-custom.yaml")
     args = route["args"]
-    assert "--dummy-link" in args
-    assert "--ecs" in args
     assert flag_values(args, "--interface") == ["cali+", "!cali-skip+"]
-    assert flag_values(args, "--mock") == ["127.0.0.1:11338"]
+    assert flag_values(args, "--mock") == ["10.0.1.23:11338"]
+    assert flag_values(args, "--ecs") == ["11340"]
     variables = env(mock)
-    assert (variables["IMDSMOCK_HOST"], variables["IMDSMOCK_PORT"]) == ("127.0.0.1", "11338")
+    assert (variables["IMDSMOCK_HOST"], variables["IMDSMOCK_PORT"]) == ("10.0.1.23", "11338")
+    assert variables["IMDSMOCK_ECS_LISTEN"] == "$(IMDSMOCK_HOST):11340"
     assert variables["IMDSMOCK_CONTROL_PORT"] == "11339"
     assert env(route)["IMDSMOCK_CONTROL_URL"] == "http://127.0.0.1:11339"
-    assert mock["livenessProbe"]["tcpSocket"]["host"] == "127.0.0.1"
+    assert mock["livenessProbe"]["tcpSocket"]["host"] == "10.0.1.23"
+
+
+def test_node_dummy_link_puts_the_address_on_the_link_first() -> None:
+    """With `node.dummyLink` the routing runs `route node --dummy-link` (no --mock, no
+    --interface), an init container puts the link in place once before the mock binds
+    169.254.169.254:80 (and 169.254.170.2:80 with `node.ecs`)."""
+    spec, route, mock = _node("node-dummy-link.yaml")
+    assert route["args"] == ["route", "node", "--dummy-link", "--ecs"]
+    (init,) = spec["initContainers"]
+    assert init["args"] == ["route", "node", "--dummy-link", "--ecs", "--once"]
+    assert init["volumeMounts"] == route["volumeMounts"]
+    variables = env(mock)
+    assert (variables["IMDSMOCK_HOST"], variables["IMDSMOCK_PORT"]) == ("169.254.169.254", "80")
+    assert variables["IMDSMOCK_ECS_LISTEN"] == "169.254.170.2:80"
+    assert mock["livenessProbe"]["tcpSocket"]["host"] == "169.254.169.254"
+    assert container(spec, "imdsmock")["ports"][0]["containerPort"] == 80
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        (
+            {"host": "127.0.0.1"},
+            'node.host is "127.0.0.1"; expected an IPv4 address of the node that pods can reach, not loopback or 0.0.0.0',
+        ),
+        ({"host": "0.0.0.0"}, 'node.host is "0.0.0.0"; expected an IPv4 address'),
+        (
+            {"host": "10.0.1.23", "dummyLink": True},
+            'node.host is "10.0.1.23" with node.dummyLink; the mock listens on 169.254.169.254:80 there',
+        ),
+    ],
+    ids=["loopback", "unspecified", "dummy-link"],
+)
+def test_node_host_the_route_would_refuse_fails_the_install(
+    node: dict[str, Any], message: str
+) -> None:
+    """A listen address `imdsmock route node` refuses is refused at install, in one line."""
+    with pytest.raises(helm.HelmRenderError) as err:
+        render({"mode": "node", "node": node})
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize("name", NODE)
@@ -434,14 +479,10 @@ def test_node_mode_looks_pods_up_by_default() -> None:
     (NODE_NAME from the downward API), then by source address; `node.podLookup: false`
     leaves the fleet alone."""
     fleet = config_of("node-default.yaml")["fleet"]
-    assert fleet["recognize"][0] == "kubernetes"
+    assert fleet["recognize"] == ["listener", "host", "source", "kubernetes"]
     _, _, mock = _node("node-default.yaml")
     assert env(mock)["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert "fleet" not in config_of("node-no-lookup.yaml")
-    template = {"instance-id": "i-{hash}"}
-    assert config_of({"mode": "node", "node": {"template": template}})["fleet"]["template"] == (
-        template
-    )
 
 
 def test_service_mode_opens_the_control_api_to_the_service() -> None:
@@ -483,16 +524,13 @@ def test_the_rendered_configuration_is_one_the_mock_takes(name: str, tmp_path: P
     variables["IMDSMOCK_CONTROL_TOKEN_FILE"] = str(token)
     variables.pop("IMDSMOCK_CONFIG")
     variables.pop("IMDSMOCK_HEALTHCHECK_URL", None)  # the health check's, not a setting
-    recognize = yaml.safe_load(path.read_text(encoding="utf-8")).get("fleet", {}).get("recognize")
-    if recognize and "kubernetes" not in typing.get_args(Way):
-        # Fleet's pod lookup is being built beside the chart; until the loader knows the way,
-        # node mode's file is refused, and this says so instead of passing.
-        pytest.xfail("fleet.recognize has no 'kubernetes' way in this tree yet")
     try:
         cfg = load(file=path, env=variables)
     except ConfigError as exc:  # pragma: no cover - the failure's message
         pytest.fail(f"{name}: {exc}")
     assert cfg.options.hop_limit == config_of(name)["options"]["hop-limit"]
+    if mode_of(name) == "node" and CI[name].get("node", {}).get("podLookup", True):
+        assert "kubernetes" in cfg.fleet.recognize
 
 
 # -- helm test -----------------------------------------------------------------------------

@@ -68,11 +68,7 @@ user gives wins).
 {{- $hosts := list $fullname (printf "%s.%s" $fullname $ns) (printf "%s.%s.svc" $fullname $ns) (printf "%s.%s.svc.%s" $fullname $ns .Values.service.clusterDomain) }}
 {{- $_ := set $base "server" (dict "control-host" "0.0.0.0" "allowed-hosts" $hosts) }}
 {{- else if .Values.node.podLookup }}
-{{- $fleet := dict "recognize" (list "kubernetes" "source") }}
-{{- with .Values.node.template }}
-{{- $_ := set $fleet "template" . }}
-{{- end }}
-{{- $_ := set $base "fleet" $fleet }}
+{{- $_ := set $base "fleet" (dict "recognize" (list "listener" "host" "source" "kubernetes")) }}
 {{- end }}
 {{- mustMergeOverwrite $base (deepCopy .Values.config) | toYaml }}
 {{- end }}
@@ -82,10 +78,19 @@ user gives wins).
 runAsNonRoot: true
 runAsUser: 10001
 runAsGroup: 10001
+{{- include "imdsmock.locked" . }}
+{{- end }}
+
+{{/* What every container of the chart has: no privilege, no escalation, a read-only root,
+the default seccomp profile, and no capability but those named in "add". */}}
+{{- define "imdsmock.locked" }}
 allowPrivilegeEscalation: false
 privileged: false
 readOnlyRootFilesystem: true
 capabilities:
+  {{- with .add }}
+  add: {{ toJson . }}
+  {{- end }}
   drop: [ALL]
 seccompProfile:
   type: RuntimeDefault
@@ -95,5 +100,16 @@ seccompProfile:
 {{- define "imdsmock.checkMode" -}}
 {{- if not (has .Values.mode (list "service" "node")) }}
 {{- fail (printf "mode is %q; expected one of: service, node" (toString .Values.mode)) }}
+{{- end }}
+{{- end }}
+
+{{/* Node values the schema cannot explain in one line. */}}
+{{- define "imdsmock.checkNode" -}}
+{{- $host := .Values.node.host }}
+{{- if and $host .Values.node.dummyLink }}
+{{- fail (printf "node.host is %q with node.dummyLink; the mock listens on 169.254.169.254:80 there: leave node.host empty" $host) }}
+{{- end }}
+{{- if or (hasPrefix "127." $host) (eq $host "0.0.0.0") }}
+{{- fail (printf "node.host is %q; expected an IPv4 address of the node that pods can reach, not loopback or 0.0.0.0 (the kernel does not DNAT a pod's packet to loopback), or empty for the node's IP" $host) }}
 {{- end }}
 {{- end }}

@@ -1,6 +1,15 @@
-{{/* Where the mock listens in node mode: node.host, or the node's IP. */}}
+{{/* Where the mock listens in node mode: 169.254.169.254 itself on the dummy link, else
+node.host or the node's IP. */}}
 {{- define "imdsmock.nodeHost" -}}
-{{- default "$(NODE_IP)" .Values.node.host }}
+{{- if .Values.node.dummyLink }}169.254.169.254{{ else }}{{ default "$(NODE_IP)" .Values.node.host }}{{ end }}
+{{- end }}
+
+{{/* The IMDS port: 80 on the dummy link, else node.port; 1338 in service mode. */}}
+{{- define "imdsmock.imdsPort" -}}
+{{- if ne .Values.mode "node" }}1338
+{{- else if .Values.node.dummyLink }}80
+{{- else }}{{ .Values.node.port }}
+{{- end }}
 {{- end }}
 
 {{/* The pod metadata both modes share. */}}
@@ -43,7 +52,11 @@ env:
   - name: IMDSMOCK_HOST
     value: {{ include "imdsmock.nodeHost" . | quote }}
   - name: IMDSMOCK_PORT
-    value: {{ .Values.node.port | quote }}
+    value: {{ include "imdsmock.imdsPort" . | quote }}
+  {{- if .Values.node.ecs }}
+  - name: IMDSMOCK_ECS_LISTEN
+    value: {{ ternary "169.254.170.2:80" (printf "$(IMDSMOCK_HOST):%v" .Values.node.ecsPort) .Values.node.dummyLink | quote }}
+  {{- end }}
   - name: IMDSMOCK_CONTROL_PORT
     value: {{ .Values.node.controlPort | quote }}
   - name: IMDSMOCK_HEALTHCHECK_URL
@@ -57,7 +70,7 @@ env:
   {{- end }}
 ports:
   - name: imds
-    containerPort: {{ ternary .Values.node.port 1338 $node }}
+    containerPort: {{ include "imdsmock.imdsPort" . }}
     protocol: TCP
   - name: control
     containerPort: {{ ternary .Values.node.controlPort 1339 $node }}
@@ -71,8 +84,8 @@ readinessProbe:
 livenessProbe:
   tcpSocket:
     port: imds
-    {{- if and $node .Values.node.host }}
-    host: {{ .Values.node.host }}
+    {{- if and $node (or .Values.node.host .Values.node.dummyLink) }}
+    host: {{ include "imdsmock.nodeHost" . }}
     {{- end }}
   periodSeconds: {{ .Values.probes.periodSeconds }}
   failureThreshold: {{ .Values.probes.failureThreshold }}
@@ -80,7 +93,16 @@ livenessProbe:
 resources:
   {{- toYaml .Values.resources | nindent 2 }}
 securityContext:
+  {{- if and $node .Values.node.dummyLink }}
+  # Port 80 on 169.254.169.254: only root with NET_BIND_SERVICE may bind it (a
+  # host-network pod cannot lower ip_unprivileged_port_start, and Kubernetes gives no
+  # ambient capability).
+  runAsUser: 0
+  runAsNonRoot: false
+  {{- include "imdsmock.locked" (dict "add" (list "NET_BIND_SERVICE")) | nindent 2 }}
+  {{- else }}
   {{- include "imdsmock.restricted" . | nindent 2 }}
+  {{- end }}
 volumeMounts:
   - name: config
     mountPath: /etc/imdsmock
@@ -124,4 +146,24 @@ nodeSelector:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* Node mode's routing containers: root in the node's network namespace with NET_ADMIN and
+NET_RAW only (iptables needs both), not privileged. */}}
+{{- define "imdsmock.routeSecurity" -}}
+runAsUser: 0
+runAsNonRoot: false
+{{- include "imdsmock.locked" (dict "add" (list "NET_ADMIN" "NET_RAW")) }}
+{{- end }}
+
+{{- define "imdsmock.routeMounts" -}}
+# iptables takes this lock; the node's kube-proxy and CNI take the same one.
+- name: xtables-lock
+  mountPath: /run/xtables.lock
+# What route node added, kept on the node: the next agent or the preStop hook
+# removes exactly that.
+- name: route-state
+  mountPath: /run/imdsmock
+- name: tmp
+  mountPath: /tmp
 {{- end }}
