@@ -35,11 +35,13 @@ DIRECTIVES = ("mock", "root", "skip")
 
 
 def documents() -> list[Path]:
-    """README.md, every page of docs/ and every recipe's README, in a fixed order."""
+    """README.md, every page of docs/, every recipe's README and the Helm chart's, in a
+    fixed order."""
     return [
         ROOT / "README.md",
         *sorted((ROOT / "docs").glob("*.md")),
         *sorted((ROOT / "examples").glob("*/*/README.md")),
+        ROOT / "deploy" / "helm" / "imdsmock" / "README.md",
     ]
 
 
