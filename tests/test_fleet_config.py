@@ -161,6 +161,52 @@ BAD = [
         id="unknown-way",
     ),
     pytest.param(
+        "fleet: {recognize: [docker], docker-sockt: /run/docker.sock}",
+        "fleet.docker-sockt is '/run/docker.sock'; expected a known key",
+        id="docker-key-typo",
+    ),
+    pytest.param(
+        "template: {ways: [docker]}",
+        "template.ways[0] is 'docker'; expected a way fleet.recognize names (it names: "
+        "listener, host, source)",
+        id="template-way-not-recognised",
+    ),
+    pytest.param(
+        "fleet: {recognize: [docker]}\ntemplate: {ways: [docker], instance: {instance-id: i-0123456789abcdef0}}",
+        "template.instance.instance-id is 'i-0123456789abcdef0'; expected no value: each "
+        "client's is derived from its key",
+        id="template-derived-key",
+    ),
+    pytest.param(
+        "fleet: {recognize: [docker]}\ntemplate: {ways: [docker], instance: {public-ipv4: 192.0.2.9}}",
+        "template.instance.public-ipv4 is '192.0.2.9'; expected no value: each client's is "
+        "derived from its key (null: none)",
+        id="template-derived-address",
+    ),
+    pytest.param(
+        "fleet: {recognize: [docker]}\ntemplate: {ways: [docker], instance: {region: mars-1}}",
+        "template.instance.region is 'mars-1'; expected a known region",
+        id="template-instance-rule",
+    ),
+    pytest.param(
+        "fleet: {recognize: [docker]}\n"
+        "template: {ways: [docker], instance: {subnet-ipv4-cidr-block: 10.0.0.0/30}}",
+        "template.instance.subnet-ipv4-cidr-block is '10.0.0.0/30'; expected a subnet of /29 "
+        "or larger",
+        id="template-subnet-too-small",
+    ),
+    pytest.param(
+        "template: {ways: [docker], limt: 5}",
+        "template.limt is 5; expected a known key (one of: instance, limit, options, paths, "
+        "ways); did you mean 'limit'?",
+        id="template-key-typo",
+    ),
+    pytest.param(
+        "template: {limit: 0}",
+        "template.limit is 0; expected an integer from 1 to 100000",
+        id="template-limit",
+    ),
+    pytest.param(
         "instances: [{name: Web}]",
         "instances[0].name is 'Web'; expected a name of 1-63 of a-z",
         id="bad-name",

@@ -13,11 +13,12 @@ import threading
 
 import pytest
 
+from imdsmock.app import build_resolvers
 from imdsmock.config.build import from_mapping
 from imdsmock.config.schema import MatchConfig, MemberConfig
 from imdsmock.core.recognize import Recognizer, Workload
 from imdsmock.serve import resolve
-from imdsmock.serve.resolve import CachedResolver, ResolveError, build_resolvers
+from imdsmock.serve.resolve import CachedResolver, ResolveError
 
 WEB = Workload("docker", "c1", "proj-web-1", ("proj-web-1", "web"))
 
@@ -207,3 +208,7 @@ def test_the_recogniser_matches_what_a_resolver_found() -> None:
 def test_resolvers_are_built_for_the_ways_named() -> None:
     assert build_resolvers(from_mapping({})) == {}
     assert build_resolvers(from_mapping({"fleet": {"recognize": ["source"]}})) == {}
+    made = build_resolvers(from_mapping({"fleet": {"recognize": ["docker"],
+                                                   "docker-socket": "/run/d.sock"}}))  # fmt: skip
+    assert list(made) == ["docker"]
+    assert made["docker"].socket_path == "/run/d.sock"  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from imdsmock.serve.http import HTTPProtocol
     from imdsmock.serve.resolve import CachedResolver
 
-__all__ = ["App", "Deferred", "check"]
+__all__ = ["App", "Deferred", "build_resolvers", "check"]
 
 log = logging.getLogger("imdsmock")
 
@@ -114,8 +114,6 @@ class App:
         # and run beside the servers. Read at start: a reload cannot add one.
         self.resolvers: dict[str, CachedResolver] = {}
         if any(way in RESOLVER_WAYS for way in config.fleet.recognize):
-            from imdsmock.serve.resolve import build_resolvers
-
             self.resolvers = build_resolvers(config)
         # The instances told apart by client: only when the configuration has members (or
         # refuses unknown clients), or the control API adds one. None costs nothing.
@@ -373,6 +371,18 @@ class App:
     def addresses(self) -> list[str]:
         """URLs of the IMDS listeners."""
         return [url(address) for address in self.server.addresses()]
+
+
+def build_resolvers(config: Config) -> dict[str, CachedResolver]:
+    """One resolver per resolver way ``fleet.recognize`` names that this version serves
+    (each module imported only when its way is named)."""
+    resolvers: dict[str, CachedResolver] = {}
+    for way in config.fleet.recognize:
+        if way == "docker":
+            from imdsmock.serve.docker import DockerResolver
+
+            resolvers[way] = DockerResolver(config.fleet.docker_socket)
+    return resolvers
 
 
 def _needs_fleet(config: Config) -> bool:

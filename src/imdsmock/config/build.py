@@ -29,9 +29,11 @@ from imdsmock.config.schema import (
     MatchConfig,
     MemberConfig,
     OptionsConfig,
+    TemplateConfig,
     dashed,
     leaf_keys,
 )
+from imdsmock.config.template import check_template, derive
 from imdsmock.errors import ConfigError, close_match, did_you_mean, quote
 
 __all__ = ["from_mapping", "refusal", "with_members"]
@@ -52,6 +54,7 @@ def from_mapping(
     cfg: Config = _build(Config, raw, "")
     check(cfg, relaxed=relaxed, warn=warn)
     _check_members(cfg, relaxed=relaxed, warn=warn)
+    _check_template(cfg, relaxed=relaxed, warn=warn)
     return cfg
 
 
@@ -78,6 +81,28 @@ def _check_members(
             check(member.config(cfg), relaxed=relaxed, warn=warn)
         except ConfigError as exc:
             raise exc.renamed(f"instances.{member.name}.{exc.key}") from None
+
+
+def _check_template(
+    cfg: Config,
+    *,
+    relaxed: Collection[str] = (),
+    warn: Callable[[ConfigError], None] | None = None,
+) -> None:
+    """The template's keys, then an instance it would make, checked as any instance is."""
+    check_template(cfg)
+    template = cfg.template
+    if template == TemplateConfig():
+        return
+    given = MemberConfig(
+        name="template", instance=template.instance, options=template.options, paths=template.paths
+    )
+    for member in (given, *(derive(cfg, way, "example") for way in template.ways[:1])):
+        try:
+            # What the top level breaks of a relaxed rule was reported already.
+            check(member.config(cfg), relaxed=relaxed, warn=lambda _error: None)
+        except ConfigError as exc:
+            raise exc.renamed(f"template.{exc.key}") from None
 
 
 def refusal(key: str, value: Any, *, relaxed: Collection[str] = ()) -> str | None:
@@ -170,9 +195,33 @@ def _partial(cls: type, raw: Any, section: str) -> dict[str, Any]:
     return {key: getattr(built, key.replace("-", "_")) for key in given}
 
 
+def _template(raw: Any) -> TemplateConfig:
+    """The ``template`` section: its ``instance`` and ``options`` keys checked as in those
+    sections, each left out unset."""
+    built: TemplateConfig = _build(
+        TemplateConfig, {k: v for k, v in _mapping(raw, "template").items()
+                         if str(k) not in ("instance", "options")}, "template."
+    )  # fmt: skip
+    given = {str(k): v for k, v in raw.items()}
+    try:
+        instance = _partial(InstanceConfig, given.get("instance", {}), "instance")
+        options = _partial(OptionsConfig, given.get("options", {}), "options")
+    except ConfigError as exc:
+        raise exc.renamed("template." + exc.key) from None
+    return dataclasses.replace(built, instance=instance, options=options)
+
+
+def _mapping(raw: Any, key: str) -> Mapping[Any, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(key, raw, "a mapping")
+    return raw
+
+
 def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is MemberConfig:
         return _member(value, key)
+    if tp is TemplateConfig:
+        return _template(value)
     if tp == SCENARIOS:  # a list of mappings, each then validated as a scenario
         return parse_scenarios(_convert(tuple[Mapping[str, Any], ...], value, key), key)
     if tp is Any:

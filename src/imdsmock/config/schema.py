@@ -44,6 +44,7 @@ __all__ = [
     "PodRule",
     "ServerConfig",
     "SigningConfig",
+    "TemplateConfig",
     "dashed",
     "env_name",
     "leaf_keys",
@@ -372,6 +373,7 @@ class MemberConfig:
             scenarios=self.scenarios,
             instances=(),
             fleet=FleetConfig(),
+            template=TemplateConfig(),
         )
 
 
@@ -413,6 +415,26 @@ class FleetConfig:
     """The Docker Engine API's unix socket (way `docker`); read at start."""
 
 
+ResolverWay = Literal["docker", "kubernetes"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TemplateConfig:
+    """The instance made for each client a resolver way recognises that no instance
+    matches: its instance ID and addresses derived from the client's key (docs/fleet.md)."""
+
+    ways: tuple[ResolverWay, ...] = ()
+    """The resolver ways whose unmatched clients get an instance of their own; empty: none."""
+    instance: Mapping[str, Any] = field(default_factory=dict)
+    """Any `instance` key but the derived ones (instance-id, addresses), over the top level."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Any `options` key (dashed) -> its value, over the top-level options."""
+    paths: Mapping[str, str | None] = field(default_factory=dict)
+    """IMDS path -> value (null removes it), merged over the top-level paths."""
+    limit: int = 256
+    """At most this many instances are made; a client past it is recognised by the next way."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole, validated configuration."""
@@ -429,6 +451,7 @@ class Config:
     instances: tuple[MemberConfig, ...] = ()
     """More instances in this mock, each served to the clients it matches (docs/fleet.md)."""
     fleet: FleetConfig = field(default_factory=FleetConfig)
+    template: TemplateConfig = field(default_factory=TemplateConfig)
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some top-level sections replaced."""
@@ -486,6 +509,7 @@ RANGES: Mapping[str, tuple[int, int]] = {
     "credentials.refresh-ahead": (60, 3600),
     "instance.ami-launch-index": (0, 10000),
     "instance.placement-partition-number": (1, 7),
+    "template.limit": (1, 100_000),
 }
 DEFAULT_RANGE = (-(2**31), 2**31 - 1)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 from imdsmock.config.fleet import DEFAULT_NAME
@@ -106,8 +106,11 @@ class Fleet:
 
     @property
     def active(self) -> bool:
-        """Whether clients must be told apart: members exist, or unknown ones are refused."""
-        return bool(self.roster.states) or self.top.fleet.unknown == "reject"
+        """Whether clients must be told apart: members exist, unknown ones are refused, or
+        a resolver may recognise them."""
+        return (
+            bool(self.roster.states) or self.top.fleet.unknown == "reject" or bool(self._resolvers)
+        )
 
     @property
     def reject(self) -> bool:
@@ -162,9 +165,53 @@ class Fleet:
         found = [c for (owner, _), c in list(self._seen.items()) if owner == name]
         return sorted(found, key=lambda c: -c.last)
 
-    def found(self, workload: Workload) -> None:
-        """A resolver found ``workload`` (called in a worker thread, off the loop): the
-        fleet may make an instance for it (none without a template)."""
+    def found(self, workload: Workload) -> str | None:
+        """A resolver found ``workload`` (called in a worker thread, off the loop): when no
+        instance is it and the template covers its way, make one from the template.
+
+        Returns why none could be made (the template's limit reached, no address left), for
+        the resolver to log once per client; None otherwise.
+        """
+        template = self.top.template
+        if workload.way not in template.ways or self.roster.recognizer.match(workload):
+            return None
+        from imdsmock.config.template import derive  # only a fleet with a template
+
+        with self._lock:
+            roster = self.roster
+            if roster.recognizer.match(workload) is not None:
+                return None  # made meanwhile
+            if len(self._spawned) >= template.limit:
+                return f"the template's limit of {template.limit} instances is reached"
+            try:
+                member = derive(
+                    self.top,
+                    workload.way,
+                    workload.key,
+                    taken_names=[DEFAULT_NAME, *roster.members],
+                    taken_addresses=self._addresses(roster.members.values()),
+                )
+            except ImdsMockError as exc:
+                return str(exc)
+            self._spawned[(workload.way, workload.key)] = member.name
+            members = {**roster.members, member.name: member}
+            self.roster = self._roster(members, roster.states)
+        return None
+
+    def _addresses(self, members: Iterable[MemberConfig]) -> set[str]:
+        """The IPv4 addresses the instances have (a template instance takes another)."""
+        inst = self.top.instance
+        taken = {inst.local_ipv4, *([inst.public_ipv4] if inst.public_ipv4 else [])}
+        for member in members:
+            for key in ("local-ipv4", "public-ipv4"):
+                value = member.instance.get(key)
+                if isinstance(value, str):
+                    taken.add(value)
+        return taken
+
+    def spawned(self) -> dict[str, str]:
+        """The instances the template made: name -> the client key it was made for."""
+        return {name: key for (_, key), name in self._spawned.items()}
 
     # -- changing -----------------------------------------------------------------------
 
@@ -195,6 +242,9 @@ class Fleet:
             members = dict(self.roster.members)
             if members.pop(name, None) is None:
                 raise UnknownInstanceError(name, self.names())
+            for made, made_name in list(self._spawned.items()):
+                if made_name == name:
+                    del self._spawned[made]
             self.roster = self._roster(members, self.roster.states)
 
     def reconfigure(self, top: Config) -> None:
@@ -203,6 +253,30 @@ class Fleet:
         with self._lock:
             self.top = top
             members = {m.name: m for m in top.instances}
+            # The template's instances are made again under the new template (the same
+            # names, keys and, where free, addresses); those of a way it dropped are gone.
+            from_template = self._spawned
+            self._spawned = {}
+            if from_template:
+                from imdsmock.config.template import derive
+
+                for (way, key), name in from_template.items():
+                    if way not in top.template.ways or name in members:
+                        continue
+                    if len(self._spawned) >= top.template.limit:
+                        break
+                    try:
+                        member = derive(
+                            top,
+                            way,
+                            key,
+                            name=name,
+                            taken_addresses=self._addresses(members.values()),
+                        )
+                    except ImdsMockError:
+                        continue
+                    members[name] = member
+                    self._spawned[(way, key)] = name
             self.roster = self._roster(members, self.roster.states, tuple(members))
 
     def origins(self) -> dict[str, Snapshot]:
@@ -227,6 +301,7 @@ class Fleet:
         with self._lock:
             self.top = top
             self._seen.clear()
+            self._spawned = {}
             self._origin = {}
             states: dict[str, State] = {}
             for member in top.instances:

@@ -1,7 +1,7 @@
 """Resolvers: who a client is, asked of another system (Docker, Kubernetes), never waited for.
 
 A fleet names resolver ways in ``fleet.recognize`` (``docker``, ``kubernetes``); the app
-builds one :class:`CachedResolver` per way named (:func:`build_resolvers`) and hands them
+builds one :class:`CachedResolver` per way named (``app.build_resolvers``) and hands them
 to the fleet's recogniser (:mod:`imdsmock.core.recognize`), which stays pure: it only calls
 :meth:`CachedResolver.lookup`, a dictionary read.
 
@@ -25,9 +25,8 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-from imdsmock.config.schema import RESOLVER_WAYS, Config
 from imdsmock.core.recognize import Workload
 from imdsmock.errors import ImdsMockError
 
@@ -36,7 +35,6 @@ __all__ = [
     "RETRY_AFTER",
     "CachedResolver",
     "ResolveError",
-    "build_resolvers",
 ]
 
 log = logging.getLogger("imdsmock")
@@ -74,9 +72,12 @@ class CachedResolver(ABC):
         # client address -> (what it is, or None: nothing; the time the answer expires)
         self._known: dict[str, tuple[Workload | None, float]] = {}
         self._pending: set[str] = set()
-        self._logged: set[str] = set()
-        # IDs seen gone, so that a lookup started before they went does not bring them back.
-        self._gone: dict[str, None] = {}
+        # Clients learnt from a listing whose workload the fleet has not been given yet.
+        self._unseen: set[str] = set()
+        self._logged: set[tuple[str, str]] = set()
+        # Counts forget() calls: a lookup that saw it change while under way keeps nothing
+        # (what it found may have gone meanwhile, its address someone else's).
+        self.epoch = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.watching = False
@@ -104,6 +105,10 @@ class CachedResolver(ABC):
         background and None answered meanwhile."""
         entry = self._known.get(client)
         if entry is not None and entry[1] > self._clock():
+            if client in self._unseen:  # learnt from a listing: the fleet has not seen it
+                self._unseen.discard(client)
+                if entry[0] is not None:
+                    self._hand(client, entry[0])
             return entry[0]
         self._start(client)
         return None
@@ -116,62 +121,100 @@ class CachedResolver(ABC):
         loop.call_soon_threadsafe(self._spawn, client)
 
     def _spawn(self, client: str) -> None:
-        task = asyncio.ensure_future(self._resolve(client))
+        self._track(asyncio.ensure_future(self._resolve(client)))
+
+    def _hand(self, client: str, workload: Workload) -> None:
+        """Give the fleet a workload learnt from a listing, on the first connection of its
+        client (in a worker thread, as a lookup does)."""
+        loop = self._loop
+        if loop is None or self.found is None:
+            return
+        found = self.found
+
+        async def hand() -> None:
+            why = await asyncio.to_thread(found, workload)
+            self._explain(client, workload, why)
+
+        loop.call_soon_threadsafe(lambda: self._track(asyncio.ensure_future(hand())))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _explain(self, client: str, workload: Workload, why: object) -> None:
+        if isinstance(why, str):
+            self._once(
+                ("template", client),
+                "%s: no instance made for client %s (%s): %s; it is recognised by the next "
+                "way (logged once per client)",
+                self.way,
+                client,
+                workload.key,
+                why,
+            )
+
     async def _resolve(self, client: str) -> None:
+        epoch = self.epoch
         try:
             try:
                 workload = await self.find(client)
             except (ResolveError, OSError) as exc:
                 self._remember(client, None, RETRY_AFTER)
-                if client not in self._logged:
-                    if len(self._logged) >= KNOWN_MAX:
-                        self._logged.clear()
-                    self._logged.add(client)
-                    log.warning(
-                        "%s lookup of client %s failed (%s); it is recognised by the next "
-                        "way until a lookup succeeds (logged once per client)",
-                        self.way,
-                        client,
-                        exc,
-                    )
+                self._once(
+                    ("failed", client),
+                    "%s lookup of client %s failed (%s); it is recognised by the next way "
+                    "until a lookup succeeds (logged once per client)",
+                    self.way,
+                    client,
+                    exc,
+                )
                 return
-            if workload is not None and workload.id in self._gone:
-                workload = None  # it went while we asked
             trusted = math.inf if self.watching and workload is not None else RETRY_AFTER
-            if workload is not None and self.found is not None:
+            if workload is not None and self.found is not None and epoch == self.epoch:
                 # The fleet may make an instance for it: compiling one is not the loop's work.
-                await asyncio.to_thread(self.found, workload)
-            if workload is not None and workload.id in self._gone:
-                workload = None
-            self._remember(client, workload, trusted)
+                why = await asyncio.to_thread(self.found, workload)
+                self._explain(client, workload, why)
+            if epoch == self.epoch:  # else something went while we asked: ask again
+                self._remember(client, workload, trusted)
         finally:
             self._pending.discard(client)
+
+    def _once(self, what: tuple[str, str], message: str, *args: object) -> None:
+        """Log ``message`` the first time only for ``what`` (a kind of line and a client)."""
+        if what in self._logged:
+            return
+        if len(self._logged) >= KNOWN_MAX:
+            self._logged.clear()
+        self._logged.add(what)
+        log.warning(message, *args)
 
     def _remember(self, client: str, workload: Workload | None, seconds: float) -> None:
         known = self._known
         if len(known) >= KNOWN_MAX:
             known.clear()
+            self._unseen.clear()
+        self._unseen.discard(client)
         known[client] = (workload, self._clock() + seconds)
 
     # -- the watch's side --------------------------------------------------------------
 
-    def learn(self, client: str, workload: Workload | None) -> None:
-        """Remember who ``client`` is, learnt by a watch that lists everything (a pod table
-        kept by list and watch): trusted until forgotten once :meth:`watch_started` was
-        called, else for :data:`RETRY_AFTER` seconds."""
+    def learn(self, client: str, workload: Workload | None, epoch: int | None = None) -> None:
+        """Remember who ``client`` is, learnt from a listing of everything (a pod table
+        kept by list and watch, all the containers): trusted until forgotten once
+        :meth:`watch_started` was called, else for :data:`RETRY_AFTER` seconds. With
+        ``epoch`` (:attr:`epoch` when the listing was asked for), nothing is learnt when
+        something was forgotten since."""
+        if epoch is not None and epoch != self.epoch:
+            return
         trusted = math.inf if self.watching else RETRY_AFTER
         self._remember(client, workload, trusted)
+        if workload is not None:
+            self._unseen.add(client)
 
     def forget(self, ident: str) -> None:
         """Drop every answer naming ``ident`` (a container stopped, a pod deleted): its
         addresses are unknown again, looked up anew on their next connection."""
-        gone = self._gone
-        if len(gone) >= KNOWN_MAX:
-            gone.clear()
-        gone[ident] = None
+        self.epoch += 1
         for client, (workload, _) in list(self._known.items()):
             if workload is not None and workload.id == ident:
                 del self._known[client]
@@ -226,13 +269,3 @@ class CachedResolver(ABC):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def build_resolvers(config: Config) -> dict[str, CachedResolver]:
-    """One resolver per resolver way ``fleet.recognize`` names that this version serves."""
-    makers: Mapping[str, Callable[[Config], CachedResolver]] = {}
-    return {
-        way: makers[way](config)
-        for way in config.fleet.recognize
-        if way in RESOLVER_WAYS and way in makers
-    }
