@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = ["dnat-entrypoint", "env-only", "link-local-network", "sidecar"]
+RECIPES = ["dnat-entrypoint", "env-only", "fleet", "link-local-network", "sidecar"]
 PUBLIC_BASE = "${IMDSMOCK_BASE_IMAGE:-python:3.12-slim}"
 
 
@@ -26,7 +26,7 @@ def load(recipe: str) -> dict[str, Any]:
     return data
 
 
-def test_recipe_folders_are_exactly_the_documented_four() -> None:
+def test_recipe_folders_are_exactly_the_documented_ones() -> None:
     """Each recipe folder has a compose.yaml and a README; no other folder claims to be one."""
     found = sorted(p.parent.name for p in (REPO / "examples" / "compose").glob("*/compose.yaml"))
     assert found == RECIPES
@@ -63,6 +63,7 @@ def test_recipe_publishes_only_the_control_api_on_host_loopback(recipe: str) -> 
     [
         ("dnat-entrypoint", {"app"}),
         ("env-only", set()),
+        ("fleet", set()),
         ("link-local-network", set()),
         ("sidecar", {"route"}),
     ],

@@ -205,3 +205,152 @@ def test_health_probe_passes_only_while_imds_answers(
     assert disabled.exec(*listening, wait=15) == 0
     assert disabled.exec(*probe) == 1
     assert serving.exec(*probe, env={"IMDSMOCK_PORT": "1"}) == 1
+
+
+# The fleet recipe: each app service is an instance of its own (examples/compose/fleet).
+FLEET = {
+    # service: (its static address, instance-id, role, availability zone)
+    "web": ("169.254.169.201", "i-0f1ee70000000a001", "web-role", "eu-west-1a"),
+    "api": ("169.254.169.202", "i-0f1ee70000000a002", "api-role", "eu-west-1b"),
+    "worker": ("169.254.169.203", "i-0f1ee70000000a003", "worker-role", "eu-west-1c"),
+}
+INTERRUPTED = "worker"
+
+
+# Reads several IMDS paths over IMDSv2 (one token) from inside an app container, with the
+# Python standard library the demo image has: {path: [status, body]} as JSON on stdout.
+READ_PATHS = """
+import json, sys, urllib.error, urllib.request
+base = "http://169.254.169.254/latest/"
+put = urllib.request.Request(base + "api/token", method="PUT",
+                             headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+token = urllib.request.urlopen(put, timeout=3).read().decode()
+out = {}
+for path in sys.argv[1:]:
+    get = urllib.request.Request(base + path, headers={"X-aws-ec2-metadata-token": token})
+    try:
+        with urllib.request.urlopen(get, timeout=3) as answer:
+            out[path] = [answer.status, answer.read().decode()]
+    except urllib.error.HTTPError as exc:
+        out[path] = [exc.code, exc.read().decode()]
+print(json.dumps(out))
+"""
+
+
+def imds_v2(stack: Any, service: str, *paths: str) -> dict[str, tuple[int, str]] | None:
+    """``paths`` read over IMDSv2 from ``service``'s container at 169.254.169.254: each
+    one's status and body (None when the container could not ask)."""
+    status, out = stack.exec(service, "python3", "-c", READ_PATHS, *paths)
+    if status != 0:
+        return None
+    return {path: (code, body) for path, (code, body) in json.loads(out).items()}
+
+
+def app_logs(stack: Any) -> dict[str, str]:
+    """Each app service's log lines (one compose call for all). Compose v1 prefixes a line
+    with ``worker_1  |``, v2 with ``worker-1  |`` (older v2: the container's name)."""
+    found: dict[str, list[str]] = {service: [] for service in FLEET}
+    for line in stack.run("logs", "--no-color", *FLEET).stdout.splitlines():
+        prefix = line.partition("|")[0].strip()
+        for service in FLEET:
+            if prefix == f"{service}_1" or prefix.endswith(f"{service}-1"):
+                found[service].append(line)
+    return {service: "\n".join(lines) for service, lines in found.items()}
+
+
+def test_fleet_recipe_gives_each_service_its_own_instance(
+    compose_stack: Any, record_property: Any
+) -> None:
+    """Each app service of the fleet recipe, told apart by its static address alone, gets its
+    own instance-id, tags, IAM role and (through boto3) that role's credentials; a spot
+    interruption sent with `imdsmock ctl --instance worker` reaches the worker only."""
+    record_property("recipe", "fleet")
+
+    def prove(text: str) -> None:
+        record_property("proof", text)
+
+    stack = compose_stack("fleet")
+    started = time.monotonic()
+    stack.up()
+    prove(f"up and healthy in {time.monotonic() - started:.1f}s")
+
+    # 1. Each container's identity, tags and role, read at 169.254.169.254 over IMDSv2, and
+    #    boto3's own resolution (IMDSv1 forbidden) finding that role's credentials.
+    keys = {}
+    for service, (_, instance_id, role, zone) in FLEET.items():
+        creds = f"meta-data/iam/security-credentials/{role}"
+        read = [
+            "meta-data/instance-id",
+            "dynamic/instance-identity/document",
+            "meta-data/tags/instance/Service",
+            "meta-data/iam/security-credentials/",
+            creds,
+        ]
+        seen = stack.wait(lambda s=service, r=read: imds_v2(stack, s, *r), timeout=20)
+        assert seen is not None, f"{service} could not read IMDS"
+        assert all(status == 200 for status, _ in seen.values()), seen
+        assert seen["meta-data/instance-id"][1] == instance_id
+        document = json.loads(seen["dynamic/instance-identity/document"][1])
+        assert (document["instanceId"], document["availabilityZone"]) == (instance_id, zone)
+        assert seen["meta-data/tags/instance/Service"][1] == service
+        assert seen["meta-data/iam/security-credentials/"][1] == role
+        served = json.loads(seen[creds][1])["AccessKeyId"]
+
+        status, out = stack.exec(
+            service, "python3", "/app/whoami.py", env={"AWS_EC2_METADATA_V1_DISABLED": "true"}
+        )
+        assert status == 0, out
+        sdk = json.loads(out.strip().splitlines()[-1])
+        assert sdk["credential_method"] == "iam-role", sdk
+        assert sdk["access_key_id"] == served, (service, sdk, served)
+        assert sdk["region"] == "eu-west-1", sdk
+        keys[service] = served
+    assert len(set(keys.values())) == len(FLEET), keys
+    prove(
+        "web, api, worker: own instance-id, zone, Service tag, role; boto3 (v1 disabled) got "
+        "each role's own credentials"
+    )
+
+    # 2. The mock recognised each by its source address, and logged which instance answered.
+    for service, (address, *_) in FLEET.items():
+        status, body = stack.control("GET", f"/v1/instances/{service}/clients")
+        assert status == 200, body
+        assert [(c["client"], c["why"]) for c in body["clients"]] == [
+            (address, f"source {address}")
+        ]
+        status, body = stack.control("GET", f"/v1/requests?client={address}&limit=500")
+        assert status == 200, body
+        assert {r["instance"] for r in body["requests"]} == {service}
+    prove("each app recognised by its static source address; its requests logged as its instance")
+
+    # 3. A spot interruption for the worker only, with the real `imdsmock ctl` in the mock's
+    #    container (it reads the control token from the container's environment).
+    assert not any("interruption notice" in log for log in app_logs(stack).values())
+    status, out = stack.exec(
+        "imds", "imdsmock", "ctl", "--instance", INTERRUPTED, "scenario", "start",
+        "spot-interruption",
+    )  # fmt: skip
+    assert status == 0, out
+    assert "type: spot-interruption" in out, out
+    noticed = stack.wait(
+        lambda: "interruption notice action=terminate" in app_logs(stack)[INTERRUPTED],
+        timeout=20,
+    )
+    assert noticed, app_logs(stack)[INTERRUPTED][-2000:]
+    spot = "meta-data/spot/instance-action"
+    for service in FLEET:
+        seen = imds_v2(stack, service, spot)
+        assert seen is not None
+        if service == INTERRUPTED:
+            assert seen[spot][0] == 200, seen
+            assert json.loads(seen[spot][1])["action"] == "terminate", seen
+        else:
+            assert seen[spot][0] == 404, (service, seen)
+    logs = app_logs(stack)
+    assert [s for s in FLEET if "interruption notice" in logs[s]] == [INTERRUPTED], logs
+    prove("imdsmock ctl --instance worker: the worker's watcher saw the notice; web and api 404")
+
+    # 4. Nothing of ours is left behind.
+    stack.down()
+    assert stack.leftovers() == []
+    prove("down -v left no container, network or volume")

@@ -11,6 +11,7 @@ difference from the Go mock. Bad input ends with one line on stderr and exit sta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -251,11 +252,25 @@ class Invocation:
 
         imdsmock_env = {k: v for k, v in self.env.items() if k.startswith("IMDSMOCK_")}
         cfg = load(env=imdsmock_env, base=translation.config, relaxed=RELAXED, warn=relaxed)
-        return merged, cfg
+        return merged, _fleetwide(cfg)
 
     def config(self) -> Config:
         """Our validated configuration (warnings logged)."""
         return self.load()[1]
+
+
+def _fleetwide(cfg: Config) -> Config:
+    """The Go mock's notices for every instance of a fleet (``IMDSMOCK_CONFIG`` naming a
+    file with ``instances``): a member without scenarios of its own runs the top-level
+    ones, those the mode and its flags set. So ``mock-ip-count`` alone decides who sees
+    them, as in the Go mock: the first N clients, whichever instance each one is."""
+    if not cfg.instances or not cfg.scenarios:
+        return cfg
+    members = tuple(
+        member if member.scenarios else dataclasses.replace(member, scenarios=cfg.scenarios)
+        for member in cfg.instances
+    )
+    return cfg.replace(instances=members)
 
 
 def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Invocation:

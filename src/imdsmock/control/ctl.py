@@ -54,10 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="bearer token (env IMDSMOCK_CONTROL_TOKEN)",
     )
     p.add_argument("--json", action="store_true", help="print the API's JSON")
-    p.add_argument(
+    chosen = p.add_mutually_exclusive_group()
+    chosen.add_argument(
         "--instance",
         metavar="NAME",
-        help="act on this instance of a fleet (default: the top-level instance)",
+        help="act on this instance of a fleet (default: the top-level instance); the "
+        "scenario commands also take several, NAME,NAME,..., or '*' for every instance",
+    )
+    chosen.add_argument(
+        "--all-instances",
+        dest="instance",
+        action="store_const",
+        const="*",
+        help="the scenario commands act on every instance of the fleet (--instance '*')",
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 

@@ -143,7 +143,10 @@ def readable(command: str, data: Any) -> str:
     if isinstance(data, dict) and len(data) == 1:
         ((key, value),) = data.items()
         if isinstance(value, list) and key in COLUMNS:
-            return "\n".join(table(value, COLUMNS[key]))
+            columns = COLUMNS[key]
+            if key == "scenarios" and any("instance" in row for row in value):
+                columns = ("instance", *columns)  # the scenarios of several instances
+            return "\n".join(table(value, columns))
     if isinstance(data, dict):
         return "\n".join(line for k, v in data.items() for line in _entry(k, v, 0))
     return json.dumps(data, indent=2)

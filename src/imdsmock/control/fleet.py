@@ -20,7 +20,10 @@ from imdsmock.config.schema import MemberConfig
 from imdsmock.core.fleet import Fleet
 from imdsmock.errors import ConfigError, did_you_mean
 
-__all__ = ["added", "changed", "clients", "describe", "listing"]
+__all__ = ["EVERY", "added", "changed", "clients", "describe", "listing", "selected"]
+
+EVERY = "*"
+"""The selector naming every instance of the fleet, the default one included."""
 
 _KEYS = ("name", "match", "instance", "options", "paths", "scenarios")
 
@@ -28,6 +31,24 @@ _KEYS = ("name", "match", "instance", "options", "paths", "scenarios")
 def listing(fleet: Fleet) -> list[dict[str, Any]]:
     """Every instance, the default one first, as :func:`describe` shows it in short."""
     return [describe(fleet, name) for name in fleet.names()]
+
+
+def selected(fleet: Fleet, selector: str) -> tuple[str, ...]:
+    """The instances ``selector`` names, each once: ``*`` every one, the default instance
+    first; else names separated by commas, in the order given. A name the fleet does not
+    have is an :class:`~imdsmock.core.fleet.UnknownInstanceError`."""
+    if selector == EVERY:
+        return tuple(fleet.names())
+    names = selector.split(",")
+    if not all(names):
+        raise ConfigError(
+            "instance",
+            selector,
+            "an instance name, names separated by commas (web,api), or * for every instance",
+        )
+    for name in names:
+        fleet.state(name)
+    return tuple(dict.fromkeys(names))
 
 
 def describe(fleet: Fleet, name: str, *, full: bool = False) -> dict[str, Any]:

@@ -41,6 +41,9 @@ class Call(NamedTuple):
     prefix: str = "/v1"
     """Where the routes answered are: ``/v1``, or ``/v1/instances/NAME`` for a fleet
     instance's (the URLs an answer gives keep it)."""
+    instances: tuple[str, ...] = ()
+    """The fleet instances a call for several names (``?instance=web,api`` or ``*``);
+    empty for a call on one instance."""
 
 
 Handler = Callable[[Call], tuple[int, Any]]
@@ -142,6 +145,22 @@ def scenario_start(call: Call) -> tuple[int, Any]:
 def scenario_cancel(call: Call) -> tuple[int, Any]:
     call.controller.cancel_scenario(call.params[0])
     return 200, {"cancelled": call.params[0]}
+
+
+def scenarios_of(call: Call) -> tuple[int, Any]:
+    """The scenarios of several instances, each with its instance's name."""
+    return 200, {"scenarios": call.controller.scenarios_of(call.instances)}
+
+
+def scenario_start_on(call: Call) -> tuple[int, Any]:
+    """One scenario (one id) started on several instances: one entry per instance."""
+    return 201, {"scenarios": call.controller.start_scenario_on(call.instances, _object(call))}
+
+
+def scenario_cancel_on(call: Call) -> tuple[int, Any]:
+    """A scenario cancelled on each of several instances that runs it."""
+    cancelled = call.controller.cancel_scenario_on(call.instances, call.params[0])
+    return 200, {"cancelled": call.params[0], "instances": cancelled}
 
 
 def options(call: Call) -> tuple[int, Any]:

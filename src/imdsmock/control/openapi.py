@@ -352,7 +352,9 @@ _DOCUMENT: dict[str, Any] = {
             "metadata options, "
             "faults, credentials, the clock and the request log. Every change is atomic; a "
             "rejected request changes nothing and answers 400. Every route also answers for "
-            "one instance of a fleet under /v1/instances/{name}/... or with ?instance=name."
+            "one instance of a fleet under /v1/instances/{name}/... or with ?instance=name; "
+            "the scenario routes also for several (names separated by commas, or * for "
+            "every instance)."
         ),
     },
     "paths": {},

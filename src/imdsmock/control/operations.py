@@ -12,7 +12,7 @@ the field, the value and what is allowed) before anything is swapped, so it chan
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -309,6 +309,40 @@ class Controller:
 
         self._state.swap(change)
 
+    def scenarios_of(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        """The scenarios of each named instance of the fleet, each with its instance."""
+        return [
+            {"instance": name, **scenario}
+            for name in names
+            for scenario in self.for_instance(name).scenarios()
+        ]
+
+    def start_scenario_on(
+        self, names: Sequence[str], data: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Start one scenario, with one id and one time, on each named instance of the
+        fleet; a rejected scenario starts nowhere."""
+        from imdsmock.core.scenarios import started, with_scenarios  # as in start_scenario
+
+        scenario = started(data, self.now())
+        states = [self.fleet().state(name) for name in names]
+        for state in states:
+            state.swap(lambda snap: with_scenarios(snap, (*snap.scenarios, scenario)))
+        return [{"instance": name, **scenario.describe()} for name in names]
+
+    def cancel_scenario_on(self, names: Sequence[str], scenario_id: str) -> list[str]:
+        """Cancel a scenario on each named instance that runs it; the names of those."""
+        cancelled = []
+        for name in names:
+            try:
+                self.for_instance(name).cancel_scenario(scenario_id)
+            except UnknownIdError:
+                continue
+            cancelled.append(name)
+        if not cancelled:
+            raise UnknownIdError("scenario", scenario_id)
+        return cancelled
+
     # -- faults -------------------------------------------------------------------------
 
     def faults(self) -> list[dict[str, Any]]:
@@ -449,6 +483,13 @@ class Controller:
             fleet=self._fleet,
             instance=name,
         )
+
+    def select(self, selector: str) -> tuple[str, ...]:
+        """The fleet instances a selector names: ``*`` every one (the default instance
+        first), or names separated by commas (``web,api``)."""
+        from imdsmock.control import fleet as fleet_ops
+
+        return fleet_ops.selected(self.fleet(), selector)
 
     def instances(self) -> list[dict[str, Any]]:
         """Every instance of the fleet, the default one first: name, instance-id, role,

@@ -29,6 +29,7 @@ from imdsmock.control.openapi import Operation, document, query, ref
 from imdsmock.control.operations import MAX_FAIL_COUNT, Controller, UnknownIdError
 from imdsmock.core.fleet import UnknownInstanceError
 from imdsmock.errors import ConfigError, ImdsMockError
+from imdsmock.errors import quote as quoted
 
 __all__ = ["ROUTES", "ControlRequest", "ControlResponse", "Route", "handle"]
 
@@ -76,6 +77,9 @@ class Route:
     """The answer's type: JSON data, or the handler's text as is."""
     public: bool = False
     """Answered without the bearer token (the dashboard page and files hold no secret)."""
+    several: Handler | None = None
+    """The handler of a call naming several fleet instances (``?instance=web,api`` or
+    ``*``); None: the route acts on one instance only."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -151,18 +155,26 @@ ROUTES: tuple[Route, ...] = (
         h.instance_reset,
         Operation(summary="Reset instance", response=ref("Instance")),
     ),
-    Route("GET", "/v1/scenarios", h.scenarios, Operation(summary="List scenarios")),
+    Route(
+        "GET",
+        "/v1/scenarios",
+        h.scenarios,
+        Operation(summary="List scenarios"),
+        several=h.scenarios_of,
+    ),
     Route(
         "POST",
         "/v1/scenarios",
         h.scenario_start,
         Operation(summary="Start scenario", status=201, body=ref("Scenario")),
+        several=h.scenario_start_on,
     ),
     Route(
         "DELETE",
         "/v1/scenarios/{id}",
         h.scenario_cancel,
         Operation(summary="Cancel scenario", not_found=True),
+        several=h.scenario_cancel_on,
     ),
     Route(
         "GET", "/v1/options", h.options, Operation(summary="Get options", response=ref("Options"))
@@ -376,7 +388,8 @@ def handle(
 
     Every route also answers for one instance of the fleet, under
     ``/v1/instances/NAME/...`` or with ``?instance=NAME``; without either, for the
-    default (top-level) instance.
+    default (top-level) instance. The scenario routes also act on several at once: names
+    separated by commas (``web,api``), or ``*`` for every instance.
     """
     path, _, raw_query = request.target.partition("?")
     method = request.method
@@ -391,13 +404,20 @@ def handle(
         scope = _scope(path, raw_query)
     except UnicodeDecodeError:
         return _error(400, "the URL is not valid UTF-8", "path", [])
+    selector = ""
+    names: tuple[str, ...] = ()
     if scope is not None:
-        name, path, raw_query = scope
-        prefix = "/v1/instances/" + quote(name, safe="")
+        selector, path, raw_query = scope
         try:
-            controller = controller.for_instance(name)
+            if _several(selector):
+                names = controller.select(selector)
+            else:
+                prefix = "/v1/instances/" + quote(selector, safe="")
+                controller = controller.for_instance(selector)
         except UnknownInstanceError as exc:
             return _error(404, str(exc), "instance", exc.names)
+        except ConfigError as exc:
+            return _error(400, str(exc), exc.key, _allowed(exc.allowed))
         except ImdsMockError as exc:
             return _error(400, str(exc))
     allowed: list[str] = []
@@ -415,8 +435,13 @@ def handle(
                 query = {k: v[-1] for k, v in parse_qs(raw_query, errors="strict").items()}
         except UnicodeDecodeError:
             return _error(400, "the URL is not valid UTF-8", "path", [])
+        handler = route.handler
+        if names:
+            if route.several is None:
+                return _error(400, _one_only(selector), "instance", ["one instance's name"])
+            handler = route.several
         try:
-            status, data = route.handler(Call(controller, params, query, request.body, prefix))
+            status, data = handler(Call(controller, params, query, request.body, prefix, names))
         except BadRequest as exc:
             return _error(400, str(exc), exc.field, exc.allowed)
         except UnknownIdError as exc:
@@ -456,6 +481,19 @@ def _scope(path: str, raw_query: str) -> tuple[str, str, str] | None:
         else:
             rest.append(part)
     return None if name is None else (name, path, "&".join(rest))
+
+
+def _several(selector: str) -> bool:
+    """Whether an instance selector names several instances (``*``, ``web,api``): no
+    instance's name holds a comma or a star."""
+    return selector == "*" or "," in selector
+
+
+def _one_only(selector: str) -> str:
+    return (
+        f"instance {quoted(selector)} names several instances; only the scenario routes "
+        "act on several (GET and POST /v1/scenarios, DELETE /v1/scenarios/{id})"
+    )
 
 
 def _public(method: str, path: str) -> bool:
