@@ -248,6 +248,9 @@ WRAPPED = (
     "ip6tables-nft",
     "iptables-legacy",
     "ip6tables-legacy",
+    "iptables-restore",
+    "iptables-nft-restore",
+    "iptables-legacy-restore",
     "nft",
 )
 
@@ -319,7 +322,7 @@ class FaultyTools:
 
     def changing_calls(self) -> list[int]:
         """The numbers of the calls since :meth:`arm` that change something (not reads)."""
-        verbs = {"add", "del", "delete", "-N", "-A", "-I", "-D", "-F", "-X", "-f"}
+        verbs = {"add", "del", "delete", "-N", "-A", "-I", "-D", "-F", "-X", "-f", "--noflush"}
         return [int(line.split()[0]) for line in self.calls if verbs & set(line.split()[2:])]
 
 
