@@ -59,6 +59,33 @@ def test_get_instances_lists_every_instance(fleet: MockIMDS) -> None:
     ]
 
 
+def test_instances_say_their_scenarios_and_request_counts(fleet: MockIMDS) -> None:
+    """Each listed instance has the scenarios it runs (as its /v1/scenarios lists them) and
+    how many requests of it the log holds; GET /v1/instances/NAME has the scenarios too."""
+    scenario = fleet.instance("worker").spot_interruption()
+    v2(port_of(fleet), "/latest/meta-data/instance-id", "127.0.0.2")
+    ask(port_of(fleet), "/latest/meta-data/instance-id", "127.0.0.1")
+    listed = {i["name"]: i for i in control(fleet, "GET", "/v1/instances")[1]["instances"]}
+    assert {n: i["requests"] for n, i in listed.items()} == {"default": 1, "web": 2, "worker": 0}
+    assert [s["id"] for s in listed["worker"]["running"]] == [scenario]
+    assert listed["worker"]["running"] == fleet.instance("worker").scenarios
+    assert listed["web"]["running"] == listed["default"]["running"] == []
+    one = control(fleet, "GET", "/v1/instances/worker")[1]
+    assert [s["id"] for s in one["running"]] == [scenario]
+    assert one["scenarios"] == []  # the entry's own (configured) scenarios
+
+
+def test_state_names_the_instances_of_a_fleet_only(fleet: MockIMDS) -> None:
+    """/v1/state names the fleet's instances (whichever instance is asked); a single
+    mock's state has no such key, and asking it does not make the mock a fleet."""
+    assert control(fleet, "GET", "/v1/state")[1]["instances"] == ["default", "web", "worker"]
+    scoped = control(fleet, "GET", "/v1/instances/web/state")[1]
+    assert scoped["instances"] == ["default", "web", "worker"]
+    with MockIMDS(server={"control": True, "control-port": 0}) as single:
+        assert "instances" not in control(single, "GET", "/v1/state")[1]
+        assert single.app.fleet is None
+
+
 @pytest.mark.parametrize("form", ["path", "query"])
 def test_every_route_answers_for_one_instance(fleet: MockIMDS, form: str) -> None:
     """A route under /v1/instances/NAME/ or with ?instance=NAME acts on that instance only;

@@ -205,6 +205,7 @@ class App:
             signer=self.signer,
             addresses=self.addresses,
             fleet=self.ensure_fleet,
+            made=lambda: self.fleet,
         )
 
     def _new_fleet(self, config: Config) -> Fleet:

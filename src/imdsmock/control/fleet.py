@@ -28,9 +28,14 @@ EVERY = "*"
 _KEYS = ("name", "match", "instance", "options", "paths", "scenarios")
 
 
-def listing(fleet: Fleet) -> list[dict[str, Any]]:
-    """Every instance, the default one first, as :func:`describe` shows it in short."""
-    return [describe(fleet, name) for name in fleet.names()]
+def listing(fleet: Fleet, requests: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """Every instance, the default one first, as :func:`describe` shows it in short;
+    with ``requests`` (logged requests per instance name) each says its count."""
+    out = [describe(fleet, name) for name in fleet.names()]
+    if requests is not None:
+        for item in out:
+            item["requests"] = requests.get(item["name"], 0)
+    return out
 
 
 def selected(fleet: Fleet, selector: str) -> tuple[str, ...]:
@@ -52,10 +57,13 @@ def selected(fleet: Fleet, selector: str) -> tuple[str, ...]:
 
 
 def describe(fleet: Fleet, name: str, *, full: bool = False) -> dict[str, Any]:
-    """One instance: its name, instance-id, role, match rules (only the kinds it has) and
-    how many clients it served; with ``full`` the keys its entry sets too."""
+    """One instance: its name, instance-id, role, match rules (only the kinds it has), the
+    scenarios it runs (``running``: as its ``/v1/scenarios`` lists them, configured or
+    started at run time) and how many clients it served; with ``full`` the keys its entry
+    sets too (``scenarios``: the entry's own)."""
     state = fleet.state(name)
-    instance = state.snapshot.config.instance
+    snapshot = state.snapshot
+    instance = snapshot.config.instance
     out: dict[str, Any] = {"name": name, "default": name == DEFAULT_NAME}
     out["instance-id"] = instance.instance_id
     out["iam-role"] = instance.iam_role
@@ -66,6 +74,7 @@ def describe(fleet: Fleet, name: str, *, full: bool = False) -> dict[str, Any]:
         out["match"] = {kind: rules for kind, rules in entry["match"].items() if rules}
         if full:
             out.update((key, entry[key]) for key in _KEYS[2:])
+    out["running"] = [dict(s.describe()) for s in snapshot.scenarios]
     out["clients"] = len(fleet.clients(name))
     return out
 

@@ -259,7 +259,16 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "additionalProperties": {"type": "array", "items": {"type": "string"}},
             },
+            "running": {
+                "type": "array",
+                "items": ANY_OBJECT,
+                "description": "The scenarios it runs, as its /v1/scenarios lists them.",
+            },
             "clients": {"type": "integer", "description": "Clients it served."},
+            "requests": {
+                "type": "integer",
+                "description": "Requests of it the log holds (in the list only).",
+            },
         },
         "additionalProperties": True,
     },

@@ -103,8 +103,9 @@ class Controller:
 
     ``started`` is the mock's start time (what a manual clock resets to); ``addresses``
     gives the URLs of the IMDS listeners as bound; ``fleet`` the mock's fleet (made on
-    first use). A controller of one instance of the fleet (:meth:`for_instance`) names it
-    as ``instance``: its request log and IMDSv1 report are that instance's; the clock, the
+    first use), ``made`` the fleet if there is one already (None: a single instance). A
+    controller of one instance of the fleet (:meth:`for_instance`) names it as
+    ``instance``: its request log and IMDSv1 report are that instance's; the clock, the
     fault rules and the log itself are the mock's.
     """
 
@@ -119,10 +120,12 @@ class Controller:
         signer: Signer,
         addresses: Callable[[], list[str]] = list,
         fleet: Callable[[], Fleet] | None = None,
+        made: Callable[[], Fleet | None] = lambda: None,
         instance: str | None = None,
     ) -> None:
         self._addresses = addresses
         self._fleet = fleet
+        self._made = made
         self._instance = instance
         self._state = state
         self._clock = clock
@@ -143,9 +146,10 @@ class Controller:
         return self._clock.now()
 
     def state(self) -> dict[str, Any]:
-        """The effective configuration, options, edits, scenarios, faults and clock."""
+        """The effective configuration, options, edits, scenarios, faults and clock; from a
+        mock serving a fleet, ``instances`` names its instances (the default first)."""
         snap = self.snapshot
-        return {
+        out = {
             "config": to_mapping(snap.config),
             "options": options_dict(snap.config.options),
             "metadata": dict(snap.edits),
@@ -156,6 +160,10 @@ class Controller:
             "requests": len(self._requests),
             "imds-urls": self._addresses(),
         }
+        fleet = self._made()
+        if fleet is not None and fleet.active:
+            out["instances"] = fleet.names()
+        return out
 
     def clock(self) -> dict[str, Any]:
         """The clock: its kind, the current and start times."""
@@ -481,6 +489,7 @@ class Controller:
             signer=self._signer,
             addresses=self._addresses,
             fleet=self._fleet,
+            made=self._made,
             instance=name,
         )
 
@@ -493,10 +502,11 @@ class Controller:
 
     def instances(self) -> list[dict[str, Any]]:
         """Every instance of the fleet, the default one first: name, instance-id, role,
-        match rules and how many clients it served."""
+        match rules, scenarios, how many clients it served and how many requests the log
+        holds of it."""
         from imdsmock.control import fleet as fleet_ops
 
-        return fleet_ops.listing(self.fleet())
+        return fleet_ops.listing(self.fleet(), self._requests.counts())
 
     def instance_entry(self, name: str) -> dict[str, Any]:
         """One instance of the fleet, with the keys its entry sets."""

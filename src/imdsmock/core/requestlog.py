@@ -250,6 +250,18 @@ class RequestLog:
         """Forget every entry."""
         self._entries.clear()
 
+    def counts(self) -> dict[str, int]:
+        """How many logged requests each fleet instance answered (a mock without fleet
+        logs them all as the default instance's), in one pass over the log."""
+        found: dict[str | None, int] = {}
+        for raw in list(self._entries):
+            name = raw[2].instance
+            found[name] = found.get(name, 0) + 1
+        unnamed = found.pop(None, 0)
+        if unnamed:
+            found[DEFAULT_NAME] = found.get(DEFAULT_NAME, 0) + unnamed
+        return {str(name): count for name, count in found.items()}
+
     def __len__(self) -> int:
         return len(self._entries)
 

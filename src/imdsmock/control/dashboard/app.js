@@ -31,6 +31,14 @@ const ui = {
   pausedAt: 0, // while paused, the log shows entries up to this seq
   imds: "http://169.254.169.254",
   leaf: null,
+  report: null,
+  // Fleet mode: the instances (GET /v1/instances), the one on show (null: the default
+  // instance) and the one the address asked for, chosen once the fleet is known.
+  fleet: null,
+  fleetMode: false,
+  instance: null,
+  wanted: null,
+  gen: 0, // bumped when another instance is chosen: answers about the last one are dropped
 };
 
 // -- DOM helpers ------------------------------------------------------------------------------
@@ -112,6 +120,14 @@ async function api(method, path, body) {
 
 const enc = (path) => path.split("/").map(encodeURIComponent).join("/");
 
+// A route of the instance on show: the default instance's as is, a fleet member's under
+// /v1/instances/NAME/ (the clock, fault rules and request log are the mock's: not these).
+function mine(path) {
+  return ui.fleetMode && ui.instance ? `/v1/instances/${encodeURIComponent(ui.instance)}${path.slice(3)}` : path;
+}
+const shown = () => ui.instance || "default";
+const onWhich = () => (ui.fleetMode ? ` on ${shown()}` : "");
+
 // Run one action from a button or form: the API's answer (or its one-line error) goes to
 // `output`, then the views are refreshed.
 async function act(output, run, done) {
@@ -180,11 +196,27 @@ function connection(kind, text) {
 
 // -- tabs -------------------------------------------------------------------------------------
 
-const TABS = ["instance", "requests", "metadata", "timeline", "faults"];
+const ALL_TABS = ["fleet", "instance", "requests", "metadata", "timeline", "faults"];
+// The Fleet view is there only for a mock serving a fleet.
+const tabs = () => (ui.fleetMode ? ALL_TABS : ALL_TABS.slice(1));
+let view = "instance";
+
+// The address says the view, and in fleet mode the instance on show: #timeline/web.
+function fromHash() {
+  const [name, instance] = location.hash.slice(1).split("/");
+  return [name, instance ? decodeURIComponent(instance) : null];
+}
+
+function writeHash() {
+  const hash = "#" + view + (ui.fleetMode && ui.instance ? "/" + encodeURIComponent(ui.instance) : "");
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+}
 
 function showTab(name, focus) {
-  if (!TABS.includes(name)) name = TABS[0];
-  for (const tab of TABS) {
+  const names = tabs();
+  if (!names.includes(name)) name = names.includes("instance") ? "instance" : names[0];
+  view = name;
+  for (const tab of ALL_TABS) {
     const selected = tab === name;
     const button = $("tab-" + tab);
     button.setAttribute("aria-selected", String(selected));
@@ -192,42 +224,63 @@ function showTab(name, focus) {
     $("view-" + tab).hidden = !selected;
   }
   if (focus) $("tab-" + name).focus();
-  if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
+  writeHash();
   if (name === "timeline") drawTimeline();
   if (name === "requests") {
     renderLog();
     refreshReport();
   }
+  if (name === "fleet") refreshClients();
 }
 
 function wireTabs() {
-  for (const tab of TABS) {
+  for (const tab of ALL_TABS) {
     const button = $("tab-" + tab);
     button.addEventListener("click", () => showTab(tab, false));
     button.addEventListener("keydown", (event) => {
-      const at = TABS.indexOf(tab);
-      const moves = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: TABS.length - 1 };
+      const names = tabs();
+      const at = names.indexOf(tab);
+      const moves = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: names.length - 1 };
       if (!(event.key in moves)) return;
       event.preventDefault();
-      showTab(TABS[(moves[event.key] + TABS.length) % TABS.length], true);
+      showTab(names[(moves[event.key] + names.length) % names.length], true);
     });
   }
-  window.addEventListener("hashchange", () => showTab(location.hash.slice(1), false));
-  showTab(location.hash.slice(1), false);
+  window.addEventListener("hashchange", () => {
+    const [name, instance] = fromHash();
+    if (ui.fleetMode) choose(instance, false);
+    else ui.wanted = instance;
+    showTab(name, false);
+  });
+  const [name, instance] = fromHash();
+  ui.wanted = instance;
+  ui.wantedView = name;
+  showTab(name, false);
 }
 
 // -- state: options, credentials, scenarios, faults, clock ------------------------------------
 
 async function refreshState() {
   if (ui.locked) return;
+  const gen = ui.gen;
+  let state;
   try {
-    ui.state = await api("GET", "/v1/state");
+    state = await api("GET", mine("/v1/state"));
   } catch (error) {
-    if (error.status !== 401) showMessage(error.message);
+    if (gen !== ui.gen) return;
+    if (error.status === 404 && ui.instance) {
+      // The instance was removed meanwhile: show the default one.
+      const gone = ui.instance;
+      choose(null, false);
+      say($("fleet-result"), `The instance ${gone} is no longer served: showing the default instance`, false);
+    } else if (error.status !== 401) showMessage(error.message);
     return;
   }
+  if (gen !== ui.gen) return;
+  ui.state = state;
   ui.stateAt = Date.now();
   showMessage(null);
+  setFleet(state.instances);
   // The first IMDS listener as bound; a wildcard address is reached through loopback.
   const first = ui.state["imds-urls"][0];
   if (first) ui.imds = first.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:");
@@ -249,6 +302,7 @@ async function refreshState() {
     refreshIdentity();
     refreshLeaf();
   }
+  if (ui.fleetMode) refreshFleet();
 }
 
 const drawn = {};
@@ -285,7 +339,7 @@ function renderOptions() {
         "aria-labelledby": "opt-label-" + name + " opt-" + name,
         onclick: () => {
           const next = ui.state.options[name] === values[0] ? values[1] : values[0];
-          act($("options-result"), () => api("PATCH", "/v1/options", { [name]: next }), (o) => `${name} is ${o[name]}`);
+          act($("options-result"), () => api("PATCH", mine("/v1/options"), { [name]: next }), (o) => `${name} is ${o[name]}`);
         },
       });
       box.append(h("div", { class: "switch-row" }, h("span", { class: "name", id: "opt-label-" + name, text: name }), button));
@@ -321,21 +375,21 @@ function wireInstance() {
   $("hop-limit-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const value = Number($("hop-limit").value);
-    act($("options-result"), () => api("PATCH", "/v1/options", { "hop-limit": value }), (o) => `hop-limit is ${o["hop-limit"]}`);
+    act($("options-result"), () => api("PATCH", mine("/v1/options"), { "hop-limit": value }), (o) => `hop-limit is ${o["hop-limit"]}`);
   });
   $("creds-rotate").addEventListener("click", () =>
-    act($("creds-result"), () => api("POST", "/v1/credentials/rotate", {}), () => "New credentials issued"),
+    act($("creds-result"), () => api("POST", mine("/v1/credentials/rotate"), {}), () => "New credentials issued"),
   );
   $("creds-expire").addEventListener("click", () => {
     const on = $("creds-expire").getAttribute("aria-checked") !== "true";
-    act($("creds-result"), () => api("POST", "/v1/credentials/expire", { on }), () =>
+    act($("creds-result"), () => api("POST", mine("/v1/credentials/expire"), { on }), () =>
       on ? "Serving expired credentials" : "Serving valid credentials",
     );
   });
   $("creds-fail-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const count = Number($("creds-fail-count").value);
-    act($("creds-result"), () => api("POST", "/v1/credentials/fail", { count }), () =>
+    act($("creds-result"), () => api("POST", mine("/v1/credentials/fail"), { count }), () =>
       `The next ${count} credential fetches fail`,
     );
   });
@@ -346,7 +400,7 @@ function wireInstance() {
 // A directory's listing, or null when it is not served; listings are walked from the top, so
 // nothing absent is ever asked for.
 async function listing(dir) {
-  const data = await api("GET", "/v1/metadata/" + enc(dir));
+  const data = await api("GET", mine("/v1/metadata/" + enc(dir)));
   return data.value ? data.value.split("\n").filter(Boolean) : [];
 }
 
@@ -364,10 +418,13 @@ async function served(path, lists) {
   const cut = path.lastIndexOf("/");
   const parent = await listed(path.slice(0, cut), lists);
   if (parent === null || !parent.includes(path.slice(cut + 1))) return null;
-  return (await api("GET", "/v1/metadata/" + enc(path))).value;
+  return (await api("GET", mine("/v1/metadata/" + enc(path)))).value;
 }
 
+let identityRun = 0;
 async function refreshIdentity() {
+  // Only the latest run writes: an earlier one (another instance, older edits) is dropped.
+  const run = ++identityRun;
   const lists = {};
   const get = (path) => served(path, lists).catch(() => null);
   const names = [
@@ -386,11 +443,14 @@ async function refreshIdentity() {
   for (const [label, path] of names) values.push([label, await get(path)]);
   const roles = await listed("meta-data/iam/security-credentials", lists).catch(() => null);
   values.push(["IAM role", (roles && roles[0]) || null]);
+  if (run !== identityRun) return;
   facts($("identity"), values);
   const v = Object.fromEntries(values);
   const parts = [v["instance-id"], v["instance type"], v["availability zone"], v["private IPv4"]];
-  $("headline").textContent = parts.filter(Boolean).join(" · ") || "no instance-id served";
-  document.title = `imdsmock · ${v["instance-id"] || "instance"}`;
+  const line = parts.filter(Boolean).join(" · ") || "no instance-id served";
+  $("headline").textContent = ui.fleetMode ? `${shown()} · ${line}` : line;
+  const which = ui.fleetMode ? `${shown()} · ` : "";
+  document.title = `imdsmock · ${which}${v["instance-id"] || "instance"}`;
 }
 
 // -- live request log -------------------------------------------------------------------------
@@ -438,7 +498,9 @@ function logFilter() {
   const client = field(form, "client").value.trim();
   const v1 = field(form, "imdsv1").checked;
   const rejected = field(form, "rejected").checked;
+  const instance = ui.fleetMode ? field(form, "instance").value : "";
   return (e) =>
+    (!instance || (e.instance || "default") === instance) &&
     (!method || e.method === method) &&
     (!path || e.path.includes(path)) &&
     (!status || String(e.status).startsWith(status)) &&
@@ -483,12 +545,19 @@ function logRow(e) {
     h("td", { text: e.method }),
     h("td", { class: "path", text: e.path }),
     h("td", { class: "client", text: e.client }),
+    ui.fleetMode ? h("td", { class: "instance", text: e.instance || "default" }) : null,
     h("td", { class: "ua", title: e["user-agent"] || null, text: e["user-agent"] || "" }),
   );
 }
 
 function wireLog() {
-  $("log-filters").addEventListener("input", renderLog);
+  // A select may report its choice as "change" alone (as WebDriver's option clicks do).
+  for (const kind of ["input", "change"]) {
+    $("log-filters").addEventListener(kind, () => {
+      renderLog();
+      drawReport();
+    });
+  }
   $("log-filters").addEventListener("submit", (event) => event.preventDefault());
   $("log-pause").addEventListener("click", () => {
     ui.paused = !ui.paused;
@@ -516,8 +585,8 @@ function refreshReport() {
   if (reportTimer) return;
   reportTimer = setTimeout(async () => {
     try {
-      const data = await api("GET", "/v1/reports/imdsv1");
-      drawReport(data.clients);
+      ui.report = (await api("GET", "/v1/reports/imdsv1")).clients;
+      drawReport();
     } catch {
       // shown by the loops that poll the API
     }
@@ -525,10 +594,15 @@ function refreshReport() {
   }, 300);
 }
 
-function drawReport(clients) {
+function drawReport() {
   const box = $("v1-chart");
+  if (!ui.report) return;
+  // In fleet mode the report follows the log's instance filter, and names the instance.
+  const only = ui.fleetMode ? field($("log-filters"), "instance").value : "";
+  const clients = ui.report.filter((c) => !only || (c.instance || "default") === only);
   if (!clients.length) {
-    fill(box, h("p", { class: "note", text: "No IMDSv1 requests logged: every data request sent a token." }));
+    const whose = only ? ` of ${only}` : "";
+    fill(box, h("p", { class: "note", text: `No IMDSv1 requests${whose} logged: every data request sent a token.` }));
     return;
   }
   const width = Math.max(260, box.clientWidth || 320);
@@ -545,7 +619,7 @@ function drawReport(clients) {
   clients.forEach((c, i) => {
     const y = i * row;
     const scale = (width - 40) / most;
-    const label = `${c.client} · ${c["user-agent"] || "no user agent"}`;
+    const label = `${c.instance && !only ? c.instance + " · " : ""}${c.client} · ${c["user-agent"] || "no user agent"}`;
     const summary = `${c.requests} requests: ${c.served} served, ${c.rejected} rejected`;
     chart.append(
       svg("text", { x: 0, y: y + 13, text: label.length > 60 ? label.slice(0, 59) + "…" : label }),
@@ -556,7 +630,8 @@ function drawReport(clients) {
   });
   const list = h("ul", { class: "plain" });
   for (const c of clients) {
-    list.append(h("li", { text: `${c.client} · ${c["user-agent"] || "no user agent"}: ${c.requests} (${c.served} served, ${c.rejected} rejected), e.g. ${c.paths[0]}` }));
+    const who = c.instance && !only ? `${c.instance} · ` : "";
+    list.append(h("li", { text: `${who}${c.client} · ${c["user-agent"] || "no user agent"}: ${c.requests} (${c.served} served, ${c.rejected} rejected), e.g. ${c.paths[0]}` }));
   }
   fill(box, chart, h("div", { class: "legend" }, h("span", { class: "served", text: "served" }), h("span", { class: "rejected", text: "rejected" })), list);
 }
@@ -605,15 +680,56 @@ function buildTree() {
   );
 }
 
+const quote = (s) => "'" + s.replaceAll("'", "'\\''") + "'";
+
+// How curl reaches the instance on show as one of its clients: its listener, its Host name,
+// or a loopback source address it recognises; else the command says whose client to run it on.
+function clientOf() {
+  const out = { base: ui.imds, flags: "", as: "" };
+  if (!ui.fleetMode || !ui.instance) return out;
+  const entry = (ui.fleet || []).find((i) => i.name === ui.instance);
+  const match = (entry && entry.match) || {};
+  const how = [];
+  for (const spec of match.listener || []) {
+    const m = /^(?:(.+):)?(\d+)$/.exec(String(spec).trim());
+    if (!m) continue;
+    const host = m[1] && m[1].replace(/^0\.0\.0\.0$/, "127.0.0.1").replace(/^\[::\]$/, "[::1]");
+    out.base = host ? `http://${host}:${m[2]}` : ui.imds.replace(/:\d+$/, ":" + m[2]);
+    how.push(`to its listener ${spec}`);
+    break;
+  }
+  if (!how.length) {
+    for (const spec of match.host || []) {
+      out.flags += ` -H ${quote("Host: " + spec)}`;
+      how.push(`with Host ${spec}`);
+      break;
+    }
+  }
+  if (!how.length) {
+    for (const spec of match.source || []) {
+      const address = String(spec).replace(/\/32$/, "");
+      if (/^127\.\d+\.\d+\.\d+$/.test(address)) {
+        out.flags += ` --interface ${address}`;
+        how.push(`from ${address}`);
+        break;
+      }
+    }
+  }
+  if (!how.length && match.source && match.source.length) how.push(`run it on a client at ${match.source.join(", ")}`);
+  out.as = ` · as a client of ${ui.instance}` + (how.length ? ` (${how.join(", ")})` : "");
+  return out;
+}
+
 function curlFor(path) {
-  const quote = (s) => "'" + s.replaceAll("'", "'\\''") + "'";
+  const { base, flags } = clientOf();
   return (
-    `TOKEN=$(curl -s -X PUT ${quote(ui.imds + "/latest/api/token")} -H 'X-aws-ec2-metadata-token-ttl-seconds: 21600') && ` +
-    `curl -s -H "X-aws-ec2-metadata-token: $TOKEN" ${quote(ui.imds + "/latest/" + enc(path))}`
+    `TOKEN=$(curl -s${flags} -X PUT ${quote(base + "/latest/api/token")} -H 'X-aws-ec2-metadata-token-ttl-seconds: 21600') && ` +
+    `curl -s${flags} -H "X-aws-ec2-metadata-token: $TOKEN" ${quote(base + "/latest/" + enc(path))}`
   );
 }
 
 async function showLeaf(path) {
+  const gen = ui.gen;
   ui.leaf = path;
   for (const b of document.querySelectorAll(".tree .leaf")) {
     b.setAttribute("aria-current", String(b.dataset.path === path));
@@ -621,10 +737,12 @@ async function showLeaf(path) {
   $("edit-path").value = path;
   $("leaf-path").textContent = path;
   $("leaf-curl").value = curlFor(path);
+  $("leaf-curl-as").textContent = clientOf().as;
   $("leaf-copy").disabled = false;
   $("leaf-result").textContent = "";
   try {
-    const data = await api("GET", "/v1/metadata/" + enc(path));
+    const data = await api("GET", mine("/v1/metadata/" + enc(path)));
+    if (gen !== ui.gen) return;
     $("leaf-value").textContent = data.value;
     $("edit-value").value = data.value;
   } catch (error) {
@@ -673,14 +791,14 @@ function wireMetadata() {
     event.preventDefault();
     const path = $("edit-path").value.trim();
     const value = $("edit-value").value;
-    act(out, () => api("PUT", "/v1/metadata/" + enc(path), { value }), (r) => `${r.path} now serves the new value`);
+    act(out, () => api("PUT", mine("/v1/metadata/" + enc(path)), { value }), (r) => `${r.path} now serves the new value`);
   });
   $("edit-delete").addEventListener("click", () => {
     const path = $("edit-path").value.trim();
-    act(out, () => api("DELETE", "/v1/metadata/" + enc(path)), (r) => `${r.path} is no longer served`);
+    act(out, () => api("DELETE", mine("/v1/metadata/" + enc(path))), (r) => `${r.path} is no longer served`);
   });
   $("edit-reset").addEventListener("click", () =>
-    act(out, () => api("DELETE", "/v1/metadata"), () => "Every edit dropped: the instance is served as configured"),
+    act(out, () => api("DELETE", mine("/v1/metadata")), () => "Every edit dropped: the instance is served as configured"),
   );
 }
 
@@ -755,7 +873,7 @@ function renderScenarios() {
             class: "quiet",
             "aria-label": `Cancel ${s.id}`,
             text: "Cancel",
-            onclick: () => act($("scenarios-result"), () => api("DELETE", "/v1/scenarios/" + encodeURIComponent(s.id)), () => `Cancelled ${s.id}`),
+            onclick: () => act($("scenarios-result"), () => api("DELETE", mine("/v1/scenarios/" + encodeURIComponent(s.id))), () => `Cancelled ${s.id}${onWhich()}`),
           }),
         ),
       ),
@@ -833,7 +951,7 @@ function wireTimeline() {
       for (const name of ["action", "code"]) if (field(form, name)?.value) body[name] = field(form, name).value;
       if (field(form, "state")) body.states = [{ at, state: field(form, "state").value }];
       else body.at = at;
-      act($("start-result"), () => api("POST", "/v1/scenarios", body), (s) => `Started ${s.type} ${s.id}`);
+      act($("start-result"), () => api("POST", mine("/v1/scenarios"), body), (s) => `Started ${s.type} ${s.id}${onWhich()}`);
     });
   }
   const advance = (value) =>
@@ -907,6 +1025,211 @@ function wireFaults() {
   );
 }
 
+// -- fleet ------------------------------------------------------------------------------------
+
+// Fleet mode follows /v1/state: a mock serving a fleet names its instances there. Without
+// them the page is the single instance's, and asks nothing of the fleet routes.
+function setFleet(names) {
+  const on = Array.isArray(names);
+  if (on !== ui.fleetMode) {
+    ui.fleetMode = on;
+    $("tab-fleet").hidden = !on;
+    $("instance-picker").hidden = !on;
+    $("log-instance-filter").hidden = !on;
+    $("log-instance-col").hidden = !on;
+    for (const note of document.querySelectorAll("[data-fleet-note]")) note.hidden = !on;
+    if (!on) {
+      ui.fleet = null;
+      for (const el of document.querySelectorAll("[data-of]")) el.textContent = "";
+      if (ui.instance) choose(null, false);
+      if (view === "fleet") showTab("instance", false);
+    }
+    renderLog();
+    drawReport();
+  }
+  if (!on) return;
+  const known = JSON.stringify(names);
+  if ($("instance-select").dataset.names !== known) {
+    $("instance-select").dataset.names = known;
+    const option = (name) => h("option", { value: name, text: name });
+    fill($("instance-select"), ...names.map(option));
+    const filter = field($("log-filters"), "instance");
+    const kept = filter.value;
+    fill(filter, h("option", { value: "", text: "any" }), ...names.map((name) => h("option", { value: name, text: name })));
+    filter.value = names.includes(kept) ? kept : "";
+    $("fleet-count").textContent = `(${names.length})`;
+  }
+  $("instance-select").value = shown();
+  if (ui.wanted !== undefined) {
+    // The instance the address named, once the fleet is known; a fleet page opened with no
+    // view named (or the Fleet view, unknown until now) starts on the Fleet view.
+    const wanted = ui.wanted;
+    ui.wanted = undefined;
+    if (!ui.wantedView || ui.wantedView === "fleet") showTab("fleet", false);
+    if (wanted && !names.includes(wanted)) {
+      say($("fleet-result"), `No instance named ${wanted}: showing the default instance`, false);
+    } else if (wanted) choose(wanted, false);
+  }
+}
+
+// Show instance `name` (null or "default": the default one) in every view; `follow` also
+// narrows the request log to it (a choice the user made).
+function choose(name, follow) {
+  const next = name && name !== "default" ? name : null;
+  if (follow && ui.fleetMode) {
+    field($("log-filters"), "instance").value = next || "default";
+    renderLog();
+    drawReport();
+  }
+  if (next === ui.instance) return;
+  ui.instance = next;
+  ui.gen++;
+  for (const key of Object.keys(drawn)) delete drawn[key];
+  ui.leaf = null;
+  $("leaf-path").textContent = "Choose a leaf in the tree.";
+  $("leaf-value").textContent = "";
+  $("leaf-curl").value = "";
+  $("leaf-curl-as").textContent = "";
+  $("leaf-copy").disabled = true;
+  buildTree();
+  for (const out of document.querySelectorAll("output.result")) if (out.id !== "fleet-result") out.textContent = "";
+  fill($("identity"));
+  $("headline").textContent = `Loading ${shown()}…`;
+  $("instance-select").value = shown();
+  for (const el of document.querySelectorAll("[data-of]")) el.textContent = ui.fleetMode ? ` · ${shown()}` : "";
+  writeHash();
+  if (ui.fleet) renderFleet();
+  refreshClients();
+  refreshState();
+}
+
+async function refreshFleet() {
+  let data;
+  try {
+    data = await api("GET", "/v1/instances");
+  } catch (error) {
+    if (error.status !== 401) say($("fleet-result"), error.message, false);
+    return;
+  }
+  ui.fleet = data.instances;
+  for (const el of document.querySelectorAll("[data-of]")) el.textContent = ` · ${shown()}`;
+  renderFleet();
+  refreshClients();
+}
+
+// What a fleet instance's scenarios serve now and next, one line each.
+function running(scenarios) {
+  const now = mockNow();
+  return scenarios.map((s) => {
+    const all = points(s).sort((a, b) => a.t - b.t);
+    const past = all.filter((p) => p.t <= now);
+    const next = all.find((p) => p.t > now);
+    const parts = [];
+    if (past.length) parts.push(`now ${past[past.length - 1].what}`);
+    if (next) parts.push(`next ${next.what} in ${duration(next.t - now)}`);
+    return { live: past.length > 0, id: s.id, text: `${s.type}: ${parts.join("; ") || "done"}` };
+  });
+}
+
+function matchText(instance) {
+  if (instance.default) {
+    const refused = ui.state && ui.state.config.fleet && ui.state.config.fleet.unknown === "reject";
+    return refused ? "nobody (a client no rule matches is refused)" : "any client no rule matches";
+  }
+  const rules = Object.entries(instance.match).map(([kind, specs]) => `${kind} ${specs.map(rule).join(", ")}`);
+  return rules.join("; ") || "no rule";
+}
+
+// A match rule as text: as is, or a pod rule as NAMESPACE/NAME[LABELS] (* for what it leaves open).
+function rule(spec) {
+  if (spec === null || typeof spec !== "object") return String(spec);
+  const labels = Object.entries(spec.labels || {}).map(([k, v]) => `${k}=${v}`);
+  return `${spec.namespace || "*"}/${spec.name || "*"}` + (labels.length ? `[${labels.join(",")}]` : "");
+}
+
+function renderFleet() {
+  const rows = ui.fleet.map((i) => {
+    const chosen = i.name === shown();
+    const lines = running(i.running || []);
+    return { i, chosen, lines };
+  });
+  if (!changed("fleet", [rows, ui.state && ui.state.config.fleet])) return;
+  fill(
+    $("fleet-rows"),
+    ...rows.map(({ i, chosen, lines }) =>
+      h(
+        "tr",
+        { class: chosen ? "chosen" : null, "data-name": i.name },
+        h(
+          "th",
+          { scope: "row" },
+          h("button", { type: "button", class: "quiet pick", "aria-pressed": String(chosen), "aria-label": `Show ${i.name}`, text: i.name, onclick: () => choose(i.name, true) }),
+        ),
+        h("td", { class: "mono nowrap", text: i["instance-id"] }),
+        h("td", { class: "mono nowrap", text: i["iam-role"] || "none" }),
+        h("td", { class: "match", text: matchText(i) }),
+        h(
+          "td",
+          { class: "running" },
+          ...(lines.length ? lines.map((l) => h("div", { class: l.live ? "live" : null, title: l.id, text: l.text })) : [h("span", { class: "note", text: "none" })]),
+        ),
+        h(
+          "td",
+          { class: "num" },
+          h("button", {
+            type: "button",
+            class: "quiet",
+            "aria-label": `Requests of ${i.name}: ${i.requests || 0}`,
+            text: String(i.requests || 0),
+            onclick: () => {
+              choose(i.name, true);
+              showTab("requests", false);
+            },
+          }),
+        ),
+        h("td", { class: "num", text: String(i.clients) }),
+      ),
+    ),
+  );
+}
+
+async function refreshClients() {
+  if (!ui.fleetMode || view !== "fleet") return;
+  const gen = ui.gen;
+  const name = shown();
+  $("clients-of").textContent = name;
+  let data;
+  try {
+    data = await api("GET", `/v1/instances/${encodeURIComponent(name)}/clients`);
+  } catch (error) {
+    if (gen === ui.gen && error.status !== 401) say($("clients-result"), error.message, false);
+    return;
+  }
+  if (gen !== ui.gen || !changed("clients", data.clients)) return;
+  $("clients-result").textContent = "";
+  const time = (t) => new Date(t * 1000).toISOString().slice(0, 23).replace("T", " ");
+  fill(
+    $("client-rows"),
+    ...(data.clients.length
+      ? data.clients.map((c) =>
+          h(
+            "tr",
+            {},
+            h("td", { class: "client", text: c.client }),
+            h("td", { text: c.why }),
+            h("td", { class: "num", text: String(c.connections) }),
+            h("td", { class: "time", text: time(c.first) }),
+            h("td", { class: "time", text: time(c.last) }),
+          ),
+        )
+      : [h("tr", {}, h("td", { colspan: 5, class: "note", text: `No client has been served as ${name} yet.` }))]),
+  );
+}
+
+function wireFleet() {
+  $("instance-select").addEventListener("change", (event) => choose(event.target.value, true));
+}
+
 // -- start ------------------------------------------------------------------------------------
 
 function start() {
@@ -917,6 +1240,7 @@ function start() {
   wireMetadata();
   wireTimeline();
   wireFaults();
+  wireFleet();
   if (ui.token) $("token-forget").hidden = false;
   refreshState();
   stateLoop();
