@@ -476,10 +476,15 @@ def test_hop_limit_by_mode(values: dict[str, Any], hop_limit: int) -> None:
 
 def test_node_mode_looks_pods_up_by_default() -> None:
     """Node mode recognises clients as pods of this node through the Kubernetes API
-    (NODE_NAME from the downward API), then by source address; `node.podLookup: false`
-    leaves the fleet alone."""
-    fleet = config_of("node-default.yaml")["fleet"]
-    assert fleet["recognize"] == ["listener", "host", "source", "kubernetes"]
+    (NODE_NAME from the downward API) and makes an instance for each pod no instance
+    claims (`template.ways`), unless `node.instancePerPod` is false; `node.podLookup:
+    false` leaves the fleet alone."""
+    cfg = config_of("node-default.yaml")
+    assert cfg["fleet"]["recognize"] == ["listener", "host", "source", "kubernetes"]
+    assert cfg["template"] == {"ways": ["kubernetes"]}
+    shared = config_of({"mode": "node", "node": {"instancePerPod": False}})
+    assert "template" not in shared
+    assert "kubernetes" in shared["fleet"]["recognize"]
     _, _, mock = _node("node-default.yaml")
     assert env(mock)["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert "fleet" not in config_of("node-no-lookup.yaml")
@@ -531,6 +536,7 @@ def test_the_rendered_configuration_is_one_the_mock_takes(name: str, tmp_path: P
     assert cfg.options.hop_limit == config_of(name)["options"]["hop-limit"]
     if mode_of(name) == "node" and CI[name].get("node", {}).get("podLookup", True):
         assert "kubernetes" in cfg.fleet.recognize
+        assert cfg.template.ways == ("kubernetes",)
 
 
 # -- helm test -----------------------------------------------------------------------------

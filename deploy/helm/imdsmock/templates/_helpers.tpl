@@ -69,6 +69,9 @@ user gives wins).
 {{- $_ := set $base "server" (dict "control-host" "0.0.0.0" "allowed-hosts" $hosts) }}
 {{- else if .Values.node.podLookup }}
 {{- $_ := set $base "fleet" (dict "recognize" (list "listener" "host" "source" "kubernetes")) }}
+{{- if .Values.node.instancePerPod }}
+{{- $_ := set $base "template" (dict "ways" (list "kubernetes")) }}
+{{- end }}
 {{- end }}
 {{- mustMergeOverwrite $base (deepCopy .Values.config) | toYaml }}
 {{- end }}
