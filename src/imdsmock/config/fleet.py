@@ -19,13 +19,16 @@ from imdsmock.errors import ConfigError
 
 __all__ = [
     "DEFAULT_NAME",
+    "NAMESPACE_RULE",
     "NAME_RULE",
+    "NODE_RULE",
     "RESOLVER_RULES",
     "Network",
     "Port",
     "check_fleet",
     "check_kubernetes",
     "check_name",
+    "check_node",
     "check_pod",
     "container",
     "host_name",
@@ -171,6 +174,11 @@ def check_pod(rule: PodRule, key: str) -> None:
             )
 
 
+def check_node(name: str) -> bool:
+    """Whether ``name`` is a Kubernetes node name (a DNS subdomain)."""
+    return len(name) <= 253 and _SUBDOMAIN.fullmatch(name) is not None
+
+
 def check_kubernetes(fleet: FleetConfig) -> None:
     """Raise :class:`ConfigError` for a ``fleet.kubernetes-*`` key that cannot be used."""
     api = fleet.kubernetes_api
@@ -195,7 +203,7 @@ def check_kubernetes(fleet: FleetConfig) -> None:
         ):
             raise ConfigError("fleet.kubernetes-api", api, allowed)
     node = fleet.kubernetes_node
-    if node and not (len(node) <= 253 and _SUBDOMAIN.fullmatch(node)):
+    if node and not check_node(node):
         raise ConfigError("fleet.kubernetes-node", node, NODE_RULE + " (empty: $NODE_NAME)")
     namespace = fleet.kubernetes_namespace
     if namespace and not _DNS_LABEL.fullmatch(namespace):
