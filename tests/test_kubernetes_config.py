@@ -54,7 +54,10 @@ def test_pod_rules_and_kubernetes_keys_load_from_a_file_and_the_environment(
     path.write_text("fleet: {recognize: [kubernetes]}\n")
     done = run_command(
         ["config", "-c", str(path)],
-        {"IMDSMOCK_FLEET_KUBERNETES_NAMESPACE": "shop", "IMDSMOCK_FLEET_KUBERNETES_API": ""},
+        {
+            "IMDSMOCK_FLEET_KUBERNETES_NAMESPACE": "shop",
+            "IMDSMOCK_FLEET_KUBERNETES_API": "http://k:1",
+        },
     )
     assert done.returncode == 0, done.stderr
     assert "kubernetes-namespace: shop" in done.stdout

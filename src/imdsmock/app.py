@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from imdsmock.serve.awscreds import CredentialRefresher
     from imdsmock.serve.container import ContainerEndpoints
     from imdsmock.serve.http import HTTPProtocol
-    from imdsmock.serve.resolve import CachedResolver
+    from imdsmock.serve.resolve import Running
 
 __all__ = ["App", "Deferred", "build_resolvers", "check"]
 
@@ -112,7 +112,7 @@ class App:
         # Who clients are, asked of other systems (Docker, Kubernetes): one resolver per
         # way fleet.recognize names, built here (the recogniser in core only reads them)
         # and run beside the servers. Read at start: a reload cannot add one.
-        self.resolvers: dict[str, CachedResolver] = {}
+        self.resolvers: dict[str, Running] = {}
         if any(way in RESOLVER_WAYS for way in config.fleet.recognize):
             self.resolvers = build_resolvers(config)
         # The instances told apart by client: only when the configuration has members (or
@@ -374,15 +374,19 @@ class App:
         return [url(address) for address in self.server.addresses()]
 
 
-def build_resolvers(config: Config) -> dict[str, CachedResolver]:
+def build_resolvers(config: Config) -> dict[str, Running]:
     """One resolver per resolver way ``fleet.recognize`` names that this version serves
     (each module imported only when its way is named)."""
-    resolvers: dict[str, CachedResolver] = {}
+    resolvers: dict[str, Running] = {}
     for way in config.fleet.recognize:
         if way == "docker":
             from imdsmock.serve.docker import DockerResolver
 
             resolvers[way] = DockerResolver(config.fleet.docker_socket)
+        elif way == "kubernetes":
+            from imdsmock.serve.kubernetes import KubernetesResolver
+
+            resolvers[way] = KubernetesResolver(config.fleet)
     return resolvers
 
 

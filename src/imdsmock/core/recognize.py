@@ -36,6 +36,7 @@ from imdsmock.config.fleet import (
 )
 from imdsmock.config.schema import RECOGNIZE, MemberConfig
 from imdsmock.core.gate import client_key
+from imdsmock.core.pods import PodRules
 
 __all__ = ["PER_REQUEST", "Recognized", "Recognizer", "Resolver", "Workload", "host_key"]
 
@@ -66,6 +67,8 @@ class Workload(NamedTuple):
     key: str
     names: tuple[str, ...] = ()
     instance: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    """Its labels, sorted (a pod's: ``match.pod`` rules compare them)."""
 
 
 class Resolver(Protocol):
@@ -119,9 +122,11 @@ class Recognizer:
         "_exact",
         "_hosts",
         "_listeners",
+        "_matched",
         "_names",
         "_networks",
         "_order",
+        "_pods",
         "_ports",
         "_resolvers",
         "has_host",
@@ -146,8 +151,12 @@ class Recognizer:
         self._names[""] = {}
         self.spawned: Mapping[tuple[str, str], str] = dict(spawned or {})
         """(way, workload key) -> the member made for it from the template."""
+        members = tuple(members)
         for member in members:
             self._add(member)
+        self._pods = PodRules(members)
+        # Each workload's answer (a pod's rules are tried in order, not looked up).
+        self._matched: dict[Workload, Recognized | None] = {}
         # Longest prefix first: the most specific network wins (equal ones: list order).
         self._networks.sort(key=lambda item: -item[0].prefixlen)
         self._resolvers = dict(resolvers or {})
@@ -247,7 +256,8 @@ class Recognizer:
 
     def match(self, workload: Workload) -> Recognized | None:
         """The member ``workload`` is: the one it names itself, else the first of its names
-        a member's rule holds, else the one the template made for it; None: none."""
+        a member's rule holds (a pod: the first member with a ``match.pod`` rule it
+        matches), else the one the template made for it; None: none."""
         if workload.instance is not None:
             named = self._names[""].get(workload.instance)
             if named is not None:
@@ -258,10 +268,29 @@ class Recognizer:
                 found = rules.get(name)
                 if found is not None:
                     return found
+        if workload.way == "kubernetes" and self._pods:
+            found = self._pod(workload)
+            if found is not None:
+                return found
         made = self.spawned.get((workload.way, workload.key))
         if made is not None:
             return Recognized(made, f"{workload.way} template {workload.key}")
         return None
+
+    def _pod(self, workload: Workload) -> Recognized | None:
+        """The member whose ``match.pod`` rule the pod ``workload`` matches first."""
+        matched = self._matched
+        if workload in matched:
+            return matched[workload]
+        namespace, _, name = workload.key.partition("/")
+        hit = self._pods.match(namespace, name, dict(workload.labels))
+        found = None
+        if hit is not None:
+            found = Recognized(hit[0], f"pod {workload.key} (match.pod[{hit[1]}])")
+        if len(matched) >= CACHE_MAX:
+            matched.clear()
+        matched[workload] = found
+        return found
 
     def _network(self, key: str) -> Recognized | None:
         if not self._networks:

@@ -12,7 +12,6 @@ is decoded in a worker thread). Where the API is and how to trust it comes from 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import ssl
@@ -237,9 +236,9 @@ class _Exchange:
     async def __aexit__(self, *exc: object) -> None:
         writer = self._writer
         if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            # Aborted, not closed: a TLS goodbye would wait for the server (a cancelled
+            # watch must end at once, before the app closes its loop).
+            writer.transport.abort()
 
     async def more(self, idle: float) -> bool:
         """Read what comes next into the reply; False at the end of the stream."""

@@ -6,8 +6,10 @@ watched from the list's resource version with bookmarks on; each event updates t
 at once (a deleted pod's address is dropped as the event lands). A watch the server ends
 is started again from the last version seen; an expired version (410 Gone) lists again;
 a failure (the API unreachable, an error answer) is logged once, retried with a growing
-pause, and logged again when the watch is back. Meanwhile the pods known stay known: a
-watch resumed from its version replays what it missed.
+pause, and logged again when the watch is back. Meanwhile the pods known are answered for
+:data:`TRUSTED_FOR` seconds, then none until the watch is back (a pod deleted meanwhile may
+have handed its address to another); a watch resumed from its version replays what it
+missed.
 
 Nothing here blocks the event loop: the API is read with asyncio streams
 (:mod:`imdsmock.serve.kubeapi`), a large list is decoded in a worker thread.
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -27,10 +30,19 @@ from urllib.parse import urlencode
 from imdsmock.config.fleet import NODE_RULE, check_node
 from imdsmock.config.schema import FleetConfig
 from imdsmock.core.pods import Pod, PodIndex, pod_from
+from imdsmock.core.recognize import Workload
 from imdsmock.errors import ConfigError, quote
 from imdsmock.serve.kubeapi import ApiError, Endpoint, Gone, endpoint, get_json, lines
 
-__all__ = ["PAGE", "RETRY_CAP", "RETRY_FIRST", "WATCH_SECONDS", "PodWatcher"]
+__all__ = [
+    "PAGE",
+    "RETRY_CAP",
+    "RETRY_FIRST",
+    "TRUSTED_FOR",
+    "WATCH_SECONDS",
+    "KubernetesResolver",
+    "PodWatcher",
+]
 
 log = logging.getLogger("imdsmock")
 
@@ -42,6 +54,13 @@ WATCH_SECONDS = 300
 
 RETRY_FIRST, RETRY_CAP = 0.5, 30.0
 """Seconds before a failed list or watch is tried again, doubling up to the cap."""
+
+TRUSTED_FOR = 30.0
+"""Seconds the pods known are still answered for once the API cannot be followed (then no
+client is, until it can: a pod deleted meanwhile may have handed its address on)."""
+
+# Clients remembered as logged (and pods as offered); past it the memory starts again.
+_LOGGED_MAX = 16_384
 
 # A watch that ends sooner than this having delivered nothing counts as a failure (a
 # server that closes every watch at once must not be asked in a tight loop).
@@ -78,7 +97,8 @@ class PodWatcher:
         """The resource version the watch resumes from ("" until a list landed)."""
         self.synced = asyncio.Event()
         """Set once a list landed (the index holds every pod since)."""
-        self._failing = False
+        self.failing_since: float | None = None
+        """When following the API began to fail (``time.monotonic()``), None while it works."""
 
     @property
     def scope(self) -> str:
@@ -117,22 +137,29 @@ class PodWatcher:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, RETRY_CAP)
 
+    def trusted(self, now: float) -> bool:
+        """Whether the pods known may be answered for at ``now`` (``time.monotonic()``):
+        while the API is followed, and :data:`TRUSTED_FOR` seconds after it failed."""
+        since = self.failing_since
+        return since is None or now - since <= TRUSTED_FOR
+
     def _failed(self, exc: ApiError) -> None:
-        if not self._failing:
-            self._failing = True
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
             known = len(self.index)
             log.warning(
-                "kubernetes: cannot follow %s (%s); clients are recognised from the %d "
-                "pod%s known meanwhile, retrying",
+                "kubernetes: cannot follow %s (%s); the %d pod%s known are answered for "
+                "%g s more, then none until it is back; retrying",
                 self.scope,
                 exc,
                 known,
                 "" if known == 1 else "s",
+                TRUSTED_FOR,
             )
 
     def _back(self) -> None:
-        if self._failing:
-            self._failing = False
+        if self.failing_since is not None:
+            self.failing_since = None
             log.warning("kubernetes: following %s again at %s", self.scope, self.api.url)
 
     async def list(self) -> None:
@@ -229,3 +256,101 @@ def _list_parts(page: Any, url: str) -> tuple[list[Any], Mapping[str, Any]]:
     if not isinstance(page, dict) or not (items is None or isinstance(items, list)):
         raise ApiError(f"{url} answered something other than a list of pods: {quote(page)}")
     return items or [], meta if isinstance(meta, dict) else {}
+
+
+class KubernetesResolver:
+    """The ``kubernetes`` way: who a client is, from the pods a :class:`PodWatcher`
+    follows (a dictionary read: the table is whole, nothing is asked per client).
+
+    A client no live pod has is unknown (recognised by the next way) until the watch says
+    a pod has its address. Each pod seen live is offered once to :attr:`found` (the fleet
+    may make a template instance for it), in a worker thread, one at a time, so that its
+    instance is ready by the time its containers ask.
+    """
+
+    way = "kubernetes"
+
+    def __init__(self, fleet: FleetConfig, env: Mapping[str, str] | None = None) -> None:
+        self.watcher = PodWatcher(fleet, env, changed=self._changed)
+        self.found: Callable[[Workload], object] | None = None
+        self._workloads: dict[str, Workload] = {}  # pod uid -> its workload now
+        self._offers: asyncio.Queue[Workload] | None = None
+        self._offered: dict[str, None] = {}
+        self._unknown: dict[str, None] = {}  # clients logged as no pod's
+
+    def lookup(self, client: str) -> Workload | None:
+        """The workload of the live pod with address ``client``, or None (also while the
+        pods known are no longer trusted: :meth:`PodWatcher.trusted`)."""
+        watcher = self.watcher
+        pod = watcher.index.get(client)
+        if pod is not None:
+            if watcher.failing_since is not None and not watcher.trusted(time.monotonic()):
+                return None
+            return self._workloads.get(pod.uid)
+        if self.watcher.synced.is_set() and client not in self._unknown:
+            if len(self._unknown) >= _LOGGED_MAX:
+                self._unknown.clear()
+            self._unknown[client] = None
+            log.info(
+                "kubernetes: no live pod of %s has address %s (the node, a host-network "
+                "pod, or one not seen yet); recognised by the next way (logged once)",
+                self.watcher.scope.removeprefix("the pods of "),
+                client,
+            )
+        return None
+
+    def _changed(self, old: Pod | None, new: Pod | None) -> None:
+        if new is None or not new.live:
+            if old is not None:
+                self._workloads.pop(old.uid, None)
+            return
+        workload = Workload(
+            way=self.way,
+            id=new.uid,
+            key=new.key,
+            names=(new.key,),
+            instance=new.instance,
+            labels=tuple(sorted(new.labels.items())),
+        )
+        self._workloads[new.uid] = workload
+        for address in new.ips:
+            self._unknown.pop(address, None)  # its next unknown answer is logged again
+        if self.found is not None and new.uid not in self._offered:
+            if len(self._offered) >= _LOGGED_MAX:
+                self._offered.clear()
+            self._offered[new.uid] = None
+            if self._offers is not None:
+                self._offers.put_nowait(workload)
+
+    async def run(self) -> None:
+        """Follow the pods until cancelled, offering new ones to :attr:`found`."""
+        self._offers = asyncio.Queue()
+        offering = asyncio.ensure_future(self._offer(self._offers))
+        try:
+            await self.watcher.run()
+        finally:
+            offering.cancel()
+            await asyncio.gather(offering, return_exceptions=True)
+
+    async def _offer(self, offers: asyncio.Queue[Workload]) -> None:
+        while True:
+            workload = await offers.get()
+            found = self.found
+            if found is None:
+                continue
+            try:
+                # Making an instance compiles its tables: not the loop's work.
+                why = await asyncio.to_thread(found, workload)
+            except Exception:  # a bug in the fleet must not stop the watch
+                log.exception("kubernetes: making an instance for pod %s failed", workload.key)
+                continue
+            if isinstance(why, str):  # offered once per pod: logged once
+                log.warning(
+                    "kubernetes: no template instance for pod %s (%s); it is recognised by "
+                    "the next way",
+                    workload.key,
+                    why,
+                )
+
+    async def close(self) -> None:
+        """Nothing to stop beyond :meth:`run` (cancelled by the app)."""

@@ -26,6 +26,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Protocol
 
 from imdsmock.core.recognize import Workload
 from imdsmock.errors import ImdsMockError
@@ -35,6 +36,7 @@ __all__ = [
     "RETRY_AFTER",
     "CachedResolver",
     "ResolveError",
+    "Running",
 ]
 
 log = logging.getLogger("imdsmock")
@@ -269,3 +271,20 @@ class CachedResolver(ABC):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Running(Protocol):
+    """A resolver as the app runs it: :class:`CachedResolver`, or one that keeps a whole
+    table of its own (the Kubernetes pods of a node: :mod:`imdsmock.serve.kubernetes`)."""
+
+    way: str
+    found: Callable[[Workload], object] | None
+
+    def lookup(self, client: str) -> Workload | None:
+        """Who ``client`` is, from memory (never waits)."""
+
+    async def run(self) -> None:
+        """Follow the other system until cancelled (a background job of the app)."""
+
+    async def close(self) -> None:
+        """Stop what still runs."""
