@@ -1,6 +1,9 @@
 # The imdsmock image: the IMDS server as a non-root user, configured by env and a mounted file,
 # logging to stdout, healthy only while IMDS answers. It doubles as the routing sidecar
-# (`imdsmock route sidecar`, run as root with NET_ADMIN), so it carries iptables and iproute2.
+# (`imdsmock route sidecar`, run as root with NET_ADMIN) and as the node-mode agent's routing
+# (`imdsmock route node`, as root with only NET_ADMIN and NET_RAW in the node's network
+# namespace; `imdsmock route node --down` is its preStop), so it carries iptables (with the
+# -restore tools) and iproute2.
 #   docker build -t imdsmock .
 #   docker run --rm -p 127.0.0.1:1338:1338 imdsmock
 # Offline builds: when docker/wheels/ holds wheels (scripts/build-base-image puts them there),
