@@ -39,7 +39,7 @@ def test_serve_options_before_a_subcommand_that_takes_none_are_refused() -> None
 
 
 MISTYPED = [
-    ("imdsmock", ["cofnig"], "imdsmock: error: unknown command 'cofnig'; expected one of: serve, config, cert, route, ctl, version, completion; did you mean 'config'?"),
+    ("imdsmock", ["cofnig"], "imdsmock: error: unknown command 'cofnig'; expected one of: serve, config, cert, route, ctl, capture, version, completion; did you mean 'config'?"),
     ("imdsmock-after-options", ["--region", "eu-west-1", "confg"], "did you mean 'config'?"),
     ("ctl", ["ctl", "stat"], "imdsmock ctl: error: argument command: invalid choice: 'stat' (choose from 'state', 'metadata', "),
     ("ctl-nested", ["ctl", "metadata", "sett", "x", "y"], "(choose from 'get', 'set', 'delete', 'list', 'reset'); did you mean 'set'?"),
@@ -146,8 +146,8 @@ def test_bash_completes_a_config_file_name(bash_script: Path, tmp_path: Path) ->
 
 ZSH = shutil.which("zsh")
 ZSH_CASES = [
-    ("subcommands", ["imdsmock", ""], "serve config cert route ctl version completion"),
-    ("after-serve-options", ["imdsmock", "--region", "eu-west-1", ""], "serve config cert route ctl version completion"),
+    ("subcommands", ["imdsmock", ""], "serve config cert route ctl capture version completion"),
+    ("after-serve-options", ["imdsmock", "--region", "eu-west-1", ""], "serve config cert route ctl capture version completion"),
     ("nested", ["imdsmock", "ctl", "metadata", ""], "get set delete list reset"),
     ("option-value", ["imdsmock", "ctl", "options", "--http-tokens", ""], "optional required"),
     ("files", ["imdsmock", "-c", ""], "FILES"),

@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("imdsmock.control",),  # operations, routes, OpenAPI, the ctl client
     ("imdsmock.serve",),  # asyncio listeners, binding, the real-credential refresher
     ("imdsmock.aemm",),  # the Go mock's interface mapped onto Config
+    ("imdsmock.capture",),  # walking a running IMDS into a configuration that reproduces it
     ("imdsmock.sdkenv", "imdsmock.app"),  # assembly
     ("imdsmock.watch", "imdsmock.api"),  # reloads; the Python API
     ("imdsmock.completion",),  # shell completion scripts, from the parsers it is given

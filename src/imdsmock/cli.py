@@ -2,8 +2,9 @@
 
 ``imdsmock`` with no subcommand serves. Subcommands: ``serve``, ``config`` (print the
 effective configuration), ``cert`` (print the identity-signing certificate), ``route``
-(make 169.254.169.254 reach the mock), ``ctl`` (drive a running mock), ``version``,
-``completion`` (a bash or zsh completion script). Serve options may stand before ``serve``,
+(make 169.254.169.254 reach the mock), ``ctl`` (drive a running mock), ``capture`` (write
+the configuration of a running IMDS), ``version``, ``completion`` (a bash or zsh
+completion script). Serve options may stand before ``serve``,
 ``config`` and ``cert`` too (``imdsmock --region eu-west-1 config``).
 
 Bad input ends with one line on stderr and exit status 2; never a traceback.
@@ -126,7 +127,8 @@ def serve_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = Parser(
         prog=prog,
         description="A faithful EC2 instance metadata service (IMDS) for local use.",
-        epilog="Subcommands: serve (default), config, cert, route, ctl, version, completion; "
+        epilog="Subcommands: serve (default), config, cert, route, ctl, capture, version, "
+        "completion; "
         "serve options may come before config, cert and serve too. "
         "Every option has an IMDSMOCK_* environment variable (e.g. IMDSMOCK_PORT).",
     )
@@ -274,6 +276,109 @@ def _cmd_completion(argv: Sequence[str]) -> int:
     return 0
 
 
+def _capture_parser() -> argparse.ArgumentParser:
+    from imdsmock.capture.run import DEFAULT_URL, LIMITS
+    from imdsmock.config.argparsing import Parser
+
+    p = Parser(
+        prog=f"{PROG} capture",
+        description="Walk a running IMDS (IMDSv2, else IMDSv1) and write a configuration that "
+        "reproduces its tree: instance keys where they map, paths for the rest. Credentials, "
+        "tokens and identity signatures are left out (the mock makes its own; the role name "
+        "is kept). Requests go to URL only.",
+    )
+    p.add_argument(
+        "url", nargs="?", default=DEFAULT_URL, metavar="URL", help=f"default {DEFAULT_URL}"
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default stdout)")
+    p.add_argument("--user-data", action="store_true", help="keep the user data (left out else)")
+    p.add_argument(
+        "--as-instance",
+        metavar="NAME",
+        help="write one entry of a fleet's instances: (every key given, none inherited)",
+    )
+    b = p.add_argument_group("bounds")
+    b.add_argument(
+        "--timeout",
+        type=_number(float, 0.01, 600),
+        default=LIMITS["timeout"],
+        metavar="SECONDS",
+        help=f"for each request (default {LIMITS['timeout']:g})",
+    )
+    for name, low, high, what in (
+        ("max-paths", 2, 1_000_000, "requests"),
+        ("max-bytes", 1024, 1024**3, "body bytes in all"),
+        ("max-depth", 2, 64, "segments of a path"),
+    ):
+        default = int(LIMITS[name.replace("-", "_")])
+        b.add_argument(
+            f"--{name}",
+            type=_number(int, low, high),
+            default=default,
+            metavar="N",
+            help=f"at most N {what} (default {default})",
+        )
+    return p
+
+
+def _number(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` from ``low`` to ``high``, else one line."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number from {low:g} to {high:g}")
+        return value
+
+    return convert
+
+
+def _cmd_capture(argv: Sequence[str]) -> int:
+    from imdsmock.capture.client import CaptureFailed
+    from imdsmock.capture.run import capture, report
+
+    ns = _capture_parser().parse_args(argv)
+
+    def say(line: str, level: str = "") -> None:
+        print(f"{PROG}: {level}{line}", file=sys.stderr, flush=True)
+
+    try:
+        result = capture(
+            ns.url,
+            user_data=ns.user_data,
+            as_instance=ns.as_instance,
+            timeout=ns.timeout,
+            max_paths=ns.max_paths,
+            max_bytes=ns.max_bytes,
+            max_depth=ns.max_depth,
+            warn=lambda line: say(line, "warning: "),
+        )
+    except CaptureFailed as exc:
+        say(str(exc), "error: ")
+        return 1
+    if ns.output is None:
+        sys.stdout.write(result.text)
+    else:
+        _write(ns.output, result.text)
+    for line in report(result):
+        say(line)
+    return 0
+
+
+def _write(path: str, text: str) -> None:
+    from imdsmock.errors import ImdsMockError, quote
+
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise ImdsMockError(f"-o {quote(path)} cannot be written: {exc.strerror or exc}") from None
+
+
 def _cmd_route(argv: Sequence[str]) -> int:
     from .netsetup.cli import main as route_main
 
@@ -293,6 +398,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "cert": _cmd_cert,
     "route": _cmd_route,
     "ctl": _cmd_ctl,
+    "capture": _cmd_capture,
     "version": _cmd_version,
     "completion": _cmd_completion,
 }
@@ -312,6 +418,7 @@ def command_parsers() -> dict[str, argparse.ArgumentParser]:
         "cert": _cert_parser(),
         "route": route_parser(),
         "ctl": ctl_parser(),
+        "capture": _capture_parser(),
         "version": _version_parser(),
         "completion": _completion_parser(),
     }

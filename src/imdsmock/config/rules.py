@@ -25,7 +25,7 @@ from imdsmock.config.regions import known_zones
 from imdsmock.config.schema import Config
 from imdsmock.errors import ConfigError, did_you_mean
 
-__all__ = ["RULES", "Broken", "Rule", "check"]
+__all__ = ["REGION_PATTERN", "RULES", "ZONE_PATTERN", "Broken", "Rule", "check"]
 
 # Every pattern is matched whole (fullmatch): "$" would let a trailing newline through.
 _TAG_KEY = re.compile(r"[A-Za-z0-9+\-=._:@]+")
@@ -34,6 +34,10 @@ _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 _ACCOUNT = re.compile(r"[0-9]{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
 _ZONE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]")
+REGION_PATTERN = _REGION
+"""How a region name is spelt (``us-east-1``), known or not."""
+ZONE_PATTERN = _ZONE
+"""How a zone name is spelt (``us-east-1a``), known or not."""
 # EC2 key pair names: up to 255 ASCII characters, no leading or trailing space.
 _KEY_NAME = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
 _USER_DATA_LIMIT = 16 * 1024

@@ -33,9 +33,12 @@ __all__ = [
     "Facts",
     "Leaf",
     "Tree",
+    "apply_paths",
     "base_tree",
     "credential_leaves",
     "facts",
+    "identity_document",
+    "listing_overrides",
     "role_document_paths",
 ]
 
@@ -172,8 +175,12 @@ def identity_document(inst: InstanceConfig, f: Facts) -> dict[str, object]:
     } | dict(inst.identity_document)
 
 
-def base_tree(cfg: Config, signer: Signer, started: float) -> Tree:
-    """Every leaf that does not change with time, for the configured instance."""
+def base_tree(cfg: Config, signer: Signer | None, started: float) -> Tree:
+    """Every leaf that does not change with time, for the configured instance.
+
+    Without a ``signer`` the signed leaves (``signature``, ``pkcs7``, ``rsa2048``) are left
+    out: ``imdsmock capture`` compares a captured tree with the rest.
+    """
     inst = cfg.instance
     f = facts(inst, started)
     t: Tree = {}
@@ -234,10 +241,11 @@ def base_tree(cfg: Config, signer: Signer, started: float) -> Tree:
     put(md + "identity-credentials/ec2/info", _info(f, AccountId=inst.account_id))
     document = dumps(identity_document(inst, f)).encode()
     t["dynamic/instance-identity/document"] = Leaf(document)
-    put("dynamic/instance-identity/signature", signer.signature(document))
-    pkcs7 = signer.pkcs7(document)
-    put("dynamic/instance-identity/pkcs7", pkcs7)
-    put("dynamic/instance-identity/rsa2048", pkcs7)
+    if signer is not None:
+        put("dynamic/instance-identity/signature", signer.signature(document))
+        pkcs7 = signer.pkcs7(document)
+        put("dynamic/instance-identity/pkcs7", pkcs7)
+        put("dynamic/instance-identity/rsa2048", pkcs7)
     put("dynamic/fws/instance-monitoring", inst.monitoring)
     data = inst.user_data_bytes()
     if data is not None:

@@ -1,0 +1,1 @@
+"""``imdsmock capture``: walk a running IMDS and write a configuration that reproduces it."""
