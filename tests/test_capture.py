@@ -143,7 +143,8 @@ def test_the_capture_is_small_keys_for_facts_paths_for_the_rest(custom: Path) ->
     instance = config["instance"]
     assert instance["instance-id"] == "i-0abc1234def567890"
     assert instance["availability-zone"] == "eu-west-1b"
-    assert "region" not in instance  # derived from the zone
+    assert "region" not in instance  # the zone's
+    assert "availability-zone-id" not in instance  # derived from the zone
     assert "instance-type" in instance
     assert "ami-id" not in instance
     assert instance["tags"] == {"Name": "web-1", "Team": "core", "aws:autoscaling:groupName": "web"}
@@ -261,7 +262,7 @@ def test_a_capture_of_the_go_mock_reproduces_its_leaves(tmp_path: Path) -> None:
     for said in (
         "the copy differs: listing of the version root: the copy lists the same entries",
         "the copy differs: the listing of meta-data/iam/ names security-credentials twice",
-        "the copy differs: listing of meta-data/: the copy lacks spot/",
+        "the copy differs: listing of meta-data/: the copy adds identity-credentials/\n",
         "the copy differs: content type: the copy serves text/plain where",
         "left out (scenario notices: start the scenario on the copy",
         "instance.account-id is '0123456789'; expected 12 digits",

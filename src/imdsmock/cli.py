@@ -362,6 +362,7 @@ def _cmd_capture(argv: Sequence[str]) -> int:
         return 1
     if ns.output is None:
         sys.stdout.write(result.text)
+        sys.stdout.flush()  # the configuration, then what is said about it
     else:
         _write(ns.output, result.text)
     for line in report(result):

@@ -24,7 +24,7 @@ import copy
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,7 @@ __all__ = ["Reproduction", "reproduce"]
 _DERIVED_JSON = frozenset({"meta-data/iam/info"})
 _SIGNED = ("signature", "pkcs7", "rsa2048")
 _EXTENDED = "meta-data/iam/security-credentials-extended"
+_DERIVED_FIRST = ("availability-zone-id", "hostname", "public-hostname", "availability-zone")
 _ORDER = {dashed(f.name): i for i, f in enumerate(dataclasses.fields(InstanceConfig))}
 
 
@@ -169,7 +170,8 @@ def _pare(keys: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
         for name in entry
         if name != "mac"
     ]
-    units += [(name,) for name in keys]
+    # Derived keys first: a region stays, the zone it implies goes (not the other way).
+    units += [(name,) for name in sorted(keys, key=lambda k: k not in _DERIVED_FIRST)]
     for unit in units:
         trial = copy.deepcopy(keys)
         if unit[0] not in trial:
@@ -290,6 +292,8 @@ def _copy_tree(cfg: Config, paths: Mapping[str, str | None]) -> Tree:
 
 
 def _listings(c: Captured, cfg: Config, paths: Mapping[str, str | None]) -> list[str]:
+    """One line per captured listing the copy writes otherwise, for reasons other than
+    what was left out on purpose (already said)."""
     tree = _copy_tree(cfg, paths)
     live = {
         d: text
@@ -297,29 +301,46 @@ def _listings(c: Captured, cfg: Config, paths: Mapping[str, str | None]) -> list
         if any(p.startswith(d + "/") for p in tree)
     }
     table = compile_table(tree, listing_overrides=live)
+    skipped = [path.rstrip("/") for path in c.left_out]
+
+    def explained(path: str) -> bool:  # everything under it was left out on purpose
+        return any(p == path or p.startswith(path + "/") for p in skipped)
+
     notes = []
     for directory, theirs in sorted(c.listings.items()):
         entry = table.entries.get(directory)
         mine = entry.get.body if entry is not None and directory not in tree else None
-        if mine != theirs:
-            notes.append(_listing_note(directory, theirs, mine))
+        if mine == theirs:
+            continue
+        if mine is None:
+            if not explained(directory):
+                notes.append(f"listing of {directory}/: the copy has no such directory")
+            continue
+        note = _listing_note(directory, theirs, mine, explained)
+        if note is not None:
+            notes.append(note)
     return notes
 
 
-def _listing_note(directory: str, theirs: bytes, mine: bytes | None) -> str:
+def _listing_note(
+    directory: str, theirs: bytes, mine: bytes, explained: Callable[[str], bool]
+) -> str | None:
     shown = f"{directory}/" if directory else "the version root"
-    if mine is None:
-        return f"listing of {shown}: the copy has no such directory (what it held is left out)"
     a = [line.strip() for line in theirs.decode("utf-8", "replace").split("\n") if line.strip()]
     b = mine.decode("utf-8").split("\n")
-    parts = []
-    lacks = [x for x in a if x not in b]
+    below = f"{directory}/" if directory else ""
+    lacks = [x for x in a if x not in b and not explained(below + x.split("=")[0].rstrip("/"))]
     adds = [x for x in b if x not in a]
+    parts = []
     if lacks:
         parts.append("lacks " + ", ".join(lacks))
     if adds:
         parts.append("adds " + ", ".join(adds))
     if not parts:
+        raw = theirs.decode("utf-8", "replace").split("\n")
+        kept = [x for x in raw if not x.strip() or x.strip() in b]
+        if "\n".join(kept).encode() == mine:
+            return None  # only what was left out differs
         parts.append(
             "lists the same entries as IMDS writes them (once each, no newline at the end)"
         )
