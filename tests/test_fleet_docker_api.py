@@ -37,8 +37,9 @@ class Engine:
         self.status = 200
         self.lists = 0
         self.chunked_lists = False
+        self.delay = 0.0
 
-    def run(self, cid: str, name: str, address: str, **labels: str) -> None:
+    def run(self, cid: str, name: str, address: str, *, event: bool = True, **labels: str) -> None:
         """A container starts, on a user-defined network (its address only there)."""
         self.containers.append(
             {
@@ -53,7 +54,8 @@ class Engine:
                 },
             }
         )
-        self.events.put({"Type": "container", "Action": "start", "Actor": {"ID": cid}})
+        if event:
+            self.events.put({"Type": "container", "Action": "start", "Actor": {"ID": cid}})
 
     def stop(self, cid: str) -> None:
         self.containers = [c for c in self.containers if c["Id"] != cid]
@@ -73,6 +75,7 @@ def stub_engine(path: Path) -> Iterator[Engine]:
         def do_GET(self) -> None:
             if self.path == "/containers/json":
                 engine.lists += 1
+                time.sleep(engine.delay)
                 body = json.dumps(engine.containers).encode()
                 self.send_response(engine.status)
                 if engine.chunked_lists:
@@ -150,8 +153,9 @@ def instance_of(port: int, source: str) -> str:
 
 def test_containers_are_recognised_by_name_service_and_label(tmp_path: Path) -> None:
     """A container named web, a compose container of service web, one labelled
-    imdsmock.instance=batch: each its instance from its second connection on; a container
-    nothing matches, and an address no container has, the default instance."""
+    imdsmock.instance=batch: each its instance from its first connection on (which waits
+    for the engine's answer); a container nothing matches, and an address no container
+    has, the default instance."""
     sock = tmp_path / "docker.sock"
     with stub_engine(sock) as engine, serve(fleet_config(sock)) as running:
         engine.run("c1", "web", "127.0.0.2")
@@ -161,13 +165,14 @@ def test_containers_are_recognised_by_name_service_and_label(tmp_path: Path) -> 
         engine.run("c3", "nightly", "127.0.0.4", **{"imdsmock.instance": "batch"})
         engine.run("c4", "other", "127.0.0.5")
         port = running.port
-        assert instance_of(port, "127.0.0.2") == "i-0d0d0d0d0d0d0d0d0"  # not waited for
-        assert eventually(lambda: instance_of(port, "127.0.0.2") == "i-0aaaaaaaaaaaaaaa1")
+        assert instance_of(port, "127.0.0.2") == "i-0aaaaaaaaaaaaaaa1"
+        assert engine.lists == 1
         # The one listing taught the mock every container: no lookup for the others.
         assert instance_of(port, "127.0.0.3") == "i-0aaaaaaaaaaaaaaa1"
         assert instance_of(port, "127.0.0.4") == "i-0bbbbbbbbbbbbbbb2"
         assert instance_of(port, "127.0.0.5") == "i-0d0d0d0d0d0d0d0d0"
         assert instance_of(port, "127.0.0.6") == "i-0d0d0d0d0d0d0d0d0"
+        assert engine.lists == 2  # 127.0.0.6: nobody, asked once
         fleet = running.app.fleet
         assert fleet is not None
         assert {(c.client, c.why) for c in fleet.clients("web")} == {
@@ -244,6 +249,30 @@ def test_the_template_gives_each_unmatched_container_an_instance_of_its_own(
             "com.docker.compose.service": "api"})  # fmt: skip
         assert eventually(lambda: instance_of(port, "127.0.0.9") == wanted)
         assert running.app.fleet.names() == names
+
+
+def test_a_slow_engine_holds_a_first_connection_at_most_a_second(tmp_path: Path) -> None:
+    """An engine slower than HOLD to answer: the first connection is answered after HOLD
+    by the next way (the default instance here), the loop serving others meanwhile; a
+    later one is the container's. A chunked listing is read as well."""
+    sock = tmp_path / "docker.sock"
+    with stub_engine(sock) as engine, serve(fleet_config(sock)) as running:
+        port = running.port
+        # 127.0.0.1 is nobody, known as such for RETRY_AFTER: its connections are not held.
+        assert instance_of(port, "127.0.0.1") == "i-0d0d0d0d0d0d0d0d0"
+        engine.run("c1", "web", "127.0.0.2", event=False)  # (its start event would drop that)
+        engine.delay, engine.chunked_lists = 2.0, True
+        started = time.monotonic()
+        held = threading.Thread(target=lambda: answers.append(instance_of(port, "127.0.0.2")))
+        answers: list[str] = []
+        held.start()
+        time.sleep(0.2)
+        assert instance_of(port, "127.0.0.1") == "i-0d0d0d0d0d0d0d0d0"  # not held
+        assert time.monotonic() - started < 0.9
+        held.join()
+        assert answers == ["i-0d0d0d0d0d0d0d0d0"]
+        assert 0.9 < time.monotonic() - started < 1.9
+        assert eventually(lambda: instance_of(port, "127.0.0.2") == "i-0aaaaaaaaaaaaaaa1")
 
 
 def test_the_template_limit_is_logged_once_per_client(

@@ -158,8 +158,9 @@ def test_each_container_gets_its_own_instance_and_a_reused_address_never_the_old
         net.run(batch, f"{net.prefix}.11", "imdsmock.instance=batch")
         net.run(job, f"{net.prefix}.12")
         job_id = derive(config, "docker", job).instance["instance-id"]
-        # The first connection of an unknown container is refused (fleet.unknown: reject)
-        # while the engine is asked; the next ones are its own instance's.
+        # The first connection of a container waits (at most a second) for the engine's
+        # answer; on a busy machine it may be refused (fleet.unknown: reject), and the next
+        # one is its own instance's.
         assert until(lambda: net.curl(web, ident) == WEB_ID), net.curl(web, ident)
         assert net.curl(web, roles) == "web-role"
         assert until(lambda: net.curl(batch, ident) == BATCH_ID), net.curl(batch, ident)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 from imdsmock.config.fleet import DEFAULT_NAME
 from imdsmock.config.schema import Config, MemberConfig
 from imdsmock.core.gate import client_key
-from imdsmock.core.recognize import Recognized, Recognizer, Resolver, Workload
+from imdsmock.core.recognize import Pending, Recognized, Recognizer, Resolver, Workload
 from imdsmock.core.snapshot import Snapshot, build_snapshot
 from imdsmock.core.state import State
 from imdsmock.errors import ImdsMockError, quote
@@ -164,6 +164,16 @@ class Fleet:
         self.state(name)  # an unknown name is an error, not an empty list
         found = [c for (owner, _), c in list(self._seen.items()) if owner == name]
         return sorted(found, key=lambda c: -c.last)
+
+    def pending(self, client: str) -> Pending | None:
+        """A resolver's lookup of ``client`` under way (its first connection may wait for
+        it), or None."""
+        key = client_key(client)
+        for resolver in self._resolvers.values():
+            waiting = resolver.pending(key)
+            if waiting is not None:
+                return waiting
+        return None
 
     def found(self, workload: Workload) -> str | None:
         """A resolver found ``workload`` (called in a worker thread, off the loop): when no

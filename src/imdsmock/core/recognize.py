@@ -23,8 +23,8 @@ fleet's template (:attr:`Recognizer.spawned`, kept by the fleet).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from imdsmock.config.fleet import (
     RESOLVER_RULES,
@@ -38,7 +38,15 @@ from imdsmock.config.schema import RECOGNIZE, MemberConfig
 from imdsmock.core.gate import client_key
 from imdsmock.core.pods import PodRules
 
-__all__ = ["PER_REQUEST", "Recognized", "Recognizer", "Resolver", "Workload", "host_key"]
+__all__ = [
+    "PER_REQUEST",
+    "Pending",
+    "Recognized",
+    "Recognizer",
+    "Resolver",
+    "Workload",
+    "host_key",
+]
 
 # Addresses whose network lookup is remembered (then the cache starts again).
 CACHE_MAX = 4096
@@ -71,6 +79,13 @@ class Workload(NamedTuple):
     """Its labels, sorted (a pod's: ``match.pod`` rules compare them)."""
 
 
+class Pending(Protocol):
+    """A lookup under way (an :class:`asyncio.Future`): calls back when it ends."""
+
+    def add_done_callback(self, fn: Callable[[Any], object], /) -> None:
+        """Call ``fn`` when the lookup ends (at once if it has)."""
+
+
 class Resolver(Protocol):
     """A way of recognising clients that asks another system (Docker, Kubernetes).
 
@@ -82,6 +97,9 @@ class Resolver(Protocol):
 
     def lookup(self, client: str) -> Workload | None:
         """Who ``client`` (a canonical address) is known to be, or None."""
+
+    def pending(self, client: str) -> Pending | None:
+        """The lookup of ``client`` under way, or None."""
 
 
 class _PerRequest:

@@ -244,5 +244,5 @@ class DockerResolver(CachedResolver):
             # Its addresses may be new (a restarted container keeps its ID, not always its
             # address), and addresses that were nobody's may be its now.
             if ident:
-                self.forget(ident)
+                self.forget(ident, gone=False)
             self.forget_unknown()

@@ -74,6 +74,7 @@ class CachedResolver(ABC):
         # client address -> (what it is, or None: nothing; the time the answer expires)
         self._known: dict[str, tuple[Workload | None, float]] = {}
         self._pending: set[str] = set()
+        self._waiters: dict[str, asyncio.Future[None]] = {}
         # Clients learnt from a listing whose workload the fleet has not been given yet.
         self._unseen: set[str] = set()
         self._logged: set[tuple[str, str]] = set()
@@ -115,14 +116,28 @@ class CachedResolver(ABC):
         self._start(client)
         return None
 
+    def pending(self, client: str) -> asyncio.Future[None] | None:
+        """Done when the lookup of ``client`` under way ends (None: none is): a new
+        connection of that client may wait for it, without blocking the loop."""
+        return self._waiters.get(client)
+
     def _start(self, client: str) -> None:
         loop = self._loop
         if loop is None or client in self._pending or len(self._pending) >= PENDING_MAX:
             return
         self._pending.add(client)
-        loop.call_soon_threadsafe(self._spawn, client)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # on the serving loop (a connection): start it at once
+            self._spawn(client)
+        else:
+            loop.call_soon_threadsafe(self._spawn, client)
 
     def _spawn(self, client: str) -> None:
+        assert self._loop is not None
+        self._waiters[client] = self._loop.create_future()
         self._track(asyncio.ensure_future(self._resolve(client)))
 
     def _hand(self, client: str, workload: Workload) -> None:
@@ -180,6 +195,9 @@ class CachedResolver(ABC):
                 self._remember(client, workload, trusted)
         finally:
             self._pending.discard(client)
+            waiter = self._waiters.pop(client, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def _once(self, what: tuple[str, str], message: str, *args: object) -> None:
         """Log ``message`` the first time only for ``what`` (a kind of line and a client)."""
@@ -213,10 +231,14 @@ class CachedResolver(ABC):
         if workload is not None:
             self._unseen.add(client)
 
-    def forget(self, ident: str) -> None:
+    def forget(self, ident: str, *, gone: bool = True) -> None:
         """Drop every answer naming ``ident`` (a container stopped, a pod deleted): its
-        addresses are unknown again, looked up anew on their next connection."""
-        self.epoch += 1
+        addresses are unknown again, looked up anew on their next connection. ``gone``:
+        lookups under way keep nothing either (their listing may show it still); false
+        for something that only changed (a container started again with a new address).
+        """
+        if gone:
+            self.epoch += 1
         for client, (workload, _) in list(self._known.items()):
             if workload is not None and workload.id == ident:
                 del self._known[client]

@@ -547,6 +547,11 @@ class IMDSProtocol(asyncio.Protocol):
             self._transport.abort()
 
 
+HOLD = 1.0
+"""Seconds the first connection of a client a resolver is looking up waits for its answer
+(without blocking the loop) before it is recognised by the ways after it."""
+
+
 class FleetProtocol(IMDSProtocol):
     """A connection to a mock serving a fleet: answered as the instance it is recognised as.
 
@@ -557,11 +562,15 @@ class FleetProtocol(IMDSProtocol):
     ``fleet.unknown: reject``.
     """
 
-    __slots__ = ("_host_seen", "_local", "_refused", "_roster")
+    __slots__ = ("_early", "_host_seen", "_local", "_lookup_timer", "_refused", "_roster")
 
     def __init__(self, options: ServeOptions) -> None:
         super().__init__(options)
         self._refused = False
+        # While a resolver looks the client up: the timer that stops waiting for it, and
+        # what the client sent meanwhile (answered once it is recognised).
+        self._lookup_timer: asyncio.TimerHandle | None = None
+        self._early = b""
         # With host rules: the roster and local address to recognise each request with.
         self._roster: Roster | None = None
         self._local: tuple[str, int] | None = None
@@ -572,16 +581,54 @@ class FleetProtocol(IMDSProtocol):
         fleet = self._options.fleet
         if self._closing or fleet is None:
             return  # shed: nothing is answered
-        roster = fleet.roster
-        recognizer = roster.recognizer
-        if recognizer.uses_local:
+        if fleet.roster.recognizer.uses_local:
             sockname = transport.get_extra_info("sockname")
             self._local = (sockname[0], sockname[1]) if sockname else None
-        found = recognizer.connection(self._client, self._local)
+        if not self._recognize(fleet, hold=True):
+            # A resolver is looking the client up (its first connection): read nothing
+            # until its answer lands, at most HOLD seconds; the loop goes on meanwhile.
+            stream: asyncio.Transport = transport  # type: ignore[assignment]
+            stream.pause_reading()
+            waiting = fleet.pending(self._client)
+            assert self._loop is not None
+            assert waiting is not None
+            self._lookup_timer = self._loop.call_later(HOLD, self._release)
+            waiting.add_done_callback(lambda _done: self._release())
+
+    def _recognize(self, fleet: Fleet, *, hold: bool = False) -> bool:
+        """Recognise the connection; False (nothing done) when ``hold`` and nothing
+        recognised it while a resolver's lookup of the client is under way."""
+        roster = fleet.roster
+        found = roster.recognizer.connection(self._client, self._local)
+        if found is None and hold and fleet.pending(self._client) is not None:
+            return False
         if found is None or isinstance(found, tuple):
             self._enter(fleet, roster, found)
         else:  # PER_REQUEST: each request's Host decides
             self._roster = roster
+        return True
+
+    def _release(self) -> None:
+        """The lookup the connection waited for ended (or HOLD passed): recognise it."""
+        held, self._lookup_timer = self._lookup_timer, None
+        if held is None:
+            return
+        held.cancel()
+        transport, fleet = self._transport, self._options.fleet
+        if transport is None or transport.is_closing() or fleet is None:
+            return
+        self._recognize(fleet)
+        early, self._early = self._early, b""
+        if early:
+            self.data_received(early)
+        if not self._paused and not transport.is_closing():
+            transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lookup_timer is None:
+            super().data_received(data)
+        else:  # waiting for a resolver (reading is paused: a few bytes at most)
+            self._early += data
 
     def _enter(self, fleet: Fleet, roster: Roster, found: Recognized | None) -> None:
         """Answer from now on as the instance ``found`` (None: no rule matched)."""
