@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -350,3 +351,67 @@ def test_removal_retries_when_a_command_fails_once(cluster: Node) -> None:
     assert "removed" in done.stdout
     assert cluster.state() == before
     assert not Path(topo.tmp / "run").exists() or not list((topo.tmp / "run").iterdir())
+
+
+#: Run in the node namespace: the stub Kubernetes API serving node-1's pods, printing its URL.
+KUBE_API = f"""
+import time
+from kubestub import KubeStub
+stub = KubeStub().start()
+stub.add(stub.pod("web-1", "{PODS["pod1"]}", namespace="shop", labels={{"app": "web"}}))
+stub.add(stub.pod("report-7", "{PODS["pod2"]}", namespace="jobs",
+                  annotations={{"imdsmock.io/instance": "batch"}}))
+stub.add(stub.pod("imdsmock-agent", "{NODE_IP}", namespace="imds", host_network=True))
+stub.add(stub.pod("elsewhere", "10.210.0.99", node="node-2"))
+print(stub.url, flush=True)
+while True:
+    time.sleep(60)
+"""
+
+KUBE_FLEET = """
+instance: {{instance-id: i-0d0d0d0d0d0d0d0d0, iam-role: node-default}}
+options: {{hop-limit: 2}}
+fleet:
+  recognize: [kubernetes]
+  kubernetes-api: {url}
+  kubernetes-node: node-1
+instances:
+  - name: web
+    match: {{pod: [{{namespace: shop, labels: {{app: web}}}}]}}
+    instance: {{instance-id: i-0aaaaaaaaaaaaaaa1, iam-role: web-role}}
+  - name: batch
+    instance: {{instance-id: i-0bbbbbbbbbbbbbbb2, iam-role: batch-role}}
+"""
+
+
+def test_the_kubernetes_lookup_names_each_pod_routed_by_the_agent(cluster: Node) -> None:
+    """With the pod lookup (a stub API server serving node-1's pods): each pod routed by
+    route node is recognised by its pod IP, which the DNAT keeps: web-1 by its labels,
+    report-7 by its annotation; the clients table names the pods. The agent's own
+    host-network pod (the node's address) is no pod: asking the mock directly it gets the
+    default instance, and at 169.254.169.254 it still reaches the node's real IMDS."""
+    topo = cluster.topo
+    tests = Path(__file__).resolve().parents[1]
+    env = {**topo.env, "PYTHONPATH": f"{tests}:{topo.env['PYTHONPATH']}"}
+    api = topo.spawn(cluster.node, [sys.executable, "-c", KUBE_API], env=env)
+    assert api.stdout is not None
+    url = api.stdout.readline().strip()
+    config = topo.tmp / "kube-fleet.yaml"
+    config.write_text(KUBE_FLEET.format(url=url), encoding="ascii")
+    topo.mock(cluster.node, NODE_IP, 1338, "-c", str(config))
+    cluster.agent("--mock", f"{NODE_IP}:1338", "--interface", "cni0")
+    deadline = time.monotonic() + 15
+    while cluster.sdk("pod1")["role"] != "web-role":  # the watch lists the pods at start
+        assert time.monotonic() < deadline, "web-1 never recognised"
+        time.sleep(0.2)
+    assert cluster.sdk("pod1")["instance"] == "i-0aaaaaaaaaaaaaaa1"
+    batch = cluster.sdk("pod2")
+    assert (batch["instance"], batch["role"]) == ("i-0bbbbbbbbbbbbbbb2", "batch-role")
+    clients = topo.sh(cluster.node, "curl", "-s", "http://127.0.0.1:1339/v1/instances/web/clients")
+    assert "pod shop/web-1" in clients.stdout
+    assert PODS["pod1"] in clients.stdout
+    direct = topo.sh(
+        cluster.node, "curl", "-s", f"http://{NODE_IP}:1338/latest/meta-data/instance-id"
+    )
+    assert direct.stdout == "i-0d0d0d0d0d0d0d0d0"
+    assert cluster.host_network_instance() == REAL_IMDS_ID
