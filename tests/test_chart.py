@@ -423,9 +423,12 @@ def test_node_host_the_route_would_refuse_fails_the_install(
 @pytest.mark.parametrize("name", NODE)
 def test_node_agent_removes_its_rules_when_stopped(name: str) -> None:
     """The routing container's preStop hook runs `imdsmock route node --down` (rules go even
-    if the process was killed); the pod has a grace period to stop in; the xtables lock and
-    the route record directory are the node's."""
-    spec, route, _ = _node(name)
+    if the process was killed) while the mock's waits two seconds before it is stopped; the
+    pod has a grace period to stop in; the xtables lock and the route record directory are
+    the node's."""
+    spec, route, mock = _node(name)
+    # The mock outlives the hook: stopped after the rules are gone.
+    assert mock["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "2"]
     assert route["lifecycle"]["preStop"]["exec"]["command"] == [
         "imdsmock",
         "route",

@@ -75,6 +75,14 @@ ports:
   - name: control
     containerPort: {{ ternary .Values.node.controlPort 1339 $node }}
     protocol: TCP
+{{- if $node }}
+# Outlive the routing container's preStop hook: the rules go before the mock stops, so a pod
+# is never sent to a mock that has gone.
+lifecycle:
+  preStop:
+    exec:
+      command: [sleep, "2"]
+{{- end }}
 readinessProbe:
   exec:
     command: [python3, -I, -S, /opt/imdsmock/healthcheck.py]
