@@ -11,11 +11,19 @@ from typing import Any, Literal
 from imdsmock.config.scenarios import ScenarioConfig
 from imdsmock.config.schema import SECRET_KEYS, Config, PodRule, dashed
 
-__all__ = ["dump", "to_mapping"]
+__all__ = ["dump", "part", "to_mapping"]
 
 
 def to_mapping(cfg: Config, *, secrets: bool = False) -> dict[str, Any]:
     """The configuration as a file-shaped mapping (dashed keys); secrets masked."""
+    result: dict[str, Any] = part(cfg, "", secrets=secrets)
+    return result
+
+
+def part(obj: object, prefix: str, *, secrets: bool = False) -> Any:
+    """One part of the configuration (a section, a fleet member's ``match``) as the file
+    spells it; ``prefix`` is its key with a trailing dot (``instances.web.match.``, or
+    ``""`` for the whole), which decides what is a secret to mask."""
 
     def walk(obj: Any, prefix: str) -> Any:
         if isinstance(obj, ScenarioConfig):
@@ -39,8 +47,7 @@ def to_mapping(cfg: Config, *, secrets: bool = False) -> dict[str, Any]:
             return {str(k): walk(v, prefix) for k, v in obj.items()}
         return obj
 
-    result: dict[str, Any] = walk(cfg, "")
-    return result
+    return walk(obj, prefix)
 
 
 def dump(

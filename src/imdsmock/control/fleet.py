@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from imdsmock.config.build import with_members
-from imdsmock.config.dump import to_mapping
+from imdsmock.config.dump import part, to_mapping
 from imdsmock.config.fleet import DEFAULT_NAME, Port, listener
 from imdsmock.config.schema import MemberConfig
 from imdsmock.core.fleet import Fleet
@@ -30,8 +30,13 @@ _KEYS = ("name", "match", "instance", "options", "paths", "scenarios")
 
 def listing(fleet: Fleet, requests: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """Every instance, the default one first, as :func:`describe` shows it in short;
-    with ``requests`` (logged requests per instance name) each says its count."""
-    out = [describe(fleet, name) for name in fleet.names()]
+    with ``requests`` (logged requests per instance name) each says its count.
+
+    The clients are counted in one pass for all (the dashboard asks every few seconds,
+    whatever the size of the fleet).
+    """
+    counts = fleet.client_counts()
+    out = [describe(fleet, name, clients=counts.get(name, 0)) for name in fleet.names()]
     if requests is not None:
         for item in out:
             item["requests"] = requests.get(item["name"], 0)
@@ -56,11 +61,14 @@ def selected(fleet: Fleet, selector: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def describe(fleet: Fleet, name: str, *, full: bool = False) -> dict[str, Any]:
+def describe(
+    fleet: Fleet, name: str, *, full: bool = False, clients: int | None = None
+) -> dict[str, Any]:
     """One instance: its name, instance-id, role, match rules (only the kinds it has), the
     scenarios it runs (``running``: as its ``/v1/scenarios`` lists them, configured or
     started at run time) and how many clients it served; with ``full`` the keys its entry
-    sets too (``scenarios``: the entry's own)."""
+    sets too (``scenarios``: the entry's own). ``clients``, when the caller counted them,
+    is the number of clients."""
     state = fleet.state(name)
     snapshot = state.snapshot
     instance = snapshot.config.instance
@@ -70,12 +78,14 @@ def describe(fleet: Fleet, name: str, *, full: bool = False) -> dict[str, Any]:
     if name == DEFAULT_NAME:
         out["match"] = {}
     else:
-        entry = to_mapping(fleet.top.replace(instances=(fleet.member(name),)))["instances"][0]
+        # The member alone, as the configuration's instances list spells it (dumping the
+        # whole configuration for each of a thousand members took most of a second).
+        entry = part(fleet.member(name), "instances.")
         out["match"] = {kind: rules for kind, rules in entry["match"].items() if rules}
         if full:
             out.update((key, entry[key]) for key in _KEYS[2:])
     out["running"] = [dict(s.describe()) for s in snapshot.scenarios]
-    out["clients"] = len(fleet.clients(name))
+    out["clients"] = len(fleet.clients(name)) if clients is None else clients
     return out
 
 

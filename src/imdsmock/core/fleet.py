@@ -223,6 +223,14 @@ class Fleet:
         """The instances the template made: name -> the client key it was made for."""
         return {name: key for (_, key), name in self._spawned.items()}
 
+    def client_counts(self) -> dict[str, int]:
+        """How many clients each instance was recognised for (names without clients are
+        left out), in one pass over the client records."""
+        counts: dict[str, int] = {}
+        for owner, _ in list(self._seen):
+            counts[owner] = counts.get(owner, 0) + 1
+        return counts
+
     # -- changing -----------------------------------------------------------------------
 
     def add(self, member: MemberConfig) -> State:

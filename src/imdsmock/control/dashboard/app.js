@@ -230,7 +230,7 @@ function showTab(name, focus) {
     renderLog();
     refreshReport();
   }
-  if (name === "fleet") refreshClients();
+  if (name === "fleet" && ui.fleet) refreshFleet();
 }
 
 function wireTabs() {
@@ -302,7 +302,10 @@ async function refreshState() {
     refreshIdentity();
     refreshLeaf();
   }
-  if (ui.fleetMode) refreshFleet();
+  // The list of instances costs the mock more the bigger the fleet: asked while the Fleet
+  // view is shown, or when the instances changed.
+  const listed = ui.fleet && ui.fleet.map((i) => i.name).join("\n");
+  if (ui.fleetMode && (view === "fleet" || listed !== state.instances.join("\n"))) refreshFleet();
 }
 
 const drawn = {};
