@@ -96,12 +96,13 @@ def test_ci_holds_values_of_both_modes() -> None:
 # -- lint and schema -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
 @pytest.mark.parametrize("name", [None, *CI], ids=["defaults", *CI])
-def test_lint_strict_finds_nothing(name: str | None) -> None:
-    """`helm lint --strict` (warnings are errors) has no warning or error, with the defaults
-    and with each ci/ values file."""
+def test_lint_strict_finds_nothing(name: str | None, version: str) -> None:
+    """`helm lint --strict --kube-version V` (warnings are errors) has no warning or error,
+    with the defaults and with each ci/ values file, for each Kubernetes version."""
     values = CI[name] if name else None
-    report = helm.lint(str(CHART), values, strict=True)
+    report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{version}")
     assert report["errors"] == []
     findings = [m for m in report["messages"] if m["severity"] >= 2]
     assert findings == []
