@@ -278,6 +278,10 @@ class KubernetesResolver:
         self._offered: dict[str, None] = {}
         self._unknown: dict[str, None] = {}  # clients logged as no pod's
 
+    def pending(self, client: str) -> asyncio.Future[None] | None:
+        """None: every pod is known from the watch before it asks; nothing is looked up."""
+        return None
+
     def lookup(self, client: str) -> Workload | None:
         """The workload of the live pod with address ``client``, or None (also while the
         pods known are no longer trusted: :meth:`PodWatcher.trusted`)."""

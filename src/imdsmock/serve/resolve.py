@@ -305,6 +305,9 @@ class Running(Protocol):
     def lookup(self, client: str) -> Workload | None:
         """Who ``client`` is, from memory (never waits)."""
 
+    def pending(self, client: str) -> asyncio.Future[None] | None:
+        """The lookup of ``client`` under way (its first connection waits for it)."""
+
     async def run(self) -> None:
         """Follow the other system until cancelled (a background job of the app)."""
 
