@@ -8,7 +8,11 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +27,6 @@ kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate is in the test extra"
 )
 
-from imdsmock.config.load import load  # noqa: E402
-from imdsmock.errors import ConfigError  # noqa: E402
 from imdsmock.netsetup.nodeplan import DEFAULT_INTERFACES  # noqa: E402
 
 # The oldest the chart allows (Chart.yaml kubeVersion), one between, the newest known.
@@ -515,32 +517,76 @@ def test_the_users_config_is_merged_over_the_modes() -> None:
     assert cfg["server"]["control-host"] == "0.0.0.0"
 
 
-@pytest.mark.parametrize("name", list(CI))
-def test_the_rendered_configuration_is_one_the_mock_takes(name: str, tmp_path: Path) -> None:
-    """The ConfigMap's file, with the variables the pod sets, loads in the mock as it is
-    (the same validation as `imdsmock config` and serving)."""
+# The variables the kubelet gives every pod, host-network ones included.
+IN_A_POD = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+
+
+def pod_variables(name: str, tmp_path: Path) -> dict[str, str]:
+    """The mock container's variables as the pod has them: downward API fields filled in,
+    $(VAR) expanded, the ConfigMap's file and the Secret's token written under tmp_path."""
     objs = objects(name, tests=False)
-    path = tmp_path / "imdsmock.yaml"
-    path.write_text(one(objs, "ConfigMap")["data"]["imdsmock.yaml"], encoding="utf-8")
+    config = tmp_path / "imdsmock.yaml"
+    config.write_text(one(objs, "ConfigMap")["data"]["imdsmock.yaml"], encoding="utf-8")
     token = tmp_path / "token"
     token.write_text("t0ken\n", encoding="utf-8")
     ((_, spec),) = list(pod_specs(objs))
-    variables = {
-        k: v.replace("$(NODE_IP)", "10.0.0.5")
-        for k, v in env(container(spec, "imdsmock")).items()
-        if k.startswith("IMDSMOCK_") and isinstance(v, str)
-    }
+    fields = {"spec.nodeName": "node-1", "status.hostIP": "10.0.0.5"}
+    variables: dict[str, str] = {}
+    for item in container(spec, "imdsmock")["env"]:
+        if "value" in item:
+            variables[item["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: variables[m[1]], item["value"]
+            )
+        else:
+            variables[item["name"]] = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
+    variables["IMDSMOCK_CONFIG"] = str(config)
     variables["IMDSMOCK_CONTROL_TOKEN_FILE"] = str(token)
-    variables.pop("IMDSMOCK_CONFIG")
-    variables.pop("IMDSMOCK_HEALTHCHECK_URL", None)  # the health check's, not a setting
-    try:
-        cfg = load(file=path, env=variables)
-    except ConfigError as exc:  # pragma: no cover - the failure's message
-        pytest.fail(f"{name}: {exc}")
-    assert cfg.options.hop_limit == config_of(name)["options"]["hop-limit"]
+    variables["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    return variables
+
+
+@pytest.mark.parametrize("name", list(CI))
+def test_the_rendered_configuration_is_one_the_mock_takes(name: str, tmp_path: Path) -> None:
+    """`imdsmock config`, which refuses what serving refuses short of binding, takes the
+    ConfigMap's file with the variables the pod has (node mode's pod lookup finds the API
+    server as in a pod, from the kubelet's KUBERNETES_SERVICE_HOST)."""
+    variables = {
+        k: v for k, v in pod_variables(name, tmp_path).items() if k != "IMDSMOCK_HEALTHCHECK_URL"
+    }
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("IMDSMOCK_", "KUBERNETES_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "imdsmock", "config"],
+        env={**base, **IN_A_POD, **variables},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    dumped = yaml.safe_load(done.stdout)
+    assert dumped["options"]["hop-limit"] == config_of(name)["options"]["hop-limit"]
+    if mode_of(name) == "node":
+        assert dumped["server"]["host"] == variables["IMDSMOCK_HOST"]
     if mode_of(name) == "node" and CI[name].get("node", {}).get("podLookup", True):
-        assert "kubernetes" in cfg.fleet.recognize
-        assert cfg.template.ways == ("kubernetes",)
+        assert "kubernetes" in dumped["fleet"]["recognize"]
+        assert dumped["template"]["ways"] == ["kubernetes"]
+
+
+def test_node_mode_lookup_needs_the_pod_environment(tmp_path: Path) -> None:
+    """Outside a pod (no KUBERNETES_SERVICE_HOST) node mode's configuration is refused in
+    one line: the lookup would not know where the API server is."""
+    variables = pod_variables("node-default.yaml", tmp_path)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("IMDSMOCK_", "KUBERNETES_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "imdsmock", "config"],
+        env={**base, **variables},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("imdsmock: error: fleet.kubernetes-api is ''")
 
 
 # -- helm test -----------------------------------------------------------------------------
