@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any
 
 from . import probes, site
 from .report import Row, median, ratio, render
-from .servers import Imdsmock, Nginx
+from .servers import Imdsmock, Nginx, free_port
 from .wrk import WrkResult, wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -202,6 +203,52 @@ def workers_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None
             s.stop()
 
 
+def fleet_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None:
+    """One instance against a fleet of ``args.fleet`` instances: the state each holds, and
+    keep-alive GETs from 32 clients, each on a port of its own instance (the fleet's
+    members are recognised by listener; the one instance serves them all on its port)."""
+    n = args.fleet
+    for count, label in ((0, "1 instance"), (n, f"{n} instances")):
+        _say(f"fleet state, {label} (load {_load()})")
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.fleetmem", str(count)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        data = json.loads(out.stdout.splitlines()[-1])
+        samples[f"state (tracemalloc), {label}"]["imdsmock"].append(data["traced_mb"])
+        samples[f"build, {label}"]["imdsmock"].append(data["build_s"])
+    ports = [free_port() for _ in range(n)]
+    one = Imdsmock(str(site.write_fleet_config(tmp, 0)))
+    try:
+        _say(f"starting {n} instances (load {_load()})")
+        many = Imdsmock(str(site.write_fleet_config(tmp, n, ports)), timeout=900)
+    except BaseException:
+        one.stop()
+        raise
+    pair = [one, many]
+    rng = random.Random()
+    try:
+        for s, label in ((one, "1 instance"), (many, f"{n} instances")):
+            samples[f"rss idle, {label}"]["imdsmock"].append(s.rss_kb() / 1024)
+        for rnd in range(args.rounds):
+            _say(f"fleet, round {rnd + 1}/{args.rounds} (load {_load()})")
+            for s in _alternate(pair, rnd):
+                # 32 instances of the fleet, a new draw each round.
+                chosen = rng.sample(ports, min(32, n)) if s is many else [s.port]
+                env = {"BENCH_PORTS": ",".join(map(str, chosen))}
+                r = wrk(
+                    s.port, ID_PATH, script="fleet.lua", threads=32, duration=args.duration, env=env
+                )
+                _check(r, "fleet")
+                label = "1 instance" if s is one else f"{n} instances"
+                samples[f"fleet GET keep-alive, 32 clients, {label}"]["imdsmock"].append(r.rps)
+    finally:
+        for s in pair:
+            s.stop()
+
+
 def cold_group(args: argparse.Namespace, samples: Samples) -> None:
     """Process start to first 200, after one untimed run that fills the key cache."""
     probes.cold_start_ms()
@@ -279,6 +326,21 @@ def rows(samples: Samples, args: argparse.Namespace) -> list[Row]:
         one = m.get(f"workers 1: GET {kind}, unpinned", {}).get("imdsmock")
         add(f"workers 1: GET {kind}, unpinned", "req/s")
         add(f"workers 2: GET {kind}, unpinned", "req/s", "(ratio: 2 workers / 1)", base=one)
+    one = m.get("fleet GET keep-alive, 32 clients, 1 instance", {}).get("imdsmock")
+    add("fleet GET keep-alive, 32 clients, 1 instance", "req/s")
+    add(
+        f"fleet GET keep-alive, 32 clients, {args.fleet} instances",
+        "req/s",
+        ">= 0.9x 1 instance (ratio column)",
+        lambda v, r: r >= 0.9,
+        base=one,
+    )
+    add("rss idle, 1 instance", "MB")
+    add(f"rss idle, {args.fleet} instances", "MB")
+    add("state (tracemalloc), 1 instance", "MB")
+    add(f"state (tracemalloc), {args.fleet} instances", "MB", "<= 50 MB", lambda v, r: v <= 50)
+    add("build, 1 instance", "s")
+    add(f"build, {args.fleet} instances", "s")
     for kind in ("GET keep-alive", "GET connection per request"):
         off = m.get(f"features off: {kind}", {}).get("imdsmock")
         add(f"features off: {kind}", "req/s")
@@ -310,9 +372,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         action="append",
-        choices=("main", "scale", "cold", "features", "workers"),
+        choices=("main", "scale", "cold", "features", "workers", "fleet"),
         help="run only these groups (repeatable)",
     )
+    p.add_argument("--fleet", type=int, default=1000, help="instances of the fleet group (1000)")
     p.add_argument("--out", type=Path, help="JSON file (default bench/results/<time>.json)")
     args = p.parse_args(argv)
     args.leaves = [1, 100, 10000]
@@ -343,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             workers_group(args, Path(tmp), samples)
         if "scale" in groups:
             scale_group(args, Path(tmp), samples)
+        if "fleet" in groups:
+            fleet_group(args, Path(tmp), samples)
     table = rows(samples, args)
     meta = {
         "when": datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(

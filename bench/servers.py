@@ -98,7 +98,12 @@ class Imdsmock:
     name = "imdsmock"
 
     def __init__(
-        self, config_file: str | None = None, *, mode: str | None = None, src: str | None = None
+        self,
+        config_file: str | None = None,
+        *,
+        mode: str | None = None,
+        src: str | None = None,
+        timeout: float = 60,
     ) -> None:
         self.port = free_port()
         if mode is None:
@@ -124,7 +129,7 @@ class Imdsmock:
             env["PYTHONPATH"] = os.pathsep.join((src, str(Path(__file__).resolve().parent.parent)))
         self.proc = spawn(argv, env, cpus="0,1" if mode and mode.startswith("workers") else None)
         try:
-            wait_http(self.port, "/latest/meta-data/instance-id", 60)
+            wait_http(self.port, "/latest/meta-data/instance-id", timeout)
         except RuntimeError:
             self.stop()
             raise

@@ -23,6 +23,40 @@ def leaf_paths(count: int) -> list[str]:
     return [f"{LEAF_DIR}/leaf-{i:05d}" for i in range(count)]
 
 
+def fleet_source(index: int) -> str:
+    """The source address of the benchmark's fleet client ``index`` (127.1.0.1 onwards)."""
+    return f"127.1.{index // 250}.{index % 250 + 1}"
+
+
+def fleet_config(instances: int, ports: list[int] | None = None) -> dict[str, object]:
+    """A config of ``instances`` fleet members (none for 0) beside the default instance,
+    each with its own instance ID and role, recognised by its source address
+    (:func:`fleet_source`) and, given ``ports``, by the listener on its own port."""
+    members = []
+    for i in range(instances):
+        match: dict[str, list[str]] = {"source": [fleet_source(i)]}
+        if ports is not None:
+            match["listener"] = [str(ports[i])]
+        members.append(
+            {
+                "name": f"i{i:04d}",
+                "match": match,
+                "instance": {"instance-id": f"i-{i:017x}", "iam-role": f"role-{i}"},
+            }
+        )
+    config: dict[str, object] = {"credentials": {"seed": "imdsmock-bench"}}
+    if members:
+        config["instances"] = members
+    return config
+
+
+def write_fleet_config(directory: Path, instances: int, ports: list[int] | None = None) -> Path:
+    """:func:`fleet_config` as a JSON file."""
+    out = directory / f"imdsmock-fleet-{instances}.json"
+    out.write_text(json.dumps(fleet_config(instances, ports)))
+    return out
+
+
 def write_config(directory: Path, leaves: int) -> Path:
     """An imdsmock JSON config adding ``leaves`` leaves of 32 bytes each."""
     paths = {p: f"value-{i:05d}-" + "x" * 20 for i, p in enumerate(leaf_paths(leaves))}

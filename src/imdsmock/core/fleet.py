@@ -11,6 +11,10 @@ The members, their configurations and the recogniser form one immutable
 takes the roster in force when it is made. A mock without members has no fleet at all, so
 a single instance pays nothing for it.
 
+The instances share what they answer alike: their trees' leaves and their tables' rendered
+answers come from one :class:`~imdsmock.core.table.Pool`, so each member costs only what
+differs from the others (about 15 KB each; see docs/performance.md).
+
 The fleet also remembers which clients each instance served and why (the control API's
 ``/v1/instances/{name}/clients``), a bounded table updated once per connection.
 """
@@ -29,6 +33,7 @@ from imdsmock.core.gate import client_key
 from imdsmock.core.recognize import Pending, Recognized, Recognizer, Resolver, Workload
 from imdsmock.core.snapshot import Snapshot, build_snapshot
 from imdsmock.core.state import State
+from imdsmock.core.table import Pool
 from imdsmock.errors import ImdsMockError, quote
 from imdsmock.signing.signer import Signer
 
@@ -93,6 +98,8 @@ class Fleet:
         self._gated = gated
         self._resolvers = dict(resolvers or {})
         self._lock = threading.Lock()
+        # The leaves and answers the members have alike, stored once.
+        self._pool = Pool()
         # Given to each member's credential documents once serving starts (see State).
         self.defer: Callable[[Callable[[], object]], object] | None = None
         self._seen: dict[tuple[str, str], Client] = {}
@@ -328,7 +335,7 @@ class Fleet:
                 if snapshot is None or snapshot.config != config:
                     snapshot = self._snapshot(member.name, config)
                 self._origin[member.name] = snapshot
-                state = states[member.name] = State(snapshot)
+                state = states[member.name] = State(snapshot, pool=self._pool)
                 state.documents.defer = self.defer
             self.roster = self._roster({m.name: m for m in top.instances}, states)
 
@@ -345,11 +352,11 @@ class Fleet:
             state = states.get(name)
             if state is None:
                 snapshot = self._origin[name] = self._snapshot(name, member.config(self.top))
-                state = State(snapshot)
+                state = State(snapshot, pool=self._pool)
                 if self.defer is not None:
                     state.documents.defer = self.defer
             elif name in rebuild:
-                _reconfigure(state, member.config(self.top))
+                _reconfigure(state, member.config(self.top), self._pool)
                 self._origin[name] = state.snapshot
             fresh[name] = state
         for gone in self._origin.keys() - members.keys():
@@ -370,6 +377,7 @@ class Fleet:
         snapshot = build_snapshot(
             config, signer=self._signer, started=self._started, gated=self._gated, seed=derived
         )
+        snapshot = snapshot.evolve(base=self._pool.tree(snapshot.base))
         if config.scenarios:
             from imdsmock.core.scenarios import configured
 
@@ -377,8 +385,12 @@ class Fleet:
         return snapshot
 
 
-def _reconfigure(state: State, config: Config) -> None:
+def _reconfigure(state: State, config: Config, pool: Pool) -> None:
     """Serve ``state``'s instance under ``config``, keeping what a reload keeps."""
     from imdsmock.core.scenarios import reconfigured  # the scenario machinery, on first use
 
-    state.swap(lambda snapshot: reconfigured(snapshot, config))
+    def change(snapshot: Snapshot) -> Snapshot:
+        new = reconfigured(snapshot, config)
+        return new.evolve(base=pool.tree(new.base))
+
+    state.swap(change)

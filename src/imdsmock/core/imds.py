@@ -76,8 +76,7 @@ def handle(
     gate: Gate | None = None,
 ) -> Response:
     """Answer one IMDS request."""
-    snapshot = compiled.snapshot
-    options = snapshot.config.options
+    options = compiled.options
     head = request.method == "HEAD"
     if options.http_endpoint == "disabled":
         return FORBIDDEN_HEAD if head else FORBIDDEN
@@ -86,12 +85,12 @@ def handle(
     entry = table.fast.get(path)
     if entry is None:
         if path == TOKEN_PATH or path == TOKEN_PATH + "/":
-            return _token(snapshot, request, now, tokens)
+            return _token(compiled.snapshot, request, now, tokens)
         path = _normalize(path)
         if path.endswith("/api/token"):
             version = path[1:].split("/", 1)[0]
             if path == TOKEN_PATH:
-                return _token(snapshot, request, now, tokens)
+                return _token(compiled.snapshot, request, now, tokens)
             if version in _VERSIONS:
                 return FORBIDDEN if request.method == "PUT" else NOT_FOUND
     if request.method != "GET" and not head:

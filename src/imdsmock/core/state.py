@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from imdsmock.core.credentials import EpochDocuments, EpochWindow, RefreshFailures
 from imdsmock.core.snapshot import Snapshot
-from imdsmock.core.table import PER_EPOCH, Entry, Table, compile_table
+from imdsmock.core.table import PER_EPOCH, Entry, Pool, Table, compile_table
 from imdsmock.core.tokens import TokenIssuer
 from imdsmock.instance.model import (
     INSTANCE_CREDENTIALS,
@@ -34,6 +34,7 @@ from imdsmock.instance.model import (
 __all__ = ["Compiled", "State"]
 
 _INF = float("inf")
+_NEG_INF = -_INF  # one object for every segment's open start (read on every request)
 
 
 class _Segment(NamedTuple):
@@ -48,10 +49,20 @@ class Compiled:
     """A snapshot compiled for serving: a table per timeline segment, documents per epoch.
 
     ``failures`` and ``documents`` belong to the :class:`State` and are shared by every
-    snapshot it installs; a snapshot compiled on its own gets fresh ones.
+    snapshot it installs; a snapshot compiled on its own gets fresh ones. Answers ``pool``
+    holds are shared rather than rendered again (a fleet's instances share one).
     """
 
-    __slots__ = ("_documents", "_epoch", "_points", "_segment", "_segments", "failures", "snapshot")
+    __slots__ = (
+        "_documents",
+        "_epoch",
+        "_points",
+        "_segment",
+        "_segments",
+        "failures",
+        "options",
+        "snapshot",
+    )
 
     def __init__(
         self,
@@ -59,12 +70,16 @@ class Compiled:
         *,
         failures: RefreshFailures | None = None,
         documents: EpochDocuments | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.snapshot = snapshot
+        # Read on every request: one object away rather than three (a fleet's instances
+        # are cold in the CPU caches when requests spread over them).
+        self.options = snapshot.config.options
         self.failures = failures if failures is not None else RefreshFailures()
         self._documents = documents if documents is not None else EpochDocuments()
         self._points = snapshot.timeline.points
-        self._segments = _compile(snapshot)
+        self._segments = _compile(snapshot, pool)
         self._segment = self._segments[0]
         self._epoch = EpochWindow(_INF, -_INF, {})
 
@@ -101,7 +116,7 @@ class Compiled:
         return s
 
 
-def _compile(snapshot: Snapshot) -> tuple[_Segment, ...]:
+def _compile(snapshot: Snapshot, pool: Pool | None) -> tuple[_Segment, ...]:
     """One table per segment of the snapshot's timeline, in time order."""
     config = snapshot.config
     # Credential documents are answered per epoch: the tree holds a marker leaf at their
@@ -116,7 +131,7 @@ def _compile(snapshot: Snapshot) -> tuple[_Segment, ...]:
     points = timeline.points
     segments: list[_Segment] = []
     for index in range(len(points) + 1):
-        start = points[index - 1] if index else -_INF
+        start = points[index - 1] if index else _NEG_INF
         end = points[index] if index < len(points) else _INF
         if start == end:
             # Changes at the same time (scenarios started "now"): a segment never in force.
@@ -135,6 +150,7 @@ def _compile(snapshot: Snapshot) -> tuple[_Segment, ...]:
             per_epoch=frozenset(p for p in credential_paths if tree.get(p) is marker),
             role_documents=roles,
             last_modified=snapshot.started,
+            pool=pool,
         )
         segments.append(_Segment(start, end, table, halted))
     return tuple(segments)
@@ -148,12 +164,16 @@ def _live_overrides(overrides: Mapping[str, str], tree: Mapping[str, Leaf]) -> d
 class State:
     """The current compiled snapshot, the token issuer and the forced credential failures.
 
-    Changes swap a whole new snapshot, compiled before it is installed.
+    Changes swap a whole new snapshot, compiled before it is installed; with a ``pool``,
+    its tables share the answers the pool holds (see :class:`~imdsmock.core.table.Pool`).
     """
 
-    __slots__ = ("_lock", "compiled", "documents", "failures", "tokens")
+    __slots__ = ("_lock", "_pool", "compiled", "documents", "failures", "tokens")
 
-    def __init__(self, snapshot: Snapshot, tokens: TokenIssuer | None = None) -> None:
+    def __init__(
+        self, snapshot: Snapshot, tokens: TokenIssuer | None = None, *, pool: Pool | None = None
+    ) -> None:
+        self._pool = pool
         self.tokens = tokens or TokenIssuer()
         self.failures = RefreshFailures()
         self.documents = EpochDocuments()
@@ -179,4 +199,4 @@ class State:
         self.documents.window(self.compiled.snapshot, now)
 
     def _compile(self, snapshot: Snapshot) -> Compiled:
-        return Compiled(snapshot, failures=self.failures, documents=self.documents)
+        return Compiled(snapshot, failures=self.failures, documents=self.documents, pool=self._pool)

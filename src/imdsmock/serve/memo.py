@@ -6,6 +6,7 @@ docs/reliability.md.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import NamedTuple
 
@@ -22,7 +23,9 @@ __all__ = [
 ]
 
 # Request lines repeat: one shared str per distinct path and method (the request log
-# keeps thousands of requests, and these keep it from holding a copy of each). Bounded by
+# keeps thousands of requests, and these keep it from holding a copy of each). Paths are
+# interned, as the compiled tables' keys are (imdsmock.core.table): a table lookup then
+# finds its key by identity, without reading the key's characters. Bounded by
 # bytes: each entry costs its key and its str (each the path's length plus ~40 bytes of
 # object header) and a dict slot; 4 MiB holds ~19,000 paths of 50 bytes (10,000 leaves fit).
 # A path longer than PATHS_MAX_BYTES is not shared: no client repeats one.
@@ -100,6 +103,6 @@ def path_of(url: bytes) -> str:
     if _paths_bytes + cost > PATHS_BUDGET:
         PATHS.clear()
         _paths_bytes = 0
-    PATHS[url] = path
+    path = PATHS[url] = sys.intern(path)
     _paths_bytes += cost
     return path
