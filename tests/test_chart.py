@@ -359,6 +359,7 @@ def test_node_defaults_route_the_common_cnis_interfaces() -> None:
     assert flag_values(args, "--mock") == ["$(NODE_IP):1338"]
     assert "--dummy-link" not in args
     assert "--ecs" not in args
+    assert "--backend" not in args  # auto: route node's own default
     assert "initContainers" not in spec
     assert env(route)["NODE_IP"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
     variables = env(mock)
@@ -375,6 +376,7 @@ def test_node_options_reach_the_route_command() -> None:
     assert flag_values(args, "--interface") == ["cali+", "!cali-skip+"]
     assert flag_values(args, "--mock") == ["10.0.1.23:11338"]
     assert flag_values(args, "--ecs") == ["11340"]
+    assert flag_values(args, "--backend") == ["iptables-legacy"]
     variables = env(mock)
     assert (variables["IMDSMOCK_HOST"], variables["IMDSMOCK_PORT"]) == ("10.0.1.23", "11338")
     assert variables["IMDSMOCK_ECS_LISTEN"] == "$(IMDSMOCK_HOST):11340"
