@@ -225,6 +225,40 @@ def silent_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
+@contextlib.contextmanager
+def raw_server(answer: bytes, *, trickle: bool = False) -> Iterator[str]:
+    """A server writing ``answer`` to each connection (then, with ``trickle``, a byte every
+    0.2 s for two seconds) before closing it; its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+                for _ in range(10 if trickle else 0):
+                    if done.wait(0.2):
+                        break
+                    conn.sendall(b"x")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        done.set()
+        thread.join(5)
+        listener.close()
+
+
 Tree = dict[str, tuple[int, bytes, str]]
 
 

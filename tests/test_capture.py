@@ -330,7 +330,8 @@ def test_a_server_that_never_answers_times_out() -> None:
     assert time.monotonic() - started < 10
     assert (code, text) == (1, "")
     assert stderr == (
-        f"imdsmock: error: cannot reach {url}: PUT /latest/api/token had no answer within 0.3 s\n"
+        f"imdsmock: error: cannot reach {url}: PUT /latest/api/token was not answered "
+        "within 0.3 s\n"
     )
 
 

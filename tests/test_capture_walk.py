@@ -11,8 +11,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from capture_servers import AEMM_LEAVES, OCTET, TEXT, StubIMDS, serve_stub
-from imdsmock.capture.client import CaptureFailed
+from capture_servers import AEMM_LEAVES, OCTET, TEXT, StubIMDS, raw_server, serve_stub
+from imdsmock.capture.client import CaptureFailed, Target, parse_url
+from imdsmock.capture.render import render
+from imdsmock.capture.reproduce import Reproduction
 from imdsmock.capture.run import Capture, capture, report
 from imdsmock.capture.walk import Entry, left_out, parse_listing
 from imdsmock.config.build import from_mapping
@@ -165,18 +167,71 @@ def test_a_renewal_refused_leaves_the_path_out() -> None:
     assert "the copy differs: meta-data/ami-id answered 401: left out" in lines
 
 
-def test_a_token_answer_without_a_token_means_imdsv1() -> None:
-    """A 200 to the token PUT with an empty body: walked with IMDSv1, said."""
+def test_a_token_answer_without_a_token_ends_the_capture() -> None:
+    """A 200 to the token PUT with an empty body is no IMDSv2 and no refusal: one line."""
 
     def empty(stub: StubIMDS, method: str, path: str) -> tuple[int, bytes, str] | None:
         return (200, b"", TEXT) if method == "PUT" else None
 
-    result, _, warnings = run(StubIMDS(answer=empty))
-    assert not result.captured.imdsv2
-    assert warnings == [
-        f"{result.captured.url} answered PUT /latest/api/token without a token; "
-        "walking it with IMDSv1"
-    ]
+    with pytest.raises(
+        CaptureFailed, match=r"answered PUT /latest/api/token with 200 but no token"
+    ):
+        run(StubIMDS(answer=empty))
+
+
+def test_a_listed_leaf_that_answers_404_is_said() -> None:
+    """A leaf its directory lists but that answers 404 is left out and said."""
+
+    def missing(stub: StubIMDS, method: str, path: str) -> tuple[int, bytes, str] | None:
+        return (404, b"", TEXT) if path == "/latest/meta-data/ami-id" else None
+
+    result, lines, _ = run(StubIMDS(answer=missing))
+    assert result.captured.absent == ("meta-data/ami-id",)
+    assert "listed but answered 404: meta-data/ami-id" in lines
+
+
+def test_a_connection_closed_without_an_answer_ends_the_capture() -> None:
+    """A server that closes the connection mid-walk: one line, the request named."""
+
+    def close(stub: StubIMDS, method: str, path: str) -> tuple[int, bytes, str] | None:
+        if path == "/latest/meta-data/ami-id":
+            raise ConnectionAbortedError  # the handler dies: the connection closes unanswered
+        return None
+
+    with pytest.raises(CaptureFailed) as failed:
+        run(StubIMDS(answer=close))
+    assert str(failed.value).endswith(
+        "stopped answering: GET /latest/meta-data/ami-id: the connection was closed without "
+        "an answer"
+    )
+
+
+def test_an_answer_that_is_not_http_ends_the_capture() -> None:
+    """A server answering with something that is not HTTP: one line."""
+    with raw_server(b"SSH-2.0-OpenSSH_9.6\r\n") as url, pytest.raises(CaptureFailed) as failed:
+        capture(url)
+    assert str(failed.value) == (
+        f"cannot reach {url}: PUT /latest/api/token was answered with something that is not "
+        "HTTP (BadStatusLine)"
+    )
+
+
+def test_an_answer_trickling_past_the_timeout_ends_the_capture() -> None:
+    """A body sent a byte at a time for longer than --timeout: the request is given up."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+    with raw_server(head, trickle=True) as url, pytest.raises(CaptureFailed) as failed:
+        capture(url, timeout=0.5)
+    assert str(failed.value) == (
+        f"cannot reach {url}: PUT /latest/api/token was not answered within 0.5 s"
+    )
+
+
+def test_urls_are_read_as_host_and_port() -> None:
+    """IPv6 hosts keep their brackets in messages, the port is 80 unless given."""
+    assert parse_url("http://[fd00:ec2::254]") == Target(
+        "fd00:ec2::254", 80, "http://[fd00:ec2::254]"
+    )
+    assert parse_url("HTTP://IMDS:8080/") == Target("imds", 8080, "http://imds:8080")
 
 
 @pytest.mark.parametrize(
@@ -328,3 +383,26 @@ def test_a_tree_without_network_iam_or_keys_is_captured_as_such() -> None:
     assert r.instance["public-keys"] == {}
     assert r.paths["meta-data/public-keys/1/openssh-key"] == "ssh-rsa AAAA one"
     assert r.paths["meta-data/network"] is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a \nb",
+        "x\r\ny\n",
+        "\tindent\nz",
+        "  lead\nq\n\n\n",
+        "end\n  ",
+        "k: v\n- item\n",
+        "nul\x00x\ny",
+    ],
+    ids=["trailing-space", "crlf", "tab", "leading-space", "ends-in-spaces", "yaml-like", "nul"],
+)
+def test_multi_line_text_reads_back_exactly(text: str) -> None:
+    """User data and path values of several lines are literal blocks where YAML can carry
+    them exactly, quoted where it cannot: either way they load back as captured."""
+    r = Reproduction({"user-data": text}, {}, {"meta-data/x": text}, ())
+    written = render(r, url="http://imds", imdsv2=True)
+    loaded = yaml.safe_load(written)
+    assert loaded["instance"]["user-data"] == text
+    assert loaded["paths"]["meta-data/x"] == text

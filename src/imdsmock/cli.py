@@ -277,18 +277,18 @@ def _cmd_completion(argv: Sequence[str]) -> int:
 
 
 def _capture_parser() -> argparse.ArgumentParser:
-    from imdsmock.capture.run import DEFAULT_URL, LIMITS
+    from imdsmock.capture import run
     from imdsmock.config.argparsing import Parser
 
     p = Parser(
         prog=f"{PROG} capture",
-        description="Walk a running IMDS (IMDSv2, else IMDSv1) and write a configuration that "
-        "reproduces its tree: instance keys where they map, paths for the rest. Credentials, "
-        "tokens and identity signatures are left out (the mock makes its own; the role name "
-        "is kept). Requests go to URL only.",
+        description="Walk a running IMDS (IMDSv2; IMDSv1 only when the token is refused with "
+        "403, 404 or 405) and write a configuration that reproduces its tree: instance keys "
+        "where they map, paths for the rest. Credentials, tokens and identity signatures are "
+        "left out (the mock makes its own; the role name is kept). Requests go to URL only.",
     )
     p.add_argument(
-        "url", nargs="?", default=DEFAULT_URL, metavar="URL", help=f"default {DEFAULT_URL}"
+        "url", nargs="?", default=run.DEFAULT_URL, metavar="URL", help=f"default {run.DEFAULT_URL}"
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default stdout)")
     p.add_argument("--user-data", action="store_true", help="keep the user data (left out else)")
@@ -297,20 +297,19 @@ def _capture_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="write one entry of a fleet's instances: (every key given, none inherited)",
     )
-    b = p.add_argument_group("bounds")
+    b = p.add_argument_group("bounds (past one: exit 1)")
     b.add_argument(
         "--timeout",
         type=_number(float, 0.01, 600),
-        default=LIMITS["timeout"],
+        default=run.TIMEOUT,
         metavar="SECONDS",
-        help=f"for each request (default {LIMITS['timeout']:g})",
+        help=f"for each request (default {run.TIMEOUT:g})",
     )
-    for name, low, high, what in (
-        ("max-paths", 2, 1_000_000, "requests"),
-        ("max-bytes", 1024, 1024**3, "body bytes in all"),
-        ("max-depth", 2, 64, "segments of a path"),
+    for name, default, low, high, what in (
+        ("max-paths", run.MAX_PATHS, 2, 1_000_000, "requests"),
+        ("max-bytes", run.MAX_BYTES, 1024, 1024**3, "body bytes in all"),
+        ("max-depth", run.MAX_DEPTH, 2, 64, "segments of a path"),
     ):
-        default = int(LIMITS[name.replace("-", "_")])
         b.add_argument(
             f"--{name}",
             type=_number(int, low, high),

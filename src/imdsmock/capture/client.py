@@ -112,10 +112,14 @@ class Client:
             body = self._read(conn, response, deadline, f"{method} {path}")
         except TimeoutError:
             raise self._failed(
-                first, f"{method} {path} had no answer within {self.timeout:g} s"
+                first, f"{method} {path} was not answered within {self.timeout:g} s"
             ) from None
         except ConnectionRefusedError:
             raise self._failed(first, "connection refused") from None
+        except http.client.RemoteDisconnected:
+            raise self._failed(
+                first, f"{method} {path}: the connection was closed without an answer"
+            ) from None
         except http.client.HTTPException as exc:
             raise self._failed(
                 first,

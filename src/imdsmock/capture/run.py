@@ -18,18 +18,28 @@ from imdsmock.capture.walk import Captured, walk
 from imdsmock.config.build import from_mapping
 from imdsmock.config.fleet import check_name
 
-__all__ = ["DEFAULT_URL", "LIMITS", "Capture", "capture", "report"]
+__all__ = [
+    "DEFAULT_URL",
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_PATHS",
+    "TIMEOUT",
+    "Capture",
+    "capture",
+    "report",
+]
 
 DEFAULT_URL = "http://169.254.169.254"
 
-LIMITS = {
-    "timeout": 2.0,
-    "max_paths": 4096,
-    "max_bytes": 16 * 1024 * 1024,
-    "max_depth": 12,
-}
-"""The bounds of a walk by default: seconds per request, requests, body bytes in all,
-segments of a path. A real instance has about 100 paths of a few KiB in all."""
+# The bounds of a walk by default. A real instance has about 100 paths of a few KiB in all.
+TIMEOUT = 2.0
+"""Seconds each request may take (IMDS answers in milliseconds)."""
+MAX_PATHS = 4096
+"""Requests in all."""
+MAX_BYTES = 16 * 1024 * 1024
+"""Body bytes in all."""
+MAX_DEPTH = 12
+"""Segments of a path (``meta-data/network/interfaces/macs/MAC/ipv4-associations/IP`` has 7)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +56,10 @@ def capture(
     *,
     user_data: bool = False,
     as_instance: str | None = None,
-    timeout: float = LIMITS["timeout"],
-    max_paths: int = int(LIMITS["max_paths"]),
-    max_bytes: int = int(LIMITS["max_bytes"]),
-    max_depth: int = int(LIMITS["max_depth"]),
+    timeout: float = TIMEOUT,
+    max_paths: int = MAX_PATHS,
+    max_bytes: int = MAX_BYTES,
+    max_depth: int = MAX_DEPTH,
     warn: Callable[[str], None] = lambda line: None,
 ) -> Capture:
     """Walk the IMDS at ``url`` and write the configuration that reproduces it (with

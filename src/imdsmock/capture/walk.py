@@ -209,13 +209,13 @@ def walk(
 def _open(client: Client, warn: Callable[[str], None]) -> bool:
     """Take an IMDSv2 token; True when one was given, False for IMDSv1 (told to ``warn``)."""
     answer = client.put_token()
-    if answer.status == 200 and answer.body.strip():
-        client.token = answer.body.strip().decode("latin-1")
-        return True
     url = client.target.url
     if answer.status == 200:
-        warn(f"{url} answered PUT {TOKEN_PATH} without a token; walking it with IMDSv1")
-        return False
+        token = answer.body.strip()
+        if not token or len(token) > 4096 or not token.isascii():
+            raise CaptureFailed(f"{url} answered PUT {TOKEN_PATH} with 200 but no token")
+        client.token = token.decode("ascii")
+        return True
     if answer.status in (403, 404, 405):
         warn(
             f"{url} refused the IMDSv2 token (PUT {TOKEN_PATH} answered {answer.status}); "
@@ -238,8 +238,9 @@ def _get(client: Client, path: str) -> Answer:
         if answer.status == 401 and client.token is not None and not renewed:
             renewed = True
             token = client.put_token()
-            if token.status == 200 and token.body.strip():
-                client.token = token.body.strip().decode("latin-1")
+            body = token.body.strip()
+            if token.status == 200 and body and len(body) <= 4096 and body.isascii():
+                client.token = body.decode("ascii")
                 continue
             return answer
         pause = next(pauses, None) if answer.status in _AGAIN else None
