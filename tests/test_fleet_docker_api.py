@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from imdsmock.config.template import derive, member_name
+from imdsmock.control import ctlview
 from support import make_config, serve
 from test_fleet_serve import ID, ask
 
@@ -249,6 +250,13 @@ def test_the_template_gives_each_unmatched_container_an_instance_of_its_own(
             "com.docker.compose.service": "api"})  # fmt: skip
         assert eventually(lambda: instance_of(port, "127.0.0.9") == wanted)
         assert running.app.fleet.names() == names
+        listed = {i["name"]: i for i in running.imds.instances}
+        assert listed["shop.api-1"]["template"] == "shop.api-1"
+        assert listed["shop.api-1"]["instance-id"] == wanted
+        assert "template" not in listed["web"]
+        table = ctlview.fleet({"instances": list(listed.values())})
+        assert table is not None
+        assert any("shop.api-1" in line and "template=shop.api-1" in line for line in table)
 
 
 def test_a_slow_engine_holds_a_first_connection_at_most_a_second(tmp_path: Path) -> None:

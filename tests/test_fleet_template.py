@@ -39,6 +39,8 @@ def test_an_unmatched_workload_gets_an_instance_once() -> None:
     assert fleet.found(_box("job")) is None  # made once
     assert fleet.names() == ["default", "web", "job"]
     assert fleet.spawned() == {"job": "job"}
+    assert fleet.template_key("job") == "job"
+    assert fleet.template_key("web") is None
     job = fleet.state("job").snapshot.config.instance
     assert job.iam_role == "app-role"
     assert job.instance_id == derive(fleet.top, "docker", "job").instance["instance-id"]

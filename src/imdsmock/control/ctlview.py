@@ -118,7 +118,8 @@ def fleet(data: Mapping[str, Any]) -> list[str] | None:
         row = dict(given)
         if isinstance(row.get("match"), dict):
             rules = [f"{kind}={','.join(map(_rule, v))}" for kind, v in row["match"].items()]
-            row["match"] = " ".join(rules) or ("(the rest)" if row.get("default") else "")
+            made = f"template={row['template']}" if row.get("template") else ""
+            row["match"] = " ".join(rules) or made or ("(the rest)" if row.get("default") else "")
         for when in ("first", "last"):
             if isinstance(row.get(when), int | float):
                 row[when] = rfc3339(row[when])

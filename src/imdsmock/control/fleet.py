@@ -82,6 +82,9 @@ def describe(
         # whole configuration for each of a thousand members took most of a second).
         entry = part(fleet.member(name), "instances.")
         out["match"] = {kind: rules for kind, rules in entry["match"].items() if rules}
+        made = fleet.template_key(name)
+        if made is not None:
+            out["template"] = made  # made by the template for this client key
         if full:
             out.update((key, entry[key]) for key in _KEYS[2:])
     out["running"] = [dict(s.describe()) for s in snapshot.scenarios]

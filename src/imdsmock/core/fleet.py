@@ -103,8 +103,9 @@ class Fleet:
         # Given to each member's credential documents once serving starts (see State).
         self.defer: Callable[[Callable[[], object]], object] | None = None
         self._seen: dict[tuple[str, str], Client] = {}
-        # (way, workload key) -> the member made for it from the template.
+        # (way, workload key) -> the member made for it from the template, and name -> key.
         self._spawned: dict[tuple[str, str], str] = {}
+        self._made: dict[str, str] = {}
         # Each member's snapshot as it was made (what reset_member goes back to).
         self._origin: dict[str, Snapshot] = {}
         self.roster = self._roster({m.name: m for m in top.instances}, {})
@@ -210,7 +211,7 @@ class Fleet:
                 )
             except ImdsMockError as exc:
                 return str(exc)
-            self._spawned[(workload.way, workload.key)] = member.name
+            self._spawn({**self._spawned, (workload.way, workload.key): member.name})
             members = {**roster.members, member.name: member}
             self.roster = self._roster(members, roster.states)
         return None
@@ -228,7 +229,16 @@ class Fleet:
 
     def spawned(self) -> dict[str, str]:
         """The instances the template made: name -> the client key it was made for."""
-        return {name: key for (_, key), name in self._spawned.items()}
+        return dict(self._made)
+
+    def template_key(self, name: str) -> str | None:
+        """The client key the template made instance ``name`` for (None: not made so)."""
+        return self._made.get(name)
+
+    def _spawn(self, made: dict[tuple[str, str], str]) -> None:
+        """The template's instances from now on: (way, key) -> name."""
+        self._spawned = made
+        self._made = {name: key for (_, key), name in made.items()}
 
     def client_counts(self) -> dict[str, int]:
         """How many clients each instance was recognised for (names without clients are
@@ -267,9 +277,7 @@ class Fleet:
             members = dict(self.roster.members)
             if members.pop(name, None) is None:
                 raise UnknownInstanceError(name, self.names())
-            for made, made_name in list(self._spawned.items()):
-                if made_name == name:
-                    del self._spawned[made]
+            self._spawn({made: n for made, n in self._spawned.items() if n != name})
             self.roster = self._roster(members, self.roster.states)
 
     def reconfigure(self, top: Config) -> None:
@@ -281,14 +289,14 @@ class Fleet:
             # The template's instances are made again under the new template (the same
             # names, keys and, where free, addresses); those of a way it dropped are gone.
             from_template = self._spawned
-            self._spawned = {}
+            remade: dict[tuple[str, str], str] = {}
             if from_template:
                 from imdsmock.config.template import derive
 
                 for (way, key), name in from_template.items():
                     if way not in top.template.ways or name in members:
                         continue
-                    if len(self._spawned) >= top.template.limit:
+                    if len(remade) >= top.template.limit:
                         break
                     try:
                         member = derive(
@@ -301,7 +309,8 @@ class Fleet:
                     except ImdsMockError:
                         continue
                     members[name] = member
-                    self._spawned[(way, key)] = name
+                    remade[(way, key)] = name
+            self._spawn(remade)
             self.roster = self._roster(members, self.roster.states, tuple(members))
 
     def origins(self) -> dict[str, Snapshot]:
@@ -326,7 +335,7 @@ class Fleet:
         with self._lock:
             self.top = top
             self._seen.clear()
-            self._spawned = {}
+            self._spawn({})
             self._origin = {}
             states: dict[str, State] = {}
             for member in top.instances:
