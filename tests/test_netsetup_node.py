@@ -16,7 +16,7 @@ import pytest
 from imdsmock.netsetup import cli, node, nodeplan, nodestate
 from imdsmock.netsetup.converge import Step
 from imdsmock.netsetup.detect import IPTABLES_LEGACY, IPTABLES_NFT, NFT, ChainState, Firewall
-from imdsmock.netsetup.errors import NetsetupError
+from imdsmock.netsetup.errors import CommandFailed, NetsetupError
 from imdsmock.netsetup.nodeplan import NodeLayout, Pattern
 from imdsmock.netsetup.plan import Command, Result, render
 
@@ -384,3 +384,145 @@ def test_route_node_help_describes_the_per_node_routing(capsys: pytest.CaptureFi
         "cali+ eni+ cni0",
     ):
         assert words in out
+
+
+class FakeNode:
+    """The iptables-nft nat table of a node as a runner sees it: ``-S`` reads it, restore,
+    ``-I``, ``-D``, ``-F``, ``-X`` change it. ``fail`` lists the changing calls (counted
+    from 1) that fail without changing anything; ``blind`` makes every read fail."""
+
+    def __init__(self, *, fail: tuple[int, ...] = (), blind: bool = False) -> None:
+        self.chain: list[str] | None = None
+        self.jumps = 0
+        self.fail = fail
+        self.blind = blind
+        self.changes = 0
+
+    def __call__(self, command: Command) -> Result:
+        argv = command.argv
+        if argv == ("iptables", "--version"):
+            return ok("iptables v1.8.9 (nf_tables)")
+        if argv[:1] == ("ip",) or argv[:2] == ("nft", "list"):
+            return Result(returncode=1, stdout="", stderr="does not exist / No such file")
+        if argv[-1] == "-S":
+            if self.blind:
+                return Result(
+                    returncode=4, stdout="", stderr="Permission denied (you must be root)"
+                )
+            lines = ["-P PREROUTING ACCEPT"]
+            if self.chain is not None:
+                lines += ["-N IMDSMOCK-NODE", *["-A PREROUTING -j IMDSMOCK-NODE"] * self.jumps]
+                lines += self.chain
+            return ok("\n".join(lines) + "\n")
+        self.changes += 1
+        if self.changes in self.fail:
+            return Result(
+                returncode=4, stdout="", stderr="iptables: Resource temporarily unavailable."
+            )
+        if argv[0].endswith("-restore"):
+            assert command.stdin is not None
+            self.chain = [line for line in command.stdin.splitlines() if line.startswith("-A ")]
+        elif "-I" in argv:
+            self.jumps += 1
+        elif "-D" in argv:
+            self.jumps -= 1
+        elif "-F" in argv:
+            self.chain = []
+        elif "-X" in argv:
+            self.chain = None
+        return ok()
+
+
+WHICH = only("iptables", "iptables-nft")
+OPTIONS = node.NodeOptions(mock_host="10.0.1.23", interfaces=("cni0",))
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The record goes to a directory of this test."""
+    monkeypatch.setenv("IMDSMOCK_RUN_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_install_then_remove_on_a_node_and_the_record_follows(run_dir: Path) -> None:
+    """install converges (a second one changes nothing), remove takes it all away."""
+    fake = FakeNode()
+    first = node.install(OPTIONS, runner=fake, which=WHICH)
+    assert (first.changed, first.backend) == (2, "iptables-nft")
+    assert fake.jumps == 1
+    assert nodestate.load() == nodestate.NodeRecord(backends=("iptables-nft",))
+    assert node.install(OPTIONS, runner=fake, which=WHICH).changed == 0
+    assert "(already in place)" in node.summary(
+        OPTIONS, node.install(OPTIONS, runner=fake, which=WHICH)
+    )
+    assert node.remove(first.scope, fake) == 3
+    assert (fake.chain, fake.jumps) == (None, 0)
+    assert nodestate.load() is None
+
+
+def test_a_failed_step_rolls_back_and_a_failed_rollback_says_what_is_left(run_dir: Path) -> None:
+    """The jump fails: the chain made before it goes again. If removing it fails too, the
+    line says the rollback did not finish and how to finish it."""
+    fake = FakeNode(fail=(2,))
+    with pytest.raises(CommandFailed, match="rolled back, the node is as it was before"):
+        node.install(OPTIONS, runner=fake, which=WHICH)
+    assert (fake.chain, fake.jumps, nodestate.load()) == (None, 0, None)
+    stuck = FakeNode(fail=(2, 3, 4, 5))
+    with pytest.raises(CommandFailed, match=r"rolling back did not finish .*--down' removes"):
+        node.install(OPTIONS, runner=stuck, which=WHICH)
+
+
+def test_nothing_changes_when_the_rules_cannot_be_read(run_dir: Path) -> None:
+    """A plan from a wrong picture could remove what is not ours: refused; the dry run
+    shows the whole plan and says why."""
+    blind = FakeNode(blind=True)
+    with pytest.raises(CommandFailed, match="cannot read the node's current rules"):
+        node.install(OPTIONS, runner=blind, which=WHICH)
+    assert blind.changes == 0
+    shown = node.dry_run(OPTIONS, runner=blind, which=WHICH)
+    assert shown.startswith("# current rules unreadable: full plan\niptables-restore -w")
+    assert node.converge_to((IPTABLES_NFT,), NodeLayout(), blind)[1].startswith("cannot read")
+    assert "rules: unreadable" in node.status(runner=blind)
+
+
+def test_removal_retries_with_growing_pauses_then_gives_up_in_one_line(run_dir: Path) -> None:
+    """Removal commands that keep failing: five attempts, pauses 0.5, 1, 2, 4 s, then one
+    line saying to run --down again."""
+    fake = FakeNode()
+    installed = node.install(OPTIONS, runner=fake, which=WHICH)
+    fake.fail = tuple(range(fake.changes + 1, fake.changes + 100))
+    pauses: list[float] = []
+    with pytest.raises(CommandFailed, match=r"did not finish after 5 attempts .* --down' again"):
+        node.remove(installed.scope, fake, sleep=pauses.append)
+    assert pauses == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_down_dry_run_and_status_show_what_is_ours(run_dir: Path) -> None:
+    """--down --dry-run prints the removal, or that nothing of ours is there."""
+    fake = FakeNode()
+    assert node.down(dry_run=True, runner=fake, which=WHICH) == "# nothing to do: nothing of ours\n"
+    node.install(OPTIONS, runner=fake, which=WHICH)
+    assert node.down(dry_run=True, runner=fake, which=WHICH).splitlines() == [
+        "iptables -w -t nat -D PREROUTING -j IMDSMOCK-NODE",
+        "iptables -w -t nat -F IMDSMOCK-NODE",
+        "iptables -w -t nat -X IMDSMOCK-NODE",
+    ]
+    assert node.down(runner=fake, which=WHICH) == "imdsmock route node: removed (3 commands)\n"
+    assert node.down(runner=fake, which=WHICH) == "imdsmock route node: nothing to remove\n"
+
+
+def test_without_any_firewall_tool_only_the_link_is_looked_at() -> None:
+    """--down and --status on a machine with neither iptables nor nft: nft's scope, whose
+    table cannot be there; the dummy link still can."""
+    assert node._any_firewall("auto", FakeNode(), only()) is NFT
+
+
+def test_the_dummy_link_summary_names_the_link() -> None:
+    """One line: the addresses on imdsmock0, and that the mock listens there."""
+    options = node.options(mock=None, dummy_link=True)
+    installed = node.Installed(
+        scope=(NFT,), goal=options.goal((NFT,), NFT), changed=3, backend="nft"
+    )
+    assert node.summary(options, installed) == (
+        "imdsmock route node: 169.254.169.254/32 on link imdsmock0; the mock listens there\n"
+    )
