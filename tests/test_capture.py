@@ -331,7 +331,8 @@ def test_a_server_that_never_answers_times_out() -> None:
     assert (code, text) == (1, "")
     assert stderr == (
         f"imdsmock: error: cannot reach {url}: PUT /latest/api/token was not answered "
-        "within 0.3 s\n"
+        "within 0.3 s (in a container, a hop limit of 1 drops the token's answer: run it on "
+        "the host)\n"
     )
 
 

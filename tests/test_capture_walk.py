@@ -222,7 +222,8 @@ def test_an_answer_trickling_past_the_timeout_ends_the_capture() -> None:
     with raw_server(head, trickle=True) as url, pytest.raises(CaptureFailed) as failed:
         capture(url, timeout=0.5)
     assert str(failed.value) == (
-        f"cannot reach {url}: PUT /latest/api/token was not answered within 0.5 s"
+        f"cannot reach {url}: PUT /latest/api/token was not answered within 0.5 s (in a "
+        "container, a hop limit of 1 drops the token's answer: run it on the host)"
     )
 
 

@@ -25,6 +25,9 @@ TOKEN_TTL = 21600
 """Seconds asked for the IMDSv2 token: the SDKs' usual figure (a token expiring during a
 long walk is renewed on the first 401)."""
 
+# IMDS sends the token's answer with an IP TTL of the hop limit: from a container behind a
+# routed hop, a limit of 1 drops it and the PUT times out (SDKs then wait and fall back).
+_HOP_HINT = " (in a container, a hop limit of 1 drops the token's answer: run it on the host)"
 _URL_RULE = "an http:// URL of an IMDS: http://HOST[:PORT], e.g. http://169.254.169.254"
 
 
@@ -111,8 +114,9 @@ class Client:
             response = conn.getresponse()
             body = self._read(conn, response, deadline, f"{method} {path}")
         except TimeoutError:
+            hint = _HOP_HINT if path == TOKEN_PATH else ""
             raise self._failed(
-                first, f"{method} {path} was not answered within {self.timeout:g} s"
+                first, f"{method} {path} was not answered within {self.timeout:g} s{hint}"
             ) from None
         except ConnectionRefusedError:
             raise self._failed(first, "connection refused") from None
