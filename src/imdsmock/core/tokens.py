@@ -5,10 +5,10 @@ shared, for workers) secret, so nothing grows with traffic, an expired token is 
 rejected, and a token issued by one worker is accepted by another. Issued and verified
 tokens are remembered in a bounded cache to skip the HMAC on the hot path.
 
-Tokens are interned strings, and so are the tokens the server reads from requests: a cache
-lookup then finds its key by identity, without reading it (10,000 live tokens are cold in
-the CPU caches), and the cache stores each key's hash beside it, so the other keys a lookup
-probes on its way are not read either.
+The cache stores each key's hash beside it, so a lookup reads only the key whose hash
+matches, not every key it probes on its way (10,000 live tokens are cold in the CPU
+caches). Tokens are not interned: ``sys.intern`` per issued token cost 0.6 us (the
+interned strings' dict grows with the live tokens), more than a lookup by identity saves.
 
 Layout (42 bytes, 56 base64 characters, starting ``AQAAA`` like EC2's):
 ``01 00 00 00 | expiry ms (8) | nonce (12) | HMAC-SHA256 truncated (18)``.
@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import itertools
 import os
-import sys
 import threading
 
 __all__ = ["MAX_TTL", "MIN_TTL", "TokenIssuer"]
@@ -71,9 +70,7 @@ class TokenIssuer:
         expiry_ms = int((now + ttl) * 1000)
         nonce = (next(self._nonces) * _NONCE_MUL) % _NONCE_MOD
         body = _PREFIX + expiry_ms.to_bytes(8, "big") + nonce.to_bytes(12, "big")
-        token = sys.intern(
-            binascii.b2a_base64(body + self._mac(body), newline=False).decode("ascii")
-        )
+        token = binascii.b2a_base64(body + self._mac(body), newline=False).decode("ascii")
         # A token is used right after it is issued: remember it, so its first use skips
         # the HMAC (the same value _verify would compute).
         self._remember(cache, token, expiry_ms / 1000.0, now)

@@ -18,7 +18,6 @@ import contextlib
 import logging
 import socket
 import struct
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -327,8 +326,7 @@ class IMDSProtocol(asyncio.Protocol):
         # A field value excludes the whitespace around it (httptools strips only the
         # leading part): a token sent as "TOKEN " is the token.
         if n == b"x-aws-ec2-metadata-token":
-            # Interned, as issued tokens are (imdsmock.core.tokens): found by identity.
-            self._token = sys.intern(value.strip(b" \t").decode("latin-1"))
+            self._token = value.strip(b" \t").decode("latin-1")
         elif n == b"x-aws-ec2-metadata-token-ttl-seconds":
             self._token_ttl = value.strip(b" \t").decode("latin-1")
         elif n == b"x-forwarded-for":
