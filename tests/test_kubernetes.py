@@ -124,7 +124,10 @@ def test_listed_pods_are_their_instances_skipping_host_network_and_completed(
             "127.0.0.12": "pod jobs/worker-7 (match.pod[0])",
             "127.0.0.13": "kubernetes default/batch names it",
         }
-        assert {r["instance"] for r in imds.requests(client="127.0.0.11")} == {"web"}
+        logged = {(r["instance"], r["why"]) for r in imds.requests(client="127.0.0.11")}
+        assert logged == {("web", "pod shop/web-1 (match.pod[0])")}
+        logged = {(r["instance"], r["why"]) for r in imds.requests(client="127.0.0.14")}
+        assert logged == {("default", "no rule matched")}
     first = stub.lists()[0]
     assert first.path == "/api/v1/pods"
     assert first.query["fieldSelector"] == "spec.nodeName=node-1"

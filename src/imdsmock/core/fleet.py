@@ -153,8 +153,9 @@ class Fleet:
 
     # -- recognising --------------------------------------------------------------------
 
-    def seen(self, client: str, found: Recognized | None, now: float) -> None:
-        """Remember that ``client`` connected and was recognised so (None: no rule)."""
+    def seen(self, client: str, found: Recognized | None, now: float) -> str:
+        """Remember that ``client`` connected and was recognised so (None: no rule);
+        why, as the clients table and the request log say it."""
         name, why = (DEFAULT_NAME, UNMATCHED) if found is None else found
         key = (name, client_key(client))
         seen = self._seen
@@ -165,6 +166,7 @@ class Fleet:
             seen[key] = Client(key[1], why, now, now, 1)
         else:
             seen[key] = Client(key[1], why, known.first, now, known.connections + 1)
+        return why
 
     def clients(self, name: str) -> list[Client]:
         """The clients recognised as ``name`` (the default instance: those no rule

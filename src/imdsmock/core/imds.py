@@ -45,6 +45,8 @@ class Request(NamedTuple):
     user_agent: str | None = None
     # The fleet instance it was answered as (None: a mock without fleet).
     instance: str | None = None
+    # Why the client was recognised as it (``source 10.0.0.0/24``, ``pod shop/web-1 ...``).
+    why: str | None = None
 
 
 class Gate:

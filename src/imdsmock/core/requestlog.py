@@ -78,6 +78,8 @@ class Entry(NamedTuple):
     token: bool
     instance: str | None = None
     """The fleet instance that answered (None: a mock without fleet)."""
+    why: str | None = None
+    """Why the client was recognised as that instance (the rule, the pod, the container)."""
 
     @property
     def imdsv1(self) -> bool:
@@ -85,7 +87,8 @@ class Entry(NamedTuple):
         return _imdsv1(self.method, self.path, self.token)
 
     def to_dict(self) -> dict[str, Any]:
-        """The entry as JSON-ready data (``instance`` only from a mock serving a fleet)."""
+        """The entry as JSON-ready data (``instance`` and ``why`` only from a mock serving a
+        fleet)."""
         data = {
             "seq": self.seq,
             "time": self.time,
@@ -99,6 +102,8 @@ class Entry(NamedTuple):
         }
         if self.instance is not None:
             data["instance"] = self.instance
+            if self.why is not None:
+                data["why"] = self.why
         return data
 
     def access_line(self, size: int) -> str:
@@ -152,6 +157,7 @@ def _entry(seq: int, now: float, req: Request, status: int) -> Entry:
         user_agent=req.user_agent,
         token=req.token is not None,
         instance=req.instance,
+        why=req.why,
     )
 
 

@@ -154,6 +154,7 @@ class IMDSProtocol(asyncio.Protocol):
         "_ua",
         "_url",
         "_waiting",
+        "_why",
     )
 
     def __init__(self, options: ServeOptions) -> None:
@@ -162,6 +163,7 @@ class IMDSProtocol(asyncio.Protocol):
         # and its name for the request log (None: the one instance of a mock without fleet).
         self._state = options.state
         self._instance: str | None = None
+        self._why: str | None = None
         self._max_header_bytes = options.limits.max_header_bytes
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -389,7 +391,15 @@ class IMDSProtocol(asyncio.Protocol):
             request = self._request
         else:
             request = Request(
-                method, path, self._client, token, token_ttl, forwarded, user_agent, self._instance
+                method,
+                path,
+                self._client,
+                token,
+                token_ttl,
+                forwarded,
+                user_agent,
+                self._instance,
+                self._why,
             )
             self._asked, self._request = parsed, request
         transport = self._transport
@@ -632,7 +642,7 @@ class FleetProtocol(IMDSProtocol):
 
     def _enter(self, fleet: Fleet, roster: Roster, found: Recognized | None) -> None:
         """Answer from now on as the instance ``found`` (None: no rule matched)."""
-        fleet.seen(self._client, found, self._options.clock.now())
+        self._why = fleet.seen(self._client, found, self._options.clock.now())
         state = None if found is None else roster.states.get(found.name)
         if state is None:
             self._refused = fleet.reject
