@@ -5,6 +5,7 @@ clients from loopback addresses (the pods' IPs) get their pod's instance.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ import pytest
 from imdsmock.api import MockIMDS
 from imdsmock.serve.kubernetes import TRUSTED_FOR
 from kubestub import KubeStub, self_signed
-from mockprocess import run_command
+from mockprocess import mock_process, run_command
+from test_fleet_serve import ask
 
 ID = "/latest/meta-data/instance-id"
 ROLE = "/latest/meta-data/iam/security-credentials/"
@@ -443,3 +445,47 @@ def test_a_pod_no_instance_matches_gets_the_templates_instance_and_keeps_it(
             "127.0.0.72": "kubernetes template data/db-0",
             "127.0.0.73": "kubernetes template data/db-0",
         }
+
+
+def test_where_pods_are_found_is_read_at_start(stub: KubeStub) -> None:
+    """A reload changing a `fleet.kubernetes-*` key says it applies after a restart; the
+    watch goes on as it was."""
+    with mock(stub) as imds:
+        until(stub.watching)
+        config = imds.app.config
+        fleet = dataclasses.replace(config.fleet, kubernetes_node="node-2")
+        deferred = imds.app.reconfigure(config.replace(fleet=fleet))
+        assert "fleet.kubernetes-node" in deferred.settings
+        stub.add(stub.pod("worker-1", "127.0.0.81"))
+        becomes(imds, "127.0.0.81", WORKER_ID)
+
+
+def test_imdsmock_serves_pods_and_ctl_adds_an_instance_by_pod(
+    stub: KubeStub, tmp_path: Path
+) -> None:
+    """The real command follows the stub's pods; `ctl instances add NAME --pod
+    'NAMESPACE/NAME[LABEL=V]'` adds an instance its pods get from their next connection,
+    and `ctl instances` shows the rule as it was given."""
+    stub.add(stub.pod("api-1", "127.0.0.91", namespace="shop", labels={"app": "api"}))
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "fleet:\n"
+        "  recognize: [kubernetes]\n"
+        f"  kubernetes-api: {stub.url}\n"
+        "  kubernetes-node: node-1\n"
+    )
+    with mock_process(["-c", str(path), "--set", "server.control=true"]) as mp:
+        url = ["--url", f"http://127.0.0.1:{mp.control_port}"]
+        keys = ["--set", "instance.iam-role=api-role"]
+        pod = ["--pod", "shop/*[app=api]", "--pod", "*/api-*"]
+        added = run_command(["ctl", *url, "instances", "add", "api", *pod, *keys])
+        assert added.returncode == 0, added.stderr
+        listed = run_command(["ctl", *url, "instances"])
+        assert "pod=shop/*[app=api],*/api-*" in listed.stdout, listed.stdout
+        until(lambda: ask(mp.port, ROLE, "127.0.0.91") == (200, b"api-role"))
+        bad = run_command(["ctl", *url, "instances", "add", "x", "--pod", "shop"])
+        assert bad.returncode == 2
+        assert "pod rule 'shop' is not NAMESPACE/NAME[LABEL=VALUE,...]" in bad.stderr
+        refused = run_command(["ctl", *url, "instances", "add", "x", "--pod", "Shop/*"])
+        assert refused.returncode != 0
+        assert "instances.x.match.pod[0].namespace is 'Shop'" in refused.stderr

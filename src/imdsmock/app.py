@@ -77,7 +77,10 @@ _START_ONLY = {
         "refresh_ahead", "container_token", "container_token_file",
     ),
     "signing": ("key_file", "cert_file"),
-    "fleet": ("docker_socket",),
+    "fleet": (
+        "docker_socket", "kubernetes_api", "kubernetes_node", "kubernetes_namespace",
+        "kubernetes_token_file", "kubernetes_ca_file",
+    ),
 }  # fmt: skip
 
 

@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--listener", action="append", help="HOST:PORT or PORT connected to")
         action.add_argument("--host", action="append", help="a Host name asked for")
         action.add_argument(
+            "--pod",
+            action="append",
+            metavar="NAMESPACE/NAME[LABEL=V,...]",
+            help="Kubernetes pods, as `instances` shows them (* for any): 'shop/*[app=web]'",
+        )
+        action.add_argument(
             "--set",
             dest="keys",
             action="append",
@@ -301,10 +307,37 @@ def _value(text: str) -> Any:
         return text
 
 
+def _pod_rule(spec: str) -> dict[str, Any]:
+    """A ``--pod`` rule, ``NAMESPACE/NAME[LABEL=VALUE,...]`` (``*`` or nothing: any), as
+    ``match.pod`` spells it; the control API checks what it holds."""
+    head, bracket, tail = spec.strip().partition("[")
+    namespace, slash, name = head.partition("/")
+    if not slash or (bracket and not tail.endswith("]")):
+        raise _Failed(400, f"pod rule {quoted(spec)} is not NAMESPACE/NAME[LABEL=VALUE,...]")
+    rule: dict[str, Any] = {}
+    if namespace.strip() not in ("", "*"):
+        rule["namespace"] = namespace.strip()
+    if name.strip() not in ("", "*"):
+        rule["name"] = name.strip()
+    labels = {}
+    for item in filter(None, (part.strip() for part in tail[:-1].split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise _Failed(400, f"pod label {quoted(item)} is not LABEL=VALUE")
+        labels[key.strip()] = value.strip()
+    if labels:
+        rule["labels"] = labels
+    return rule
+
+
 def _entry(ns: argparse.Namespace) -> dict[str, Any]:
     """An instance entry from the options of ``instances add``/``set``."""
     entry: dict[str, Any] = {}
-    match = {k: getattr(ns, k) for k in ("source", "listener", "host") if getattr(ns, k)}
+    match: dict[str, Any] = {
+        k: getattr(ns, k) for k in ("source", "listener", "host") if getattr(ns, k)
+    }
+    if ns.pod:
+        match["pod"] = [_pod_rule(spec) for spec in ns.pod]
     if match:
         entry["match"] = match
     for item in ns.keys:
