@@ -334,7 +334,8 @@ def test_template_names_are_names_and_unique() -> None:
     assert member_name("docker", "web:1", ()).startswith("web-1-")
     assert member_name("docker", "web", ("web",)).startswith("web-")
     assert member_name("docker", "default", ()).startswith("default-")
+    assert member_name("kubernetes", "shop/web-0", ()) == "shop.web-0"
     long = member_name("kubernetes", "shop/" + "x" * 80, ())
     assert len(long) == 63
-    assert long.startswith("shop-xxx")
+    assert long.startswith("shop.xxx")
     assert member_name("docker", "web", ("web",)) == member_name("docker", "web", ("web",))

@@ -47,10 +47,12 @@ def _digest(way: str, key: str, salt: int = 0) -> bytes:
 
 
 def member_name(way: str, key: str, taken: Collection[str]) -> str:
-    """The instance name of a key: the key in lower case with what a name cannot hold
-    turned to ``-`` (and cut to 63); a name already taken gets a hash of the key added."""
-    base = _NOT_NAME.sub("-", key.lower()).strip("-._") or "client"
-    if base == key.lower() and len(base) <= 63 and base not in taken and base != DEFAULT_NAME:
+    """The instance name of a key: the key in lower case, a pod's ``/`` as ``.``
+    (``shop/web-0``: ``shop.web-0``); a key holding what a name cannot (turned to ``-``),
+    longer than 63 or whose name is taken gets a hash of the key added."""
+    spelt = key.lower().replace("/", ".")
+    base = _NOT_NAME.sub("-", spelt).strip("-._") or "client"
+    if base == spelt and len(base) <= 63 and base not in taken and base != DEFAULT_NAME:
         return base
     tag = _digest(way, key).hex()[:8]
     return f"{base[:54].rstrip('-._') or 'client'}-{tag}"
