@@ -167,8 +167,8 @@ BAD = [
     ),
     pytest.param(
         "template: {ways: [docker]}",
-        "template.ways[0] is 'docker'; expected a way fleet.recognize names (it names: "
-        "listener, host, source)",
+        "template.ways[0] is 'docker'; expected source, or a way fleet.recognize names (it "
+        "names: listener, host, source)",
         id="template-way-not-recognised",
     ),
     pytest.param(
@@ -198,7 +198,7 @@ BAD = [
     pytest.param(
         "template: {ways: [docker], limt: 5}",
         "template.limt is 5; expected a known key (one of: instance, limit, options, paths, "
-        "ways); did you mean 'limit'?",
+        "source, ways); did you mean 'limit'?",
         id="template-key-typo",
     ),
     pytest.param(

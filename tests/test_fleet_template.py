@@ -11,7 +11,9 @@ import pytest
 from imdsmock.config.template import TemplateFullError, derive
 from imdsmock.core.fleet import Fleet
 from imdsmock.core.recognize import Workload
-from support import make_config, offline_app
+from imdsmock.errors import ConfigError
+from support import make_config, offline_app, serve
+from test_fleet_serve import ID, ask
 
 
 def _config(**template: Any) -> Any:
@@ -126,3 +128,51 @@ def test_derived_addresses_follow_the_top_level() -> None:
     assert "public-ipv4" not in bare.instance
     assert "ipv6" not in bare.instance
     assert derive(none, "docker", "job") == bare  # the same key, the same instance
+
+
+def test_clients_by_address_get_their_own_instance_from_their_first_request() -> None:
+    """template.ways naming source: each client of template.source that nothing else
+    recognises is an instance of its own, keyed by its address; others the default's."""
+    config = make_config(
+        instance={"instance-id": "i-0d0d0d0d0d0d0d0d0"},
+        instances=[{"name": "web", "match": {"source": ["127.0.0.2"]}}],
+        template={"ways": ["source"], "source": ["127.0.0.2/31", "127.0.0.8"]},
+    )
+    with serve(config) as running:
+        port = running.port
+        three = derive(config, "source", "127.0.0.3").instance["instance-id"]
+        eight = derive(config, "source", "127.0.0.8").instance["instance-id"]
+        assert ask(port, ID, "127.0.0.3") == (200, three.encode())
+        assert ask(port, ID, "127.0.0.8") == (200, eight.encode())
+        assert ask(port, ID, "127.0.0.3") == (200, three.encode())
+        assert ask(port, ID, "127.0.0.4") == (200, b"i-0d0d0d0d0d0d0d0d0")
+        fleet = running.app.fleet
+        assert fleet is not None
+        assert fleet.names() == ["default", "web", "127.0.0.3", "127.0.0.8"]
+        assert fleet.clients("127.0.0.3")[0].why == "source template 127.0.0.3"
+        # A reload narrows the addresses: a new client outside them is the default's.
+        running.app.reconfigure(
+            make_config(
+                instance={"instance-id": "i-0d0d0d0d0d0d0d0d0"},
+                template={"ways": ["source"], "source": ["127.0.0.9"]},
+            )
+        )
+        assert ask(port, ID, "127.0.0.10") == (200, b"i-0d0d0d0d0d0d0d0d0")
+        assert ask(port, ID, "127.0.0.9")[1].startswith(b"i-0")
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ({"source": ["10.0.0.0/8"]}, "template.source is ['10.0.0.0/8']; expected no "
+         "addresses, or source in template.ways"),
+        ({"ways": ["source"], "source": ["10.0.0.1/8"]}, "template.source[0] is '10.0.0.1/8'; "
+         "expected a network without host bits set (10.0.0.0/8)"),
+        ({"ways": ["sauce"]}, "template.ways[0] is 'sauce'; expected one of: docker, "
+         "kubernetes, source; did you mean 'source'?"),
+    ],
+)  # fmt: skip
+def test_a_bad_template_source_is_refused(template: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_config(template=template)
+    assert str(caught.value) == message

@@ -430,7 +430,7 @@ def test_a_pod_no_instance_matches_gets_the_templates_instance_and_keeps_it(
         db = stub.add(stub.pod("db-0", "127.0.0.72", namespace="data"))
         fleet = imds.app.fleet
         assert fleet is not None
-        made = until(lambda: [n for n in fleet.roster.members if n.startswith("data-db-0-")])
+        made = until(lambda: [n for n in fleet.roster.members if n == "data.db-0"])
         first = served(imds, "127.0.0.72")
         assert first.startswith("i-0")
         assert first not in (DEFAULT_ID, WEB_ID, WORKER_ID)

@@ -116,8 +116,8 @@ class App:
         # way fleet.recognize names, built here (the recogniser in core only reads them)
         # and run beside the servers. Read at start: a reload cannot add one.
         self.resolvers: dict[str, Running] = {}
-        if any(way in RESOLVER_WAYS for way in config.fleet.recognize):
-            self.resolvers = build_resolvers(config)
+        if _asks_others(config):
+            self.resolvers = build_resolvers(config, lambda: self._configured.template.source)
         # The instances told apart by client: only when the configuration has members (or
         # refuses unknown clients), or the control API adds one. None costs nothing.
         self.fleet: Fleet | None = None
@@ -377,10 +377,19 @@ class App:
         return [url(address) for address in self.server.addresses()]
 
 
-def build_resolvers(config: Config) -> dict[str, Running]:
+def build_resolvers(
+    config: Config, template_source: Callable[[], tuple[str, ...]] | None = None
+) -> dict[str, Running]:
     """One resolver per resolver way ``fleet.recognize`` names that this version serves
-    (each module imported only when its way is named)."""
+    (each module imported only when its way is named), and the template's by address
+    when ``template.ways`` names ``source`` (``template_source``: its networks now)."""
     resolvers: dict[str, Running] = {}
+    if "source" in config.template.ways:
+        from imdsmock.core.recognize import TEMPLATE
+        from imdsmock.serve.resolve import AddressTemplate
+
+        given = config.template.source
+        resolvers[TEMPLATE] = AddressTemplate(template_source or (lambda: given))
     for way in config.fleet.recognize:
         if way == "docker":
             from imdsmock.serve.docker import DockerResolver
@@ -393,12 +402,16 @@ def build_resolvers(config: Config) -> dict[str, Running]:
     return resolvers
 
 
-def _needs_fleet(config: Config) -> bool:
-    return (
-        bool(config.instances)
-        or config.fleet.unknown == "reject"
-        or any(way in RESOLVER_WAYS for way in config.fleet.recognize)
+def _asks_others(config: Config) -> bool:
+    """Whether the configuration needs resolvers: a resolver way, or the template by
+    address."""
+    return any(way in RESOLVER_WAYS for way in config.fleet.recognize) or (
+        "source" in config.template.ways
     )
+
+
+def _needs_fleet(config: Config) -> bool:
+    return bool(config.instances) or config.fleet.unknown == "reject" or _asks_others(config)
 
 
 def check(config: Config) -> None:

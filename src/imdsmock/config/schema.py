@@ -415,7 +415,7 @@ class FleetConfig:
     """The Docker Engine API's unix socket (way `docker`); read at start."""
 
 
-ResolverWay = Literal["docker", "kubernetes"]
+TemplateWay = Literal["docker", "kubernetes", "source"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -423,8 +423,10 @@ class TemplateConfig:
     """The instance made for each client a resolver way recognises that no instance
     matches: its instance ID and addresses derived from the client's key (docs/fleet.md)."""
 
-    ways: tuple[ResolverWay, ...] = ()
-    """The resolver ways whose unmatched clients get an instance of their own; empty: none."""
+    ways: tuple[TemplateWay, ...] = ()
+    """Whose unmatched clients get an instance: resolver ways, and `source` (by address)."""
+    source: tuple[str, ...] = ()
+    """With `source` in ways: the addresses and networks whose clients it covers; empty: any."""
     instance: Mapping[str, Any] = field(default_factory=dict)
     """Any `instance` key but the derived ones (instance-id, addresses), over the top level."""
     options: Mapping[str, Any] = field(default_factory=dict)

@@ -2,15 +2,17 @@
 no instance matches, derived from the client's key.
 
 The key is what stays the same when the client is started again: a container's name or
-compose ``PROJECT.SERVICE-NUMBER``, a pod's ``NAMESPACE/NAME``. From it (a SHA-256 of the
-way and the key) come the instance's name, its instance ID, reservation ID, MAC and ENI
-ID, its private IPv4 address in the subnet (``subnet-ipv4-cidr-block``), its public IPv4
-address in the /24 of the top level's (when it has one), its IPv6 address in the /64 of
-the top level's (when it has one) and its ``Name`` tag: so a container started again under
-the same name is the same instance, with the same identity. Host names are derived from
-the addresses, as for any instance. Two keys landing on one address (or name) are told
-apart by taking the next free one: the later one's address then depends on the order the
-clients came in (a subnet much larger than the fleet makes that rare).
+compose ``PROJECT.SERVICE-NUMBER``, a pod's ``NAMESPACE/NAME``, a client's address (way
+``source``: any client nothing else recognised, in ``template.source`` when given). From
+it (a SHA-256 of the way and the key) come the instance's name, its instance ID,
+reservation ID, MAC and ENI ID, its private IPv4 address in the subnet (``subnet-
+ipv4-cidr-block``), its public IPv4 address in the /24 of the top level's (when it has
+one), its IPv6 address in the /64 of the top level's (when it has one) and its ``Name``
+tag: so a container started again under the same name is the same instance, with the same
+identity. Host names are derived from the addresses, as for any instance. Two keys landing
+on one address (or name) are told apart by taking the next free one: the later one's
+address then depends on the order the clients came in (a subnet much larger than the fleet
+makes that rare).
 
 Everything else is the top level's, with the template's ``instance``, ``options`` and
 ``paths`` keys over it.
@@ -24,7 +26,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from imdsmock.config.fleet import DEFAULT_NAME
+from imdsmock.config.fleet import DEFAULT_NAME, source
 from imdsmock.config.schema import Config, MemberConfig
 from imdsmock.errors import ConfigError
 
@@ -141,16 +143,22 @@ def check_template(cfg: Config) -> None:
     instance is (by the caller)."""
     template = cfg.template
     for index, way in enumerate(template.ways):
-        if way not in cfg.fleet.recognize:
+        if way != "source" and way not in cfg.fleet.recognize:
             raise ConfigError(
                 f"template.ways[{index}]",
                 way,
-                "a way fleet.recognize names (it names: "
+                "source, or a way fleet.recognize names (it names: "
                 + (", ".join(cfg.fleet.recognize) or "nothing")
                 + ")",
             )
         if way in template.ways[:index]:
             raise ConfigError(f"template.ways[{index}]", way, "each way named once")
+    for index, spec in enumerate(template.source):
+        source(spec, f"template.source[{index}]")
+    if template.source and "source" not in template.ways:
+        raise ConfigError(
+            "template.source", list(template.source), "no addresses, or source in template.ways"
+        )
     for key, value in template.instance.items():
         if key in DERIVED or (key in NULLABLE and value is not None):
             raise ConfigError(

@@ -40,6 +40,7 @@ from imdsmock.core.pods import PodRules
 
 __all__ = [
     "PER_REQUEST",
+    "TEMPLATE",
     "Pending",
     "Recognized",
     "Recognizer",
@@ -102,6 +103,11 @@ class Resolver(Protocol):
         """The lookup of ``client`` under way, or None."""
 
 
+TEMPLATE = "template"
+"""The resolver asked last, after every way of the order: a client nothing recognised that
+the template covers by its address (``template.ways`` naming ``source``)."""
+
+
 class _PerRequest:
     """The answer of :meth:`Recognizer.connection` when each request's Host decides."""
 
@@ -147,6 +153,7 @@ class Recognizer:
         "_pods",
         "_ports",
         "_resolvers",
+        "_template",
         "has_host",
         "spawned",
         "uses_local",
@@ -178,6 +185,7 @@ class Recognizer:
         # Longest prefix first: the most specific network wins (equal ones: list order).
         self._networks.sort(key=lambda item: -item[0].prefixlen)
         self._resolvers = dict(resolvers or {})
+        self._template = self._resolvers.get(TEMPLATE)
         self._order = tuple(
             way
             for way in order
@@ -231,7 +239,14 @@ class Recognizer:
             found = self._way(way, key, local, host)
             if found is not None:
                 return found
-        return None
+        return self._last(key)
+
+    def _last(self, key: str) -> Recognized | None:
+        """What the template's address resolver says of a client no way recognised."""
+        if self._template is None:
+            return None
+        workload = self._template.lookup(key)
+        return None if workload is None else self.match(workload)
 
     def instance_for(
         self, client: str, local: tuple[str, int] | None = None, host: str | None = None
@@ -252,7 +267,7 @@ class Recognizer:
             found = self._way(way, key, local, None)
             if found is not None:
                 return found
-        return None
+        return self._last(key)
 
     def _way(
         self, way: str, key: str, local: tuple[str, int] | None, host: str | None
