@@ -281,6 +281,7 @@ async function refreshState() {
   ui.stateAt = Date.now();
   showMessage(null);
   setFleet(state.instances);
+  if (gen !== ui.gen) return; // the address named another instance: its state is on its way
   // The first IMDS listener as bound; a wildcard address is reached through loopback.
   const first = ui.state["imds-urls"][0];
   if (first) ui.imds = first.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:");
@@ -402,34 +403,38 @@ function wireInstance() {
 
 // A directory's listing, or null when it is not served; listings are walked from the top, so
 // nothing absent is ever asked for.
-async function listing(dir) {
-  const data = await api("GET", mine("/v1/metadata/" + enc(dir)));
+async function listing(dir, at = mine("/v1/metadata/")) {
+  const data = await api("GET", at + enc(dir));
   return data.value ? data.value.split("\n").filter(Boolean) : [];
 }
 
-async function listed(dir, lists) {
-  if (!(dir in lists)) {
+// One walk of one instance's tree: the routes it started with (another instance may be
+// chosen meanwhile) and the listings it read.
+const walker = () => ({ at: mine("/v1/metadata/"), lists: new Map() });
+
+async function listed(dir, walk) {
+  if (!walk.lists.has(dir)) {
     const cut = dir.lastIndexOf("/");
-    const parent = cut < 0 ? [dir + "/"] : await listed(dir.slice(0, cut), lists);
+    const parent = cut < 0 ? [dir + "/"] : await listed(dir.slice(0, cut), walk);
     const here = parent !== null && parent.includes(dir.slice(cut + 1) + "/");
-    lists[dir] = here ? await listing(dir) : null;
+    walk.lists.set(dir, here ? await listing(dir, walk.at) : null);
   }
-  return lists[dir];
+  return walk.lists.get(dir);
 }
 
-async function served(path, lists) {
+async function served(path, walk) {
   const cut = path.lastIndexOf("/");
-  const parent = await listed(path.slice(0, cut), lists);
+  const parent = await listed(path.slice(0, cut), walk);
   if (parent === null || !parent.includes(path.slice(cut + 1))) return null;
-  return (await api("GET", mine("/v1/metadata/" + enc(path)))).value;
+  return (await api("GET", walk.at + enc(path))).value;
 }
 
 let identityRun = 0;
 async function refreshIdentity() {
   // Only the latest run writes: an earlier one (another instance, older edits) is dropped.
   const run = ++identityRun;
-  const lists = {};
-  const get = (path) => served(path, lists).catch(() => null);
+  const walk = walker();
+  const get = (path) => served(path, walk).catch(() => null);
   const names = [
     ["instance-id", "meta-data/instance-id"],
     ["instance type", "meta-data/instance-type"],
@@ -444,7 +449,7 @@ async function refreshIdentity() {
   ];
   const values = [];
   for (const [label, path] of names) values.push([label, await get(path)]);
-  const roles = await listed("meta-data/iam/security-credentials", lists).catch(() => null);
+  const roles = await listed("meta-data/iam/security-credentials", walk).catch(() => null);
   values.push(["IAM role", (roles && roles[0]) || null]);
   if (run !== identityRun) return;
   facts($("identity"), values);
