@@ -14,11 +14,14 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imdsmock.api import MockIMDS
+from mockprocess import mock_process
+from test_fleet_config import FLEET_YAML
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -35,6 +38,7 @@ pytestmark = [
 ]
 
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
@@ -406,3 +410,26 @@ def test_an_instance_added_meanwhile_is_listed_and_its_curl_names_its_host(
         ["bash", "-c", command], check=False, capture_output=True, text=True, timeout=10
     )
     assert printed.stdout == "i-0ccccccccccccccc3"
+
+
+def test_a_fleet_behind_a_control_token_shows_nothing_until_the_token_is_given(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """``imdsmock -c fleet.yaml --control-token``: the page asks for the token and shows no
+    instance; given the token, it lists the fleet; the token is in no URL it asked for."""
+    config = tmp_path / "fleet.yaml"
+    config.write_text(FLEET_YAML)
+    secret = "fleet-dashboard-token"
+    with mock_process(["-c", str(config), "--control-token", secret]) as proc:
+        control = f"http://127.0.0.1:{proc.control_port}"
+        with opened(browser, control, f"http://127.0.0.1:{proc.port}", token=secret) as page:
+            page.allowed_console.append("401 (Unauthorized)")
+            page.open("fleet/web")
+            dialog = page.by_id("token-dialog")
+            page.wait(lambda: dialog.get_attribute("open") is not None, what="the token dialog")
+            assert not page.by_id("tab-fleet").is_displayed()
+            assert fleet_rows(page) == {}
+            page.by_id("token-input").send_keys(secret + Keys.ENTER)
+            showing(page, "web", WEB_ID)
+            page.wait(lambda: len(fleet_rows(page)) == 3, what="the instances")
+            assert fleet_rows(page)["web"]["chosen"]
