@@ -313,9 +313,12 @@ def test_observe_reads_chain_table_and_link_or_names_what_it_could_not_read() ->
             ("iptables-nft", *NAT_S): ok(chain),
             ("nft", "list", "table", "inet", "imdsmock_node"): ok(table),
             ("ip", "-o", "-4", "addr", "show", "dev", "imdsmock0"): ok(link),
+            ("nft", "list", "table", "ip", "nat"): ok(ONLY_OURS),
         }
     )
-    seen = node.observe((IPTABLES_NFT, NFT, IPTABLES_LEGACY), runner, loaded=lambda _: False)
+    scope = (IPTABLES_NFT, NFT, IPTABLES_LEGACY)
+    seen = node.observe(scope, runner, loaded=lambda _: False, which=only("nft"))
+    assert (seen.nat, seen.nat_ours) == (BOTH, BOTH)
     assert seen.chain("iptables-nft") == ChainState(
         exists=True, rules=("-A IMDSMOCK-NODE -i x -j RETURN",), jumps=1
     )
@@ -325,8 +328,76 @@ def test_observe_reads_chain_table_and_link_or_names_what_it_could_not_read() ->
     lines = nodeplan.describe(seen)
     assert lines[0] == "chain IMDSMOCK-NODE (iptables-nft): 1 rule(s), 1 jump(s) from PREROUTING"
     assert "link imdsmock0: 169.254.169.254/32" in lines
-    blind = node.observe((IPTABLES_NFT,), fake({}), loaded=lambda _: True)
+    blind = node.observe((IPTABLES_NFT,), fake({}), loaded=lambda _: True, which=only())
     assert blind.unread == "iptables-nft -w -t nat -S: nope"
+
+
+ONLY_OURS = """table ip nat {
+	chain IMDSMOCK-NODE {
+		iifname "cni0" ip daddr 169.254.169.254 counter packets 0 bytes 0 xt target "DNAT"
+	}
+
+	chain PREROUTING {
+		type nat hook prerouting priority dstnat; policy accept;
+		counter packets 0 bytes 0 jump IMDSMOCK-NODE
+	}
+}
+"""
+KUBE_TOO = ONLY_OURS.replace(
+    "jump IMDSMOCK-NODE\n", "jump IMDSMOCK-NODE\n\t\tcounter packets 0 bytes 0 jump KUBE-SERVICES\n"
+)
+POSTROUTING_TOO = ONLY_OURS.replace(
+    "\tchain PREROUTING",
+    "\tchain POSTROUTING {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
+    "\t\tcounter packets 0 bytes 0 masquerade\n\t}\n\n\tchain PREROUTING",
+)
+BOTH = frozenset({"ip nat", "ip nat PREROUTING"})
+
+
+@pytest.mark.parametrize(
+    ("listing", "ours"),
+    [
+        (ONLY_OURS, BOTH),
+        (KUBE_TOO, frozenset()),
+        (POSTROUTING_TOO, frozenset({"ip nat PREROUTING"})),
+    ],
+    ids=["only-ours", "kube-proxy-jump-too", "masquerade-elsewhere"],
+)
+def test_the_nat_table_and_its_prerouting_chain_are_ours_only_when_nothing_else_is_there(
+    listing: str, ours: frozenset[str]
+) -> None:
+    """iptables-nft's ``ip nat`` as nft lists it: which parts hold nothing but ours."""
+    assert nodeplan.parse_nat(listing) == (BOTH, ours)
+    assert nodeplan.parse_nat(None) == (frozenset(), frozenset())
+
+
+def test_removal_deletes_the_nat_table_or_chain_our_changes_made_when_only_ours_is_left() -> None:
+    """What iptables-nft made for us goes with our chain (it cannot delete it itself); what
+    was there before, or now holds someone else's rules, stays."""
+    fw = IPTABLES_NFT
+    there = replace(layout_with_rules(fw), nat=BOTH, nat_ours=BOTH)
+    nothing = nodeplan.goal((fw,), None, (), (), None)
+
+    def removal(created: frozenset[str], ours: frozenset[str] = BOTH) -> list[str]:
+        now = replace(there, nat_ours=ours)
+        steps = nodeplan.converge((fw,), now, nodeplan.settle_nat(nothing, now, created))
+        return text(steps).splitlines()[3:]
+
+    assert removal(frozenset({"ip nat"})) == ["nft delete table ip nat"]
+    assert removal(frozenset({"ip nat PREROUTING"})) == ["nft delete chain ip nat PREROUTING"]
+    assert removal(frozenset({"ip nat"}), frozenset({"ip nat PREROUTING"})) == [
+        "nft delete chain ip nat PREROUTING"
+    ]
+    assert removal(frozenset()) == []
+    assert removal(frozenset({"ip nat"}), frozenset()) == []
+    # Installing on a bare node: the first commands are marked as making the table.
+    bare = NodeLayout(nat=frozenset())
+    goal = nodeplan.settle_nat(layout_with_rules(fw), bare, frozenset())
+    assert goal.nat == BOTH
+    assert {s.created for s in nodeplan.converge((fw,), bare, goal)} == {"ip nat"}
+    # A rollback's target says what was there; without nft nothing is known or deleted.
+    assert nodeplan.settle_nat(bare, there, frozenset()) is bare
+    assert nodeplan.settle_nat(nothing, replace(there, nat=None), BOTH).nat is None
 
 
 def test_the_record_is_written_whole_and_an_unreadable_one_says_how_to_recover(
@@ -335,9 +406,15 @@ def test_the_record_is_written_whole_and_an_unreadable_one_says_how_to_recover(
     """The record round-trips; a damaged one is one line naming the file."""
     monkeypatch.setenv("IMDSMOCK_RUN_DIR", str(tmp_path))
     assert nodestate.load() is None
-    nodestate.put(nodestate.NodeRecord(backends=("iptables-nft",), link=True))
-    assert json.loads(nodestate.path().read_text()) == {"backends": ["iptables-nft"], "link": True}
-    assert nodestate.load() == nodestate.NodeRecord(backends=("iptables-nft",), link=True)
+    nodestate.put(nodestate.NodeRecord(backends=("iptables-nft",), link=True, created=("ip nat",)))
+    assert json.loads(nodestate.path().read_text()) == {
+        "backends": ["iptables-nft"],
+        "link": True,
+        "created": ["ip nat"],
+    }
+    assert nodestate.load() == nodestate.NodeRecord(
+        backends=("iptables-nft",), link=True, created=("ip nat",)
+    )
     nodestate.path().write_text("{")
     with pytest.raises(NetsetupError, match="delete it to start over"):
         nodestate.load()

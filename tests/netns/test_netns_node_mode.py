@@ -61,7 +61,9 @@ INSTANCE_ID = ["curl", "-s", "-m", "2", "http://169.254.169.254/latest/meta-data
 class Node:
     """The node, its pods and the upstream IMDS of one test."""
 
-    def __init__(self, topo: Topology) -> None:
+    def __init__(self, topo: Topology, nat: str = "kube") -> None:
+        """``nat``: the node's own nat rules: ``kube`` (kube-proxy's jump and a
+        masquerade), ``masquerade`` (no PREROUTING rule) or ``none``."""
         self.topo = topo
         self.node, self.up = topo.ns("node"), topo.ns("up")
         topo.link(self.node, f"{NODE_IP}/24", self.up, "10.211.0.1/24")
@@ -81,12 +83,14 @@ class Node:
         # The node's real IMDS, one hop up, as on EC2; and rules a node already has.
         topo.sh(self.up, "ip", "addr", "add", "169.254.169.254/32", "dev", "lo")
         topo.mock(self.up, "169.254.169.254", 80, "--instance-id", REAL_IMDS_ID)
-        nat = ("iptables", "-w", "-t", "nat")
-        topo.sh(self.node, *nat, "-N", "KUBE-SERVICES")
-        topo.sh(self.node, *nat, "-A", "PREROUTING", "-j", "KUBE-SERVICES")
-        topo.sh(self.node, *nat, "-A", "POSTROUTING", "-s", "10.210.0.0/24", "!", "-o", "cni0",
-                "-j", "MASQUERADE")  # fmt: skip
-        topo.sh(self.node, "nft", "add", "table", "inet", "kube")
+        rule = ("iptables", "-w", "-t", "nat")
+        if nat == "kube":
+            topo.sh(self.node, *rule, "-N", "KUBE-SERVICES")
+            topo.sh(self.node, *rule, "-A", "PREROUTING", "-j", "KUBE-SERVICES")
+            topo.sh(self.node, "nft", "add", "table", "inet", "kube")
+        if nat != "none":
+            topo.sh(self.node, *rule, "-A", "POSTROUTING", "-s", "10.210.0.0/24", "!", "-o",
+                    "cni0", "-j", "MASQUERADE")  # fmt: skip
         topo.settle(self.node)
 
     def start_mock(self, *extra: str) -> subprocess.Popen[str]:
@@ -415,3 +419,35 @@ def test_the_kubernetes_lookup_names_each_pod_routed_by_the_agent(cluster: Node)
     )
     assert direct.stdout == "i-0d0d0d0d0d0d0d0d0"
     assert cluster.host_network_instance() == REAL_IMDS_ID
+
+
+@pytest.mark.parametrize("nat", ["none", "masquerade"])
+def test_what_iptables_nft_made_for_our_chain_goes_with_it(topo: Topology, nat: str) -> None:
+    """On a node without a nat PREROUTING chain (or without any nat table), iptables-nft
+    makes them for our jump; SIGTERM, --down after SIGKILL, and a rollback at each changing
+    call delete them again, so the node's rule set is exactly as before."""
+    cluster = Node(topo, nat=nat)
+    cluster.start_mock()
+    before = cluster.state()
+    args = ("--mock", f"{NODE_IP}:1338", "--backend", "iptables-nft")
+    agent = cluster.agent(*args)
+    assert "chain PREROUTING" in topo.sh(cluster.node, "nft", "list", "table", "ip", "nat").stdout
+    agent.send_signal(signal.SIGTERM)
+    agent.communicate(timeout=30)
+    assert cluster.state() == before
+    killed = cluster.agent(*args)
+    killed.kill()
+    killed.communicate(timeout=10)
+    cluster.route_node("--down")
+    assert cluster.state() == before
+    tools = FaultyTools(topo.tmp / "tools", topo.env)
+    tools.arm()
+    topo.sh(cluster.node, *IMDSMOCK.argv, "route", "node", *args, "--once", env=tools.env)
+    changing = tools.changing_calls()
+    cluster.route_node("--down")
+    for call in changing:
+        tools.arm(fail=call)
+        done = topo.sh(cluster.node, *IMDSMOCK.argv, "route", "node", *args, "--once",
+                       env=tools.env, check=False)  # fmt: skip
+        assert done.returncode == 1, (call, done.stderr)
+        assert cluster.state() == before, f"call {call}: {tools.calls}"

@@ -150,12 +150,13 @@ def parse_nft_table(list_text: str) -> tuple[str, ...]:
 BUILTIN_NAT_CHAINS = frozenset({"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"})
 
 
-def nat_table_only_ours(list_text: str) -> bool:
+def nat_table_only_ours(list_text: str, ours: str = CHAIN) -> bool:
     """Whether an iptables-nft ``nat`` table (``nft list table ip nat``) holds only our parts.
 
-    True when its only chains are the built-in ones (with policy accept) and ours, and its
-    only rules are in our chain or jump to it: then removing our parts leaves a table that
-    iptables-nft created for us and that ``down`` may delete.
+    True when its only chains are the built-in ones (with policy accept) and ours (``ours``:
+    ``route node`` has a chain of its own), and its only rules are in our chain or jump to
+    it: then removing our parts leaves a table that iptables-nft created for us and that
+    ``down`` may delete.
     """
     chain = ""
     for raw in list_text.splitlines():
@@ -163,15 +164,15 @@ def nat_table_only_ours(list_text: str) -> bool:
         found = re.match(r"chain (\S+) \{", line)
         if found:
             chain = found.group(1)
-            if chain not in BUILTIN_NAT_CHAINS | {CHAIN}:
+            if chain not in BUILTIN_NAT_CHAINS | {ours}:
                 return False
         elif line.startswith("type ") and "policy accept" not in line:
             return False  # a policy someone chose
         elif (
             line
             and not line.startswith(("table ", "type ", "}", "#"))
-            and chain != CHAIN
-            and not line.endswith(f"jump {CHAIN}")
+            and chain != ours
+            and not line.endswith(f"jump {ours}")
         ):
             return False
     return True

@@ -161,8 +161,14 @@ def scope_of(fw: Firewall, which: Which = shutil.which) -> Scope:
     return tuple(found)
 
 
-def observe(scope: Scope, runner: Runner = run, loaded: Loaded = legacy_loaded) -> NodeLayout:
-    """Read our chain (IPv4 nat), table and link, running only read-only commands.
+def observe(
+    scope: Scope,
+    runner: Runner = run,
+    loaded: Loaded = legacy_loaded,
+    which: Which = shutil.which,
+) -> NodeLayout:
+    """Read our chain (IPv4 nat), table and link, running only read-only commands; with
+    iptables-nft in scope and nft at hand, the ``ip nat`` table too.
 
     A legacy table not loaded yet is not listed (listing would load it for good).
     """
@@ -189,8 +195,17 @@ def observe(scope: Scope, runner: Runner = run, loaded: Loaded = legacy_loaded) 
             chains[fw.v4] = nodeplan.parse_chain(listing or "")
     shown = read("ip", "-o", "-4", "addr", "show", "dev", LINK, absent="does not exist")
     link = None if shown is None else detect.parse_addresses(shown)
+    nat, nat_ours = None, frozenset[str]()
+    if any(fw.variant == "nf_tables" for fw in scope) and which("nft") is not None:
+        table = read("nft", "list", "table", *nodeplan.NAT_TABLE.split(), absent="No such")
+        nat, nat_ours = nodeplan.parse_nat(table)
     return NodeLayout(
-        chains=chains, nft_rules=nft_rules, link=link, unread=failed[0] if failed else ""
+        chains=chains,
+        nft_rules=nft_rules,
+        link=link,
+        nat=nat,
+        nat_ours=nat_ours,
+        unread=failed[0] if failed else "",
     )
 
 
@@ -227,14 +242,23 @@ def install(
     detect.require_net_admin("node")
     with _Holding("node", hold=hold) as stop:
         scope = scope_of(fw, which)
-        before = observe(scope, runner)
-        goal = options.goal(scope, fw)
+        before = observe(scope, runner, which=which)
+        goal = nodeplan.settle_nat(options.goal(scope, fw), before, frozenset())
         steps = nodeplan.converge(scope, before, goal)
+        previous = nodestate.load()
         final = NodeRecord(
-            backends=() if options.dummy_link else (fw.name,), link=options.dummy_link
+            backends=() if options.dummy_link else (fw.name,),
+            link=options.dummy_link,
+            created=_created(previous, steps),
         )
         _commit(scope, before, steps, stop, runner=runner, final=final)
     return Installed(scope=scope, goal=goal, changed=len(steps), backend=fw.name)
+
+
+def _created(previous: NodeRecord | None, steps: tuple[Step, ...]) -> tuple[str, ...]:
+    """What of iptables-nft's nat table our changes brought into being, so far."""
+    made = [*(previous.created if previous else ()), *(s.created for s in steps if s.created)]
+    return tuple(dict.fromkeys(made))
 
 
 def dry_run(options: NodeOptions, *, runner: Runner = run, which: Which = shutil.which) -> str:
@@ -242,11 +266,12 @@ def dry_run(options: NodeOptions, *, runner: Runner = run, which: Which = shutil
     read without privilege)."""
     fw = firewall(options.backend, runner, which)
     scope = scope_of(fw, which)
-    before = observe(scope, runner)
+    before = observe(scope, runner, which=which)
     head = "" if not before.unread else "# current rules unreadable: full plan\n"
     if before.unread:
         before = NodeLayout()
-    steps = nodeplan.converge(scope, before, options.goal(scope, fw))
+    goal = nodeplan.settle_nat(options.goal(scope, fw), before, frozenset())
+    steps = nodeplan.converge(scope, before, goal)
     return head + (render(tuple(s.command for s in steps)) or "# nothing to do: already in place\n")
 
 
@@ -273,6 +298,7 @@ def _commit(
         claimed = NodeRecord(
             backends=tuple(s.backend for s in done if s.backend),
             link=any(s.command.argv[:3] == ("ip", "link", "add") for s in done),
+            created=_created(None, done),
         )
         ahead = claimed if previous is None else previous.merged(claimed)
         if ahead != saved:
@@ -317,19 +343,27 @@ def _roll_back(
     return CommandFailed(f"{failed} {tail}")
 
 
-def converge_to(scope: Scope, target: NodeLayout, runner: Runner = run) -> tuple[int, str]:
+def converge_to(
+    scope: Scope,
+    target: NodeLayout,
+    runner: Runner = run,
+    created: frozenset[str] = frozenset(),
+    which: Which = shutil.which,
+) -> tuple[int, str]:
     """Look, converge to ``target``, look again: the commands run and what went wrong
-    (empty: the namespace now holds ``target``)."""
-    now = observe(scope, runner)
+    (empty: the namespace now holds ``target``). ``created``: what of the nat table our
+    changes made, to delete again once nothing but ours is in it."""
+    now = observe(scope, runner, which=which)
     if now.unread:
         return 0, f"cannot read {now.unread}"
+    target = nodeplan.settle_nat(target, now, created)
     steps = nodeplan.converge(scope, now, target)
     trouble = ""
     for step in steps:
         result = runner(step.command)
         if result.returncode != 0 and not trouble:
             trouble = f"{shlex.join(step.command.argv)}: {why_failed(result)}"
-    after = observe(scope, runner)
+    after = observe(scope, runner, which=which)
     if after.unread:
         return len(steps), trouble or f"cannot read {after.unread}"
     if after.same_as(target):
@@ -343,14 +377,17 @@ def remove(
     *,
     attempts: int = ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
+    which: Which = shutil.which,
 ) -> int:
     """Remove everything of ours in ``scope``, retrying with pauses; the commands run."""
     nothing = nodeplan.goal(scope, None, (), (), None)
+    record = nodestate.load()
+    created = frozenset(record.created if record else ())
     total, trouble = 0, ""
     for attempt in range(attempts):
         if attempt:
             sleep(PAUSE * 2 ** (attempt - 1))
-        ran, trouble = converge_to(scope, nothing, runner)
+        ran, trouble = converge_to(scope, nothing, runner, created, which)
         total += ran
         if not trouble:
             nodestate.put(None)
@@ -370,15 +407,17 @@ def down(
 ) -> str:
     """Remove our chain, table and link from every installed backend (the preStop hook)."""
     scope = scope_of(_any_firewall(backend, runner, which), which)
-    nodestate.load()  # an unreadable record is one line, before any change
+    record = nodestate.load()  # an unreadable record is one line, before any change
     if dry_run:
-        now = observe(scope, runner)
-        steps = nodeplan.converge(scope, now, nodeplan.goal(scope, None, (), (), None))
+        now = observe(scope, runner, which=which)
+        created = frozenset(record.created if record else ())
+        nothing = nodeplan.settle_nat(nodeplan.goal(scope, None, (), (), None), now, created)
+        steps = nodeplan.converge(scope, now, nothing)
         return render(tuple(s.command for s in steps)) or "# nothing to do: nothing of ours\n"
     detect.require_net_admin("node --down")
     with txn.StopSignals("node --down") as stop:
         stop.finish()  # removing is never cut short: a second SIGTERM must not leave half
-        ran = remove(scope, runner)
+        ran = remove(scope, runner, which=which)
     if not ran:
         return "imdsmock route node: nothing to remove\n"
     return f"imdsmock route node: removed ({ran} commands)\n"

@@ -17,10 +17,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from imdsmock.netsetup.converge import Step
-from imdsmock.netsetup.detect import ChainState, Firewall
+from imdsmock.netsetup.detect import ChainState, Firewall, nat_table_only_ours
 from imdsmock.netsetup.errors import NetsetupError
 from imdsmock.netsetup.layout import Scope, programs
 from imdsmock.netsetup.linux import ECS_CREDENTIALS, IMDS_V4, Target, iptables_rule, nft_rule
@@ -31,6 +31,10 @@ CHAIN = "IMDSMOCK-NODE"
 HOOK = "PREROUTING"
 NFT_TABLE = "imdsmock_node"
 LINK = "imdsmock0"
+#: The nf_tables table iptables-nft keeps IPv4 nat in, and its base chain we jump from:
+#: iptables-nft makes either on first use, and only nft can delete them again.
+NAT_TABLE = "ip nat"
+NAT_HOOK = "ip nat PREROUTING"
 
 #: Where pods' packets arrive on a node, per CNI: Calico, the AWS VPC CNI, flannel and the
 #: bridge plugin, kubenet, Weave Net, Cilium, kube-router, kindnet and ptp (host-side veths),
@@ -140,12 +144,16 @@ def nft_rules(pats: tuple[Pattern, ...], targets: tuple[Target, ...]) -> tuple[s
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeLayout:
     """Our parts of a node's namespace: the chain per iptables program, the nft table
-    (``None``: absent), the dummy link's addresses (``None``: no link). ``unread`` names the
-    first read that failed (then nothing may be changed)."""
+    (``None``: absent), the dummy link's addresses (``None``: no link). ``nat`` says which
+    of :data:`NAT_TABLE` and :data:`NAT_HOOK` exist (``None``: not known, without nft or an
+    nf_tables iptables in scope) and ``nat_ours`` which of them hold nothing but our parts.
+    ``unread`` names the first read that failed (then nothing may be changed)."""
 
     chains: Mapping[str, ChainState] = field(default_factory=dict)
     nft_rules: tuple[str, ...] | None = None
     link: frozenset[str] | None = None
+    nat: frozenset[str] | None = None
+    nat_ours: frozenset[str] = frozenset()
     unread: str = ""
 
     def chain(self, program: str) -> ChainState:
@@ -159,12 +167,52 @@ class NodeLayout:
             all(self.chain(p) == other.chain(p) for p in names)
             and self.nft_rules == other.nft_rules
             and self.link == other.link
+            and (self.nat is None or other.nat is None or self.nat == other.nat)
         )
 
     @property
-    def empty(self) -> bool:
-        """Whether nothing of ours is in place."""
-        return self.same_as(NodeLayout())
+    def wants_nat_chain(self) -> bool:
+        """Whether our chain is wanted in an iptables program (iptables-nft then makes
+        :data:`NAT_TABLE` and :data:`NAT_HOOK` if missing)."""
+        return any(chain.exists for chain in self.chains.values())
+
+
+def parse_nat(list_text: str | None) -> tuple[frozenset[str], frozenset[str]]:
+    """From ``nft list table ip nat`` (``None``: no such table): which of the table and its
+    PREROUTING chain exist, and which of them hold only our parts."""
+    if list_text is None:
+        return frozenset(), frozenset()
+    present, ours = {NAT_TABLE}, set()
+    if nat_table_only_ours(list_text, CHAIN):
+        ours.add(NAT_TABLE)
+    hook = re.search(r"chain PREROUTING \{(.*?)\n\s*\}", list_text, flags=re.DOTALL)
+    if hook is not None:
+        present.add(NAT_HOOK)
+        lines = [line.strip() for line in hook.group(1).splitlines() if line.strip()]
+        policy = [line for line in lines if line.startswith("type ")]
+        rules = [line for line in lines if not line.startswith("type ")]
+        if all("policy accept" in p for p in policy) and all(
+            r.endswith(f"jump {CHAIN}") for r in rules
+        ):
+            ours.add(NAT_HOOK)
+    return frozenset(present), frozenset(ours)
+
+
+def settle_nat(target: NodeLayout, now: NodeLayout, created: frozenset[str]) -> NodeLayout:
+    """``target`` with its ``nat`` part decided against what is there ``now``.
+
+    A target that already says (a rollback's picture of before) is kept. Wanting our chain,
+    what iptables-nft makes on the way is wanted too; else the table and chain that our
+    changes ``created`` go, if they hold nothing but ours by now.
+    """
+    if now.nat is None:
+        return replace(target, nat=None)
+    if target.nat is not None:
+        return target
+    if target.wants_nat_chain:
+        return replace(target, nat=now.nat | {NAT_TABLE, NAT_HOOK})
+    made = created | ({NAT_HOOK} if NAT_TABLE in created else set())
+    return replace(target, nat=now.nat - (made & now.nat_ours))
 
 
 def parse_chain(save_text: str) -> ChainState:
@@ -248,12 +296,36 @@ def converge(scope: Scope, current: NodeLayout, target: NodeLayout) -> tuple[Ste
         if current.link is None:
             steps.append(Step(command=cmd("ip", "link", "set", LINK, "up")))
     for fw in scope:
-        steps += [Step(command=c, backend=fw.name) for c in _build(fw, current, target)]
+        made = _made_nat(fw, current, target)
+        steps += [
+            Step(
+                command=c,
+                backend=fw.name,
+                created=made if "-I" in c.argv or "--noflush" in c.argv else "",
+            )
+            for c in _build(fw, current, target)
+        ]
     for fw in scope:
         steps += [Step(command=c, backend=fw.name) for c in _remove(fw, current, target)]
+    if current.nat is not None and target.nat is not None:
+        gone = (current.nat - target.nat) & current.nat_ours
+        if NAT_TABLE in gone:
+            steps.append(Step(command=cmd("nft", "delete", "table", *NAT_TABLE.split())))
+        elif NAT_HOOK in gone:
+            steps.append(Step(command=cmd("nft", "delete", "chain", *NAT_HOOK.split())))
     if target.link is None and current.link is not None:
         steps.append(Step(command=cmd("ip", "link", "del", LINK)))
     return tuple(steps)
+
+
+def _made_nat(fw: Firewall, current: NodeLayout, target: NodeLayout) -> str:
+    """What of the nat table and its PREROUTING chain building our chain in ``fw`` makes:
+    ``ip nat`` (the table, and the chain in it) or ``ip nat PREROUTING`` (the chain)."""
+    if fw.variant != "nf_tables" or current.nat is None or not target.wants_nat_chain:
+        return ""
+    if NAT_TABLE not in current.nat:
+        return NAT_TABLE
+    return NAT_HOOK if NAT_HOOK not in current.nat else ""
 
 
 def _build(fw: Firewall, current: NodeLayout, target: NodeLayout) -> list[Command]:

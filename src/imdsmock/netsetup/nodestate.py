@@ -22,16 +22,20 @@ from imdsmock.netsetup.state import DEFAULT_RUN_DIR, RUN_DIR_ENV
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeRecord:
-    """The backends that may hold our chain or table, and whether a change made the link."""
+    """The backends that may hold our chain or table, whether a change made the link, and
+    what of iptables-nft's ``ip nat`` table and its PREROUTING chain our changes brought
+    into being (``ip nat``, ``ip nat PREROUTING``), so that removal deletes them again."""
 
     backends: tuple[str, ...] = ()
     link: bool = False
+    created: tuple[str, ...] = ()
 
     def merged(self, other: NodeRecord) -> NodeRecord:
         """Everything either record names."""
         return NodeRecord(
             backends=tuple(dict.fromkeys(self.backends + other.backends)),
             link=self.link or other.link,
+            created=tuple(dict.fromkeys(self.created + other.created)),
         )
 
 
@@ -45,7 +49,11 @@ def load() -> NodeRecord | None:
     """The record, or ``None`` when ``route node`` has nothing in place here."""
     try:
         data = json.loads(path().read_text(encoding="utf-8"))
-        return NodeRecord(backends=tuple(str(b) for b in data["backends"]), link=bool(data["link"]))
+        return NodeRecord(
+            backends=tuple(str(b) for b in data["backends"]),
+            link=bool(data["link"]),
+            created=tuple(str(c) for c in data.get("created", ())),
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -58,7 +66,7 @@ def put(record: NodeRecord | None) -> None:
     if record is None:
         target.unlink(missing_ok=True)
         return
-    body = {"backends": list(record.backends), "link": record.link}
+    body = {"backends": list(record.backends), "link": record.link, "created": list(record.created)}
     fresh = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
