@@ -59,10 +59,18 @@ def test_the_index_answers_only_live_pods_the_newest_first() -> None:
     assert index.get("10.0.0.1") is None
     moved = index.pod("a")
     assert moved is not None
-    index.replace([pod("b", "10.0.0.9", created="2026-12-03T00:00:00Z"), moved])
+    fresh = [pod("b", "10.0.0.9", created="2026-12-03T00:00:00Z"), moved]
+    assert sorted((kind, p.uid) for kind, p in index.changes(fresh)) == [
+        ("DELETED", "done"),
+        ("DELETED", "host"),
+        ("MODIFIED", "b"),
+    ]
+    for kind, changed in index.changes(fresh):
+        index.apply(kind, changed)
     assert index.get("10.0.0.9") == index.pod("b")
     assert {p.uid for p in index.pods()} == {"a", "b"}
-    index.replace([])
+    for kind, changed in index.changes([]):
+        index.apply(kind, changed)
     assert len(index) == 0
     assert index.get("10.0.0.9") is None
 
@@ -265,7 +273,7 @@ def test_a_list_that_is_not_a_list_is_an_error() -> None:
 
     async def job(url: str) -> None:
         watcher.api = _api(url)
-        await watcher.list()
+        await watcher.list_pods()
 
     answer = b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{"items": "x"}'
     with pytest.raises(ApiError, match="something other than a list of pods"):

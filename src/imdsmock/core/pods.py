@@ -113,7 +113,7 @@ def _mapping(value: object) -> Mapping[str, Any]:
 class PodIndex:
     """The pods known, and for each address the live pod it belongs to.
 
-    Fed by :meth:`replace` (a list) and :meth:`apply` (a watch event); :meth:`get` is a
+    Fed by :meth:`apply` (a watch event, or a list's :meth:`changes`); :meth:`get` is a
     dictionary lookup. Not thread-safe: one event loop feeds and asks it.
     """
 
@@ -141,15 +141,13 @@ class PodIndex:
         """Every pod known, live or not."""
         return list(self._pods.values())
 
-    def replace(self, pods: Iterable[Pod]) -> None:
-        """Know exactly ``pods`` (a fresh list): the others are forgotten."""
+    def changes(self, pods: Iterable[Pod]) -> list[tuple[str, Pod]]:
+        """The events that make the index know exactly ``pods`` (a fresh list): ``DELETED``
+        for each pod it lacks, ``MODIFIED`` for each new or changed one."""
         fresh = {pod.uid: pod for pod in pods}
-        for uid in self._pods.keys() - fresh.keys():
-            self.apply("DELETED", self._pods[uid])
-        for pod in fresh.values():
-            known = self._pods.get(pod.uid)
-            if known is None or known != pod:
-                self.apply("MODIFIED", pod)
+        gone = [("DELETED", self._pods[uid]) for uid in self._pods.keys() - fresh.keys()]
+        known = self._pods
+        return gone + [("MODIFIED", pod) for pod in fresh.values() if known.get(pod.uid) != pod]
 
     def apply(self, kind: str, pod: Pod) -> None:
         """A watch event: ``ADDED`` or ``MODIFIED`` (the pod as it is now), or ``DELETED``."""

@@ -41,7 +41,7 @@ LINE_MAX = 16 * 1024 * 1024
 """The longest line of a watch stream (one event: one pod object)."""
 
 # Answers this large are decoded in a worker thread, not on the serving loop.
-_THREAD_JSON = 256 * 1024
+_THREAD_JSON = 64 * 1024
 
 
 class ApiError(ImdsMockError):

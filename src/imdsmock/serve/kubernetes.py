@@ -59,6 +59,9 @@ TRUSTED_FOR = 30.0
 """Seconds the pods known are still answered for once the API cannot be followed (then no
 client is, until it can: a pod deleted meanwhile may have handed its address on)."""
 
+# Changes a list applies to the index between two turns of the event loop.
+_BATCH = 200
+
 # Clients remembered as logged (and pods as offered); past it the memory starts again.
 _LOGGED_MAX = 16_384
 
@@ -122,7 +125,7 @@ class PodWatcher:
             started = loop.time()
             try:
                 if not self.version:
-                    await self.list()
+                    await self.list_pods()
                 events = await self.watch()
             except Gone as exc:
                 log.info("kubernetes: %s; listing %s again", exc, self.scope)
@@ -162,8 +165,11 @@ class PodWatcher:
             self.failing_since = None
             log.warning("kubernetes: following %s again at %s", self.scope, self.api.url)
 
-    async def list(self) -> None:
-        """List the pods (page by page) and know exactly those; remember the version."""
+    async def list_pods(self) -> None:
+        """List the pods (page by page) and know exactly those; remember the version.
+
+        The pages are read off the loop (a list of every pod of a cluster is megabytes)
+        and the index takes the differences in batches, the loop free between them."""
         pods: list[Pod] = []
         token = ""
         while True:
@@ -172,18 +178,15 @@ class PodWatcher:
                 query["continue"] = token
             page = await get_json(self.api, self.target(**query))
             items, meta = _list_parts(page, self.api.url)
-            pods.extend(p for p in map(pod_from, items) if p is not None and self._ours(p))
+            pods += await asyncio.to_thread(self._pods_of, items)
             token = str(meta.get("continue") or "")
             if not token:
                 break
-        before = {pod.uid: pod for pod in self.index.pods()}
-        self.index.replace(pods)
+        for done, (kind, pod) in enumerate(self.index.changes(pods), 1):
+            self._apply(kind, pod)
+            if done % _BATCH == 0:
+                await asyncio.sleep(0)
         self.version = str(meta.get("resourceVersion") or "")
-        if self.changed is not None:
-            now = {pod.uid: pod for pod in pods}
-            for uid in before.keys() | now.keys():
-                if before.get(uid) != now.get(uid):
-                    self.changed(before.get(uid), now.get(uid))
         first = not self.synced.is_set()
         self.synced.set()
         self._back()
@@ -191,6 +194,17 @@ class PodWatcher:
             log.info(
                 "kubernetes: following %s at %s (%d listed)", self.scope, self.api.url, len(pods)
             )
+
+    def _pods_of(self, items: list[Any]) -> list[Pod]:
+        """The pods of a list's items that this watcher follows (in a worker thread)."""
+        return [p for p in map(pod_from, items) if p is not None and self._ours(p)]
+
+    def _apply(self, kind: str, pod: Pod) -> None:
+        """One change to the index, then to :attr:`changed`."""
+        old = self.index.pod(pod.uid)
+        self.index.apply(kind, pod)
+        if self.changed is not None:
+            self.changed(old, None if kind == "DELETED" else pod)
 
     async def watch(self) -> int:
         """Follow the changes from :attr:`version` until the server ends the stream; the
@@ -235,12 +249,9 @@ class PodWatcher:
             return
         if not self._ours(pod):
             kind = "DELETED"  # not (or no longer) this watcher's: never answer for it
-        old = self.index.pod(pod.uid)
-        self.index.apply(kind, pod)
+        self._apply(kind, pod)
         if pod.version:
             self.version = pod.version
-        if self.changed is not None:
-            self.changed(old, None if kind == "DELETED" else pod)
 
     def _ours(self, pod: Pod) -> bool:
         """Whether ``pod`` is one this watcher follows (the server filters already)."""
