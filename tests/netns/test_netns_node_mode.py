@@ -289,6 +289,22 @@ def test_dummy_link_mode_holds_the_address_for_pods_and_the_node(cluster: Node) 
     assert cluster.state() == before
 
 
+def test_without_dummy_links_the_dummy_link_mode_is_one_line_and_changes_nothing(
+    cluster: Node,
+) -> None:
+    """On a kernel built without dummy links, --dummy-link says so in one line (exit 1)
+    and leaves the node as it was."""
+    if dummy_links_work(cluster.topo, cluster.node):
+        pytest.skip("this kernel has dummy links (the dummy-link mode test runs instead)")
+    before = cluster.state()
+    done = cluster.route_node("--dummy-link", "--once", check=False)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert "no dummy links: CONFIG_DUMMY; route without --dummy-link" in done.stderr
+    assert "rolled back, the node is as it was before" in done.stderr
+    assert cluster.state() == before
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_failure_at_any_step_rolls_the_node_back(cluster: Node, backend: str) -> None:
     """Call N of route node --once fails, for every changing call: exit 1, one line, the

@@ -309,6 +309,10 @@ def _commit(
             raise _roll_back(scope, before, stop, runner=runner, previous=previous)
         if result.returncode != 0:
             failed = f"command failed: {shlex.join(step.command.argv)}: {why_failed(result)}"
+            if step.command.argv[:3] == ("ip", "link", "add") and "Unknown device" in failed:
+                failed += (
+                    " (this kernel has no dummy links: CONFIG_DUMMY; route without --dummy-link)"
+                )
             raise _roll_back(
                 scope, before, stop, runner=runner, previous=previous, failed=f"{failed}; node"
             )
