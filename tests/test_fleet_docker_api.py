@@ -22,6 +22,7 @@ import pytest
 
 from imdsmock.config.template import derive, member_name
 from imdsmock.control import ctlview
+from mockprocess import mock_process, run_command
 from support import make_config, serve
 from test_fleet_serve import ID, ask
 
@@ -339,3 +340,31 @@ def test_template_names_are_names_and_unique() -> None:
     assert len(long) == 63
     assert long.startswith("shop.xxx")
     assert member_name("docker", "web", ("web",)) == member_name("docker", "web", ("web",))
+
+
+def test_ctl_gives_an_instance_container_rules(tmp_path: Path) -> None:
+    """`ctl instances add NAME --container C` serves a new instance to container C; `set
+    --container` moves it; the table shows the rule."""
+    sock = tmp_path / "docker.sock"
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        f"fleet: {{recognize: [docker], docker-socket: '{sock}'}}\n"
+        "instance: {instance-id: i-0d0d0d0d0d0d0d0d0}\n"
+    )
+    with stub_engine(sock) as engine, mock_process(["-c", str(path)]) as mp:
+        url = ["--url", f"http://127.0.0.1:{mp.control_port}"]
+        engine.run("c1", "api", "127.0.0.2")
+        engine.run("c2", "api2", "127.0.0.3")
+        keys = ["--set", "instance.instance-id=i-0cccccccccccccccc"]
+        added = run_command(["ctl", *url, "instances", "add", "api", "--container", "api", *keys])
+        assert added.returncode == 0, added.stderr
+        assert eventually(lambda: instance_of(mp.port, "127.0.0.2") == "i-0cccccccccccccccc")
+        assert instance_of(mp.port, "127.0.0.3") == "i-0d0d0d0d0d0d0d0d0"
+        moved = run_command(["ctl", *url, "instances", "set", "api", "--container", "api2"])
+        assert moved.returncode == 0, moved.stderr
+        assert instance_of(mp.port, "127.0.0.3") == "i-0cccccccccccccccc"
+        table = run_command(["ctl", *url, "instances"]).stdout
+        assert "container=api2" in table
+        bad = run_command(["ctl", *url, "instances", "set", "api", "--container", "a b"])
+        assert bad.returncode == 2
+        assert "instances.api.match.container[0] is 'a b'" in bad.stderr

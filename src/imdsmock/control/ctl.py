@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--listener", action="append", help="HOST:PORT or PORT connected to")
         action.add_argument("--host", action="append", help="a Host name asked for")
         action.add_argument(
+            "--container", action="append", help="a Docker container or compose service name"
+        )
+        action.add_argument(
             "--pod",
             action="append",
             metavar="NAMESPACE/NAME[LABEL=V,...]",
@@ -334,7 +337,7 @@ def _entry(ns: argparse.Namespace) -> dict[str, Any]:
     """An instance entry from the options of ``instances add``/``set``."""
     entry: dict[str, Any] = {}
     match: dict[str, Any] = {
-        k: getattr(ns, k) for k in ("source", "listener", "host") if getattr(ns, k)
+        k: getattr(ns, k) for k in ("source", "listener", "host", "container") if getattr(ns, k)
     }
     if ns.pod:
         match["pod"] = [_pod_rule(spec) for spec in ns.pod]
