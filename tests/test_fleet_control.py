@@ -75,6 +75,17 @@ def test_instances_say_their_scenarios_and_request_counts(fleet: MockIMDS) -> No
     assert one["scenarios"] == []  # the entry's own (configured) scenarios
 
 
+def test_requests_before_a_mock_became_a_fleet_count_as_the_default_instances() -> None:
+    """A mock started with one instance logs its requests without a name; once an instance
+    is added at run time, the list counts them as the default instance's."""
+    with MockIMDS(server={"control": True, "control-port": 0}) as single:
+        ask(port_of(single), "/latest/meta-data/instance-id", "127.0.0.1")
+        status, _ = control(single, "POST", "/v1/instances", {"name": "web"})
+        assert status == 201
+        listed = control(single, "GET", "/v1/instances")[1]["instances"]
+        assert {i["name"]: i["requests"] for i in listed} == {"default": 1, "web": 0}
+
+
 def test_state_names_the_instances_of_a_fleet_only(fleet: MockIMDS) -> None:
     """/v1/state names the fleet's instances (whichever instance is asked); a single
     mock's state has no such key, and asking it does not make the mock a fleet."""

@@ -28,18 +28,17 @@ EVERY = "*"
 _KEYS = ("name", "match", "instance", "options", "paths", "scenarios")
 
 
-def listing(fleet: Fleet, requests: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
-    """Every instance, the default one first, as :func:`describe` shows it in short;
-    with ``requests`` (logged requests per instance name) each says its count.
+def listing(fleet: Fleet, requests: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Every instance, the default one first, as :func:`describe` shows it in short, with
+    how many of its requests the log holds (``requests``: per instance name).
 
     The clients are counted in one pass for all (the dashboard asks every few seconds,
     whatever the size of the fleet).
     """
     counts = fleet.client_counts()
     out = [describe(fleet, name, clients=counts.get(name, 0)) for name in fleet.names()]
-    if requests is not None:
-        for item in out:
-            item["requests"] = requests.get(item["name"], 0)
+    for item in out:
+        item["requests"] = requests.get(item["name"], 0)
     return out
 
 
