@@ -433,3 +433,19 @@ def test_a_fleet_behind_a_control_token_shows_nothing_until_the_token_is_given(
             showing(page, "web", WEB_ID)
             page.wait(lambda: len(fleet_rows(page)) == 3, what="the instances")
             assert fleet_rows(page)["web"]["chosen"]
+
+
+def test_an_instance_the_template_made_is_listed_with_its_client_key(browser: WebDriver) -> None:
+    """A client the template covers gets an instance when it first asks; the Fleet view
+    lists it as made by the template for the client's key, and it can be shown."""
+    with MockIMDS(instances=[WEB], template={"ways": ["source"], "source": ["127.0.0.8/29"]}) as m:
+        made = m.get("/latest/meta-data/instance-id", source="127.0.0.9").text
+        assert m.control_url is not None
+        with opened(browser, m.control_url, m.url) as page:
+            page.open("fleet")
+            rows = page.wait(lambda: (r := fleet_rows(page)).get("127.0.0.9") and r, what="it")
+            assert rows["127.0.0.9"]["id"] == made
+            assert rows["127.0.0.9"]["match"] == "made by the template for 127.0.0.9"
+            page.driver.find_element(By.CSS_SELECTOR, "button[aria-label='Show 127.0.0.9']").click()
+            showing(page, "127.0.0.9", made)
+            assert page.driver.current_url.endswith("#fleet/127.0.0.9")

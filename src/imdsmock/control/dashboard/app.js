@@ -1145,6 +1145,7 @@ function matchText(instance) {
     return refused ? "nobody (a client no rule matches is refused)" : "any client no rule matches";
   }
   const rules = Object.entries(instance.match).map(([kind, specs]) => `${kind} ${specs.map(rule).join(", ")}`);
+  if (instance.template) rules.push(`made by the template for ${instance.template}`);
   return rules.join("; ") || "no rule";
 }
 
