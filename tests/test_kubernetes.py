@@ -489,3 +489,35 @@ def test_imdsmock_serves_pods_and_ctl_adds_an_instance_by_pod(
         refused = run_command(["ctl", *url, "instances", "add", "x", "--pod", "Shop/*"])
         assert refused.returncode != 0
         assert "instances.x.match.pod[0].namespace is 'Shop'" in refused.stderr
+
+
+def test_a_pod_past_the_templates_limit_is_logged_once_and_left_to_the_next_way(
+    stub: KubeStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`template.limit` instances made: the next pod gets none, with one warning naming
+    the pod and the reason, and is recognised by the next way."""
+    config = {
+        "fleet": {
+            "recognize": ["kubernetes"],
+            "kubernetes-api": stub.url,
+            "kubernetes-node": "node-1",
+        },
+        "template": {"ways": ["kubernetes"], "limit": 1},
+    }
+    with MockIMDS(config) as imds:
+        until(stub.watching)
+        stub.add(stub.pod("a-0", "127.0.0.95", namespace="data"))
+        until(lambda: served(imds, "127.0.0.95") != default_id(imds))
+        stub.add(stub.pod("b-0", "127.0.0.96", namespace="data"))
+        until(lambda: any("data/b-0" in r.getMessage() for r in caplog.records))
+        assert served(imds, "127.0.0.96") == default_id(imds)
+    warned = [r.getMessage() for r in caplog.records if "no template instance" in r.getMessage()]
+    assert warned == [
+        "kubernetes: no template instance for pod data/b-0 (the template's limit of 1 "
+        "instances is reached); it is recognised by the next way"
+    ]
+
+
+def default_id(imds: MockIMDS) -> str:
+    """The default instance's instance ID (generated when the configuration sets none)."""
+    return imds.app.config.instance.instance_id
