@@ -521,3 +521,27 @@ def test_a_pod_past_the_templates_limit_is_logged_once_and_left_to_the_next_way(
 def default_id(imds: MockIMDS) -> str:
     """The default instance's instance ID (generated when the configuration sets none)."""
     return imds.app.config.instance.instance_id
+
+
+def test_a_pod_a_rule_stops_matching_gets_the_templates_instance(stub: KubeStub) -> None:
+    """A pod an instance's rule took has no template instance; once its labels no longer
+    match, it gets one (offered again on the change)."""
+    config = {
+        "fleet": {
+            "recognize": ["kubernetes"],
+            "kubernetes-api": stub.url,
+            "kubernetes-node": "node-1",
+        },
+        "template": {"ways": ["kubernetes"]},
+        "instances": MEMBERS,
+    }
+    pod = stub.add(stub.pod("web-1", "127.0.0.97", namespace="shop", labels={"app": "web"}))
+    with MockIMDS(config) as imds:
+        until(stub.watching)
+        assert served(imds, "127.0.0.97") == WEB_ID
+        fleet = imds.app.fleet
+        assert fleet is not None
+        assert list(fleet.roster.members) == ["web", "worker"]
+        stub.modify(pod, labels={"app": "old-web"})
+        until(lambda: served(imds, "127.0.0.97") not in (WEB_ID, default_id(imds)))
+        assert len(fleet.roster.members) == 3

@@ -274,9 +274,10 @@ class KubernetesResolver:
     follows (a dictionary read: the table is whole, nothing is asked per client).
 
     A client no live pod has is unknown (recognised by the next way) until the watch says
-    a pod has its address. Each pod seen live is offered once to :attr:`found` (the fleet
-    may make a template instance for it), in a worker thread, one at a time, so that its
-    instance is ready by the time its containers ask.
+    a pod has its address. Each pod seen live is offered to :attr:`found` (the fleet may
+    make a template instance for it), in a worker thread, one at a time, so that its
+    instance is ready by the time its containers ask; again when its labels or annotation
+    change (a rule may have stopped matching it), not for every status change.
     """
 
     way = "kubernetes"
@@ -286,7 +287,7 @@ class KubernetesResolver:
         self.found: Callable[[Workload], object] | None = None
         self._workloads: dict[str, Workload] = {}  # pod uid -> its workload now
         self._offers: asyncio.Queue[Workload] | None = None
-        self._offered: dict[str, None] = {}
+        self._offered: dict[Workload, None] = {}  # each pod as it was offered
         self._unknown: dict[str, None] = {}  # clients logged as no pod's
 
     def pending(self, client: str) -> asyncio.Future[None] | None:
@@ -330,10 +331,10 @@ class KubernetesResolver:
         self._workloads[new.uid] = workload
         for address in new.ips:
             self._unknown.pop(address, None)  # its next unknown answer is logged again
-        if self.found is not None and new.uid not in self._offered:
+        if self.found is not None and workload not in self._offered:
             if len(self._offered) >= _LOGGED_MAX:
                 self._offered.clear()
-            self._offered[new.uid] = None
+            self._offered[workload] = None
             if self._offers is not None:
                 self._offers.put_nowait(workload)
 
