@@ -55,6 +55,8 @@ class KubeStub:
         answers a watch) or ``status`` (a 410 answer)."""
         self.fail_lists = 0
         """Answer this many list requests with a 500 before answering again."""
+        self.gone_lists = 0
+        """Answer this many list requests with 410 Gone (an expired continue token)."""
         self.requests: list[Asked] = []
         self.pods: dict[str, dict[str, Any]] = {}
         self._history: list[tuple[int, str, dict[str, Any]]] = []
@@ -231,6 +233,9 @@ class KubeStub:
             if self.fail_lists:
                 self.fail_lists -= 1
                 return 500, _status(500, "InternalError", "etcdserver: request timed out")
+            if self.gone_lists:
+                self.gone_lists -= 1
+                return 410, _status(410, "Expired", "The provided continue parameter is too old")
             token = query.get("continue", "")
             version, offset = self._version, 0
             if token:

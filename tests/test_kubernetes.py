@@ -545,3 +545,20 @@ def test_a_pod_a_rule_stops_matching_gets_the_templates_instance(stub: KubeStub)
         stub.modify(pod, labels={"app": "old-web"})
         until(lambda: served(imds, "127.0.0.97") not in (WEB_ID, default_id(imds)))
         assert len(fleet.roster.members) == 3
+
+
+def test_a_list_answered_gone_is_retried_after_a_pause(
+    stub: KubeStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A list answered 410 (not a watch from an old version) is a failure: logged once and
+    retried after a pause, not listed again in a loop."""
+    stub.gone_lists = 2
+    stub.add(stub.pod("worker-1", "127.0.0.98"))
+    started = time.monotonic()
+    with mock(stub) as imds:
+        becomes(imds, "127.0.0.98", WORKER_ID)
+    assert time.monotonic() - started >= 0.8 * (0.5 + 1.0)  # two pauses, with jitter
+    assert len(stub.lists()) == 3
+    failed = [r.getMessage() for r in caplog.records if "cannot follow" in r.getMessage()]
+    assert len(failed) == 1
+    assert "answered 410" in failed[0]

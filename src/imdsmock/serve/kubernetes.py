@@ -123,14 +123,18 @@ class PodWatcher:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
+            listed = not self.version
             try:
-                if not self.version:
+                if listed:
                     await self.list_pods()
                 events = await self.watch()
             except Gone as exc:
-                log.info("kubernetes: %s; listing %s again", exc, self.scope)
                 self.version = ""
-                continue
+                if not listed:
+                    log.info("kubernetes: %s; listing %s again", exc, self.scope)
+                    continue
+                # A list, or a watch from a list just made, already gone: not in a loop.
+                self._failed(exc)
             except ApiError as exc:
                 self._failed(exc)
             else:
