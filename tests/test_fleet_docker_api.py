@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import queue
+import socket
 import socketserver
 import threading
 import time
@@ -75,6 +76,10 @@ def stub_engine(path: Path) -> Iterator[Engine]:
             pass
 
         def do_GET(self) -> None:
+            with contextlib.suppress(OSError):  # the mock went away meanwhile
+                self._get()
+
+        def _get(self) -> None:
             if self.path == "/containers/json":
                 engine.lists += 1
                 time.sleep(engine.delay)
@@ -97,15 +102,14 @@ def stub_engine(path: Path) -> Iterator[Engine]:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.wfile.flush()
-            with contextlib.suppress(OSError):  # the mock went away
-                while True:
-                    event = engine.events.get()
-                    if event is None:
-                        self.wfile.write(b"0\r\n\r\n")
-                        return
-                    data = json.dumps(event).encode() + b"\n"
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                    self.wfile.flush()
+            while True:
+                event = engine.events.get()
+                if event is None:
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                data = json.dumps(event).encode() + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
 
     class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         daemon_threads = True
@@ -281,6 +285,10 @@ def test_a_slow_engine_holds_a_first_connection_at_most_a_second(tmp_path: Path)
         held.join()
         assert answers == ["i-0d0d0d0d0d0d0d0d0"]
         assert 0.9 < time.monotonic() - started < 1.9
+        # A client that goes away while held: nothing is answered, nothing breaks.
+        with socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.9", 0)) as s:
+            s.sendall(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.2)
         assert eventually(lambda: instance_of(port, "127.0.0.2") == "i-0aaaaaaaaaaaaaaa1")
 
 

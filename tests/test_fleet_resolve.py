@@ -212,3 +212,50 @@ def test_resolvers_are_built_for_the_ways_named() -> None:
                                                    "docker-socket": "/run/d.sock"}}))  # fmt: skip
     assert list(made) == ["docker"]
     assert made["docker"].socket_path == "/run/d.sock"  # type: ignore[attr-defined]
+
+
+def test_bounds_and_lookups_asked_from_other_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most PENDING_MAX lookups run at once (a client past it is looked up on a later
+    connection); the memory starts again past KNOWN_MAX; a lookup asked from a worker
+    thread (the control API's) starts on the serving loop."""
+    monkeypatch.setattr(resolve, "PENDING_MAX", 1)
+    monkeypatch.setattr(resolve, "KNOWN_MAX", 2)
+
+    async def scenario() -> None:
+        resolver = Table([0.0])
+        resolver.gate = asyncio.Event()
+        job = asyncio.ensure_future(resolver.run())
+        await asyncio.sleep(0)
+        assert resolver.lookup("10.0.0.1") is None
+        assert resolver.lookup("10.0.0.2") is None  # past the bound: not asked now
+        assert resolver.pending("10.0.0.1") is not None
+        assert resolver.pending("10.0.0.2") is None
+        resolver.gate.set()
+        await _settle(resolver)
+        assert await asyncio.to_thread(resolver.lookup, "10.0.0.2") is None
+        await _settle(resolver)
+        assert resolver.asked == ["10.0.0.1", "10.0.0.2"]
+        resolver.lookup("10.0.0.3")
+        await _settle(resolver)
+        assert len(resolver._known) <= 2  # started again
+        job.cancel()
+        await resolver.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_address_template_covers_its_networks_only() -> None:
+    networks: list[tuple[str, ...]] = [("10.0.0.0/24", "fd00::/64")]
+    template = resolve.AddressTemplate(lambda: networks[0])
+
+    async def scenario() -> None:
+        assert await template.find("10.0.0.9") == Workload(
+            "source", "10.0.0.9", "10.0.0.9", ("10.0.0.9",)
+        )
+        assert await template.find("fd00::9") is not None
+        assert await template.find("10.0.1.9") is None
+        assert await template.find("not an address") is None
+        networks[0] = ()  # a reload: any client
+        assert await template.find("10.0.1.9") is not None
+
+    asyncio.run(scenario())
