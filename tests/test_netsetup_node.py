@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from imdsmock.netsetup import cli, node, nodeplan, nodestate
+from imdsmock.netsetup import cli, node, nodeagent, nodelayout, nodeobserve, nodeplan, nodestate
 from imdsmock.netsetup.converge import Step
 from imdsmock.netsetup.detect import IPTABLES_LEGACY, IPTABLES_NFT, NFT, ChainState, Firewall
 from imdsmock.netsetup.errors import CommandFailed, NetsetupError
-from imdsmock.netsetup.nodeplan import NodeLayout, Pattern
+from imdsmock.netsetup.nodelayout import NodeLayout
+from imdsmock.netsetup.nodeplan import Pattern
 from imdsmock.netsetup.plan import Command, Result, render
 
 DNAT = "-p tcp -m tcp --dport 80 -j DNAT --to-destination"
@@ -114,7 +115,7 @@ def layout_with_rules(fw: Firewall, options: node.NodeOptions = DNAT_ONLY) -> No
 def test_on_a_clean_node_the_rules_go_in_our_own_chain_or_table(fw: Firewall) -> None:
     """iptables: the chain's rules in one restore commit, then the jump from PREROUTING;
     nft: one script replacing table inet imdsmock_node."""
-    steps = nodeplan.converge((fw,), NodeLayout(), layout_with_rules(fw))
+    steps = nodelayout.converge((fw,), NodeLayout(), layout_with_rules(fw))
     rule = f"-A IMDSMOCK-NODE -d 169.254.169.254/32 -i cali+ {DNAT} 10.0.1.23:1338"
     if fw.kind == "nft":
         assert text(steps) == (
@@ -149,8 +150,8 @@ def test_on_a_clean_node_the_rules_go_in_our_own_chain_or_table(fw: Firewall) ->
 def test_rules_in_place_plan_nothing_and_removal_takes_exactly_ours(fw: Firewall) -> None:
     """Adding twice changes nothing; removing deletes the jump, our chain or our table."""
     there = layout_with_rules(fw)
-    assert nodeplan.converge((fw,), there, layout_with_rules(fw)) == ()
-    gone = nodeplan.converge((fw,), there, nodeplan.goal((fw,), None, (), (), None))
+    assert nodelayout.converge((fw,), there, layout_with_rules(fw)) == ()
+    gone = nodelayout.converge((fw,), there, nodelayout.goal((fw,), None, (), (), None))
     if fw.kind == "nft":
         assert text(gone) == "nft delete table inet imdsmock_node\n"
     else:
@@ -168,14 +169,14 @@ def test_changed_rules_are_replaced_in_one_commit_and_a_lost_jump_is_put_back() 
     fw = IPTABLES_NFT
     old = layout_with_rules(fw)
     new = node.NodeOptions(mock_host="10.0.1.23", mock_port=1400, interfaces=("cali+",))
-    steps = text(nodeplan.converge((fw,), old, new.goal((fw,), fw)))
+    steps = text(nodelayout.converge((fw,), old, new.goal((fw,), fw)))
     assert steps.startswith("iptables-nft-restore -w --noflush")
     assert "10.0.1.23:1400" in steps
     assert "-I PREROUTING" not in steps
     chain = old.chain("iptables-nft")
     for jumps, expected in ((0, "-I PREROUTING 1 -j"), (2, "-D PREROUTING -j")):
         moved = NodeLayout(chains={"iptables-nft": replace(chain, jumps=jumps)})
-        assert text(nodeplan.converge((fw,), moved, old)) == (
+        assert text(nodelayout.converge((fw,), moved, old)) == (
             f"iptables-nft -w -t nat {expected} IMDSMOCK-NODE\n"
         )
 
@@ -184,7 +185,7 @@ def test_switching_backend_moves_the_rules_and_leaves_none_behind() -> None:
     """Rules in iptables-legacy, now asked for in nft: the table made, the chain removed."""
     scope = (NFT, IPTABLES_LEGACY)
     before = layout_with_rules(IPTABLES_LEGACY)
-    steps = nodeplan.converge(scope, before, DNAT_ONLY.goal(scope, NFT))
+    steps = nodelayout.converge(scope, before, DNAT_ONLY.goal(scope, NFT))
     assert [s.command.argv[:2] for s in steps] == [
         ("nft", "-f"),
         ("iptables-legacy", "-w"),
@@ -198,17 +199,17 @@ def test_dummy_link_mode_adds_the_link_and_addresses_and_no_rule() -> None:
     """--dummy-link: the link, its addresses (ECS too), up; removal deletes the link."""
     options = node.options(mock=None, dummy_link=True, ecs=-1)
     goal = options.goal((IPTABLES_NFT,), IPTABLES_NFT)
-    assert text(nodeplan.converge((IPTABLES_NFT,), NodeLayout(), goal)) == (
+    assert text(nodelayout.converge((IPTABLES_NFT,), NodeLayout(), goal)) == (
         "ip link add imdsmock0 type dummy\n"
         "ip addr add 169.254.169.254/32 dev imdsmock0\n"
         "ip addr add 169.254.170.2/32 dev imdsmock0\n"
         "ip link set imdsmock0 up\n"
     )
     less = NodeLayout(link=frozenset({"169.254.169.254/32", "10.9.9.9/32"}))
-    assert text(nodeplan.converge((IPTABLES_NFT,), less, goal)) == (
+    assert text(nodelayout.converge((IPTABLES_NFT,), less, goal)) == (
         "ip addr add 169.254.170.2/32 dev imdsmock0\nip addr del 10.9.9.9/32 dev imdsmock0\n"
     )
-    assert text(nodeplan.converge((IPTABLES_NFT,), goal, NodeLayout())) == (
+    assert text(nodelayout.converge((IPTABLES_NFT,), goal, NodeLayout())) == (
         "ip link del imdsmock0\n"
     )
 
@@ -294,9 +295,11 @@ def test_auto_backend_is_the_one_holding_the_nodes_nat_rules(
         }
     )
     which = only("iptables", "iptables-legacy", "iptables-nft")
-    assert node.firewall("auto", runner, which, loaded=lambda _: True).name == expected
+    assert nodeobserve.firewall("auto", runner, which, loaded=lambda _: True).name == expected
     # A legacy table never loaded holds nothing: not even listed (that would load it).
-    assert node.firewall("auto", runner, which, loaded=lambda _: False).name == "iptables-nft"
+    assert (
+        nodeobserve.firewall("auto", runner, which, loaded=lambda _: False).name == "iptables-nft"
+    )
 
 
 def test_observe_reads_chain_table_and_link_or_names_what_it_could_not_read() -> None:
@@ -317,7 +320,7 @@ def test_observe_reads_chain_table_and_link_or_names_what_it_could_not_read() ->
         }
     )
     scope = (IPTABLES_NFT, NFT, IPTABLES_LEGACY)
-    seen = node.observe(scope, runner, loaded=lambda _: False, which=only("nft"))
+    seen = nodeobserve.observe(scope, runner, loaded=lambda _: False, which=only("nft"))
     assert (seen.nat, seen.nat_ours) == (BOTH, BOTH)
     assert seen.chain("iptables-nft") == ChainState(
         exists=True, rules=("-A IMDSMOCK-NODE -i x -j RETURN",), jumps=1
@@ -325,10 +328,10 @@ def test_observe_reads_chain_table_and_link_or_names_what_it_could_not_read() ->
     assert seen.nft_rules == ('prerouting: iifname "x" return',)
     assert seen.link == frozenset({"169.254.169.254/32"})
     assert not seen.unread
-    lines = nodeplan.describe(seen)
+    lines = nodelayout.describe(seen)
     assert lines[0] == "chain IMDSMOCK-NODE (iptables-nft): 1 rule(s), 1 jump(s) from PREROUTING"
     assert "link imdsmock0: 169.254.169.254/32" in lines
-    blind = node.observe((IPTABLES_NFT,), fake({}), loaded=lambda _: True, which=only())
+    blind = nodeobserve.observe((IPTABLES_NFT,), fake({}), loaded=lambda _: True, which=only())
     assert blind.unread == "iptables-nft -w -t nat -S: nope"
 
 
@@ -367,8 +370,8 @@ def test_the_nat_table_and_its_prerouting_chain_are_ours_only_when_nothing_else_
     listing: str, ours: frozenset[str]
 ) -> None:
     """iptables-nft's ``ip nat`` as nft lists it: which parts hold nothing but ours."""
-    assert nodeplan.parse_nat(listing) == (BOTH, ours)
-    assert nodeplan.parse_nat(None) == (frozenset(), frozenset())
+    assert nodelayout.parse_nat(listing) == (BOTH, ours)
+    assert nodelayout.parse_nat(None) == (frozenset(), frozenset())
 
 
 def test_removal_deletes_the_nat_table_or_chain_our_changes_made_when_only_ours_is_left() -> None:
@@ -376,11 +379,11 @@ def test_removal_deletes_the_nat_table_or_chain_our_changes_made_when_only_ours_
     was there before, or now holds someone else's rules, stays."""
     fw = IPTABLES_NFT
     there = replace(layout_with_rules(fw), nat=BOTH, nat_ours=BOTH)
-    nothing = nodeplan.goal((fw,), None, (), (), None)
+    nothing = nodelayout.goal((fw,), None, (), (), None)
 
     def removal(created: frozenset[str], ours: frozenset[str] = BOTH) -> list[str]:
         now = replace(there, nat_ours=ours)
-        steps = nodeplan.converge((fw,), now, nodeplan.settle_nat(nothing, now, created))
+        steps = nodelayout.converge((fw,), now, nodelayout.settle_nat(nothing, now, created))
         return text(steps).splitlines()[3:]
 
     assert removal(frozenset({"ip nat"})) == ["nft delete table ip nat"]
@@ -392,12 +395,12 @@ def test_removal_deletes_the_nat_table_or_chain_our_changes_made_when_only_ours_
     assert removal(frozenset({"ip nat"}), frozenset()) == []
     # Installing on a bare node: the first commands are marked as making the table.
     bare = NodeLayout(nat=frozenset())
-    goal = nodeplan.settle_nat(layout_with_rules(fw), bare, frozenset())
+    goal = nodelayout.settle_nat(layout_with_rules(fw), bare, frozenset())
     assert goal.nat == BOTH
-    assert {s.created for s in nodeplan.converge((fw,), bare, goal)} == {"ip nat"}
+    assert {s.created for s in nodelayout.converge((fw,), bare, goal)} == {"ip nat"}
     # A rollback's target says what was there; without nft nothing is known or deleted.
-    assert nodeplan.settle_nat(bare, there, frozenset()) is bare
-    assert nodeplan.settle_nat(nothing, replace(there, nat=None), BOTH).nat is None
+    assert nodelayout.settle_nat(bare, there, frozenset()) is bare
+    assert nodelayout.settle_nat(nothing, replace(there, nat=None), BOTH).nat is None
 
 
 def test_the_record_is_written_whole_and_an_unreadable_one_says_how_to_recover(
@@ -532,7 +535,7 @@ def test_install_then_remove_on_a_node_and_the_record_follows(run_dir: Path) -> 
     assert "(already in place)" in node.summary(
         OPTIONS, node.install(OPTIONS, runner=fake, which=WHICH)
     )
-    assert node.remove(first.scope, fake) == 3
+    assert nodeagent.remove(first.scope, fake) == 3
     assert (fake.chain, fake.jumps) == (None, 0)
     assert nodestate.load() is None
 
@@ -558,8 +561,10 @@ def test_nothing_changes_when_the_rules_cannot_be_read(run_dir: Path) -> None:
     assert blind.changes == 0
     shown = node.dry_run(OPTIONS, runner=blind, which=WHICH)
     assert shown.startswith("# current rules unreadable: full plan\niptables-restore -w")
-    assert node.converge_to((IPTABLES_NFT,), NodeLayout(), blind)[1].startswith("cannot read")
-    assert "rules: unreadable" in node.status(runner=blind)
+    assert nodeobserve.converge_to((IPTABLES_NFT,), NodeLayout(), blind)[1].startswith(
+        "cannot read"
+    )
+    assert "rules: unreadable" in nodeagent.status(runner=blind)
 
 
 def test_removal_retries_with_growing_pauses_then_gives_up_in_one_line(run_dir: Path) -> None:
@@ -570,28 +575,31 @@ def test_removal_retries_with_growing_pauses_then_gives_up_in_one_line(run_dir: 
     fake.fail = tuple(range(fake.changes + 1, fake.changes + 100))
     pauses: list[float] = []
     with pytest.raises(CommandFailed, match=r"did not finish after 5 attempts .* --down' again"):
-        node.remove(installed.scope, fake, sleep=pauses.append)
+        nodeagent.remove(installed.scope, fake, sleep=pauses.append)
     assert pauses == [0.5, 1.0, 2.0, 4.0]
 
 
 def test_down_dry_run_and_status_show_what_is_ours(run_dir: Path) -> None:
     """--down --dry-run prints the removal, or that nothing of ours is there."""
     fake = FakeNode()
-    assert node.down(dry_run=True, runner=fake, which=WHICH) == "# nothing to do: nothing of ours\n"
+    assert (
+        nodeagent.down(dry_run=True, runner=fake, which=WHICH)
+        == "# nothing to do: nothing of ours\n"
+    )
     node.install(OPTIONS, runner=fake, which=WHICH)
-    assert node.down(dry_run=True, runner=fake, which=WHICH).splitlines() == [
+    assert nodeagent.down(dry_run=True, runner=fake, which=WHICH).splitlines() == [
         "iptables -w -t nat -D PREROUTING -j IMDSMOCK-NODE",
         "iptables -w -t nat -F IMDSMOCK-NODE",
         "iptables -w -t nat -X IMDSMOCK-NODE",
     ]
-    assert node.down(runner=fake, which=WHICH) == "imdsmock route node: removed (3 commands)\n"
-    assert node.down(runner=fake, which=WHICH) == "imdsmock route node: nothing to remove\n"
+    assert nodeagent.down(runner=fake, which=WHICH) == "imdsmock route node: removed (3 commands)\n"
+    assert nodeagent.down(runner=fake, which=WHICH) == "imdsmock route node: nothing to remove\n"
 
 
 def test_without_any_firewall_tool_only_the_link_is_looked_at() -> None:
     """--down and --status on a machine with neither iptables nor nft: nft's scope, whose
     table cannot be there; the dummy link still can."""
-    assert node._any_firewall("auto", FakeNode(), only()) is NFT
+    assert nodeagent._any_firewall("auto", FakeNode(), only()) is NFT
 
 
 def test_the_dummy_link_summary_names_the_link() -> None:

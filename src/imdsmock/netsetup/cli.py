@@ -12,7 +12,7 @@ import sys
 from importlib import resources
 from typing import NoReturn
 
-from imdsmock.netsetup import container, detect, host, node, nodeplan, probe
+from imdsmock.netsetup import container, detect, host, node, nodeagent, nodeplan, probe
 from imdsmock.netsetup.errors import NetsetupError
 
 SCRIPT_NAME = "imdsmock-route.sh"
@@ -295,9 +295,9 @@ def _node(args: argparse.Namespace) -> int:
                 "whatever route node put in place; it takes only --backend (and --dry-run)"
             )
         if args.down:
-            sys.stdout.write(node.down(backend=args.backend, dry_run=args.dry_run))
+            sys.stdout.write(nodeagent.down(backend=args.backend, dry_run=args.dry_run))
         else:
-            sys.stdout.write(node.status(backend=args.backend))
+            sys.stdout.write(nodeagent.status(backend=args.backend))
         return 0
     options = node.options(
         mock=args.mock or os.environ.get("IMDSMOCK_ROUTE_TO") or None,
@@ -324,7 +324,7 @@ def _node(args: argparse.Namespace) -> int:
             flush=True,
         )
     if not args.once:
-        sys.stdout.write(node.hold(installed))
+        sys.stdout.write(nodeagent.hold(installed))
     return 0
 
 
