@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from imdsmock.config.build import from_mapping
 from imdsmock.config.schema import FleetConfig
-from imdsmock.core.pods import Pod, PodIndex, pod_from
+from imdsmock.core.pods import Pod, PodIndex, PodRules, pod_from
 from imdsmock.errors import ConfigError
 from imdsmock.serve.kubeapi import ApiError, Gone, endpoint, get_json, lines
 from imdsmock.serve.kubernetes import PodWatcher
@@ -278,3 +279,25 @@ def test_a_list_that_is_not_a_list_is_an_error() -> None:
     answer = b'HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\n{"items": "x"}'
     with pytest.raises(ApiError, match="something other than a list of pods"):
         asyncio.run(_serving(answer, job))
+
+
+def test_pod_rules_are_tried_in_the_files_order_whichever_key_files_them() -> None:
+    """The first instance in order with a rule the pod matches wins, whether its rule is
+    filed under a label, a namespace or neither; every label a rule gives must match."""
+
+    def rules(*pods: dict[str, Any]) -> PodRules:
+        members = [{"name": f"m{i}", "match": {"pod": [p]}} for i, p in enumerate(pods)]
+        cfg = from_mapping({"fleet": {"recognize": ["kubernetes"]}, "instances": members})
+        return PodRules(cfg.instances)
+
+    by_name = {"name": "web-*"}
+    by_namespace = {"namespace": "shop"}
+    by_labels = {"labels": {"app": "web", "tier": "front"}}
+    web = ("shop", "web-1", {"app": "web", "tier": "front"})
+    assert rules(by_name, by_namespace, by_labels).match(*web) == ("m0", 0)
+    assert rules(by_labels, by_name, by_namespace).match(*web) == ("m0", 0)
+    assert rules(by_namespace, by_labels).match(*web) == ("m0", 0)
+    assert rules(by_labels, by_namespace).match("shop", "db-0", {"app": "web"}) == ("m1", 0)
+    assert rules(by_labels).match("shop", "x", {"tier": "front"}) is None
+    assert rules(by_namespace, by_name).match("test", "web-2", {}) == ("m1", 0)
+    assert not rules()

@@ -35,6 +35,8 @@ LIVE_PHASES = frozenset({"Pending", "Running"})
 """Phases of a pod whose containers may still run (``Succeeded`` and ``Failed`` are done)."""
 
 Labels = tuple[tuple[str, str], ...]
+# (position, member, index in its match.pod, namespace, name pattern, labels): a rule filed.
+_Rule = tuple[int, str, int, str | None, re.Pattern[str] | None, Labels]
 
 
 class Pod(NamedTuple):
@@ -172,25 +174,45 @@ class PodIndex:
 class PodRules:
     """The members' ``match.pod`` rules, in order: which member a pod is, by its namespace,
     name and labels (every key a rule gives must match: the namespace, the name or its
-    ``*`` pattern, each label's value)."""
+    ``*`` pattern, each label's value).
 
-    __slots__ = ("_rules",)
+    Rules are filed under one label they require (else their namespace), so a pod is
+    tried only against the rules that can match it: with a thousand instances, each with
+    its own ``app`` label, a pod is compared with one or two rules, not a thousand.
+    """
+
+    __slots__ = ("_by_label", "_by_namespace", "_count", "_rest")
 
     def __init__(self, members: Iterable[MemberConfig]) -> None:
-        self._rules: list[tuple[str, int, str | None, re.Pattern[str] | None, Labels]] = []
+        self._by_label: dict[tuple[str, str], list[_Rule]] = {}
+        self._by_namespace: dict[str, list[_Rule]] = {}
+        self._rest: list[_Rule] = []
+        self._count = 0
         for member in members:
             for index, rule in enumerate(member.match.pod):
                 pattern = None if rule.name is None else pod_pattern(rule.name)
                 labels = tuple(rule.labels.items())
-                self._rules.append((member.name, index, rule.namespace, pattern, labels))
+                entry = (self._count, member.name, index, rule.namespace, pattern, labels)
+                self._count += 1
+                if labels:
+                    self._by_label.setdefault(labels[0], []).append(entry)
+                elif rule.namespace is not None:
+                    self._by_namespace.setdefault(rule.namespace, []).append(entry)
+                else:
+                    self._rest.append(entry)
 
     def __bool__(self) -> bool:
-        return bool(self._rules)
+        return self._count > 0
 
     def match(self, namespace: str, name: str, labels: Mapping[str, str]) -> tuple[str, int] | None:
-        """The first member with a rule the pod matches, and that rule's index in its
-        ``match.pod``; None when no rule matches."""
-        for member, index, want_namespace, pattern, wanted in self._rules:
+        """The first member (in order) with a rule the pod matches, and that rule's index in
+        its ``match.pod``; None when no rule matches."""
+        candidates = [*self._rest, *self._by_namespace.get(namespace, ())]
+        by_label = self._by_label
+        for pair in labels.items():
+            candidates += by_label.get(pair, ())
+        candidates.sort()
+        for _, member, index, want_namespace, pattern, wanted in candidates:
             if want_namespace is not None and want_namespace != namespace:
                 continue
             if pattern is not None and not pattern.fullmatch(name):
