@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from imdsmock.api import MockIMDS
-from imdsmock.serve.kubernetes import TRUSTED_FOR
+from imdsmock.serve.podwatch import TRUSTED_FOR
 from kubestub import KubeStub, self_signed
 from mockprocess import mock_process, run_command
 from test_fleet_serve import ask

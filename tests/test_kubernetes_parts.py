@@ -16,7 +16,7 @@ from imdsmock.config.schema import FleetConfig
 from imdsmock.core.pods import Pod, PodIndex, PodRules, pod_from
 from imdsmock.errors import ConfigError
 from imdsmock.serve.kubeapi import ApiError, Gone, endpoint, get_json, lines
-from imdsmock.serve.kubernetes import PodWatcher
+from imdsmock.serve.podwatch import PodWatcher
 
 
 def pod(uid: str, *ips: str, **fields: Any) -> Pod:

@@ -4,7 +4,7 @@ pod is.
 Pure: the API's pod objects come in (a list, then watch events) and a :class:`PodIndex`
 answers, from memory, which live pod an address belongs to; :class:`PodRules`, built from
 the members' ``match.pod`` rules, say which instance a pod is. The watcher that feeds
-the index from the API server is :mod:`imdsmock.serve.kubernetes`.
+the index from the API server is :mod:`imdsmock.serve.podwatch`.
 
 A pod is *live* while it can send a request from its own address: it has a pod IP, is
 ``Pending`` or ``Running``, and is not on the host network (a host-network pod's address
