@@ -121,6 +121,11 @@ class Fleet:
         )
 
     @property
+    def resolving(self) -> bool:
+        """Whether resolvers recognise clients (a first connection may wait for one)."""
+        return bool(self._resolvers)
+
+    @property
     def reject(self) -> bool:
         """Whether a client no member matches is refused (404) rather than served the
         default instance."""

@@ -51,7 +51,14 @@ if TYPE_CHECKING:
     from imdsmock.core.fleet import Fleet, Roster
     from imdsmock.core.recognize import Recognized
 
-__all__ = ["FleetProtocol", "IMDSProtocol", "RequestSink", "ServeOptions", "Server"]
+__all__ = [
+    "FleetProtocol",
+    "IMDSProtocol",
+    "RequestSink",
+    "ResolvingFleetProtocol",
+    "ServeOptions",
+    "Server",
+]
 
 log = logging.getLogger("imdsmock.server")
 
@@ -594,7 +601,7 @@ class FleetProtocol(IMDSProtocol):
         if fleet.roster.recognizer.uses_local:
             sockname = transport.get_extra_info("sockname")
             self._local = (sockname[0], sockname[1]) if sockname else None
-        if not self._recognize(fleet, hold=True):
+        if not self._recognize(fleet, hold=fleet.resolving):
             # A resolver is looking the client up (its first connection): read nothing
             # until its answer lands, at most HOLD seconds; the loop goes on meanwhile.
             stream: asyncio.Transport = transport  # type: ignore[assignment]
@@ -633,12 +640,6 @@ class FleetProtocol(IMDSProtocol):
             self.data_received(early)
         if not self._paused and not transport.is_closing():
             transport.resume_reading()
-
-    def data_received(self, data: bytes) -> None:
-        if self._lookup_timer is None:
-            super().data_received(data)
-        else:  # waiting for a resolver (reading is paused: a few bytes at most)
-            self._early += data
 
     def _enter(self, fleet: Fleet, roster: Roster, found: Recognized | None) -> None:
         """Answer from now on as the instance ``found`` (None: no rule matched)."""
@@ -681,6 +682,20 @@ class FleetProtocol(IMDSProtocol):
                 response,
                 options.clock.now(),
             )
+
+
+class ResolvingFleetProtocol(FleetProtocol):
+    """A fleet's connection where resolvers may hold it: what the client sends while it
+    waits for a lookup is kept (reading is paused: a few bytes at most) and answered once
+    it is recognised. A fleet without resolvers does not pay for this on every read."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        if self._lookup_timer is None:
+            super().data_received(data)
+        else:
+            self._early += data
 
 
 class Server:
@@ -759,7 +774,7 @@ class Server:
         options = self.options
         fleet = options.fleet
         if fleet is not None and fleet.active:
-            return FleetProtocol(options)
+            return ResolvingFleetProtocol(options) if fleet.resolving else FleetProtocol(options)
         return IMDSProtocol(options)
 
     def _defer(self, fleet: Fleet, defer: Any) -> None:
