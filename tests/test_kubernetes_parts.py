@@ -16,6 +16,7 @@ from imdsmock.config.schema import FleetConfig
 from imdsmock.core.pods import Pod, PodIndex, PodRules, pod_from
 from imdsmock.errors import ConfigError
 from imdsmock.serve.kubeapi import ApiError, Gone, endpoint, get_json, lines
+from imdsmock.serve.kubernetes import KubernetesResolver
 from imdsmock.serve.podwatch import PodWatcher
 
 
@@ -301,3 +302,35 @@ def test_pod_rules_are_tried_in_the_files_order_whichever_key_files_them() -> No
     assert rules(by_labels).match("shop", "x", {"tier": "front"}) is None
     assert rules(by_namespace, by_name).match("test", "web-2", {}) == ("m1", 0)
     assert not rules()
+
+
+def test_the_pods_known_are_answered_for_a_while_after_the_api_is_lost() -> None:
+    """Once the API cannot be followed, the pods known are answered for `trusted_for`
+    seconds, then no client is (a pod deleted meanwhile may have handed its address on),
+    until the watch is back."""
+    from kubestub import KubeStub
+
+    async def scenario() -> None:
+        with KubeStub() as stub:
+            stub.add(stub.pod("web-1", "127.0.0.2"))
+            fleet = FleetConfig(kubernetes_api=stub.url, kubernetes_node="node-1")
+            resolver = KubernetesResolver(fleet, {}, trusted_for=0.5)
+            running = asyncio.ensure_future(resolver.run())
+            try:
+                await asyncio.wait_for(resolver.watcher.synced.wait(), 10)
+                workload = resolver.lookup("127.0.0.2")
+                assert workload is not None
+                assert workload.key == "default/web-1"
+                stub.stop()  # the API is gone: the watch is cut, reconnecting fails
+                for _ in range(100):
+                    if resolver.watcher.failing_since is not None:
+                        break
+                    await asyncio.sleep(0.05)
+                assert resolver.lookup("127.0.0.2") == workload  # within the window
+                await asyncio.sleep(0.6)
+                assert resolver.lookup("127.0.0.2") is None
+            finally:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+
+    asyncio.run(scenario())

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from imdsmock.config.schema import FleetConfig
 from imdsmock.core.pods import Pod
 from imdsmock.core.recognize import Workload
-from imdsmock.serve.podwatch import PodWatcher
+from imdsmock.serve.podwatch import TRUSTED_FOR, PodWatcher
 
 __all__ = ["KubernetesResolver"]
 
@@ -40,8 +40,14 @@ class KubernetesResolver:
 
     way = "kubernetes"
 
-    def __init__(self, fleet: FleetConfig, env: Mapping[str, str] | None = None) -> None:
-        self.watcher = PodWatcher(fleet, env, changed=self._changed)
+    def __init__(
+        self,
+        fleet: FleetConfig,
+        env: Mapping[str, str] | None = None,
+        *,
+        trusted_for: float = TRUSTED_FOR,
+    ) -> None:
+        self.watcher = PodWatcher(fleet, env, changed=self._changed, trusted_for=trusted_for)
         self.found: Callable[[Workload], object] | None = None
         self._workloads: dict[str, Workload] = {}  # pod uid -> its workload now
         self._offers: asyncio.Queue[Workload] | None = None

@@ -64,7 +64,8 @@ class PodWatcher:
     node), in one namespace or all, followed into :attr:`index`.
 
     ``changed(old, new)`` is called on the loop for every pod that changes (None: it was
-    not known, or is gone), after the index took the change.
+    not known, or is gone), after the index took the change. ``trusted_for``: see
+    :meth:`trusted` (:data:`TRUSTED_FOR` by default).
     """
 
     def __init__(
@@ -73,8 +74,11 @@ class PodWatcher:
         env: Mapping[str, str] | None = None,
         *,
         changed: Callable[[Pod | None, Pod | None], object] | None = None,
+        trusted_for: float = TRUSTED_FOR,
     ) -> None:
         env = os.environ if env is None else env
+        self.trusted_for = trusted_for
+        """Seconds the pods known are answered for once following the API failed."""
         self.api: Endpoint = endpoint(fleet, env)
         node = fleet.kubernetes_node
         if not node:
@@ -135,9 +139,9 @@ class PodWatcher:
 
     def trusted(self, now: float) -> bool:
         """Whether the pods known may be answered for at ``now`` (``time.monotonic()``):
-        while the API is followed, and :data:`TRUSTED_FOR` seconds after it failed."""
+        while the API is followed, and :attr:`trusted_for` seconds after it failed."""
         since = self.failing_since
-        return since is None or now - since <= TRUSTED_FOR
+        return since is None or now - since <= self.trusted_for
 
     def _failed(self, exc: ApiError) -> None:
         if self.failing_since is None:
@@ -150,7 +154,7 @@ class PodWatcher:
                 exc,
                 known,
                 "" if known == 1 else "s",
-                TRUSTED_FOR,
+                self.trusted_for,
             )
 
     def _back(self) -> None:
