@@ -18,6 +18,7 @@ from imdsmock.config.build import from_mapping
 from imdsmock.config.schema import MatchConfig, MemberConfig
 from imdsmock.core.recognize import Recognizer, Workload
 from imdsmock.serve import resolve
+from imdsmock.serve.addresstemplate import AddressTemplate
 from imdsmock.serve.resolve import CachedResolver, ResolveError
 
 WEB = Workload("docker", "c1", "proj-web-1", ("proj-web-1", "web"))
@@ -246,7 +247,7 @@ def test_bounds_and_lookups_asked_from_other_threads(monkeypatch: pytest.MonkeyP
 
 def test_the_address_template_covers_its_networks_only() -> None:
     networks: list[tuple[str, ...]] = [("10.0.0.0/24", "fd00::/64")]
-    template = resolve.AddressTemplate(lambda: networks[0])
+    template = AddressTemplate(lambda: networks[0])
 
     async def scenario() -> None:
         assert await template.find("10.0.0.9") == Workload(

@@ -386,7 +386,7 @@ def build_resolvers(
     resolvers: dict[str, Running] = {}
     if "source" in config.template.ways:
         from imdsmock.core.recognize import TEMPLATE
-        from imdsmock.serve.resolve import AddressTemplate
+        from imdsmock.serve.addresstemplate import AddressTemplate
 
         given = config.template.source
         resolvers[TEMPLATE] = AddressTemplate(template_source or (lambda: given))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
 
 from imdsmock.config.fleet import DEFAULT_NAME
@@ -34,6 +34,7 @@ from imdsmock.core.recognize import Pending, Recognized, Recognizer, Resolver, W
 from imdsmock.core.snapshot import Snapshot, build_snapshot
 from imdsmock.core.state import State
 from imdsmock.core.table import Pool
+from imdsmock.core.templated import NONE, Made, make, remake
 from imdsmock.errors import ImdsMockError, quote
 from imdsmock.signing.signer import Signer
 
@@ -103,9 +104,8 @@ class Fleet:
         # Given to each member's credential documents once serving starts (see State).
         self.defer: Callable[[Callable[[], object]], object] | None = None
         self._seen: dict[tuple[str, str], Client] = {}
-        # (way, workload key) -> the member made for it from the template, and name -> key.
-        self._spawned: dict[tuple[str, str], str] = {}
-        self._made: dict[str, str] = {}
+        # The instances the template made, and for which client key each.
+        self._made: Made = NONE
         # Each member's snapshot as it was made (what reset_member goes back to).
         self._origin: dict[str, Snapshot] = {}
         self.roster = self._roster({m.name: m for m in top.instances}, {})
@@ -197,55 +197,27 @@ class Fleet:
         Returns why none could be made (the template's limit reached, no address left), for
         the resolver to log once per client; None otherwise.
         """
-        template = self.top.template
-        if workload.way not in template.ways or self.roster.recognizer.match(workload):
+        if workload.way not in self.top.template.ways or self.roster.recognizer.match(workload):
             return None
-        from imdsmock.config.template import derive  # only a fleet with a template
-
         with self._lock:
             roster = self.roster
             if roster.recognizer.match(workload) is not None:
                 return None  # made meanwhile
-            if len(self._spawned) >= template.limit:
-                return f"the template's limit of {template.limit} instances is reached"
-            try:
-                member = derive(
-                    self.top,
-                    workload.way,
-                    workload.key,
-                    taken_names=[DEFAULT_NAME, *roster.members],
-                    taken_addresses=self._addresses(roster.members.values()),
-                )
-            except ImdsMockError as exc:
-                return str(exc)
-            self._spawn({**self._spawned, (workload.way, workload.key): member.name})
+            made = make(self.top, roster.members, self._made, workload)
+            if isinstance(made, str):
+                return made
+            member, self._made = made
             members = {**roster.members, member.name: member}
             self.roster = self._roster(members, roster.states)
         return None
 
-    def _addresses(self, members: Iterable[MemberConfig]) -> set[str]:
-        """The IPv4 addresses the instances have (a template instance takes another)."""
-        inst = self.top.instance
-        taken = {inst.local_ipv4, *([inst.public_ipv4] if inst.public_ipv4 else [])}
-        for member in members:
-            for key in ("local-ipv4", "public-ipv4"):
-                value = member.instance.get(key)
-                if isinstance(value, str):
-                    taken.add(value)
-        return taken
-
     def spawned(self) -> dict[str, str]:
         """The instances the template made: name -> the client key it was made for."""
-        return dict(self._made)
+        return dict(self._made.by_name)
 
     def template_key(self, name: str) -> str | None:
         """The client key the template made instance ``name`` for (None: not made so)."""
-        return self._made.get(name)
-
-    def _spawn(self, made: dict[tuple[str, str], str]) -> None:
-        """The template's instances from now on: (way, key) -> name."""
-        self._spawned = made
-        self._made = {name: key for (_, key), name in made.items()}
+        return self._made.by_name.get(name)
 
     def client_counts(self) -> dict[str, int]:
         """How many clients each instance was recognised for (names without clients are
@@ -284,7 +256,7 @@ class Fleet:
             members = dict(self.roster.members)
             if members.pop(name, None) is None:
                 raise UnknownInstanceError(name, self.names())
-            self._spawn({made: n for made, n in self._spawned.items() if n != name})
+            self._made = self._made.without(name)
             self.roster = self._roster(members, self.roster.states)
 
     def reconfigure(self, top: Config) -> None:
@@ -293,31 +265,8 @@ class Fleet:
         with self._lock:
             self.top = top
             members = {m.name: m for m in top.instances}
-            # The template's instances are made again under the new template (the same
-            # names, keys and, where free, addresses); those of a way it dropped are gone.
-            from_template = self._spawned
-            remade: dict[tuple[str, str], str] = {}
-            if from_template:
-                from imdsmock.config.template import derive
-
-                for (way, key), name in from_template.items():
-                    if way not in top.template.ways or name in members:
-                        continue
-                    if len(remade) >= top.template.limit:
-                        break
-                    try:
-                        member = derive(
-                            top,
-                            way,
-                            key,
-                            name=name,
-                            taken_addresses=self._addresses(members.values()),
-                        )
-                    except ImdsMockError:
-                        continue
-                    members[name] = member
-                    remade[(way, key)] = name
-            self._spawn(remade)
+            if self._made.by_key:  # the template's, made again under the new one
+                self._made = remake(top, members, self._made)
             self.roster = self._roster(members, self.roster.states, tuple(members))
 
     def origins(self) -> dict[str, Snapshot]:
@@ -342,7 +291,7 @@ class Fleet:
         with self._lock:
             self.top = top
             self._seen.clear()
-            self._spawn({})
+            self._made = NONE
             self._origin = {}
             states: dict[str, State] = {}
             for member in top.instances:
@@ -378,7 +327,7 @@ class Fleet:
         for gone in self._origin.keys() - members.keys():
             del self._origin[gone]
         recognizer = Recognizer(
-            members.values(), self.top.fleet.recognize, self._resolvers, self._spawned
+            members.values(), self.top.fleet.recognize, self._resolvers, self._made.by_key
         )
         return Roster(fresh, dict(members), recognizer)
 

@@ -21,7 +21,6 @@ is not running, answers are trusted for :data:`RETRY_AFTER` seconds only.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import math
 import time
@@ -29,14 +28,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Protocol
 
-from imdsmock.config.fleet import Network, source
 from imdsmock.core.recognize import Workload
 from imdsmock.errors import ImdsMockError
 
 __all__ = [
     "PENDING_MAX",
     "RETRY_AFTER",
-    "AddressTemplate",
     "CachedResolver",
     "ResolveError",
     "Running",
@@ -316,36 +313,3 @@ class Running(Protocol):
 
     async def close(self) -> None:
         """Stop what still runs."""
-
-
-class AddressTemplate(CachedResolver):
-    """The template's clients by address (``template.ways`` naming ``source``): a client
-    nothing else recognised, in ``networks()`` (empty: any), is a workload keyed by its
-    address, for which the fleet makes an instance off the loop (its first connection
-    waiting for it, as for a lookup). Nothing to ask and nothing to watch: an address is
-    the same client for the mock's life."""
-
-    way = "source"
-
-    def __init__(self, networks: Callable[[], tuple[str, ...]]) -> None:
-        super().__init__()
-        self._networks = networks
-        self._parsed: tuple[tuple[str, ...], list[Network]] = ((), [])
-
-    async def find(self, client: str) -> Workload | None:
-        given = self._networks()
-        if given != self._parsed[0]:
-            self._parsed = (given, [source(s, "template.source") for s in given])
-        networks = self._parsed[1]
-        if networks:
-            try:
-                address = ipaddress.ip_address(client)
-            except ValueError:
-                return None
-            if not any(address.version == n.version and address in n for n in networks):
-                return None
-        return Workload(self.way, client, client, (client,))
-
-    async def watch(self) -> None:
-        self.watch_started()
-        await asyncio.Event().wait()
