@@ -34,6 +34,7 @@ from imdsmock.errors import ImdsMockError
 __all__ = [
     "PENDING_MAX",
     "RETRY_AFTER",
+    "WAIT_FOR",
     "CachedResolver",
     "ResolveError",
     "Running",
@@ -44,6 +45,10 @@ log = logging.getLogger("imdsmock")
 RETRY_AFTER = 2.0
 """Seconds an unknown client stays unknown before it is looked up again (also how long an
 answer is trusted while the resolver is not watching)."""
+
+WAIT_FOR = 1.0
+"""Seconds into a lookup during which a new connection of its client waits for it (as
+long as the IMDS listener holds one: ``serve.server.HOLD``)."""
 
 PENDING_MAX = 256
 """Lookups running at once; a client beyond it is looked up on a later connection."""
@@ -74,7 +79,8 @@ class CachedResolver(ABC):
         # client address -> (what it is, or None: nothing; the time the answer expires)
         self._known: dict[str, tuple[Workload | None, float]] = {}
         self._pending: set[str] = set()
-        self._waiters: dict[str, asyncio.Future[None]] = {}
+        # client -> (done when its lookup ends, the loop time it started)
+        self._waiters: dict[str, tuple[asyncio.Future[None], float]] = {}
         # Clients learnt from a listing whose workload the fleet has not been given yet.
         self._unseen: set[str] = set()
         self._logged: set[tuple[str, str]] = set()
@@ -119,7 +125,14 @@ class CachedResolver(ABC):
     def pending(self, client: str) -> asyncio.Future[None] | None:
         """Done when the lookup of ``client`` under way ends (None: none is): a new
         connection of that client may wait for it, without blocking the loop."""
-        return self._waiters.get(client)
+        waiting = self._waiters.get(client)
+        if waiting is None or self._loop is None:
+            return None
+        # A lookup that has taken longer than a connection waits is not waited for again:
+        # with the other system stuck, only the first second of each lookup holds clients.
+        if self._loop.time() - waiting[1] > WAIT_FOR:
+            return None
+        return waiting[0]
 
     def _start(self, client: str) -> None:
         loop = self._loop
@@ -137,7 +150,7 @@ class CachedResolver(ABC):
 
     def _spawn(self, client: str) -> None:
         assert self._loop is not None
-        self._waiters[client] = self._loop.create_future()
+        self._waiters[client] = (self._loop.create_future(), self._loop.time())
         self._track(asyncio.ensure_future(self._resolve(client)))
 
     def _hand(self, client: str, workload: Workload) -> None:
@@ -195,9 +208,9 @@ class CachedResolver(ABC):
                 self._remember(client, workload, trusted)
         finally:
             self._pending.discard(client)
-            waiter = self._waiters.pop(client, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            waiting = self._waiters.pop(client, None)
+            if waiting is not None and not waiting[0].done():
+                waiting[0].set_result(None)
 
     def _once(self, what: tuple[str, str], message: str, *args: object) -> None:
         """Log ``message`` the first time only for ``what`` (a kind of line and a client)."""
