@@ -67,6 +67,7 @@ class KubeStub:
         self._ended = 0  # generation: watches opened before it end cleanly
         self._lock = threading.Condition()
         self._watching = 0
+        self._stopped = False
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -87,6 +88,7 @@ class KubeStub:
 
     def stop(self) -> None:
         if self._server is not None:
+            self._stopped = True  # a watch starting from now on is cut at once too
             self.drop_watches()
             self._server.shutdown()
             self._server.server_close()
@@ -279,7 +281,7 @@ class KubeStub:
             while True:
                 with self._lock:
                     while True:
-                        if self._cut != cut:
+                        if self._cut != cut or self._stopped:
                             handler.close_connection = True
                             handler.connection.shutdown(socket.SHUT_RDWR)
                             return

@@ -321,6 +321,10 @@ def test_the_pods_known_are_answered_for_a_while_after_the_api_is_lost() -> None
                 workload = resolver.lookup("127.0.0.2")
                 assert workload is not None
                 assert workload.key == "default/web-1"
+                for _ in range(100):  # the watch is open (not about to open)
+                    if stub.watching():
+                        break
+                    await asyncio.sleep(0.05)
                 stub.stop()  # the API is gone: the watch is cut, reconnecting fails
                 for _ in range(100):
                     if resolver.watcher.failing_since is not None:
