@@ -60,6 +60,14 @@ KNOWN_MAX = 16_384
 """Clients remembered (answers and failures logged); past it the memory starts again."""
 
 
+def _running() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class ResolveError(ImdsMockError):
     """A lookup that could not be made (the other system unreachable, or answering an error)."""
 
@@ -139,11 +147,7 @@ class CachedResolver(ABC):
         if loop is None or client in self._pending or len(self._pending) >= PENDING_MAX:
             return
         self._pending.add(client)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:  # on the serving loop (a connection): start it at once
+        if _running() is loop:  # on the serving loop (a connection): start it at once
             self._spawn(client)
         else:
             loop.call_soon_threadsafe(self._spawn, client)
@@ -155,17 +159,36 @@ class CachedResolver(ABC):
 
     def _hand(self, client: str, workload: Workload) -> None:
         """Give the fleet a workload learnt from a listing, on the first connection of its
-        client (in a worker thread, as a lookup does)."""
+        client (in a worker thread, as a lookup does); that connection waits for it, as
+        for a lookup (the fleet may be making its instance)."""
         loop = self._loop
-        if loop is None or self.found is None:
+        if loop is None or self.found is None or client in self._pending:
             return
         found = self.found
+        self._pending.add(client)
 
         async def hand() -> None:
-            why = await asyncio.to_thread(found, workload)
-            self._explain(client, workload, why)
+            try:
+                why = await asyncio.to_thread(found, workload)
+                self._explain(client, workload, why)
+            finally:
+                self._done(client)
 
-        loop.call_soon_threadsafe(lambda: self._track(asyncio.ensure_future(hand())))
+        def start() -> None:
+            self._waiters[client] = (loop.create_future(), loop.time())
+            self._track(asyncio.ensure_future(hand()))
+
+        if _running() is loop:
+            start()
+        else:
+            loop.call_soon_threadsafe(start)
+
+    def _done(self, client: str) -> None:
+        """The lookup (or hand-over) of ``client`` ended: connections waiting go on."""
+        self._pending.discard(client)
+        waiting = self._waiters.pop(client, None)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(None)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -207,10 +230,7 @@ class CachedResolver(ABC):
             if epoch == self.epoch:  # else something went while we asked: ask again
                 self._remember(client, workload, trusted)
         finally:
-            self._pending.discard(client)
-            waiting = self._waiters.pop(client, None)
-            if waiting is not None and not waiting[0].done():
-                waiting[0].set_result(None)
+            self._done(client)
 
     def _once(self, what: tuple[str, str], message: str, *args: object) -> None:
         """Log ``message`` the first time only for ``what`` (a kind of line and a client)."""
