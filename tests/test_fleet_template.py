@@ -176,3 +176,14 @@ def test_a_bad_template_source_is_refused(template: dict[str, Any], message: str
     with pytest.raises(ConfigError) as caught:
         make_config(template=template)
     assert str(caught.value) == message
+
+
+def test_the_template_dumps_and_loads_back() -> None:
+    """What `imdsmock config` prints of a template loads back to the same configuration."""
+    from imdsmock.config.build import from_mapping
+    from imdsmock.config.dump import to_mapping
+
+    config = _config(source=["10.1.0.0/16"], ways=["docker", "source"], paths={"meta-data/x": "y"})
+    dumped = to_mapping(config, secrets=True)
+    assert dumped["template"]["ways"] == ["docker", "source"]
+    assert from_mapping(dumped) == config
