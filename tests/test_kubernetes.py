@@ -562,3 +562,26 @@ def test_a_list_answered_gone_is_retried_after_a_pause(
     failed = [r.getMessage() for r in caplog.records if "cannot follow" in r.getMessage()]
     assert len(failed) == 1
     assert "answered 410" in failed[0]
+
+
+def test_a_pods_first_request_waits_for_its_template_instance(stub: KubeStub) -> None:
+    """A pod's first connection while its template instance is being made waits for it
+    (at most a second): the very first request, asked as soon as the mock knows the pod,
+    is answered by the pod's own instance, never the default one."""
+    config = {
+        "fleet": {
+            "recognize": ["kubernetes"],
+            "kubernetes-api": stub.url,
+            "kubernetes-node": "node-1",
+        },
+        "template": {"ways": ["kubernetes"]},
+    }
+    with MockIMDS(config) as imds:
+        until(stub.watching)
+        index = imds.app.resolvers["kubernetes"].watcher.index  # type: ignore[attr-defined]
+        for n in range(5):
+            address = f"127.0.0.{120 + n}"
+            stub.add(stub.pod(f"job-{n}", address, namespace="batch"))
+            until(lambda address=address: index.get(address) is not None, timeout=10)
+            assert served(imds, address) != default_id(imds), address
+        assert imds.controller.instance_clients("default") == []

@@ -53,10 +53,16 @@ class KubernetesResolver:
         self._offers: asyncio.Queue[Workload] | None = None
         self._offered: dict[Workload, None] = {}  # each pod as it was offered
         self._unknown: dict[str, None] = {}  # clients logged as no pod's
+        # pod uid -> done when the fleet has had its offer (a template instance made).
+        self._making: dict[str, asyncio.Future[None]] = {}
 
     def pending(self, client: str) -> asyncio.Future[None] | None:
-        """None: every pod is known from the watch before it asks; nothing is looked up."""
-        return None
+        """The offer of ``client``'s pod to the fleet while it is under way (its first
+        connection waits for a template instance being made), else None: the pods are
+        known from the watch, nothing is looked up per client."""
+        pod = self.watcher.index.get(client)
+        making = None if pod is None else self._making.get(pod.uid)
+        return None if making is None or making.done() else making
 
     def lookup(self, client: str) -> Workload | None:
         """The workload of the live pod with address ``client``, or None (also while the
@@ -100,6 +106,8 @@ class KubernetesResolver:
                 self._offered.clear()
             self._offered[workload] = None
             if self._offers is not None:
+                if new.uid not in self._making:
+                    self._making[new.uid] = asyncio.get_running_loop().create_future()
                 self._offers.put_nowait(workload)
 
     async def run(self) -> None:
@@ -116,14 +124,16 @@ class KubernetesResolver:
         while True:
             workload = await offers.get()
             found = self.found
-            if found is None:
-                continue
             try:
                 # Making an instance compiles its tables: not the loop's work.
-                why = await asyncio.to_thread(found, workload)
+                why = None if found is None else await asyncio.to_thread(found, workload)
             except Exception:  # a bug in the fleet must not stop the watch
                 log.exception("kubernetes: making an instance for pod %s failed", workload.key)
-                continue
+                why = None
+            finally:
+                making = self._making.pop(workload.id, None)
+                if making is not None and not making.done():
+                    making.set_result(None)  # a connection held for it goes on
             if isinstance(why, str):  # offered once per pod: logged once
                 log.warning(
                     "kubernetes: no template instance for pod %s (%s); it is recognised by "
