@@ -48,6 +48,8 @@ def test_bodies_sized_chunked_or_to_the_end(tmp_path: Path) -> None:
     chunked = OK + b"Transfer-Encoding: chunked\r\n\r\n1\r\n[\r\n1;x=y\r\n]\r\n0\r\n\r\n"
     assert _ask(tmp_path, chunked) == []
     assert _ask(tmp_path, OK + b"Connection: close\r\n\r\n[1]") == [1]
+    big = json.dumps([{"Id": "x" * 64}] * 5000).encode()  # parsed off the loop
+    assert len(_ask(tmp_path, OK + b"Content-Length: %d\r\n\r\n%s" % (len(big), big))) == 5000
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,9 @@ TIMEOUT = 5.0
 MAX_BODY = 64 * 1024 * 1024
 """The largest answer read from the engine (a listing of many thousands of containers)."""
 
+PARSE_ON_LOOP_MAX = 256 * 1024
+"""An answer larger than this is parsed in a worker thread (the loop serves meanwhile)."""
+
 _GONE = ("die", "stop", "destroy", "disconnect")
 _EVENTS = {"type": ["container", "network"], "event": [*_GONE, "start", "connect"]}
 
@@ -128,6 +131,8 @@ async def get_json(socket_path: str, path: str) -> Any:
     if status != 200:
         raise ResolveError(f"the Docker engine answered {status} to {path}: {body[:200]!r}")
     try:
+        if len(body) > PARSE_ON_LOOP_MAX:  # thousands of containers: not the loop's work
+            return await asyncio.to_thread(json.loads, body)
         return json.loads(body)
     except ValueError:
         raise ResolveError(f"the Docker engine's answer to {path} is not JSON") from None
