@@ -24,7 +24,7 @@ from typing import Any
 
 from . import probes, site
 from .report import Row, median, ratio, render
-from .servers import Imdsmock, Nginx, free_port
+from .servers import Imdsmock, Nginx, free_ports
 from .wrk import WrkResult, wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -219,7 +219,7 @@ def fleet_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None:
         data = json.loads(out.stdout.splitlines()[-1])
         samples[f"state (tracemalloc), {label}"]["imdsmock"].append(data["traced_mb"])
         samples[f"build, {label}"]["imdsmock"].append(data["build_s"])
-    ports = [free_port() for _ in range(n)]
+    ports = free_ports(n)
     one = Imdsmock(str(site.write_fleet_config(tmp, 0)))
     try:
         _say(f"starting {n} instances (load {_load()})")

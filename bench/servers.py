@@ -48,6 +48,21 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 nobody listens on right now (all bound at
+    once, so none is given twice)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (from /proc, 10 ms ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -71,10 +86,15 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def wait_http(port: int, path: str, deadline: float) -> None:
-    """Poll until ``GET path`` answers 200 (raises after ``deadline`` seconds)."""
+def wait_http(
+    port: int, path: str, deadline: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll until ``GET path`` answers 200 (raises after ``deadline`` seconds, or once
+    ``proc`` has exited)."""
     end = time.monotonic() + deadline
     while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited (status {proc.returncode}) before answering")
         with contextlib.suppress(OSError, http.client.HTTPException):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             try:
@@ -129,7 +149,7 @@ class Imdsmock:
             env["PYTHONPATH"] = os.pathsep.join((src, str(Path(__file__).resolve().parent.parent)))
         self.proc = spawn(argv, env, cpus="0,1" if mode and mode.startswith("workers") else None)
         try:
-            wait_http(self.port, "/latest/meta-data/instance-id", timeout)
+            wait_http(self.port, "/latest/meta-data/instance-id", timeout, self.proc)
         except RuntimeError:
             self.stop()
             raise
