@@ -219,11 +219,14 @@ def fleet_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None:
         data = json.loads(out.stdout.splitlines()[-1])
         samples[f"state (tracemalloc), {label}"]["imdsmock"].append(data["traced_mb"])
         samples[f"build, {label}"]["imdsmock"].append(data["build_s"])
-    ports = free_ports(n)
     one = Imdsmock(str(site.write_fleet_config(tmp, 0)))
+    # Taken after the one instance took its ports; the last two: the fleet's own IMDS and
+    # control ports.
+    ports = free_ports(n + 2)
+    own = (ports.pop(), ports.pop())
     try:
         _say(f"starting {n} instances (load {_load()})")
-        many = Imdsmock(str(site.write_fleet_config(tmp, n, ports)), timeout=900)
+        many = Imdsmock(str(site.write_fleet_config(tmp, n, ports)), timeout=900, ports=own)
     except BaseException:
         one.stop()
         raise

@@ -124,11 +124,14 @@ class Imdsmock:
         mode: str | None = None,
         src: str | None = None,
         timeout: float = 60,
+        ports: tuple[int, int] | None = None,
     ) -> None:
-        self.port = free_port()
+        # ``ports``: the IMDS and control ports, given when the config names others that
+        # must not be taken (a fleet's member listeners).
+        self.port, control_port = ports or (free_port(), free_port())
         if mode is None:
             argv = [sys.executable, "-m", "imdsmock", "--host", "127.0.0.1"]
-            argv += ["--port", str(self.port), "--control-port", str(free_port())]
+            argv += ["--port", str(self.port), "--control-port", str(control_port)]
             argv += ["--keep-alive"]
             if config_file:
                 argv += ["--config", config_file]

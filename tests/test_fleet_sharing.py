@@ -1,10 +1,11 @@
 """A fleet's instances share what they answer alike (the state of 1,000 instances stays
 small, see docs/performance.md), and big tables are found by identity: table keys and
 request paths are interned, and the table's and the token cache's dicts store their keys'
-hashes."""
+hashes. A remembered parse keeps the Request it made, for its client and instance only."""
 
 from __future__ import annotations
 
+import http.client
 import sys
 from typing import Any
 
@@ -14,7 +15,7 @@ from imdsmock.core.table import Pool, compile_table
 from imdsmock.core.tokens import TokenIssuer
 from imdsmock.instance.model import Leaf
 from imdsmock.serve.memo import path_of
-from support import EPOCH, base_snapshot, make_config
+from support import EPOCH, base_snapshot, make_config, serve
 
 AMI = "/latest/meta-data/ami-id"
 ID = "/latest/meta-data/instance-id"
@@ -121,3 +122,56 @@ def test_a_full_token_cache_keeps_the_newest_half_of_the_live_tokens() -> None:
     assert newest in cache
     # Every token still verifies: the pruned ones by their MAC.
     assert issuer.remaining(live[0], EPOCH + 3) is not None
+
+
+def _same_bytes_from(port: int, sources: list[str]) -> list[int]:
+    """The same request, byte for byte, from each source on a connection of its own."""
+    statuses = []
+    for source in sources:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+        try:
+            conn.request("GET", ID, headers={"Host": "169.254.169.254"})
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        finally:
+            conn.close()
+    return statuses
+
+
+def test_a_remembered_request_is_logged_as_each_client_and_instance_sent_it() -> None:
+    # The parse memo keeps the Request it last made for a parse: another client's or
+    # another instance's answer of the same bytes makes its own.
+    fleet = {
+        "instances": [
+            {"name": "web", "match": {"source": ["127.0.0.2"]}},
+            {
+                "name": "worker",
+                "match": {"source": ["127.0.0.3"]},
+                "options": {"http-tokens": "required"},
+            },
+        ]
+    }
+    with serve(make_config(**fleet)) as running:
+        sources = ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.1", "127.0.0.2"]
+        assert _same_bytes_from(running.port, sources) == [200, 200, 401, 200, 200]
+        logged = running.app.requests.entries(path=ID)
+        assert [(e.client, e.instance, e.status) for e in logged] == [
+            ("127.0.0.2", "web", 200),
+            ("127.0.0.2", "web", 200),
+            ("127.0.0.3", "worker", 401),
+            ("127.0.0.1", "default", 200),
+            ("127.0.0.2", "web", 200),
+        ]
+    with serve() as running:  # one instance: each client its own
+        assert _same_bytes_from(running.port, ["127.0.0.1", "127.0.0.4", "127.0.0.1"]) == [
+            200,
+            200,
+            200,
+        ]
+        logged = running.app.requests.entries(path=ID)
+        assert [(e.client, e.instance) for e in logged] == [
+            ("127.0.0.1", None),
+            ("127.0.0.4", None),
+            ("127.0.0.1", None),
+        ]

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -210,7 +211,8 @@ class IMDSProtocol(asyncio.Protocol):
         stream: asyncio.Transport = transport  # type: ignore[assignment]
         self._transport = stream
         peer = transport.get_extra_info("peername")
-        self._client = peer[0] if peer else ""
+        # Interned: the Requests a remembered parse keeps are matched by identity (_answer).
+        self._client = sys.intern(peer[0]) if peer else ""
         limits = self._options.limits
         loop = self._loop = asyncio.get_running_loop()
         self._active = loop.time()
@@ -377,6 +379,7 @@ class IMDSProtocol(asyncio.Protocol):
             keep,
             self._header_bytes,
             host,
+            [None],
         )
         self._done += 1
         # After a request that ends the connection nothing more is parsed as new.
@@ -391,23 +394,34 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _answer(self, parsed: Parsed) -> None:
         """Answer one parsed request (from the parser, or from the parse memo)."""
-        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes, host = parsed
+        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes, host, made = parsed
         if parsed is self._asked:
             # The same remembered parse again (a client repeating itself on this
             # connection): the same Request, not a new tuple of the same fields.
             request = self._request
         else:
-            request = Request(
-                method,
-                path,
-                self._client,
-                token,
-                token_ttl,
-                forwarded,
-                user_agent,
-                self._instance,
-                self._why,
-            )
+            # A remembered parse answered on another connection: the Request made last
+            # time, if for the same client and instance (client addresses are interned).
+            last = made[0]
+            if (
+                last is not None
+                and last.client is self._client
+                and last.instance is self._instance
+                and last.why is self._why
+            ):
+                request = last
+            else:
+                request = made[0] = Request(
+                    method,
+                    path,
+                    self._client,
+                    token,
+                    token_ttl,
+                    forwarded,
+                    user_agent,
+                    self._instance,
+                    self._why,
+                )
             self._asked, self._request = parsed, request
         transport = self._transport
         if transport is None or self._closing:
@@ -670,7 +684,7 @@ class FleetProtocol(IMDSProtocol):
         transport = self._transport
         if transport is None or self._closing:
             return
-        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes, _ = parsed
+        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes, _, _ = parsed
         response = NOT_FOUND_HEAD if method == "HEAD" else NOT_FOUND
         options = self._options
         self._write(response, options.keep_alive and keep)
