@@ -109,16 +109,19 @@ def test_config_command_prints_derived_values_marked(
     file = tmp_path / "printed.yaml"
     file.write_text(out)
     assert load(file=file, env={}).instance.availability_zone == "eu-west-1a"
-    status, out, _ = run_cli(["config", "--format", "json"], capsys)
+    status, out, err = run_cli(["config", "--format", "json"], capsys)
     data = json.loads(out)
     assert data["instance"]["availability-zone"] == "us-east-1a"
-    assert data["derived"] == [
-        "instance.region",
-        "instance.availability-zone",
-        "instance.availability-zone-id",
-        "instance.hostname",
-        "instance.public-hostname",
-    ]
+    assert "derived" not in data
+    assert err == (
+        "imdsmock: derived (left null, served as printed): instance.region, "
+        "instance.availability-zone, instance.availability-zone-id, instance.hostname, "
+        "instance.public-hostname\n"
+    )
+    # What JSON printed loads back, as the YAML does.
+    file = tmp_path / "printed.json"
+    file.write_text(out)
+    assert load(file=file, env={}).instance.availability_zone == "us-east-1a"
 
 
 def test_set_flag_reaches_any_key(capsys: pytest.CaptureFixture[str]) -> None:

@@ -216,7 +216,7 @@ def _config_parser() -> argparse.ArgumentParser:
 
 def _cmd_config(argv: Sequence[str]) -> int:
     from imdsmock.app import check
-    from imdsmock.config.dump import dump
+    from imdsmock.config.dump import derived_keys, dump
     from imdsmock.instance.facts import derived_values
 
     ns = _config_parser().parse_args(argv)
@@ -224,6 +224,14 @@ def _cmd_config(argv: Sequence[str]) -> int:
     check(cfg)
     derived = {f"instance.{key}": value for key, value in derived_values(cfg.instance).items()}
     print(dump(cfg, ns.format, derived), end="" if ns.format == "yaml" else "\n")
+    marked = derived_keys(cfg, derived)
+    if ns.format == "json" and marked:
+        # JSON has no comments: say on stderr which values were derived, so that stdout
+        # stays a configuration file that loads back (stdout first, as it reads).
+        sys.stdout.flush()
+        print(
+            f"{PROG}: derived (left null, served as printed): {', '.join(marked)}", file=sys.stderr
+        )
     return 0
 
 

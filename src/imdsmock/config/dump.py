@@ -11,7 +11,7 @@ from typing import Any, Literal
 from imdsmock.config.scenarios import ScenarioConfig
 from imdsmock.config.schema import SECRET_KEYS, Config, PodRule, dashed
 
-__all__ = ["dump", "part", "to_mapping"]
+__all__ = ["derived_keys", "dump", "part", "to_mapping"]
 
 
 def to_mapping(cfg: Config, *, secrets: bool = False) -> dict[str, Any]:
@@ -50,6 +50,16 @@ def part(obj: object, prefix: str, *, secrets: bool = False) -> Any:
     return walk(obj, prefix)
 
 
+def derived_keys(cfg: Config, derived: Mapping[str, object] | None) -> list[str]:
+    """The keys of ``derived`` the configuration leaves null (those printed as derived)."""
+    data = to_mapping(cfg)
+    return [
+        key
+        for key in (derived or {})
+        if data[key.partition(".")[0]].get(key.partition(".")[2]) is None
+    ]
+
+
 def dump(
     cfg: Config,
     fmt: Literal["yaml", "json"] = "yaml",
@@ -62,15 +72,11 @@ def dump(
     YAML, a top-level ``derived`` list of keys in JSON).
     """
     data = to_mapping(cfg)
-    marked = []
-    for key, value in (derived or {}).items():
+    marked = derived_keys(cfg, derived)
+    for key in marked:
         section, _, name = key.partition(".")
-        if data[section].get(name) is None:
-            data[section][name] = value
-            marked.append(key)
+        data[section][name] = (derived or {})[key]
     if fmt == "json":
-        if marked:
-            data["derived"] = marked
         return json.dumps(data, indent=2, default=_json_value)
     import yaml
 
