@@ -24,7 +24,7 @@ from typing import Any
 
 from . import probes, site
 from .report import Row, median, ratio, render
-from .servers import Imdsmock, Nginx, free_ports
+from .servers import Imdsmock, Nginx, cpu_seconds, free_ports
 from .wrk import WrkResult, wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -241,12 +241,15 @@ def fleet_group(args: argparse.Namespace, tmp: Path, samples: Samples) -> None:
                 # 32 instances of the fleet, a new draw each round.
                 chosen = rng.sample(ports, min(32, n)) if s is many else [s.port]
                 env = {"BENCH_PORTS": ",".join(map(str, chosen))}
+                before = cpu_seconds(s.pid)
                 r = wrk(
                     s.port, ID_PATH, script="fleet.lua", threads=32, duration=args.duration, env=env
                 )
+                cpu_us = (cpu_seconds(s.pid) - before) * 1e6 / max(r.requests, 1)
                 _check(r, "fleet")
                 label = "1 instance" if s is one else f"{n} instances"
                 samples[f"fleet GET keep-alive, 32 clients, {label}"]["imdsmock"].append(r.rps)
+                samples[f"fleet server CPU per GET, {label}"]["imdsmock"].append(cpu_us)
     finally:
         for s in pair:
             s.stop()
@@ -337,6 +340,15 @@ def rows(samples: Samples, args: argparse.Namespace) -> list[Row]:
         ">= 0.9x 1 instance (ratio column)",
         lambda v, r: r >= 0.9,
         base=one,
+    )
+    cpu_one = m.get("fleet server CPU per GET, 1 instance", {}).get("imdsmock")
+    add("fleet server CPU per GET, 1 instance", "us")
+    add(
+        f"fleet server CPU per GET, {args.fleet} instances",
+        "us",
+        "<= 1.1x 1 instance (ratio column)",
+        lambda v, r: r <= 1.1,
+        base=cpu_one,
     )
     add("rss idle, 1 instance", "MB")
     add(f"rss idle, {args.fleet} instances", "MB")

@@ -48,15 +48,25 @@ def free_port() -> int:
         return port
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 nobody listens on right now (all bound at
-    once, so none is given twice)."""
-    socks = []
+def free_ports(count: int, first: int = 20000) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 nobody listens on right now, from
+    ``first`` up: below the kernel's ephemeral range (32768 and up by default), so that
+    no connection another process makes meanwhile takes one as its local port (1,000
+    ports drawn from that range met one now and then, and the mock could not bind it)."""
+    socks: list[socket.socket] = []
     try:
-        for _ in range(count):
+        port = first
+        while len(socks) < count and port < 32768:
             s = socket.socket()
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+            else:
+                socks.append(s)
+            port += 1
+        if len(socks) < count:
+            raise RuntimeError(f"fewer than {count} free ports from {first} to 32767")
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
