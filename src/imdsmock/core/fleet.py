@@ -13,7 +13,7 @@ a single instance pays nothing for it.
 
 The instances share what they answer alike: their trees' leaves and their tables' rendered
 answers come from one :class:`~imdsmock.core.table.Pool`, so each member costs only what
-differs from the others (about 15 KB each; see docs/performance.md).
+differs from the others (about 33 KB each; see docs/performance.md).
 
 The fleet also remembers which clients each instance served and why (the control API's
 ``/v1/instances/{name}/clients``), a bounded table updated once per connection.
