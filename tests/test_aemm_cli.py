@@ -651,6 +651,11 @@ BAD = [
     (["--asg-termination-trigger-time", "42"], "asg-termination-trigger-time is '42'"),
     (["--imdsv2=maybe"], "--imdsv2 is 'maybe'"),
     (["--no-such-flag"], "unrecognized arguments"),
+    (
+        ["--portt", "1", "spot"],
+        "unknown option '--portt' before the command; did you mean '--port'?",
+    ),
+    (["spot", "--portt", "1"], "unrecognized arguments: --portt 1; did you mean '--port'?"),
     (["spot", "-o", "x"], "unrecognized arguments"),
 ]
 

@@ -45,7 +45,20 @@ MISTYPED = [
     ("ctl-nested", ["ctl", "metadata", "sett", "x", "y"], "(choose from 'get', 'set', 'delete', 'list', 'reset'); did you mean 'set'?"),
     ("ctl-choice", ["ctl", "fault", "add", "hnag"], "invalid choice: 'hnag' (choose from 'status', 'latency', 'reset', 'hang'); did you mean 'hang'?"),
     ("completion-shell", ["completion", "bsh"], "did you mean 'bash'?"),
+    # A mistyped option before a command is named (not its value taken for the command).
+    ("ctl-option", ["ctl", "--tokn", "t", "state"], "imdsmock ctl: error: unknown option '--tokn' before the command; did you mean '--token'?"),
+    ("ctl-option-attached", ["ctl", "--rul=http://127.0.0.1:1", "state"], "unknown option '--rul' before the command; did you mean '--url'?"),
+    ("serve-option", ["serve", "--prot", "3"], "imdsmock: error: unrecognized arguments: --prot 3; did you mean '--port'?"),
 ]  # fmt: skip
+
+
+def test_an_unknown_option_before_a_command_is_named_even_without_a_close_one() -> None:
+    """`ctl --control-url X state` names the option; argparse said X was no command."""
+    proc = run_command(["ctl", "--control-url", "http://127.0.0.1:1", "state"])
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "imdsmock ctl: error: unknown option '--control-url' before the command"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from imdsmock.aemm.config import (
     saved_config_path,
     translate,
 )
+from imdsmock.config.argparsing import Parser
 from imdsmock.config.load import load
 from imdsmock.config.schema import Config
 from imdsmock.errors import ConfigError, ImdsMockError, quote
@@ -154,11 +155,12 @@ _BOOLS = {f.short for f in _GLOBAL if f.kind == "bool" and f.short} | {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse reporting errors in one line, exit status 2."""
+class _Parser(Parser):
+    """argparse reporting errors in one line, exit status 2, under the command's own name
+    (an unknown flag before the mode named, with its close match, as :class:`Parser`)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message}\n")
+        self.exit(2, f"{PROG}: error: {message}{self.option_hint(message)}\n")
 
 
 def _add_globals(p: argparse.ArgumentParser) -> None:

@@ -10,19 +10,53 @@ before it.
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from imdsmock.errors import did_you_mean, quote
 
 __all__ = ["Parser", "first_positional", "takes_value"]
 
+# A word argparse takes as a (negative) number, not as an option.
+_NUMBER = re.compile(r"-[0-9.]+")
+
 
 class Parser(argparse.ArgumentParser):
     """An argument parser that reports errors in one line, with the close choice."""
 
     def error(self, message: str) -> NoReturn:
-        """Exit 2 with ``PROG: error: MESSAGE`` and nothing else."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        """Exit 2 with ``PROG: error: MESSAGE`` and nothing else (an unrecognized option
+        with its close match)."""
+        self.exit(2, f"{self.prog}: error: {message}{self.option_hint(message)}\n")
+
+    def option_hint(self, message: str) -> str:
+        """``; did you mean '--port'?`` for argparse's "unrecognized arguments: --prot 3"."""
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        words = message.removeprefix("unrecognized arguments: ").split()
+        unknown = next((w.partition("=")[0] for w in words if w.startswith("--")), None)
+        options = [o for o in self._option_string_actions if o.startswith("--")]
+        return "" if unknown is None else did_you_mean(unknown, options)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse as argparse does; with subcommands, an unknown option before the command
+        is named (argparse would take the option's value for the command and say that the
+        command is no choice: ``invalid choice: 'http://...'``)."""
+        words = list(sys.argv[1:] if args is None else args)
+        if self._subparsers is not None:
+            for word in _leading_options(self, words):
+                if option_action(self, word) is None:
+                    name = word.partition("=")[0]
+                    options = [o for o in self._option_string_actions if o.startswith("--")]
+                    self.error(
+                        f"unknown option {quote(name)} before the command"
+                        + did_you_mean(name, options)
+                    )
+        return super().parse_known_args(words, namespace)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         # argparse's own check, with the close match added to its message.
@@ -54,6 +88,23 @@ def takes_value(action: argparse.Action, word: str) -> bool:
         return False
     attached = "=" in word if word.startswith("--") else len(word) > 2
     return not attached
+
+
+def _leading_options(parser: argparse.ArgumentParser, args: list[str]) -> list[str]:
+    """The option words of ``args`` before its first positional word (the command); none
+    when no positional word follows them (argparse names what it did not recognize)."""
+    found = []
+    at = 0
+    while at < len(args):
+        word = args[at]
+        if word == "--":
+            return []
+        if not word.startswith("-") or word == "-" or _NUMBER.fullmatch(word):
+            return found
+        found.append(word)
+        action = option_action(parser, word)
+        at += 2 if action is not None and takes_value(action, word) else 1
+    return []
 
 
 def first_positional(parser: argparse.ArgumentParser, args: list[str]) -> int | None:
