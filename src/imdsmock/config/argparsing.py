@@ -93,7 +93,7 @@ def takes_value(action: argparse.Action, word: str) -> bool:
 def _leading_options(parser: argparse.ArgumentParser, args: list[str]) -> list[str]:
     """The option words of ``args`` before its first positional word (the command); none
     when no positional word follows them (argparse names what it did not recognize)."""
-    found = []
+    found: list[str] = []
     at = 0
     while at < len(args):
         word = args[at]
