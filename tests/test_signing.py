@@ -26,6 +26,7 @@ from imdsmock.config.schema import SigningConfig
 from imdsmock.errors import ConfigError
 from imdsmock.signing import der
 from imdsmock.signing.keys import private_key_pem
+from imdsmock.signing.openssl import accelerated
 from imdsmock.signing.signer import Signer
 from imdsmock.signing.store import default_dir, load_signer
 from mockprocess import IMDSMOCK
@@ -87,6 +88,25 @@ def test_signatures_are_cryptographys_for_any_document(document: bytes) -> None:
     public = cert.public_key()
     assert isinstance(public, rsa.RSAPublicKey)
     public.verify(raw, document, padding.PKCS1v15(), hashes.SHA256())
+
+
+@settings(max_examples=40, deadline=None)
+@given(document=st.binary(max_size=2048))
+def test_openssl_signs_byte_for_byte_as_the_pure_signer(document: bytes) -> None:
+    """accelerated() signs through OpenSSL exactly what the pure-Python signer signs: the
+    signature, and the PKCS#7 (both carry the signing time: retried across a second)."""
+    signer = shared_signer()
+    fast = accelerated(signer)
+    assert fast.backend is not None
+    assert signer.backend is None
+    assert fast == signer
+    assert accelerated(fast) is fast
+    assert fast.signature(document) == signer.signature(document)
+    while True:
+        ours, theirs = signer.pkcs7(document), fast.pkcs7(document)
+        if ours == signer.pkcs7(document):
+            break
+    assert theirs == ours
 
 
 @pytest.mark.parametrize(

@@ -8,14 +8,16 @@ exactly as it verifies AWS's signatures, with its own certificate configured.
 
 Signing is ``rsakey`` and ``der``, so a server that starts with a cached key does not
 import ``cryptography``; ``keys`` makes and reads keys and certificates with it, and
-``store`` keeps them.
+``store`` keeps them. A fleet of more than a few members signs the same bytes through
+OpenSSL instead (``openssl``: a ``backend``), ~25x sooner.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from imdsmock.signing import der
 from imdsmock.signing.rsakey import RSAKey
@@ -48,10 +50,14 @@ class Certificate:
 
 @dataclass(frozen=True, slots=True)
 class Signer:
-    """An RSA key and its certificate."""
+    """An RSA key and its certificate.
+
+    ``backend`` signs as ``key.sign`` does, sooner (``signing.openssl``); None: ``key.sign``.
+    """
 
     key: RSAKey
     certificate: Certificate
+    backend: Callable[[bytes], bytes] | None = field(default=None, compare=False, repr=False)
 
     def certificate_pem(self) -> str:
         """The certificate in PEM form, as AWS publishes its region certificates."""
@@ -59,7 +65,7 @@ class Signer:
 
     def signature(self, document: bytes) -> str:
         """Base64 RSA PKCS#1 v1.5 signature over SHA-256 of ``document``."""
-        return der.base64_lines(self.key.sign(document), 76)
+        return der.base64_lines(self._sign(document), 76)
 
     def pkcs7(self, document: bytes) -> str:
         """PKCS#7 signed data (detached) over ``document``, base64 without armour.
@@ -75,7 +81,7 @@ class Signer:
             _attribute(MESSAGE_DIGEST, der.octet_string(hashlib.sha256(document).digest())),
         )
         # The signature covers the attributes tagged SET; they travel tagged [0] (§5.4).
-        signature = self.key.sign(der.set_of(*attributes))
+        signature = self._sign(der.set_of(*attributes))
         cert = self.certificate
         signer_info = der.sequence(
             der.integer(1),
@@ -94,6 +100,10 @@ class Signer:
         )
         content = der.sequence(der.oid(SIGNED_DATA), der.context(0, signed_data))
         return der.base64_lines(content)
+
+    def _sign(self, message: bytes) -> bytes:
+        backend = self.backend
+        return self.key.sign(message) if backend is None else backend(message)
 
 
 def _attribute(dotted: str, value: bytes) -> bytes:
