@@ -298,3 +298,65 @@ def test_keep_alive_is_opt_in() -> None:
             assert resp.read() == b"i-1234567890abcdef0"
             assert resp.getheader("connection") is None
         conn.close()
+
+
+# The server remembers what answering a request took (imdsmock.core.imds.Known), kept with
+# the parse of its exact bytes: Running.get sends the same bytes on each new connection,
+# so these answers after the first are the remembered ones, and must follow every change.
+
+
+def test_a_repeated_request_follows_edits_and_options() -> None:
+    """The same request, byte for byte, answers what is served now: after an edit, after
+    http-tokens required (401 without token), and after http-endpoint disabled (403)."""
+    with serve() as r:
+        path = "/latest/meta-data/instance-id"
+        assert r.get(path) == (200, b"i-1234567890abcdef0")
+        assert r.get(path) == (200, b"i-1234567890abcdef0")
+        r.imds.set_metadata("meta-data/instance-id", "i-0aaaaaaaaaaaaaaaa")
+        assert r.get(path) == (200, b"i-0aaaaaaaaaaaaaaaa")
+        r.imds.require_tokens()
+        assert r.get(path)[0] == 401
+        token = r.token()
+        assert r.get(path, token) == (200, b"i-0aaaaaaaaaaaaaaaa")
+        r.imds.set_options(http_endpoint="disabled")
+        assert r.get(path, token)[0] == 403
+
+
+def test_a_repeated_token_request_counts_down_and_expires() -> None:
+    """The same token request again: the TTL header counts down with the clock, and the
+    token is refused once its TTL has passed (remembered answers included)."""
+    clock = ManualClock(1767225600.0)
+    with serve(clock=clock) as r:
+        token = r.token(ttl=10)
+        path = "/latest/meta-data/instance-id"
+        ttl = "x-aws-ec2-metadata-token-ttl-seconds"
+        for step, left in ((0, "10"), (0, "10"), (3, "7"), (5.5, "1"), (1, "0")):
+            clock.advance(step)
+            status, headers, _ = r.request("GET", path, {TOKEN: token})
+            assert (status, headers[ttl]) == (200, left)
+        clock.advance(0.5)
+        assert r.get(path, token)[0] == 401
+        assert r.get(path, token)[0] == 401
+
+
+def test_a_repeated_token_request_is_refused_after_reset() -> None:
+    """A reset revokes every token: the same token request, answered before, is 401."""
+    with serve() as r:
+        token = r.token()
+        path = "/latest/meta-data/instance-id"
+        assert r.get(path, token)[0] == 200
+        assert r.get(path, token)[0] == 200
+        r.imds.reset()
+        assert r.get(path, token)[0] == 401
+        assert r.get(path, r.token())[0] == 200
+
+
+def test_a_repeated_head_answers_without_body() -> None:
+    """The same HEAD again is answered as HEAD (the remembered answer is per method)."""
+    with serve() as r:
+        path = "/latest/meta-data/instance-id"
+        assert r.get(path)[1] == b"i-1234567890abcdef0"
+        for _ in range(2):
+            status, headers, body = r.request("HEAD", path)
+            assert (status, body) == (200, b"")
+            assert headers["content-length"] == "19"

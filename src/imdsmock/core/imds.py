@@ -26,7 +26,7 @@ from imdsmock.core.table import GATED, PER_EPOCH, ROLE_DOCUMENT, Entry, Table
 from imdsmock.core.tokens import MAX_TTL, MIN_TTL, TokenIssuer
 from imdsmock.core.wire import Response, error, render
 
-__all__ = ["Request", "handle"]
+__all__ = ["Known", "Memo", "Request", "handle"]
 
 _VERSIONS = frozenset(VERSIONS)
 _TTL_LINE = b"X-Aws-Ec2-Metadata-Token-Ttl-Seconds: %d\r\n"
@@ -47,6 +47,34 @@ class Request(NamedTuple):
     instance: str | None = None
     # Why the client was recognised as it (``source 10.0.0.0/24``, ``pod shop/web-1 ...``).
     why: str | None = None
+
+
+class Known(NamedTuple):
+    """A plain answer from a table entry (no flags), remembered to answer the same request
+    again: taken while the table in force and the token's issuer state are the ones it was
+    made under (compared by identity), and the token has time left.
+
+    A spread of distinct requests (10,000 paths, 10,000 tokens) otherwise reads, per
+    request, the path's and the token's strings, two dict slots, the table's entry and the
+    token's expiry: objects cold in the CPU caches (see docs/performance.md, "Big tables
+    and fleets"). This is one object, beside the request the server remembers.
+    """
+
+    mark: object  # Table.mark of the table it was answered from
+    tokens: object | None  # TokenIssuer.mark the token was verified under (None: no token)
+    expiry: float  # the token's expiry (no token: unused)
+    response: Response  # before the token's TTL line
+
+
+class Memo:
+    """What the server keeps beside one remembered parse: the :class:`Request` it last made
+    from it, and what answering it took (:class:`Known`), both ``None`` until made."""
+
+    __slots__ = ("known", "request")
+
+    def __init__(self) -> None:
+        self.request: Request | None = None
+        self.known: Known | None = None
 
 
 class Gate:
@@ -76,14 +104,31 @@ def handle(
     now: float,
     tokens: TokenIssuer,
     gate: Gate | None = None,
+    *,
+    memo: Memo | None = None,
 ) -> Response:
-    """Answer one IMDS request."""
+    """Answer one IMDS request.
+
+    ``memo`` is where the server keeps what answering the same request took last time
+    (:class:`Known`): a plain answer is taken from it while it holds, and stored there
+    when made.
+    """
+    table = compiled.table(now)
+    if memo is not None:
+        last = memo.known
+        if last is not None and last.mark is table.mark:
+            marked = last.tokens
+            if marked is None:
+                return last.response
+            if marked is tokens.mark:
+                left = last.expiry - now
+                if left > 0:
+                    return _with_ttl(last.response, left)
     options = compiled.options
     head = request.method == "HEAD"
     if options.http_endpoint == "disabled":
         return FORBIDDEN_HEAD if head else FORBIDDEN
     path = request.path
-    table = compiled.table(now)
     entry = table.fast.get(path)
     if entry is None:
         if path == TOKEN_PATH or path == TOKEN_PATH + "/":
@@ -99,10 +144,14 @@ def handle(
         return DATA_METHOD
     # Authentication comes before the lookup: a bad token is 401 even on unknown paths.
     remaining: float | None = None
+    expiry = 0.0
+    mark = tokens.mark  # read before the token is verified (a revoke_all() may come between)
     if request.token is not None:
-        remaining = tokens.remaining(request.token, now)
-        if remaining is None:
+        found = tokens.expiry(request.token, now)
+        if found is None:
             return UNAUTHORIZED_HEAD if head else UNAUTHORIZED
+        expiry = found
+        remaining = found - now
     elif options.http_tokens == "required":
         return UNAUTHORIZED_HEAD if head else UNAUTHORIZED
     if entry is None:
@@ -121,19 +170,23 @@ def handle(
             response = failures.answer(head)
         else:
             response = entry.head if head else entry.get
-    else:
-        response = entry.head if head else entry.get
-    if remaining is not None:
-        # Token-authenticated answers carry the token's remaining TTL, as one more header
-        # line after Content-Length.
-        return Response(
-            response.status,
-            response.head + _TTL_LINE % int(remaining),
-            response.tail_close,
-            response.tail_keep,
-            response.hop_limit,
-        )
-    return response
+        return _with_ttl(response, remaining) if remaining is not None else response
+    response = entry.head if head else entry.get
+    if memo is not None:
+        memo.known = Known(table.mark, None if remaining is None else mark, expiry, response)
+    return _with_ttl(response, remaining) if remaining is not None else response
+
+
+def _with_ttl(response: Response, remaining: float) -> Response:
+    """A token-authenticated answer: it carries the token's remaining TTL, as one more
+    header line after Content-Length."""
+    return Response(
+        response.status,
+        response.head + _TTL_LINE % int(remaining),
+        response.tail_close,
+        response.tail_keep,
+        response.hop_limit,
+    )
 
 
 def _normalize(path: str) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from imdsmock.config.defaults import VERSIONS
@@ -62,6 +62,10 @@ class Table:
     fast: Mapping[str, Entry]
     # "/" -> the version list.
     root: Entry
+    # This table's own object, compared by identity: an answer remembered from it
+    # (imdsmock.core.imds.Known) holds the mark, not the table, so it keeps no old table
+    # alive, and checks it without reading a cold object.
+    mark: object = field(default_factory=object, compare=False)
 
     def lookup(self, rel: str) -> Entry | None:
         """The answers for a path relative to a version root, or ``None`` (404)."""

@@ -50,6 +50,7 @@ class TokenIssuer:
         "_nonces",
         "_secret",
         "generation",
+        "mark",
     )
 
     def __init__(self, secret: bytes | None = None) -> None:
@@ -59,6 +60,10 @@ class TokenIssuer:
         self._nonces = itertools.count(int.from_bytes(os.urandom(12), "big"))
         # Bumped by revoke_all(); part of the MAC so old tokens stop verifying.
         self.generation = 0
+        # Replaced by revoke_all(): an answer remembered for a verified token holds the
+        # mark it was verified under (imdsmock.core.imds.Known), and is taken again only
+        # while it is the same object.
+        self.mark = object()
         # HMAC states keyed for the current generation; copying them skips the key set-up.
         self._keyed = (-1, hashlib.sha256(), hashlib.sha256())
 
@@ -78,6 +83,11 @@ class TokenIssuer:
 
     def remaining(self, token: str, now: float) -> float | None:
         """Seconds the token has left, or ``None`` when it is invalid or expired."""
+        expiry = self.expiry(token, now)
+        return None if expiry is None else expiry - now
+
+    def expiry(self, token: str, now: float) -> float | None:
+        """When the token expires, or ``None`` when it is invalid or expired at ``now``."""
         cache = self._cache  # taken first, as in issue()
         expiry = cache.get(token)
         if expiry is None:
@@ -85,8 +95,7 @@ class TokenIssuer:
             if expiry is None:
                 return None
             self._remember(cache, token, expiry, now)
-        left = expiry - now
-        return left if left > 0 else None
+        return expiry if expiry > now else None
 
     def _remember(self, cache: dict[str, float], token: str, expiry: float, now: float) -> None:
         if len(cache) >= _CACHE_LIMIT:
@@ -101,6 +110,7 @@ class TokenIssuer:
         with self._lock:
             self.generation += 1
             self._cache = _with_hashes()
+            self.mark = object()
 
     def _mac(self, body: bytes) -> bytes:
         # HMAC-SHA256 (RFC 2104) from two SHA-256 states keyed once per generation:

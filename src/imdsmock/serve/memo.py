@@ -10,7 +10,7 @@ import sys
 import time
 from typing import NamedTuple
 
-from imdsmock.core.imds import Request
+from imdsmock.core.imds import Memo
 
 __all__ = [
     "METHODS",
@@ -51,12 +51,14 @@ class Parsed(NamedTuple):
     keep_alive: bool  # what HTTP says (version, Connection header), not the server option
     header_bytes: int  # counted against Limits.max_header_bytes
     host: str | None  # the Host header, or the authority of an absolute-form target
-    # The Request last made from this parse (one item, or None): the next answer of the
-    # same parse for the same client and instance takes it rather than making another.
-    # A spread of distinct requests otherwise makes a new Request per answer, and the
-    # request log frees one per answer, an old one, cold in the CPU caches (see
-    # docs/performance.md, "Big tables and fleets").
-    made: list[Request | None]
+    # The Request last made from this parse, and what answering it took: the next answer
+    # of the same parse for the same client and instance takes that Request rather than
+    # making another, and (imdsmock.core.imds.handle) the same answer while its table and
+    # token hold. A spread of distinct requests otherwise makes a new Request per answer
+    # (the request log then frees one per answer, an old one), looks up the path and the
+    # token in big dicts, and reads the table's entry: objects cold in the CPU caches
+    # (see docs/performance.md, "Big tables and fleets").
+    made: Memo
 
 
 # Parsed requests, by their exact bytes. Clients repeat themselves byte for byte: an SDK
@@ -65,12 +67,13 @@ class Parsed(NamedTuple):
 # parser starts it between messages, parsing the same bytes again gives the same result;
 # so the answer skips httptools and its five Python callbacks (see docs/performance.md).
 # Bounded by bytes: an entry costs its key, the strings of its Parsed (parts of the key:
-# at most as long again) and ~550 bytes of object headers, tuple, dict slot and Request; 12 MiB
+# at most as long again) and ~650 bytes of object headers, tuple, dict slot, Request and
+# Known (a remembered answer refers to the table's bytes, which the table holds); 12 MiB
 # holds ~13,000 SDK requests of 300 bytes (10,000 leaves fit). A request with a body, pipelined
 # requests, or a packet that splits a request are parsed as usual, never stored.
 PARSED: dict[bytes, Parsed] = {}
 PARSED_BUDGET = 12 * 1024 * 1024
-PARSED_ENTRY_COST = 550  # bytes beyond twice the key: headers, tuple, dict slot, Request
+PARSED_ENTRY_COST = 650  # beyond twice the key: headers, tuple, dict slot, Request, Known
 PARSED_MAX_BYTES = 2048  # a longer packet is never stored
 # When full, the memo is emptied at most this often (seconds); in between nothing new is
 # stored. Clients that never repeat (a random token per request) would otherwise make

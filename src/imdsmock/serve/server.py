@@ -29,7 +29,7 @@ import httptools
 
 from imdsmock.core.clock import Clock
 from imdsmock.core.faults import Fault, FaultBook
-from imdsmock.core.imds import NOT_FOUND, NOT_FOUND_HEAD, Gate, Request, handle
+from imdsmock.core.imds import NOT_FOUND, NOT_FOUND_HEAD, Gate, Memo, Request, handle
 from imdsmock.core.requestlog import HEAD_MAX as LOGGED_HEAD_MAX
 from imdsmock.core.requestlog import capped
 from imdsmock.core.state import State
@@ -379,7 +379,7 @@ class IMDSProtocol(asyncio.Protocol):
             keep,
             self._header_bytes,
             host,
-            [None],
+            Memo(),
         )
         self._done += 1
         # After a request that ends the connection nothing more is parsed as new.
@@ -402,7 +402,7 @@ class IMDSProtocol(asyncio.Protocol):
         else:
             # A remembered parse answered on another connection: the Request made last
             # time, if for the same client and instance (client addresses are interned).
-            last = made[0]
+            last = made.request
             if (
                 last is not None
                 and last.client is self._client
@@ -411,7 +411,7 @@ class IMDSProtocol(asyncio.Protocol):
             ):
                 request = last
             else:
-                request = made[0] = Request(
+                request = made.request = Request(
                     method,
                     path,
                     self._client,
@@ -445,7 +445,7 @@ class IMDSProtocol(asyncio.Protocol):
             if fault is not None:
                 self._inject(fault, request, head_bytes, now)
                 return
-        response = handle(compiled, request, now, state.tokens, options.gate)
+        response = handle(compiled, request, now, state.tokens, options.gate, memo=made)
         self._write(response, options.keep_alive and keep)
         sink = options.sink
         if sink is not None:
