@@ -391,6 +391,34 @@ def test_control_body_over_the_limit_is_refused_before_it_is_sent(control: Contr
     )
 
 
+@pytest.mark.parametrize(
+    ("target", "head", "field"),
+    [
+        (b"/v1/metadata", b"Host: evil.example", b"Host"),
+        (b"/v1/metadata", b"Host: 127.0.0.1\r\nOrigin: http://evil.example", b"Origin"),
+        # The target's authority is the one checked (RFC 9112), before the body too.
+        (b"http://evil.example/v1/metadata", b"Host: 127.0.0.1", b"Host"),
+    ],
+    ids=["host", "origin", "absolute-form"],
+)
+def test_foreign_host_or_origin_is_refused_before_the_body_is_read(
+    control: Control, target: bytes, head: bytes, field: bytes
+) -> None:
+    """A request the Host or Origin rules refuse gets its 403 when its head arrives: the
+    control listener does not wait for (or read) the body another site's page sends."""
+    started = time.monotonic()
+    with socket.create_connection((control.host, control.port), timeout=10) as s:
+        s.sendall(
+            b"PATCH " + target + b" HTTP/1.1\r\n" + head + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        answer = b"".join(iter(lambda: s.recv(65536), b""))
+    assert time.monotonic() - started < 5  # not the 30 s the body would be waited for
+    assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer
+    assert b'"field": "' + field + b'"' in answer
+    assert control.state()["metadata"] == {}
+
+
 # -- settings ---------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -126,9 +127,9 @@ class _Protocol(HTTPProtocol):
         self._endpoints = endpoints
         self._kind = kind
 
-    def screen(self, request: Request) -> Answer | None:
+    def screen_head(self, headers: Mapping[str, str]) -> Answer | None:
         hosts = self._endpoints.hosts
-        host = request.headers.get("host")
+        host = headers.get("host")
         if hosts is None or hosts.allows(host):
             return None
         hosts.refused(self.log, self._kind.upper(), host, credentials=True)

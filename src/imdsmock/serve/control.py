@@ -28,6 +28,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -135,8 +136,9 @@ class ControlProtocol(HTTPProtocol):
         self._hosts = hosts
         self._deadline: float | None = None  # when a held long poll answers empty
 
-    def screen(self, request: Request) -> Answer | None:
-        headers = request.headers
+    def screen_head(self, headers: Mapping[str, str]) -> Answer | None:
+        # Host and Origin are checked before the body is read: a page of another site (or a
+        # rebinding name) gets its 403 without the mock reading up to 1 MiB for it.
         host = headers.get("host")
         if not self._hosts.allows(host):
             self._hosts.refused(self.log, "control", host, credentials=False)
@@ -157,6 +159,10 @@ class ControlProtocol(HTTPProtocol):
                 "Origin",
                 [own] if own else [],
             )
+        return None
+
+    def screen(self, request: Request) -> Answer | None:
+        headers = request.headers
         if request.body:
             kind = headers.get("content-type")
             if kind is None or kind.partition(";")[0].strip().lower() != "application/json":

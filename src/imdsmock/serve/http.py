@@ -140,6 +140,7 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._url = b""
+        self._target = ""  # the request target, origin-form (set once the head is read)
         self._headers: dict[str, str] = {}
         self._body = bytearray()
         self._head_bytes = 0
@@ -155,9 +156,15 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
     def error(self, status: int, message: str) -> Answer:
         """The answer for a request the protocol refuses: ``status`` and why, in words."""
 
+    def screen_head(self, headers: Mapping[str, str]) -> Answer | None:
+        """An answer refusing a request from its head alone (its headers, lower-case
+        names), before its body is read, or None to read on (by default none). Called on
+        the event loop: cheap checks only (where a request comes from)."""
+        return None
+
     def screen(self, request: Request) -> Answer | None:
         """An answer refusing ``request`` before :meth:`handle` sees it, or None to handle
-        it (a listener's checks of where a request comes from; by default none)."""
+        it (checks that need the body; by default none)."""
         return None
 
     # asyncio.Protocol
@@ -225,7 +232,7 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
         # Once the request is complete (an upgrade stops the parser only then) it is the
         # handler's to answer, perhaps later or from a worker thread.
         if failure is not None and not self._asked:
-            self._send(self.error(*failure))
+            self._send(failure if isinstance(failure, Answer) else self.error(*failure))
 
     # httptools callbacks
 
@@ -244,6 +251,17 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
             # httptools has checked the value: digits, at most 2**64 - 1.
             raise Refused((413, f"body too large (at most {_amount(limit)})"))
 
+    def on_headers_complete(self) -> None:
+        target = self._url.decode("latin-1")
+        if not target.startswith("/"):
+            authority, target = absolute_form(target)
+            if authority is not None:  # RFC 9112: the target's host wins over Host
+                self._headers["host"] = authority
+        self._target = target
+        refusal = self.screen_head(self._headers)
+        if refusal is not None:  # answered now: the body is never read
+            raise Refused(refusal)
+
     def on_body(self, body: bytes) -> None:
         limit = self.max_body
         if limit is None:
@@ -257,12 +275,7 @@ class HTTPProtocol(asyncio.Protocol, abc.ABC):
             return  # one request per connection, also while one is held or handled
         self._asked = True
         method = self._parser.get_method().decode("ascii", "replace")
-        target = self._url.decode("latin-1")
-        if not target.startswith("/"):
-            authority, target = absolute_form(target)
-            if authority is not None:  # RFC 9112: the target's host wins over Host
-                self._headers["host"] = authority
-        self._respond(Request(method, target, self._headers, bytes(self._body)))
+        self._respond(Request(method, self._target, self._headers, bytes(self._body)))
 
     def _respond(self, request: Request) -> None:
         self._again = None
