@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -16,7 +17,7 @@ from imdsmock.control.openapi import Operation, document
 from imdsmock.control.routes import ROUTES, Route
 from imdsmock.core.clock import ManualClock
 from imdsmock.core.faults import KINDS, MAX_LATENCY_MS, STATUSES
-from support import make_config, serve
+from support import control_config, make_config, serve
 
 DOCUMENTED = [route for route in ROUTES if route.doc is not None]
 
@@ -72,6 +73,34 @@ def test_openapi_schemas_carry_the_declared_options_and_fault_vocabulary() -> No
     assert fault["kind"]["enum"] == list(KINDS)
     assert fault["status"]["enum"] == list(STATUSES)
     assert fault["latency-ms"]["maximum"] == MAX_LATENCY_MS
+
+
+def test_every_scenario_type_the_schema_lists_is_started_by_the_api_and_no_other() -> None:
+    """The Scenario schema's types and actions are those the server takes: each listed type
+    starts (201) on the live API, and a type or action not listed is a 400."""
+    scenario = document(ROUTES)["components"]["schemas"]["Scenario"]["properties"]
+    types, actions = scenario["type"]["enum"], scenario["action"]["enum"]
+    assert {"spot-interruption", "maintenance-event"} <= set(types)
+    with serve(control_config(), clock=ManualClock()) as r:
+        url = f"{r.app.control_url()}/v1/scenarios"
+
+        def post(body: dict[str, object]) -> int:
+            req = urllib.request.Request(
+                url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    return int(resp.status)
+            except urllib.error.HTTPError as err:
+                return int(err.code)
+
+        needs = {"asg-lifecycle": {"state": "InService"}}  # the one type with a required field
+        started = [post({"type": kind, "at": "+1h", **needs.get(kind, {})}) for kind in types]
+        assert started == [201] * len(types)
+        for action in actions:
+            assert post({"type": "spot-interruption", "action": action, "at": "+1h"}) == 201
+        assert post({"type": "meteor-strike"}) == 400
+        assert post({"type": "spot-interruption", "action": "explode"}) == 400
 
 
 def test_live_control_api_serves_the_document_and_survives_fuzzing() -> None:

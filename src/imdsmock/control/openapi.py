@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from imdsmock._version import __version__
 from imdsmock.config.options import OPTIONS, MetadataOption
+from imdsmock.config.scenarios import ACTIONS
+from imdsmock.config.scenarios import FIELDS as SCENARIO_FIELDS
 from imdsmock.core.faults import KINDS, MAX_LATENCY_MS, STATUSES
 
 __all__ = ["ANY_OBJECT", "Documented", "Operation", "document", "query", "ref"]
@@ -172,21 +174,13 @@ _SCHEMAS: dict[str, Any] = {
     "Scenario": {
         "type": "object",
         "description": (
-            "A scenario: spot-interruption, rebalance-recommendation, maintenance-event or "
-            "asg-lifecycle; `at` is now, +30s, an RFC 3339 time or epoch seconds."
+            f"A scenario: {', '.join(SCENARIO_FIELDS)}; `at` is now, +30s, an RFC 3339 time "
+            "or epoch seconds; the other fields are those of its type (docs/scenarios.md)."
         ),
         "required": ["type"],
         "properties": {
-            "type": {
-                "type": "string",
-                "enum": [
-                    "spot-interruption",
-                    "rebalance-recommendation",
-                    "maintenance-event",
-                    "asg-lifecycle",
-                ],
-            },
-            "action": {"type": "string", "enum": ["terminate", "stop", "hibernate"]},
+            "type": {"type": "string", "enum": list(SCENARIO_FIELDS)},
+            "action": {"type": "string", "enum": list(ACTIONS)},
             "at": {"oneOf": [{"type": "string"}, {"type": "number"}]},
         },
         "additionalProperties": True,
