@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import NamedTuple
 
 from imdsmock.core.imds import Memo
 
@@ -39,26 +38,55 @@ _paths_bytes = 0  # what PATHS holds, as counted against PATHS_BUDGET
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH")}
 
 
-class Parsed(NamedTuple):
-    """What parsing one whole request gave: everything but the client's address."""
+class Parsed(Memo):
+    """What parsing one whole request gave: everything but the client's address.
 
-    method: str
-    path: str
-    token: str | None
-    token_ttl: str | None
-    forwarded: bool
-    user_agent: str | None
-    keep_alive: bool  # what HTTP says (version, Connection header), not the server option
-    header_bytes: int  # counted against Limits.max_header_bytes
-    host: str | None  # the Host header, or the authority of an absolute-form target
-    # The Request last made from this parse, and what answering it took: the next answer
-    # of the same parse for the same client and instance takes that Request rather than
-    # making another, and (imdsmock.core.imds.handle) the same answer while its table and
-    # token hold. A spread of distinct requests otherwise makes a new Request per answer
-    # (the request log then frees one per answer, an old one), looks up the path and the
-    # token in big dicts, and reads the table's entry: objects cold in the CPU caches
-    # (see docs/performance.md, "Big tables and fleets").
-    made: Memo
+    A :class:`~imdsmock.core.imds.Memo` too: the Request last made from this parse, and
+    what answering it took. The next answer of the same parse for the same client and
+    instance takes that Request rather than making another, and
+    (:func:`imdsmock.core.imds.handle`) the same answer while its table and token hold. A
+    spread of distinct requests otherwise makes a new Request per answer (the request log
+    then frees one per answer, an old one), looks up the path and the token in big dicts,
+    and reads the table's entry: objects cold in the CPU caches (see docs/performance.md,
+    "Big tables and fleets"). One object, not a tuple and a memo: one fewer to read.
+    """
+
+    __slots__ = (
+        "forwarded",
+        "header_bytes",
+        "host",
+        "keep_alive",
+        "method",
+        "path",
+        "token",
+        "token_ttl",
+        "user_agent",
+    )
+
+    def __init__(  # noqa: PLR0917 - the fields of one parse
+        self,
+        method: str,
+        path: str,
+        token: str | None,
+        token_ttl: str | None,
+        forwarded: bool,
+        user_agent: str | None,
+        keep_alive: bool,
+        header_bytes: int,
+        host: str | None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.token = token
+        self.token_ttl = token_ttl
+        self.forwarded = forwarded
+        self.user_agent = user_agent
+        # What HTTP says (version, Connection header), not the server option.
+        self.keep_alive = keep_alive
+        self.header_bytes = header_bytes  # counted against Limits.max_header_bytes
+        self.host = host  # the Host header, or the authority of an absolute-form target
+        self.request = None
+        self.known = None
 
 
 # Parsed requests, by their exact bytes. Clients repeat themselves byte for byte: an SDK

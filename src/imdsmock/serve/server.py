@@ -29,7 +29,7 @@ import httptools
 
 from imdsmock.core.clock import Clock
 from imdsmock.core.faults import Fault, FaultBook
-from imdsmock.core.imds import NOT_FOUND, NOT_FOUND_HEAD, Gate, Memo, Request, handle
+from imdsmock.core.imds import NOT_FOUND, NOT_FOUND_HEAD, Gate, Request, handle
 from imdsmock.core.requestlog import HEAD_MAX as LOGGED_HEAD_MAX
 from imdsmock.core.requestlog import capped
 from imdsmock.core.state import State
@@ -379,7 +379,6 @@ class IMDSProtocol(asyncio.Protocol):
             keep,
             self._header_bytes,
             host,
-            Memo(),
         )
         self._done += 1
         # After a request that ends the connection nothing more is parsed as new.
@@ -394,7 +393,6 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _answer(self, parsed: Parsed) -> None:
         """Answer one parsed request (from the parser, or from the parse memo)."""
-        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes, host, made = parsed
         if parsed is self._asked:
             # The same remembered parse again (a client repeating itself on this
             # connection): the same Request, not a new tuple of the same fields.
@@ -402,7 +400,7 @@ class IMDSProtocol(asyncio.Protocol):
         else:
             # A remembered parse answered on another connection: the Request made last
             # time, if for the same client and instance (client addresses are interned).
-            last = made.request
+            last = parsed.request
             if (
                 last is not None
                 and last.client is self._client
@@ -411,14 +409,14 @@ class IMDSProtocol(asyncio.Protocol):
             ):
                 request = last
             else:
-                request = made.request = Request(
-                    method,
-                    path,
+                request = parsed.request = Request(
+                    parsed.method,
+                    parsed.path,
                     self._client,
-                    token,
-                    token_ttl,
-                    forwarded,
-                    user_agent,
+                    parsed.token,
+                    parsed.token_ttl,
+                    parsed.forwarded,
+                    parsed.user_agent,
                     self._instance,
                     self._why,
                 )
@@ -429,8 +427,8 @@ class IMDSProtocol(asyncio.Protocol):
         options = self._options
         now = options.clock.now()
         hosts = options.hosts
-        if hosts is not None and not hosts.allows(host):
-            self._refuse_host(hosts, request, host, head_bytes, now)
+        if hosts is not None and not hosts.allows(parsed.host):
+            self._refuse_host(hosts, request, parsed.host, parsed.header_bytes, now)
             return
         state = self._state
         compiled = state.compiled
@@ -441,16 +439,18 @@ class IMDSProtocol(asyncio.Protocol):
             return
         faults = options.faults
         if faults is not None and faults.rules:  # an empty tuple costs one test
-            fault = faults.take(path, self._client)
+            fault = faults.take(request.path, self._client)
             if fault is not None:
-                self._inject(fault, request, head_bytes, now)
+                self._inject(fault, request, parsed.header_bytes, now)
                 return
-        response = handle(compiled, request, now, state.tokens, options.gate, memo=made)
-        self._write(response, options.keep_alive and keep)
+        response = handle(compiled, request, now, state.tokens, options.gate, memo=parsed)
+        self._write(response, options.keep_alive and parsed.keep_alive)
         sink = options.sink
         if sink is not None:
             # The request log keeps a request of a few head bytes whole, a larger one capped.
-            sink(request if head_bytes <= LOGGED_HEAD_MAX else capped(request), response, now)
+            if parsed.header_bytes > LOGGED_HEAD_MAX:
+                request = capped(request)
+            sink(request, response, now)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -684,15 +684,22 @@ class FleetProtocol(IMDSProtocol):
         transport = self._transport
         if transport is None or self._closing:
             return
-        method, path, token, token_ttl, forwarded, user_agent, keep, head_bytes, _, _ = parsed
-        response = NOT_FOUND_HEAD if method == "HEAD" else NOT_FOUND
+        response = NOT_FOUND_HEAD if parsed.method == "HEAD" else NOT_FOUND
         options = self._options
-        self._write(response, options.keep_alive and keep)
+        self._write(response, options.keep_alive and parsed.keep_alive)
         sink = options.sink
         if sink is not None:
-            request = Request(method, path, self._client, token, token_ttl, forwarded, user_agent)
+            request = Request(
+                parsed.method,
+                parsed.path,
+                self._client,
+                parsed.token,
+                parsed.token_ttl,
+                parsed.forwarded,
+                parsed.user_agent,
+            )
             sink(
-                request if head_bytes <= LOGGED_HEAD_MAX else capped(request),
+                request if parsed.header_bytes <= LOGGED_HEAD_MAX else capped(request),
                 response,
                 options.clock.now(),
             )
