@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 
 from imdsmock.core.credentials import rotate_now
-from imdsmock.core.imds import Request, handle
+from imdsmock.core.imds import Memo, Request, handle
 from imdsmock.core.scenarios import started, with_scenarios
 from imdsmock.core.state import State
 from imdsmock.core.table import compile_table
@@ -106,3 +106,38 @@ def test_changes_at_the_same_time_compile_one_table() -> None:
         b"InService",
     )
     assert get(state, SPOT, EPOCH - 1)[0] == 404
+
+
+def test_a_remembered_answer_holds_within_its_segment_and_token() -> None:
+    """An answer remembered in a Memo is taken again only from the table it came from
+    (the next timeline segment answers its own listing), while the token lives and until
+    tokens are revoked."""
+    spot = started({"type": "spot-interruption", "at": "+30s"}, EPOCH)
+    state = State(with_scenarios(base_snapshot(), (spot,)))
+    issuer = TokenIssuer()
+    memo = Memo()
+    listing = Request("GET", "/latest/meta-data/")
+
+    def body(request: Request, now: float) -> bytes:
+        return handle(state.compiled, request, now, issuer, memo=memo).body
+
+    before = body(listing, EPOCH)
+    assert memo.known is not None
+    assert body(listing, EPOCH + 1) == before
+    assert b"spot/" not in before
+    assert b"spot/" in body(listing, EPOCH + 30)
+    token = issuer.issue(10, EPOCH)
+    memo = Memo()
+    authed = Request("GET", "/latest/meta-data/instance-id", token=token)
+    first = handle(state.compiled, authed, EPOCH, issuer, memo=memo)
+    again = handle(state.compiled, authed, EPOCH + 4, issuer, memo=memo)
+    assert (first.status, again.status) == (200, 200)
+    assert b"Ttl-Seconds: 10\r\n" in first.head
+    assert b"Ttl-Seconds: 6\r\n" in again.head
+    assert handle(state.compiled, authed, EPOCH + 10, issuer, memo=memo).status == 401
+    token = issuer.issue(10, EPOCH)
+    memo = Memo()
+    authed = Request("GET", "/latest/meta-data/instance-id", token=token)
+    assert handle(state.compiled, authed, EPOCH, issuer, memo=memo).status == 200
+    issuer.revoke_all()  # the same table, the token no longer valid
+    assert handle(state.compiled, authed, EPOCH, issuer, memo=memo).status == 401
