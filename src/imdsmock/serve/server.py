@@ -393,6 +393,7 @@ class IMDSProtocol(asyncio.Protocol):
 
     def _answer(self, parsed: Parsed) -> None:
         """Answer one parsed request (from the parser, or from the parse memo)."""
+        memo: Parsed | None = parsed
         if parsed is self._asked:
             # The same remembered parse again (a client repeating itself on this
             # connection): the same Request, not a new tuple of the same fields.
@@ -409,6 +410,11 @@ class IMDSProtocol(asyncio.Protocol):
             ):
                 request = last
             else:
+                if last is not None and last.instance is not self._instance:
+                    # Last answered as another fleet instance: the answer it remembers is
+                    # that instance's. Neither taken nor replaced: requests spread over a
+                    # fleet's instances would replace it on every answer.
+                    memo = None
                 request = parsed.request = Request(
                     parsed.method,
                     parsed.path,
@@ -443,7 +449,7 @@ class IMDSProtocol(asyncio.Protocol):
             if fault is not None:
                 self._inject(fault, request, parsed.header_bytes, now)
                 return
-        response = handle(compiled, request, now, state.tokens, options.gate, memo=parsed)
+        response = handle(compiled, request, now, state.tokens, options.gate, memo=memo)
         self._write(response, options.keep_alive and parsed.keep_alive)
         sink = options.sink
         if sink is not None:
