@@ -9,15 +9,11 @@ may have made, even when the process is killed. One file per network namespace, 
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from imdsmock.netsetup.detect import netns_id
-from imdsmock.netsetup.errors import NetsetupError
-from imdsmock.netsetup.state import DEFAULT_RUN_DIR, RUN_DIR_ENV
+from imdsmock.netsetup.state import read_record, record_path, write_record
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,38 +37,26 @@ class NodeRecord:
 
 def path() -> Path:
     """The record file of this network namespace."""
-    base = Path(os.environ.get(RUN_DIR_ENV, DEFAULT_RUN_DIR))
-    return base / f"node-net{netns_id()}.json"
+    return record_path("node")
+
+
+def _parse(data: Any) -> NodeRecord:
+    return NodeRecord(
+        backends=tuple(str(b) for b in data["backends"]),
+        link=bool(data["link"]),
+        created=tuple(str(c) for c in data.get("created", ())),
+    )
 
 
 def load() -> NodeRecord | None:
     """The record, or ``None`` when ``route node`` has nothing in place here."""
-    try:
-        data = json.loads(path().read_text(encoding="utf-8"))
-        return NodeRecord(
-            backends=tuple(str(b) for b in data["backends"]),
-            link=bool(data["link"]),
-            created=tuple(str(c) for c in data.get("created", ())),
-        )
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise NetsetupError(f"cannot read {path()}: {exc}; delete it to start over") from exc
+    return read_record(path(), _parse)
 
 
 def put(record: NodeRecord | None) -> None:
     """Write the record whole (a new file renamed over the old), or remove it (``None``)."""
-    target = path()
     if record is None:
-        target.unlink(missing_ok=True)
+        path().unlink(missing_ok=True)
         return
     body = {"backends": list(record.backends), "link": record.link, "created": list(record.created)}
-    fresh = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fresh.write_text(json.dumps(body) + "\n", encoding="utf-8")
-        os.replace(fresh, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            fresh.unlink()
-        raise NetsetupError(f"cannot write {target}: {exc}") from exc
+    write_record(path(), body)

@@ -12,11 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from imdsmock.netsetup.detect import netns_id
 from imdsmock.netsetup.errors import NetsetupError
+
+T = TypeVar("T")
 
 RUN_DIR_ENV = "IMDSMOCK_RUN_DIR"
 DEFAULT_RUN_DIR = "/run/imdsmock"
@@ -46,38 +50,26 @@ class Record:
         )
 
 
-def path() -> Path:
-    """The record file of this network namespace (``$IMDSMOCK_RUN_DIR`` overrides the dir)."""
+def record_path(kind: str) -> Path:
+    """The ``kind`` record file of this network namespace (``route``, ``node``;
+    ``$IMDSMOCK_RUN_DIR`` overrides the directory)."""
     base = Path(os.environ.get(RUN_DIR_ENV, DEFAULT_RUN_DIR))
-    return base / f"route-net{netns_id()}.json"
+    return base / f"{kind}-net{netns_id()}.json"
 
 
-def load() -> Record | None:
-    """The record, or ``None`` when ``up`` has not run in this namespace."""
+def read_record(target: Path, parse: Callable[[Any], T]) -> T | None:
+    """``parse`` of the JSON in ``target``; None when there is no such file; a file that
+    cannot be read or parsed is one :class:`NetsetupError`."""
     try:
-        data = json.loads(path().read_text(encoding="utf-8"))
-        backend = str(data["backend"])
-        return Record(
-            backend=backend,
-            added=tuple(str(a) for a in data["added"]),
-            created=tuple(str(t) for t in data.get("created", ())),
-            backends=tuple(str(b) for b in data.get("backends", (backend,))),
-        )
+        return parse(json.loads(target.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise NetsetupError(f"cannot read {path()}: {exc}; delete it to start over") from exc
+        raise NetsetupError(f"cannot read {target}: {exc}; delete it to start over") from exc
 
 
-def save(record: Record) -> None:
-    """Write the record whole (a new file renamed over the old; directory mode 0700)."""
-    target = path()
-    body = {
-        "backend": record.backend,
-        "backends": list(record.backends),
-        "added": list(record.added),
-        "created": list(record.created),
-    }
+def write_record(target: Path, body: Mapping[str, Any]) -> None:
+    """Write ``body`` as JSON, whole (a new file renamed over the old; directory mode 0700)."""
     fresh = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -87,6 +79,37 @@ def save(record: Record) -> None:
         with contextlib.suppress(OSError):
             fresh.unlink()
         raise NetsetupError(f"cannot write {target}: {exc}") from exc
+
+
+def path() -> Path:
+    """The record file of this network namespace (``$IMDSMOCK_RUN_DIR`` overrides the dir)."""
+    return record_path("route")
+
+
+def _parse(data: Any) -> Record:
+    backend = str(data["backend"])
+    return Record(
+        backend=backend,
+        added=tuple(str(a) for a in data["added"]),
+        created=tuple(str(t) for t in data.get("created", ())),
+        backends=tuple(str(b) for b in data.get("backends", (backend,))),
+    )
+
+
+def load() -> Record | None:
+    """The record, or ``None`` when ``up`` has not run in this namespace."""
+    return read_record(path(), _parse)
+
+
+def save(record: Record) -> None:
+    """Write the record whole (a new file renamed over the old; directory mode 0700)."""
+    body = {
+        "backend": record.backend,
+        "backends": list(record.backends),
+        "added": list(record.added),
+        "created": list(record.created),
+    }
+    write_record(path(), body)
 
 
 def put(record: Record | None) -> None:
